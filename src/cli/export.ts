@@ -1,0 +1,31 @@
+import { basename, extname } from 'node:path';
+import { Option, type Command } from 'commander';
+import { EXPORT_FORMATS, exportPolicy, type ExportFormat } from '../export/formats.js';
+import { readPolicy } from '../export/policy-file.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { action } from './run.js';
+
+interface ExportFlags {
+  format: ExportFormat;
+  out?: string;
+}
+
+/** `mpq export POLICY --format F [--out FILE]`: a policy as a LIMPQ / NNI / HAWQ-V3 config. */
+export function registerExport(program: Command): void {
+  program
+    .command('export')
+    .description('write a searched policy as another tool\'s config: LIMPQ fine-tune YAML, NNI config_list, HAWQ-V3 bit_config')
+    .argument('<policy>', 'policy JSON written by mpq search')
+    // commander rejects other values at parse time with one line listing the choices (exit 2)
+    .addOption(new Option('--format <format>', 'output format').choices(EXPORT_FORMATS).makeOptionMandatory())
+    .option('--out <file>', 'write to FILE (atomically) instead of stdout')
+    .action(
+      action((policyPath: string, flags: ExportFlags) => {
+        const policy = readPolicy(policyPath);
+        // the run is named after the policy file: LIMPQ's experiment name, HAWQ's quant scheme
+        const text = exportPolicy(policy, flags.format, { name: basename(policyPath, extname(policyPath)) });
+        if (flags.out) writeFileAtomic(flags.out, text);
+        else process.stdout.write(text);
+      }),
+    );
+}

@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { pretrainIndicators } from '../train/run.js';
+import { UserError } from '../util/errors.js';
+import { action } from './run.js';
+import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
+
+function parseBits(values: string[]): number[] {
+  return values.map((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new UserError(`--bits: '${v}' is not an integer`);
+    return n;
+  });
+}
+
+export function registerPretrain(program: Command): void {
+  addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'))
+    .requiredOption('--from <dir>', 'full-precision checkpoint to start from')
+    .requiredOption('--bits <b...>', 'candidate bit-widths, e.g. 6 5 4 3 2')
+    .option('--out <file>', 'indicators JSON to write (default: indicators/<model>.json)')
+    .option('--checkpoint <dir>', 'also save the pretrained model here after every epoch')
+    .action(action(async (o: Record<string, unknown>) => {
+      const common = runOptions(o);
+      const out = typeof o.out === 'string' ? o.out : `indicators/${common.model}.json`;
+      const result = await pretrainIndicators({
+        ...common, from: String(o.from), bits: parseBits(o.bits as string[]), out,
+        checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
+        onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
+      });
+      const uniform = Object.entries(result.uniformTop1).map(([b, t]) => `w${b}a${b} ${(100 * t).toFixed(2)}%`).join(', ');
+      process.stdout.write(`test top1 at uniform bits: ${uniform}\n`);
+      for (const layer of result.indicators.layer_name) {
+        const w = Object.entries(result.indicators.weight[layer]).map(([b, s]) => `${b}:${s.toPrecision(4)}`).join(' ');
+        const a = Object.entries(result.indicators.act[layer]).map(([b, s]) => `${b}:${s.toPrecision(4)}`).join(' ');
+        process.stdout.write(`${layer}: weight s ${w} | act s ${a}\n`);
+      }
+      process.stdout.write(`wrote ${out} (${result.seconds.toFixed(0)} s)\n`);
+    }));
+}

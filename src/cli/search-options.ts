@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { UserError } from '../util/errors.js';
+import { readLatencyTable } from '../search/latency.js';
+import type { BudgetPoint, CommonFlags, InputSpec } from '../search/spec.js';
+
+/** Flags shared by `search` and `sweep`. In a sweep the budget flags take lists. */
+export function addProblemOptions(cmd: Command, lists: boolean): Command {
+  const v = lists ? '<values...>' : '<value>';
+  return cmd
+    .option('--model <name|file>', 'zoo model or layer-table JSON (default: the indicators\' model)')
+    .option('--indicators <file>', 'indicators JSON or LIMPQ .pkl (default: cached in indicators/)')
+    .option('--bits <bits...>', 'candidate bit-widths', ['6', '5', '4', '3', '2'])
+    .option('--alpha <a>', 'weight of the weight indicators in the objective', '2')
+    .option(`--wb ${v}`, 'BitOps target: average weight bits', lists ? ['3'] : '3')
+    .option(`--ab ${v}`, 'BitOps target: average activation bits', lists ? ['4'] : '4')
+    .option('--no-bops', 'drop the BitOps constraint')
+    .option(`--cr ${v}`, 'compression-ratio constraint (0 disables)', lists ? ['12.2'] : '12.2')
+    .option(`--max-bitops ${v}`, 'absolute BitOps budget for the whole model, in G')
+    .option(`--max-size-mb ${v}`, 'absolute model-size budget, in MB (2^20 bytes)')
+    .option('--latency-table <file>', 'per-layer cost of each (w, a) pair: {"unit":"ms","layers":{"conv1":{"w4a4":0.1}}}')
+    .option(`--max-latency ${v}`, 'budget on the latency table\'s total')
+    .option('--no-fix-first-last', 'search the first and last layer of a zoo model too (LIMPQ keeps them at 8 bits)')
+    .option('--solver <name>', 'exact | glpk | highs', 'exact')
+    .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found');
+}
+
+export function parseNum(flag: string, value: string, check: 'positive' | 'nonnegative'): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new UserError(`${flag}: '${value}' is not a number`);
+  if (check === 'positive' && n <= 0) throw new UserError(`${flag}: must be > 0, got ${value}`);
+  if (check === 'nonnegative' && n < 0) throw new UserError(`${flag}: must be ≥ 0, got ${value}`);
+  return n;
+}
+
+export function parseBits(values: string[]): number[] {
+  if (!values.length) throw new UserError('--bits: give at least one bit-width');
+  const bits = values.map((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 16) throw new UserError(`--bits: '${v}' is not a bit-width in 1..16`);
+    return n;
+  });
+  const dup = bits.find((b, i) => bits.indexOf(b) !== i);
+  if (dup !== undefined) throw new UserError(`--bits: ${dup} is given twice`);
+  return bits.sort((a, b) => b - a);
+}
+
+type Raw = Record<string, unknown>;
+
+export function parseCommon(o: Raw): CommonFlags {
+  const alpha = parseNum('--alpha', String(o.alpha), 'nonnegative');
+  const latencyTable = o.latencyTable ? readLatencyTable(String(o.latencyTable)) : undefined;
+  const hasMaxLatency = o.maxLatency !== undefined;
+  if (latencyTable && !hasMaxLatency) throw new UserError('--latency-table needs --max-latency');
+  if (!latencyTable && hasMaxLatency) throw new UserError('--max-latency needs --latency-table');
+  return {
+    bits: parseBits(o.bits as string[]),
+    alpha,
+    bops: o.bops !== false,
+    ...(latencyTable ? { latencyTable, latencyTablePath: String(o.latencyTable) } : {}),
+  };
+}
+
+/** Every combination of the budget lists (a single search is a grid of one point). */
+export function budgetGrid(o: Raw): BudgetPoint[] {
+  const list = (key: string, flag: string, check: 'positive' | 'nonnegative'): number[] | undefined => {
+    const v = o[key];
+    if (v === undefined) return undefined;
+    const values = (Array.isArray(v) ? v : [v]).map((x) => parseNum(flag, String(x), check));
+    const dup = values.find((x, i) => values.indexOf(x) !== i);
+    if (dup !== undefined) throw new UserError(`${flag}: ${dup} is given twice`);
+    return values;
+  };
+  const axes: [keyof BudgetPoint, number[] | undefined][] = [
+    ['wb', list('wb', '--wb', 'positive')],
+    ['ab', list('ab', '--ab', 'positive')],
+    ['cr', list('cr', '--cr', 'nonnegative')],
+    ['maxBitopsG', list('maxBitops', '--max-bitops', 'positive')],
+    ['maxSizeMb', list('maxSizeMb', '--max-size-mb', 'positive')],
+    ['maxLatency', list('maxLatency', '--max-latency', 'positive')],
+  ];
+  let grid: Partial<BudgetPoint>[] = [{}];
+  for (const [key, values] of axes) {
+    if (!values) continue;
+    grid = grid.flatMap((p) => values.map((x) => ({ ...p, [key]: x })));
+  }
+  return grid as BudgetPoint[];
+}
+
+export function parseTimeLimit(o: Raw): number | undefined {
+  return o.timeLimit === undefined ? undefined : parseNum('--time-limit', String(o.timeLimit), 'positive') * 1000;
+}
+
+
+export function inputSpec(o: Raw): InputSpec {
+  return {
+    ...(o.model !== undefined ? { model: String(o.model) } : {}),
+    ...(o.indicators !== undefined ? { indicators: String(o.indicators) } : {}),
+    fixFirstLast: o.fixFirstLast !== false,
+  };
+}

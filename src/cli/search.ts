@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { formulate } from '../search/problem.js';
+import { runSearch, type SearchResult } from '../search/search.js';
+import { solverByName } from '../search/solvers/index.js';
+import { formatSearchReport } from '../report/search-report.js';
+import { policyFromSearch } from '../export/from-search.js';
+import { writePolicy } from '../export/policy-file.js';
+import { EXPORT_FORMATS, exportPolicy, type ExportFormat } from '../export/formats.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
+import { action } from './run.js';
+import { budgetLabel, loadSearchInputs, searchOptions } from '../search/spec.js';
+import { addProblemOptions, budgetGrid, inputSpec, parseCommon, parseTimeLimit } from './search-options.js';
+
+const EXPORT_EXT: Record<ExportFormat, string> = { 'limpq-yaml': '.yaml', nni: '.nni.json', hawq: '.hawq.json' };
+
+export function registerSearch(program: Command): void {
+  addProblemOptions(program.command('search').description('search per-layer weight/activation bits (exact ILP)'), false)
+    .option('--json', 'print one JSON object instead of the table')
+    .option('--out [file]', 'write the policy (default: policies/<model>-<budgets>.json)')
+    .option('--export <format>', `also write a fine-tune config: ${EXPORT_FORMATS.join(' | ')}`)
+    .option('--export-out <file>', 'where --export writes (default: beside the policy, or policies/)')
+    .action(action(async (o: Record<string, unknown>) => {
+      const common = parseCommon(o);
+      const [point] = budgetGrid(o);
+      const solver = solverByName(String(o.solver));
+      const timeLimitMs = parseTimeLimit(o);
+      const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
+      if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
+      const { table, indicators } = loadSearchInputs(inputSpec(o));
+      const formulated = formulate(table, indicators, searchOptions(common, point));
+      const result = await runSearch(table, formulated, solver, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
+      const command = ['mpq', ...process.argv.slice(2)].join(' ');
+
+      const written: string[] = [];
+      if (result.objective !== null && (o.out !== undefined || exportFormat)) {
+        const policy = policyFromSearch(table, indicators, common, point, result, command);
+        const label = `${table.model}-${budgetLabel(common, point)}`;
+        const policyPath = typeof o.out === 'string' ? o.out : `policies/${label}.json`;
+        if (o.out !== undefined) {
+          writePolicy(policyPath, policy);
+          written.push(policyPath);
+        }
+        if (exportFormat) {
+          const exportPath = o.exportOut !== undefined ? String(o.exportOut) : policyPath.replace(/\.json$/, '') + EXPORT_EXT[exportFormat];
+          writeFileAtomic(exportPath, exportPolicy(policy, exportFormat));
+          written.push(exportPath);
+        }
+      }
+      if (o.json) {
+        process.stdout.write(JSON.stringify(searchJson(result, table.model, common.bits, common.alpha, indicators.path, written)) + '\n');
+      } else {
+        const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), indicators ${indicators.path}, bits ${common.bits.join(' ')}, alpha ${common.alpha}`;
+        process.stdout.write(formatSearchReport(result, header) + '\n');
+        for (const w of written) process.stdout.write(`wrote ${w}\n`);
+      }
+      if (result.status === 'infeasible') {
+        if (o.json) process.stderr.write(`mpq: infeasible: ${result.reason}\n`);
+        return EXIT_INFEASIBLE;
+      }
+      return result.status === 'time_limit' ? 4 : 0;
+    }));
+}
+
+function checkFormat(f: string): ExportFormat {
+  if (!(EXPORT_FORMATS as readonly string[]).includes(f)) throw new UserError(`--export: unknown format '${f}' (choose from ${EXPORT_FORMATS.join(', ')})`);
+  return f as ExportFormat;
+}
+
+/** The `--json` object: snake_case, one policy, everything needed to script against it. */
+export function searchJson(r: SearchResult, model: string, bits: number[], alpha: number, indicators: string, written: string[]) {
+  const layer = (l: SearchResult['layers'][number]) => ({ name: l.name, weight_bits: l.weightBits, act_bits: l.actBits, macs: l.macs, params: l.params });
+  return {
+    status: r.status,
+    objective: r.objective,
+    model,
+    indicators,
+    bits,
+    alpha,
+    weight_bits: r.layers.map((l) => l.weightBits),
+    act_bits: r.layers.map((l) => l.actBits),
+    layers: r.layers.map(layer),
+    fixed: r.fixed.map(layer),
+    bitops: r.bitops,
+    bitops_target: r.bitopsTarget,
+    bitops_fp32: r.bitopsFp32,
+    bitops_unit: 'G',
+    compression_ratio: r.compressionRatio,
+    size_mb: r.sizeMb,
+    fp32_size_mb: r.fp32SizeMb,
+    avg_weight_bits: r.avgWeightBits,
+    avg_act_bits: r.avgActBits,
+    budgets: r.rows.map((b) => ({ name: b.name, sources: b.sources, used: b.used, limit: b.limit, smallest_reachable: b.smallestReachable, unit: b.unit })),
+    removed: r.removed.map((w) => ({ layer: w.layer, kind: w.kind, bits: w.bits, value: w.value, higher_bits: w.higherBits, higher_value: w.higherValue })),
+    solver: r.solver,
+    solve_ms: r.solveMs,
+    ...(r.reason ? { reason: r.reason } : {}),
+    written,
+  };
+}

@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import { BACKEND_NAMES, type BackendName } from '../train/backend/index.js';
+import type { EpochReport } from '../train/loops.js';
+import { trainFullPrecision, type RunOptions } from '../train/run.js';
+import { UserError } from '../util/errors.js';
+import { action, parseInteger, parseNumber } from './run.js';
+
+/** Flags every training command shares (train, pretrain, finetune). */
+export function addTrainingOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--model <name>', 'model to train: mnist-cnn | resnet20')
+    .requiredOption('--epochs <n>', 'epochs', parseInteger('--epochs'))
+    .option('--limit <n>', 'use only the first N training and test samples', parseInteger('--limit'))
+    .option('--seed <n>', 'seed for init, shuffling and sampled policies', parseInteger('--seed'), 0)
+    .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(' | ')}`, 'auto')
+    .option('--data <dir>', 'dataset directory: MNIST IDX files or CIFAR-10 binary batches (default: bundled mnist digits)')
+    .option('--batch-size <n>', 'batch size', parseInteger('--batch-size'))
+    .option('--lr <x>', 'initial learning rate (cosine decay)', parseNumber('--lr'))
+    .option('--weight-decay <x>', 'L2 weight decay on conv/fc weights', parseNumber('--weight-decay'))
+    .option('--resume', 'continue the run saved in --checkpoint')
+    .option('--no-progress', 'no progress bar');
+}
+
+export function backendFlag(value: unknown): BackendName {
+  const name = String(value);
+  if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
+    throw new UserError(`--backend: '${name}' is not one of ${BACKEND_NAMES.join(', ')}`);
+  }
+  return name as BackendName;
+}
+
+/** RunOptions from the shared flags; progress lines go to stderr. */
+export function runOptions(o: Record<string, unknown>): RunOptions {
+  return {
+    model: String(o.model),
+    epochs: o.epochs as number,
+    seed: o.seed as number,
+    limit: o.limit as number | undefined,
+    backend: backendFlag(o.backend),
+    dataDir: o.data as string | undefined,
+    batchSize: o.batchSize as number | undefined,
+    lr: o.lr as number | undefined,
+    weightDecay: o.weightDecay as number | undefined,
+    progress: o.progress !== false,
+    command: ['mpq', ...process.argv.slice(2)].join(' '),
+    log: (line) => process.stderr.write(`${line}\n`),
+  };
+}
+
+export function formatEpoch(r: EpochReport): string {
+  const train = Object.entries(r.train)
+    .map(([label, m]) => `${label} loss ${m.loss.toFixed(3)} top1 ${(100 * m.top1).toFixed(2)}%`)
+    .join(', ');
+  return `${r.stage} epoch ${r.epoch}/${r.epochs}: test top1 ${(100 * r.testTop1).toFixed(2)}% | train ${train} | ${r.seconds.toFixed(1)} s, ${r.imagesPerSecond.toFixed(0)} img/s`;
+}
+
+export function registerTrain(program: Command): void {
+  addTrainingOptions(program.command('train').description('train a model in full precision (SGD, cosine LR, label smoothing)'))
+    .requiredOption('--checkpoint <dir>', 'checkpoint directory (written after every epoch)')
+    .action(action(async (o: Record<string, unknown>) => {
+      const result = await trainFullPrecision({
+        ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
+        onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
+      });
+      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; checkpoint ${String(o.checkpoint)}\n`);
+    }));
+}

@@ -1,0 +1,38 @@
+import type { LayerTable } from '../model/layer.js';
+import type { LoadedIndicators } from '../indicators/indicators.js';
+import type { SearchResult } from '../search/search.js';
+import type { BudgetPoint, CommonFlags } from '../search/spec.js';
+import type { Policy } from './policy.js';
+
+/** A policy file from a search: the bits, plus what traces it to its inputs. */
+export function policyFromSearch(
+  table: LayerTable, ind: LoadedIndicators, c: CommonFlags, p: BudgetPoint, r: SearchResult, command: string,
+): Policy {
+  return {
+    format: 'mpq-policy',
+    version: 1,
+    model: table.model,
+    bits: c.bits,
+    layers: r.layers,
+    fixed: r.fixed,
+    objective: r.objective ?? undefined,
+    bitops: r.bitops ?? undefined,
+    compressionRatio: r.compressionRatio ?? undefined,
+    sizeMb: r.sizeMb ?? undefined,
+    constraints: {
+      alpha: c.alpha,
+      bops: c.bops,
+      wb: c.bops ? p.wb : null,
+      ab: c.bops ? p.ab : null,
+      cr: p.cr > 0 ? p.cr : null,
+      maxBitopsG: p.maxBitopsG ?? null,
+      maxSizeMb: p.maxSizeMb ?? null,
+      maxLatency: p.maxLatency ?? null,
+    },
+    indicators: { path: ind.path, sha256: ind.sha256 },
+    solver: r.solver,
+    seed: typeof ind.meta?.seed === 'number' ? ind.meta.seed : null,
+    command,
+    createdAt: new Date().toISOString(),
+  };
+}

@@ -1,0 +1,38 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { UserError } from '../util/errors.js';
+import { PACKAGE_ROOT } from '../util/paths.js';
+
+/** Where cached indicators live: the working directory's `indicators/`, then the shipped ones. */
+export function indicatorDirs(): string[] {
+  return [...new Set([resolve('indicators'), join(PACKAGE_ROOT, 'indicators')])].filter((d) => existsSync(d));
+}
+
+function modelOf(path: string): string | undefined {
+  if (!path.endsWith('.json')) return undefined;
+  try {
+    const meta = JSON.parse(readFileSync(path, 'utf8'))?.meta;
+    return typeof meta?.model === 'string' ? meta.model : undefined;
+  } catch {
+    return undefined; // unreadable files are reported when (if) they are chosen
+  }
+}
+
+/**
+ * Without `--indicators`: the cached file for the model (its `meta.model`, or its file name), or,
+ * with no model named, the newest cached file.
+ */
+export function findCachedIndicators(model?: string): string {
+  const files = indicatorDirs().flatMap((d) =>
+    readdirSync(d).filter((f) => /\.(json|pkl)$/i.test(f)).map((f) => join(d, f)),
+  );
+  const howTo = 'make them with `mpq pretrain` or pass --indicators FILE (.json or LIMPQ .pkl)';
+  if (files.length === 0) throw new UserError(`no cached indicators in ${indicatorDirs().join(' or ') || 'indicators/'}: ${howTo}`);
+  if (model !== undefined) {
+    const stem = basename(model).replace(/\.json$/i, '');
+    const match = files.find((f) => modelOf(f) === stem) ?? files.find((f) => basename(f).replace(/\.(json|pkl)$/i, '') === stem);
+    if (!match) throw new UserError(`--model ${model}: no cached indicators for it in ${indicatorDirs().join(', ')}: ${howTo}`);
+    return match;
+  }
+  return files.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+}

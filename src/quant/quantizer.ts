@@ -1,0 +1,41 @@
+import * as tf from '@tensorflow/tfjs';
+import { roundSte } from './ste.js';
+import type { QuantRange } from './range.js';
+
+/**
+ * What every quantizer offers the training code. Quantizers are built from small parts (an integer
+ * range from bit-width and signedness, a step-size source, a rounding with its gradient estimator,
+ * a clamp); LSQ is one implementation, others (min-max/EMA QAT, DoReFa, fixed-step naive,
+ * learnable codebooks) plug in behind the same interface.
+ */
+export interface Quantizer {
+  /** e.g. 'lsq' */
+  readonly kind: string;
+  /** bit-widths this quantizer holds parameters for */
+  readonly bitsList: readonly number[];
+  /** bit-width used by `quantize`; FULL_PRECISION_BITS (32) or more passes the tensor through */
+  activeBits: number;
+  /**
+   * Fake-quantize x at the active bit-width: values on the quantization grid, float dtype,
+   * differentiable w.r.t. x and the quantizer's parameters. `training` lets data-dependent
+   * quantizers initialise or update their statistics.
+   */
+  quantize(x: tf.Tensor, training: boolean): tf.Tensor;
+  /** parameters the optimizer updates */
+  trainableVariables(): tf.Variable[];
+  /** every piece of state a checkpoint must keep, by a name relative to the quantizer */
+  namedState(): Map<string, tf.Variable>;
+}
+
+/**
+ * Uniform fake quantization with a given step: round(clamp(x/step, lo, hi))·step, with a
+ * straight-through round. Gradients (LSQ): d/dx = 1 inside the range, 0 outside; d/dstep =
+ * round(x/step) − x/step inside, lo or hi outside. `step` broadcasts against x (per-tensor scalar or
+ * per-channel vector over the last axis).
+ */
+export function fakeQuantize(x: tf.Tensor, step: tf.Tensor, range: QuantRange): tf.Tensor {
+  return tf.tidy(() => {
+    const levels = tf.clipByValue(tf.div(x, step), range.lo, range.hi);
+    return tf.mul(roundSte(levels), step);
+  });
+}

@@ -1,0 +1,91 @@
+import { parse, View } from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+
+/** One policy of a sweep. */
+export interface PlotPoint {
+  /** the search objective (summed importance of the chosen bits) */
+  objective: number;
+  /** BitOps in G, as search results and policies carry them */
+  bitops: number;
+  sizeMb: number;
+  /** on the sweep's Pareto front */
+  pareto: boolean;
+  label: string;
+}
+
+const PARETO = 'Pareto-optimal';
+const DOMINATED = 'dominated';
+const PARETO_COLOR = '#d62728';
+const DOMINATED_COLOR = '#9e9e9e';
+
+type PanelSpec = Extract<TopLevelSpec, { hconcat: unknown }>['hconcat'][number];
+
+/** A panel of objective against `x`: every point, Pareto points joined in x order and labelled. */
+function panel(x: { field: string; title: string }): PanelSpec {
+  const xEncoding = { field: x.field, type: 'quantitative', title: x.title, scale: { zero: false } } as const;
+  const yEncoding = { field: 'objective', type: 'quantitative', title: 'objective', scale: { zero: false } } as const;
+  const onFront = { filter: `datum.front === '${PARETO}'` };
+  return {
+    width: 320,
+    height: 260,
+    layer: [
+      {
+        transform: [onFront],
+        mark: { type: 'line', color: PARETO_COLOR, strokeWidth: 1.5 },
+        encoding: { x: xEncoding, y: yEncoding, order: { field: x.field, type: 'quantitative' } },
+      },
+      {
+        mark: { type: 'point', filled: true, size: 70, opacity: 1 },
+        encoding: {
+          x: xEncoding,
+          y: yEncoding,
+          color: {
+            field: 'front',
+            type: 'nominal',
+            title: null,
+            scale: { domain: [PARETO, DOMINATED], range: [PARETO_COLOR, DOMINATED_COLOR] },
+          },
+          shape: {
+            field: 'front',
+            type: 'nominal',
+            title: null,
+            scale: { domain: [PARETO, DOMINATED], range: ['diamond', 'circle'] },
+          },
+          tooltip: [{ field: 'label' }, { field: x.field, title: x.title }, { field: 'objective' }],
+        },
+      },
+      {
+        transform: [onFront],
+        mark: { type: 'text', align: 'left', dx: 7, dy: -7, fontSize: 9 },
+        encoding: { x: xEncoding, y: yEncoding, text: { field: 'label' } },
+      },
+    ],
+  };
+}
+
+/**
+ * An SVG of a sweep's trade-offs: objective against BitOps (G) and against model size (MB), side
+ * by side, with the Pareto-optimal points coloured, diamond-shaped, labelled and joined.
+ * Compiled from a vega-lite spec and rendered by vega's headless view (no canvas needed).
+ */
+export async function paretoSvg(points: PlotPoint[]): Promise<string> {
+  const values = points.map((p) => ({
+    objective: p.objective,
+    bitopsG: p.bitops,
+    sizeMb: p.sizeMb,
+    front: p.pareto ? PARETO : DOMINATED,
+    label: p.label,
+  }));
+  const spec: TopLevelSpec = {
+    title: 'Sweep: objective against cost',
+    data: { values },
+    hconcat: [panel({ field: 'bitopsG', title: 'BitOps (G)' }), panel({ field: 'sizeMb', title: 'model size (MB)' })],
+    config: { legend: { orient: 'bottom' } },
+  };
+  const view = new View(parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}

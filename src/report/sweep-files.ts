@@ -1,0 +1,42 @@
+import type { SweepResult } from '../search/sweep.js';
+
+const COLUMNS = ['wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto', 'solve_ms'] as const;
+
+/** One JSON entry per point: the budgets, the outcome, the policy. */
+export function sweepEntry(r: SweepResult) {
+  return {
+    wb: r.point.wb,
+    ab: r.point.ab,
+    cr: r.point.cr,
+    max_bitops_g: r.point.maxBitopsG ?? null,
+    max_size_mb: r.point.maxSizeMb ?? null,
+    max_latency: r.point.maxLatency ?? null,
+    status: r.status,
+    objective: r.objective,
+    bitops: r.bitops,
+    bitops_unit: 'G',
+    compression_ratio: r.compressionRatio,
+    size_mb: r.sizeMb,
+    pareto: r.pareto,
+    solve_ms: r.solveMs,
+    weight_bits: r.weightBits,
+    act_bits: r.actBits,
+    ...(r.reason ? { reason: r.reason } : {}),
+  };
+}
+
+export function sweepCsv(results: SweepResult[]): string {
+  const cell = (v: unknown) => (v === null || v === undefined ? '' : String(v));
+  const lines = results.map((r) => {
+    const e = sweepEntry(r);
+    const row: Record<(typeof COLUMNS)[number], unknown> = { ...e, bitops_g: e.bitops };
+    return COLUMNS.map((c) => cell(row[c])).join(',');
+  });
+  return [COLUMNS.join(','), ...lines].join('\n') + '\n';
+}
+
+export function sweepLabel(r: SweepResult): string {
+  const p = r.point;
+  return [`W${p.wb}A${p.ab}`, p.cr > 0 ? `CR${p.cr}` : '', p.maxBitopsG ? `${p.maxBitopsG}G` : '', p.maxSizeMb ? `${p.maxSizeMb}MB` : '', p.maxLatency ? `L${p.maxLatency}` : '']
+    .filter(Boolean).join(' ');
+}

@@ -1,0 +1,118 @@
+import type { LayerTable } from '../model/layer.js';
+import { fixedPolicyLayer, policyLayer, type PolicyLayer } from '../export/policy.js';
+import type { WiredPoint } from '../indicators/indicators.js';
+import { UserError } from '../util/errors.js';
+import { BITS_PER_MB, GIGA, type BudgetRow, type FormulatedSearch } from './problem.js';
+import type { SolveOptions, Solver, SolveStatus } from './solvers/solver.js';
+import { evaluateChoice } from './verify.js';
+
+/** A budget row's outcome, in user units (fixed layers included). */
+export interface RowReport {
+  name: BudgetRow['name'];
+  sources: string[];
+  unit: string;
+  used: number | null;
+  limit: number;
+  /** the least any policy can use of this row on its own */
+  smallestReachable: number;
+}
+
+export interface SearchResult {
+  status: SolveStatus;
+  objective: number | null;
+  layers: PolicyLayer[];
+  fixed: PolicyLayer[];
+  /** BitOps of the whole model (fixed layers at their bits), as LIMPQ reports it */
+  bitops: number | null;
+  bitopsTarget: number | null;
+  bitopsFp32: number;
+  compressionRatio: number | null;
+  sizeMb: number | null;
+  fp32SizeMb: number;
+  avgWeightBits: number | null;
+  avgActBits: number | null;
+  rows: RowReport[];
+  removed: WiredPoint[];
+  solver: string;
+  solveMs: number;
+  /** why no policy exists, when infeasible */
+  reason?: string;
+}
+
+/** Solve a formulated search and describe the policy in the units users read. */
+export async function runSearch(
+  table: LayerTable, f: FormulatedSearch, solver: Solver, wbab: { wb: number; ab: number } | null, opts: SolveOptions = {},
+): Promise<SearchResult> {
+  const { problem } = f;
+  const sol = await solver.solve(problem, opts);
+  const evaluation = sol.choice ? evaluateChoice(problem, sol.choice) : null;
+  if (evaluation && !evaluation.feasible) {
+    throw new UserError(`solver '${sol.solver}' returned a policy over the ${evaluation.violated.join(', ')} budget; try --solver exact`, 1);
+  }
+  const fixed = table.fixed.map(fixedPolicyLayer);
+  const fixedBitops = table.fixed.reduce((s, l) => s + l.macs * l.weightBits * l.actBits, 0);
+  const fixedBits = table.fixed.reduce((s, l) => s + l.params * l.weightBits, 0);
+  const allMacs = [...table.layers, ...table.fixed].reduce((s, l) => s + l.macs, 0);
+  const allParams = [...table.layers, ...table.fixed].reduce((s, l) => s + l.params, 0);
+  const rows: RowReport[] = problem.rows.map((r, k) => ({
+    name: r.name,
+    sources: r.sources,
+    unit: r.unit,
+    used: evaluation ? r.toUnit(evaluation.use[k] + r.fixedUse) : null,
+    limit: r.toUnit(r.limit + r.fixedUse),
+    smallestReachable: r.toUnit(problem.choices.reduce((s, cs) => s + Math.min(...cs.map((c) => c.use[k])), 0) + r.fixedUse),
+  }));
+  const base = {
+    status: sol.status,
+    fixed,
+    bitopsTarget: wbab ? (table.layers.reduce((s, l) => s + l.macs * wbab.wb * wbab.ab, 0) + fixedBitops) / GIGA : null,
+    bitopsFp32: (allMacs * 32 * 32) / GIGA,
+    fp32SizeMb: (allParams * 32) / BITS_PER_MB,
+    rows,
+    removed: f.removed,
+    solver: sol.solver,
+    solveMs: sol.solveMs,
+  };
+  if (!sol.choice || !evaluation) {
+    return {
+      ...base, objective: null, layers: [], bitops: null, compressionRatio: null, sizeMb: null, avgWeightBits: null, avgActBits: null,
+      ...(sol.status === 'infeasible' ? { reason: infeasibleReason(rows) } : { reason: 'time limit reached before any policy was found' }),
+    };
+  }
+  const layers = table.layers.map((l, i) => {
+    const c = problem.choices[i][sol.choice![i]];
+    return policyLayer(l, c.w, c.a);
+  });
+  const bitops = layers.reduce((s, l) => s + l.macs * l.weightBits * l.actBits, fixedBitops);
+  const sizeBits = layers.reduce((s, l) => s + l.params * l.weightBits, fixedBits);
+  return {
+    ...base,
+    objective: evaluation.objective,
+    layers,
+    bitops: bitops / GIGA,
+    compressionRatio: (32 * allParams) / sizeBits,
+    sizeMb: sizeBits / BITS_PER_MB,
+    avgWeightBits: mean(layers.map((l) => l.weightBits)),
+    avgActBits: mean(layers.map((l) => l.actBits)),
+  };
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((s, x) => s + x, 0) / xs.length;
+}
+
+const ROW_LABEL: Record<BudgetRow['name'], string> = { bitops: 'BitOps', size: 'model size', latency: 'latency' };
+
+/** Say why: a budget below what any policy reaches alone, or budgets that cannot hold together. */
+export function infeasibleReason(rows: RowReport[]): string {
+  const fmt = (v: number, unit: string) => `${+v.toPrecision(6)} ${unit}`;
+  const alone = rows.filter((r) => r.smallestReachable > r.limit);
+  if (alone.length) {
+    return alone
+      .map((r) => `${ROW_LABEL[r.name]} budget ${fmt(r.limit, r.unit)} (${r.sources.join(', ')}) is below the smallest reachable ${fmt(r.smallestReachable, r.unit)}`)
+      .join('; ');
+  }
+  return `every budget is reachable alone but not together (${rows
+    .map((r) => `smallest ${ROW_LABEL[r.name]} ${fmt(r.smallestReachable, r.unit)} vs budget ${fmt(r.limit, r.unit)}`)
+    .join(', ')})`;
+}

@@ -1,0 +1,32 @@
+import type { Problem } from '../problem.js';
+
+export type SolveStatus = 'optimal' | 'infeasible' | 'time_limit';
+
+/** What every solver returns: a choice index per layer (into Problem.choices[i]) and a status. */
+export interface Solution {
+  status: SolveStatus;
+  /** null when no feasible choice was found */
+  choice: number[] | null;
+  solver: string;
+  solveMs: number;
+  /** solver-specific counters (nodes explored, root bound, …) */
+  stats?: Record<string, number>;
+}
+
+export interface SolveOptions {
+  /** stop and report `time_limit` with the best policy found so far */
+  timeLimitMs?: number;
+}
+
+export interface Solver {
+  name: string;
+  solve(problem: Problem, opts?: SolveOptions): Promise<Solution>;
+}
+
+/**
+ * Budget rows hold exact integers for BitOps and size; latency costs are floats whose sums may
+ * round. Allow only rounding-level slack, far below what a real violation looks like.
+ */
+export function rowTolerance(limit: number): number {
+  return 1e-12 * Math.max(1, Math.abs(limit));
+}

@@ -1,0 +1,71 @@
+import type { LayerTable } from '../model/layer.js';
+import { resolveLayerTable } from '../model/table-file.js';
+import { readIndicators, type LoadedIndicators } from '../indicators/indicators.js';
+import { findCachedIndicators } from '../indicators/cache.js';
+import { UserError } from '../util/errors.js';
+import { readLatencyTable, type LatencyTable } from './latency.js';
+import type { SearchOptions } from './problem.js';
+
+/** One point of the budget grid: the budget flags as single numbers. */
+export interface BudgetPoint {
+  wb: number;
+  ab: number;
+  cr: number;
+  maxBitopsG?: number;
+  maxSizeMb?: number;
+  maxLatency?: number;
+}
+
+/** Checked, parsed flags other than the budgets. */
+export interface CommonFlags {
+  bits: number[];
+  alpha: number;
+  bops: boolean;
+  /** the latency table file (kept so worker threads can read it again) */
+  latencyTablePath?: string;
+  latencyTable?: LatencyTable;
+}
+
+export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
+  return {
+    bits: c.bits,
+    alpha: c.alpha,
+    bops: c.bops,
+    wb: p.wb,
+    ab: p.ab,
+    cr: p.cr,
+    ...(p.maxBitopsG !== undefined ? { maxBitopsG: p.maxBitopsG } : {}),
+    ...(p.maxSizeMb !== undefined ? { maxSizeMb: p.maxSizeMb } : {}),
+    ...(c.latencyTable && p.maxLatency !== undefined ? { latency: { table: c.latencyTable, max: p.maxLatency } } : {}),
+  };
+}
+
+/** A short, file-name-safe label of a budget point, e.g. `w3a4-cr12.2`. */
+export function budgetLabel(c: CommonFlags, p: BudgetPoint): string {
+  const parts = [c.bops ? `w${p.wb}a${p.ab}` : 'nobops'];
+  if (p.cr > 0) parts.push(`cr${p.cr}`);
+  if (p.maxBitopsG !== undefined) parts.push(`bops${p.maxBitopsG}g`);
+  if (p.maxSizeMb !== undefined) parts.push(`size${p.maxSizeMb}mb`);
+  if (p.maxLatency !== undefined) parts.push(`lat${p.maxLatency}`);
+  return parts.join('-');
+}
+
+/** Where a search's model and indicators come from. */
+export interface InputSpec {
+  model?: string;
+  indicators?: string;
+  fixFirstLast: boolean;
+}
+
+/** The model and indicators a search runs on: as given, or the cached indicators and their model. */
+export function loadSearchInputs(spec: InputSpec): { table: LayerTable; indicators: LoadedIndicators } {
+  const indicators = readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
+  const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
+  if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
+  return { table: resolveLayerTable(modelSpec, { fixFirstLast: spec.fixFirstLast }), indicators };
+}
+
+/** Read the latency table named in the flags (again, in a worker thread). */
+export function withLatencyTable(c: CommonFlags): CommonFlags {
+  return c.latencyTablePath && !c.latencyTable ? { ...c, latencyTable: readLatencyTable(c.latencyTablePath) } : c;
+}

@@ -1,0 +1,216 @@
+import { readPolicy } from '../export/policy-file.js';
+import { LsqQuantizer } from '../quant/index.js';
+import { UserError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { initBackend, type BackendName } from './backend/index.js';
+import { CHECKPOINT_MANIFEST, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint } from './checkpoint.js';
+import { loadDataset, subset, type Dataset } from './data.js';
+import { extractIndicators, type IndicatorsFile } from './indicators.js';
+import {
+  DEFAULT_HYPERPARAMETERS, evaluate, fullPrecisionPasses, jointPretrainPasses, trainLoop,
+  type EpochReport, type Evaluation, type Hyperparameters, type Stage,
+} from './loops.js';
+import { createModel, namedVariables, TRAIN_MODEL_NAMES, type BitsPolicy, type QuantModel } from './models.js';
+import { FULL_PRECISION, policyBits, policyFromFile, uniformPolicy } from './policies.js';
+
+/**
+ * The stages as the CLI runs them: backend, data, model and checkpoints wired to the loops. Each
+ * returns what the command prints; `log` receives progress lines (stderr in the CLI).
+ */
+
+/** The test split never depends on --seed, so every stage and seed is scored on the same digits. */
+export const DATA_SPLIT_SEED = 0;
+
+export interface RunOptions {
+  model: string;
+  epochs: number;
+  seed: number;
+  limit?: number;
+  backend?: BackendName;
+  /** dataset directory (IDX or CIFAR-10 binary); default: the bundled mnist package digits */
+  dataDir?: string;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
+  progress?: boolean;
+  /** the command line, recorded in outputs */
+  command?: string;
+  log?: (line: string) => void;
+  onEpoch?: (report: EpochReport) => void;
+}
+
+interface Context {
+  backend: string;
+  data: Dataset;
+}
+
+/** Starts the backend (and says which), builds the model, loads the dataset it takes. */
+async function prepare(
+  options: { model: string; from?: string; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
+  build: () => QuantModel,
+): Promise<Context & { model: QuantModel }> {
+  // input errors first, before the backend starts (and tfjs prints anything)
+  if (!(TRAIN_MODEL_NAMES as readonly string[]).includes(options.model)) {
+    throw new UserError(`--model: '${options.model}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}`);
+  }
+  if (options.from !== undefined && !hasCheckpoint(options.from)) {
+    throw new UserError(`--from ${options.from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
+  }
+  const backend = await initBackend(options.backend ?? 'auto');
+  options.log?.(`backend: ${backend}`);
+  const model = build();
+  return { backend, model, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
+}
+
+function hyperparameters(stage: Stage, o: RunOptions): Hyperparameters {
+  const d = DEFAULT_HYPERPARAMETERS[stage];
+  return { ...d, epochs: o.epochs, batchSize: o.batchSize ?? d.batchSize, lr: o.lr ?? d.lr, weightDecay: o.weightDecay ?? d.weightDecay };
+}
+
+function loadWeights(model: QuantModel, dir: string): void {
+  const checkpoint = readCheckpoint(dir);
+  if (checkpoint.manifest.model !== model.name) {
+    disposeCheckpoint(checkpoint);
+    throw new UserError(`--from ${dir}: checkpoint is for model '${checkpoint.manifest.model}', not '${model.name}'`);
+  }
+  loadIntoVariables(dir, checkpoint, namedVariables(model));
+  disposeCheckpoint(checkpoint);
+}
+
+function validateOptions(o: RunOptions): void {
+  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs: must be a positive integer, got ${o.epochs}`);
+  if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new UserError(`--limit: must be a positive integer, got ${o.limit}`);
+}
+
+function runMeta(stage: Stage, o: RunOptions, ctx: Context, hyper: Hyperparameters): Record<string, unknown> {
+  return {
+    stage, model: o.model, seed: o.seed, epochs: o.epochs, limit: o.limit ?? null, hyperparameters: hyper,
+    dataset: ctx.data.name, split: ctx.data.split, backend: ctx.backend, command: o.command ?? null,
+    created_at: new Date().toISOString(),
+  };
+}
+
+export interface TrainResult {
+  backend: string;
+  reports: EpochReport[];
+  test: Evaluation;
+  seconds: number;
+}
+
+/** Full-precision training from scratch into a checkpoint directory (resumable). */
+export async function trainFullPrecision(o: RunOptions & { checkpoint: string; resume?: boolean }): Promise<TrainResult> {
+  validateOptions(o);
+  const ctx = await prepare(o, () => createModel(o.model, { seed: o.seed }));
+  const { model } = ctx;
+  const started = performance.now();
+  const hyper = hyperparameters('train', o);
+  const reports = await trainLoop(model, ctx.data, {
+    stage: 'train', hyper, seed: o.seed, limit: o.limit, passes: fullPrecisionPasses, evalPolicy: FULL_PRECISION,
+    checkpointDir: o.checkpoint, resume: o.resume, meta: runMeta('train', o, ctx, hyper), progress: o.progress, onEpoch: o.onEpoch,
+  });
+  const test = evaluate(model, subset(ctx.data.test, o.limit), FULL_PRECISION);
+  return { backend: ctx.backend, reports, test, seconds: (performance.now() - started) / 1000 };
+}
+
+export interface PretrainResult {
+  backend: string;
+  reports: EpochReport[];
+  indicators: IndicatorsFile;
+  /** test top-1 at each uniform bit-width after pretraining */
+  uniformTop1: Record<string, number>;
+  seconds: number;
+}
+
+/**
+ * LIMPQ joint pretraining from an FP checkpoint, then the learned step sizes written as the
+ * indicators JSON (`out`) with the command, seed and run settings in its meta.
+ */
+export async function pretrainIndicators(o: RunOptions & {
+  from: string; bits: number[]; out?: string; checkpoint?: string; resume?: boolean;
+}): Promise<PretrainResult> {
+  validateOptions(o);
+  if (o.bits.length === 0) throw new UserError('--bits: give at least one candidate bit-width');
+  for (const b of o.bits) if (!Number.isInteger(b) || b < 2 || b > 16) throw new UserError(`--bits: ${b} is not a bit-width in 2..16`);
+  const ctx = await prepare(o, () => createModel(o.model, { bits: o.bits, seed: o.seed }));
+  const { model } = ctx;
+  const started = performance.now();
+  loadWeights(model, o.from);
+  const hyper = hyperparameters('pretrain', o);
+  const meta = runMeta('pretrain', o, ctx, hyper);
+  const reports = await trainLoop(model, ctx.data, {
+    stage: 'pretrain', hyper, seed: o.seed, limit: o.limit, passes: jointPretrainPasses(model),
+    evalPolicy: uniformPolicy(model, Math.max(...o.bits)), checkpointDir: o.checkpoint, resume: o.resume,
+    meta, progress: o.progress, onEpoch: o.onEpoch,
+  });
+  const testSet = subset(ctx.data.test, o.limit);
+  const uniformTop1 = Object.fromEntries(o.bits.map((b) => [String(b), evaluate(model, testSet, uniformPolicy(model, b)).top1]));
+  const seconds = (performance.now() - started) / 1000;
+  const indicators = extractIndicators(model, {
+    ...meta, bits: o.bits, from: o.from, produced_by: 'mpq pretrain (LIMPQ joint indicator pretraining, LSQ step sizes)',
+    test_top1_uniform: uniformTop1, seconds: Math.round(seconds),
+  });
+  if (o.out) writeFileAtomic(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
+  return { backend: ctx.backend, reports, indicators, uniformTop1, seconds };
+}
+
+export interface FinetuneResult {
+  backend: string;
+  reports: EpochReport[];
+  test: Evaluation;
+  policy: BitsPolicy;
+  seconds: number;
+}
+
+/** LSQ finetuning at a policy file's bits, starting from an FP checkpoint. */
+export async function finetuneAtPolicy(o: RunOptions & {
+  from: string; policyPath: string; checkpoint?: string; resume?: boolean;
+}): Promise<FinetuneResult> {
+  validateOptions(o);
+  const file = readPolicy(o.policyPath);
+  const ctx = await prepare(o, () => createModel(o.model, { bits: policyBits(file), seed: o.seed }));
+  const { model } = ctx;
+  const started = performance.now();
+  const policy = policyFromFile(model, file, o.policyPath);
+  loadWeights(model, o.from);
+  const hyper = hyperparameters('finetune', o);
+  const reports = await trainLoop(model, ctx.data, {
+    stage: 'finetune', hyper, seed: o.seed, limit: o.limit, passes: () => [{ label: 'policy', policy }],
+    evalPolicy: policy, checkpointDir: o.checkpoint, resume: o.resume,
+    meta: { ...runMeta('finetune', o, ctx, hyper), policy: o.policyPath, from: o.from }, progress: o.progress, onEpoch: o.onEpoch,
+  });
+  const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
+  return { backend: ctx.backend, reports, test, policy, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Every step size a policy uses must have been learned (finetuned), else the numbers mean nothing. */
+function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, dir: string): void {
+  for (const layer of model.layers) {
+    const bits = policy[layer.name];
+    if (!bits) continue;
+    for (const [q, b, side] of [[layer.weightQuantizer, bits.weightBits, 'weight'], [layer.inputQuantizer, bits.actBits, 'activation']] as const) {
+      if (q instanceof LsqQuantizer && b < 32 && !q.isInitialised(b)) {
+        throw new UserError(`--from ${dir}: no learned ${side} step size for ${layer.name} at ${b} bits (finetune at this policy first)`);
+      }
+    }
+  }
+}
+
+export interface EvaluateResult {
+  backend: string;
+  test: Evaluation;
+  policy: BitsPolicy;
+}
+
+/** Test top-1 of a checkpoint, in full precision or at a policy file's bits. */
+export async function evaluateCheckpoint(o: {
+  model: string; from: string; policyPath?: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
+}): Promise<EvaluateResult> {
+  const file = o.policyPath === undefined ? undefined : readPolicy(o.policyPath);
+  const ctx = await prepare(o, () => createModel(o.model, { bits: file ? policyBits(file) : [] }));
+  const { model } = ctx;
+  const policy = file ? policyFromFile(model, file, o.policyPath!) : FULL_PRECISION;
+  loadWeights(model, o.from);
+  assertStepSizesTrained(model, policy, o.from);
+  const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
+  return { backend: ctx.backend, test, policy };
+}

@@ -1,0 +1,67 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { paretoSvg, type PlotPoint } from '../src/report/pareto-plot.js';
+
+const points: PlotPoint[] = [
+  { objective: 10, bitops: 30, sizeMb: 8, pareto: true, label: 'cr8' },
+  { objective: 12, bitops: 20, sizeMb: 6, pareto: true, label: 'cr10' },
+  { objective: 13, bitops: 25, sizeMb: 7, pareto: false, label: 'cr9' },
+  { objective: 15, bitops: 10, sizeMb: 4, pareto: true, label: 'cr12' },
+  { objective: 16, bitops: 12, sizeMb: 5, pareto: false, label: 'cr11' },
+];
+
+/** Tags balance like XML: every opened element is closed, in order. */
+function assertWellFormed(svg: string): void {
+  const stack: string[] = [];
+  for (const [, closing, name, , selfClosing] of svg.matchAll(/<(\/?)([a-zA-Z][\w:-]*)((?:\s+[^\s=>/]+="[^"]*")*)\s*(\/?)>/g)) {
+    if (selfClosing) continue;
+    if (closing) assert.equal(stack.pop(), name, `</${name}> closes the wrong element`);
+    else stack.push(name!);
+  }
+  assert.deepEqual(stack, [], 'unclosed elements');
+}
+
+/** The point marks (vega renders each as a <path> described as a point) of the SVG. */
+function pointMarks(svg: string): string[] {
+  return [...svg.matchAll(/<path [^>]*aria-roledescription="point"[^>]*>/g)].map((m) => m[0]);
+}
+
+test('paretoSvg is a well-formed SVG with two panels: objective against BitOps (G) and model size (MB)', async () => {
+  const svg = await paretoSvg(points);
+  assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  assert.ok(svg.trimEnd().endsWith('</svg>'));
+  assertWellFormed(svg);
+  assert.ok(svg.includes('BitOps (G)'));
+  assert.ok(svg.includes('model size (MB)'));
+  assert.equal(svg.match(/class="mark-symbol role-mark/g)?.length, 2, 'one point layer per panel');
+});
+
+test('paretoSvg draws one mark per point in each panel and marks the Pareto points apart', async () => {
+  const svg = await paretoSvg(points);
+  const marks = pointMarks(svg);
+  assert.equal(marks.length, 2 * points.length);
+  const pareto = marks.filter((m) => m.includes('front: Pareto-optimal'));
+  const dominated = marks.filter((m) => m.includes('front: dominated'));
+  assert.equal(pareto.length, 2 * points.filter((p) => p.pareto).length);
+  assert.equal(dominated.length, 2 * points.filter((p) => !p.pareto).length);
+  const fill = (mark: string) => /fill="([^"]+)"/.exec(mark)?.[1];
+  const paretoFills = new Set(pareto.map(fill));
+  const dominatedFills = new Set(dominated.map(fill));
+  assert.equal(paretoFills.size, 1);
+  assert.equal(dominatedFills.size, 1);
+  assert.notDeepEqual(paretoFills, dominatedFills);
+  for (const p of points) assert.ok(marks.some((m) => m.includes(`label: ${p.label}`)), `no mark for ${p.label}`);
+});
+
+test('paretoSvg connects the Pareto points with one line per panel and labels them', async () => {
+  const svg = await paretoSvg(points);
+  const lines = [...svg.matchAll(/<g class="mark-line role-mark[^"]*"[^>]*>(.*?)<\/g>/g)].map((m) => m[1]!);
+  assert.equal(lines.length, 2);
+  for (const line of lines) {
+    const d = /<path [^>]*d="([^"]+)"/.exec(line)?.[1] ?? '';
+    // a polyline through the 3 Pareto points: a move and two line-tos
+    assert.equal(d.match(/[ML]/g)?.length, 3, d);
+  }
+  for (const p of points.filter((q) => q.pareto)) assert.ok(svg.includes(`>${p.label}</text>`), `no label ${p.label}`);
+  assert.ok(!svg.includes('>cr9</text>'), 'dominated points are not labelled');
+});

@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readIndicators } from '../src/indicators/indicators.js';
+import { readLayerTable } from '../src/model/table-file.js';
+import { zooLayerTable } from '../src/model/zoo.js';
+import { formulate, type SearchOptions } from '../src/search/problem.js';
+import { runSearch } from '../src/search/search.js';
+import { SOLVERS } from '../src/search/solvers/index.js';
+import { HAS_REFERENCE, REFERENCE_DIR } from './support.js';
+
+const skip = HAS_REFERENCE ? false : `no LIMPQ reference data at ${REFERENCE_DIR}`;
+const W3A4_CR12_2: SearchOptions = { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 };
+
+test('LIMPQ .pkl + reference arithmetic reproduce the published W3A4/CR12.2 policy exactly', { skip }, async () => {
+  const expected = JSON.parse(readFileSync(join(REFERENCE_DIR, 'expected-w3a4-cr12.2.json'), 'utf8'));
+  const table = readLayerTable(join(REFERENCE_DIR, 'layers-reference-arithmetic.json'));
+  for (const file of ['importance_indicators_resnet50.pkl', 'indicators.json']) {
+    const ind = readIndicators(join(REFERENCE_DIR, file));
+    const f = formulate(table, ind, W3A4_CR12_2);
+    for (const solver of Object.values(SOLVERS)) {
+      if (file === 'indicators.json' && solver.name !== 'exact') continue; // same data; the MIP solvers are slow
+      const r = await runSearch(table, f, solver, { wb: 3, ab: 4 });
+      assert.equal(r.status, 'optimal', `${file} ${solver.name}`);
+      assert.deepEqual(r.layers.map((l) => l.weightBits), expected.weight_bits, `${file} ${solver.name}: weight bits`);
+      assert.deepEqual(r.layers.map((l) => l.actBits), expected.act_bits, `${file} ${solver.name}: act bits`);
+      assert.ok(Math.abs(r.objective! - expected.objective) < 1e-12, `${file} ${solver.name}: objective ${r.objective}`);
+      assert.ok(Math.abs(r.compressionRatio! - 12.2) < 0.01 && r.compressionRatio! >= 12.2, `compression ratio ${r.compressionRatio}`);
+    }
+  }
+});
+
+test('zoo resnet50 (true MAC counts) gives the optimum 4.630866212770343', { skip }, async () => {
+  const ind = readIndicators(join(REFERENCE_DIR, 'importance_indicators_resnet50.pkl'));
+  const table = zooLayerTable('resnet50');
+  const r = await runSearch(table, formulate(table, ind, W3A4_CR12_2), SOLVERS.exact, { wb: 3, ab: 4 });
+  assert.equal(r.status, 'optimal');
+  assert.ok(Math.abs(r.objective! - 4.630866212770343) < 1e-12, String(r.objective));
+  // the two wired points of the published indicators are left out
+  assert.deepEqual(r.removed.map((w) => `${w.layer}:${w.kind}:${w.bits}`).sort(), [
+    'module.layer4.0.downsample.0:weight:5', 'module.layer4.2.conv3:weight:5',
+  ]);
+});

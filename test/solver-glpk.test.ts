@@ -1,0 +1,13 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { glpkSolver } from '../src/search/solvers/glpk.js';
+import { crossCheck } from './solver-crosscheck.js';
+
+test('exact solver equals glpk.js on 1,000 random instances', async () => {
+  const seeds = Array.from({ length: 1000 }, (_, i) => 5000 + i);
+  const tally = await crossCheck(glpkSolver, seeds);
+  // the generator must exercise every case it claims to
+  assert.ok(tally.optimal > 300, `optimal instances: ${tally.optimal}`);
+  assert.ok(tally.infeasible > 30, `infeasible instances: ${tally.infeasible}`);
+  assert.ok(tally.removed > 100, `instances with wired points: ${tally.removed}`);
+});
