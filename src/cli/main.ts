@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { registerExport } from './export.js';
-import { registerSearch } from './search.js';
-import { registerSweep } from './sweep.js';
-import { registerTrain } from './train.js';
-import { registerPretrain } from './pretrain.js';
-import { registerFinetune } from './finetune.js';
-import { registerEvaluate } from './evaluate.js';
+
+type Register = (program: Command) => void;
+
+/**
+ * One file per command. Only the command being run is loaded: the training commands pull in
+ * tfjs, which would cost `mpq search` a second of start-up. Help loads them all.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  search: async () => (await import('./search.js')).registerSearch,
+  sweep: async () => (await import('./sweep.js')).registerSweep,
+  export: async () => (await import('./export.js')).registerExport,
+  train: async () => (await import('./train.js')).registerTrain,
+  pretrain: async () => (await import('./pretrain.js')).registerPretrain,
+  finetune: async () => (await import('./finetune.js')).registerFinetune,
+  eval: async () => (await import('./evaluate.js')).registerEvaluate,
+};
 
 const program = new Command();
 program
@@ -16,14 +25,9 @@ program
   .showHelpAfterError(false)
   .exitOverride();
 
-// One file per command; each registers itself here.
-registerSearch(program);
-registerSweep(program);
-registerExport(program);
-registerTrain(program);
-registerPretrain(program);
-registerFinetune(program);
-registerEvaluate(program);
+const asked = process.argv[2];
+const needed = asked !== undefined && asked in COMMANDS ? [asked] : Object.keys(COMMANDS);
+for (const name of needed) (await COMMANDS[name]())(program);
 
 try {
   await program.parseAsync(process.argv);

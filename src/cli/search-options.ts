@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
-import { readLatencyTable } from '../search/latency.js';
 import type { BudgetPoint, CommonFlags, InputSpec } from '../search/spec.js';
 
 /** Flags shared by `search` and `sweep`. In a sweep the budget flags take lists. */
@@ -46,9 +45,10 @@ export function parseBits(values: string[]): number[] {
 
 type Raw = Record<string, unknown>;
 
-export function parseCommon(o: Raw): CommonFlags {
+export async function parseCommon(o: Raw): Promise<CommonFlags> {
   const alpha = parseNum('--alpha', String(o.alpha), 'nonnegative');
-  const latencyTable = o.latencyTable ? readLatencyTable(String(o.latencyTable)) : undefined;
+  // zod (behind the latency table reader) is loaded only when a table is given
+  const latencyTable = o.latencyTable ? (await import('../search/latency.js')).readLatencyTable(String(o.latencyTable)) : undefined;
   const hasMaxLatency = o.maxLatency !== undefined;
   if (latencyTable && !hasMaxLatency) throw new UserError('--latency-table needs --max-latency');
   if (!latencyTable && hasMaxLatency) throw new UserError('--max-latency needs --latency-table');

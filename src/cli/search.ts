@@ -4,8 +4,7 @@ import { runSearch, type SearchResult } from '../search/search.js';
 import { solverByName } from '../search/solvers/index.js';
 import { formatSearchReport } from '../report/search-report.js';
 import { policyFromSearch } from '../export/from-search.js';
-import { writePolicy } from '../export/policy-file.js';
-import { EXPORT_FORMATS, exportPolicy, type ExportFormat } from '../export/formats.js';
+import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
 import { action } from './run.js';
@@ -21,13 +20,13 @@ export function registerSearch(program: Command): void {
     .option('--export <format>', `also write a fine-tune config: ${EXPORT_FORMATS.join(' | ')}`)
     .option('--export-out <file>', 'where --export writes (default: beside the policy, or policies/)')
     .action(action(async (o: Record<string, unknown>) => {
-      const common = parseCommon(o);
+      const common = await parseCommon(o);
       const [point] = budgetGrid(o);
       const solver = solverByName(String(o.solver));
       const timeLimitMs = parseTimeLimit(o);
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
-      const { table, indicators } = loadSearchInputs(inputSpec(o));
+      const { table, indicators } = await loadSearchInputs(inputSpec(o));
       const formulated = formulate(table, indicators, searchOptions(common, point));
       const result = await runSearch(table, formulated, solver, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
       const command = ['mpq', ...process.argv.slice(2)].join(' ');
@@ -38,12 +37,14 @@ export function registerSearch(program: Command): void {
         const label = `${table.model}-${budgetLabel(common, point)}`;
         const policyPath = typeof o.out === 'string' ? o.out : `policies/${label}.json`;
         if (o.out !== undefined) {
+          const { writePolicy } = await import('../export/policy-file.js'); // zod: only when writing
           writePolicy(policyPath, policy);
           written.push(policyPath);
         }
         if (exportFormat) {
           const exportPath = o.exportOut !== undefined ? String(o.exportOut) : policyPath.replace(/\.json$/, '') + EXPORT_EXT[exportFormat];
-          writeFileAtomic(exportPath, exportPolicy(policy, exportFormat));
+          const { exportPolicy } = await import('../export/formats.js'); // yaml: only when exporting
+          writeFileAtomic(exportPath, exportPolicy(policy, exportFormat, { name: label }));
           written.push(exportPath);
         }
       }

@@ -16,11 +16,11 @@ export function registerSweep(program: Command): void {
     .option('--out <dir>', 'folder for sweep.json, sweep.csv and pareto.svg (default: sweeps/<model>)')
     .option('--jobs <n>', 'worker threads (default: both cores when the sweep is large)')
     .action(action(async (o: Record<string, unknown>) => {
-      const common = parseCommon(o);
+      const common = await parseCommon(o);
       const points = budgetGrid(o);
       solverByName(String(o.solver));
       const spec = inputSpec(o);
-      const { table, indicators } = loadSearchInputs(spec); // checks inputs before any work
+      const { table, indicators } = await loadSearchInputs(spec); // checks inputs before any work
       const jobs = o.jobs === undefined ? defaultJobs(points.length) : Math.round(parseNum('--jobs', String(o.jobs), 'positive'));
       const outDir = o.out === undefined ? join('sweeps', table.model) : String(o.out);
 

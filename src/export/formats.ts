@@ -1,8 +1,9 @@
 import { Document, isScalar, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { Policy, PolicyLayer } from './policy.js';
 
-export const EXPORT_FORMATS = ['limpq-yaml', 'nni', 'hawq'] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+import { EXPORT_FORMATS, type ExportFormat } from './format-names.js';
+
+export { EXPORT_FORMATS, type ExportFormat };
 
 export interface ExportOptions {
   /** run name: LIMPQ's experiment `name`, HAWQ's quant scheme (`bit_config_<arch>_<name>`); default `mpq` */

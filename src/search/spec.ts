@@ -1,9 +1,9 @@
 import type { LayerTable } from '../model/layer.js';
-import { resolveLayerTable } from '../model/table-file.js';
+import { isZooModel, zooLayerTable } from '../model/zoo.js';
 import { readIndicators, type LoadedIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
 import { UserError } from '../util/errors.js';
-import { readLatencyTable, type LatencyTable } from './latency.js';
+import type { LatencyTable } from './latency.js';
 import type { SearchOptions } from './problem.js';
 
 /** One point of the budget grid: the budget flags as single numbers. */
@@ -58,14 +58,19 @@ export interface InputSpec {
 }
 
 /** The model and indicators a search runs on: as given, or the cached indicators and their model. */
-export function loadSearchInputs(spec: InputSpec): { table: LayerTable; indicators: LoadedIndicators } {
+export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerTable; indicators: LoadedIndicators }> {
   const indicators = readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
   if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
-  return { table: resolveLayerTable(modelSpec, { fixFirstLast: spec.fixFirstLast }), indicators };
+  // zod (for layer-table files) is loaded only when a file is given: it costs start-up time
+  const table = isZooModel(modelSpec)
+    ? zooLayerTable(modelSpec, { fixFirstLast: spec.fixFirstLast })
+    : (await import('../model/table-file.js')).resolveLayerTable(modelSpec, { fixFirstLast: spec.fixFirstLast });
+  return { table, indicators };
 }
 
 /** Read the latency table named in the flags (again, in a worker thread). */
-export function withLatencyTable(c: CommonFlags): CommonFlags {
-  return c.latencyTablePath && !c.latencyTable ? { ...c, latencyTable: readLatencyTable(c.latencyTablePath) } : c;
+export async function withLatencyTable(c: CommonFlags): Promise<CommonFlags> {
+  if (!c.latencyTablePath || c.latencyTable) return c;
+  return { ...c, latencyTable: (await import('./latency.js')).readLatencyTable(c.latencyTablePath) };
 }

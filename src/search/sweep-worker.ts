@@ -4,8 +4,8 @@ import { loadSearchInputs, withLatencyTable, type BudgetPoint, type CommonFlags,
 
 /** One thread of a sweep: load the inputs once, solve its share of points, post each result. */
 const { spec, common, points, solver } = workerData as { spec: InputSpec; common: CommonFlags; points: BudgetPoint[]; solver: string };
-const { table, indicators } = loadSearchInputs(spec);
-const full = withLatencyTable(common);
+const { table, indicators } = await loadSearchInputs(spec);
+const full = await withLatencyTable(common);
 for (let index = 0; index < points.length; index++) {
   parentPort!.postMessage({ index, result: await solvePoint(table, indicators, full, points[index], solver) });
 }

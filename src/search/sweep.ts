@@ -82,8 +82,8 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
     opts.onResult?.(r, ++done);
   };
   if (opts.jobs <= 1) {
-    const { table, indicators } = loadSearchInputs(spec);
-    const full = withLatencyTable(common);
+    const { table, indicators } = await loadSearchInputs(spec);
+    const full = await withLatencyTable(common);
     for (let i = 0; i < points.length; i++) {
       take(i, await solvePoint(table, indicators, full, points[i], opts.solver));
       if (i % 16 === 15) await new Promise((r) => setImmediate(r)); // let signals (Ctrl-C) through

@@ -321,7 +321,7 @@ function lagrangeMultipliers(problem: Problem, kept: number[][], scale: number[]
   const lambda = new Array<number>(K).fill(0);
   const rhs = problem.rows.map((r, k) => r.limit * scale[k]);
   let last = -Infinity;
-  for (let round = 0; round < 8; round++) {
+  for (let round = 0; round < 3; round++) {
     for (let k = 0; k < K; k++) lambda[k] = lineMaximum(problem, kept, scale, lambda, k, rhs[k]);
     const value = dualValue(problem, kept, scale, lambda, rhs);
     if (value <= last + 1e-12 * Math.max(1, Math.abs(value))) break;
@@ -399,54 +399,74 @@ function lineMaximum(problem: Problem, kept: number[][], scale: number[], lambda
 class SuffixLpBound {
   private readonly baseCost: Float64Array;
   private readonly baseUse: Float64Array;
-  /** per depth: prefix sums of use and cost over segments sorted by slope, and the slopes */
-  private readonly prefUse: Float64Array[] = [];
-  private readonly prefCost: Float64Array[] = [];
-  private readonly slopes: Float64Array[] = [];
+  /** per depth d, from offset[d]: count[d] + 1 prefix sums of use and cost, count[d] slopes */
+  private readonly offset: Int32Array;
+  private readonly count: Int32Array;
+  private readonly prefUse: Float64Array;
+  private readonly prefCost: Float64Array;
+  private readonly slopes: Float64Array;
 
   constructor(layers: LayerData[], K: number, readonly row: number, readonly lambda: number[]) {
     const n = layers.length;
     this.baseCost = new Float64Array(n + 1);
     this.baseUse = new Float64Array(n + 1);
-    let merged: { slope: number; du: number; dc: number }[] = [];
+    // hull segments of every layer: use step, cost step, slope, depth
+    const du: number[] = [], dc: number[] = [], slope: number[] = [], depth: number[] = [];
+    const perDepth = new Int32Array(n);
+    const hu: number[] = [], hc: number[] = [];
+    for (let d = n - 1; d >= 0; d--) {
+      const L = layers[d];
+      const m = L.idx.length;
+      const u = new Float64Array(m), c = new Float64Array(m);
+      for (let t = 0; t < m; t++) {
+        u[t] = L.use[t * K + row];
+        let v = L.cost[t];
+        for (let k = 0; k < K; k++) v += lambda[k] * L.use[t * K + k];
+        c[t] = v;
+      }
+      const order = Array.from({ length: m }, (_, t) => t).sort((p, q) => u[p] - u[q] || c[p] - c[q]);
+      hu.length = 0; hc.length = 0;
+      for (const t of order) {
+        const h = hu.length;
+        if (h && (hu[h - 1] === u[t] || c[t] >= hc[h - 1])) continue; // only points that save cost
+        let top = h;
+        while (top >= 2 && (hc[top - 1] - hc[top - 2]) * (u[t] - hu[top - 2]) >= (c[t] - hc[top - 2]) * (hu[top - 1] - hu[top - 2])) top--;
+        hu.length = top; hc.length = top;
+        hu.push(u[t]); hc.push(c[t]);
+      }
+      this.baseCost[d] = this.baseCost[d + 1] + hc[0];
+      this.baseUse[d] = this.baseUse[d + 1] + hu[0];
+      for (let h = 1; h < hu.length; h++) {
+        du.push(hu[h] - hu[h - 1]); dc.push(hc[h] - hc[h - 1]);
+        slope.push((hc[h] - hc[h - 1]) / (hu[h] - hu[h - 1]));
+        depth.push(d);
+      }
+      perDepth[d] = hu.length - 1;
+    }
+    const S = slope.length;
+    const sorted = Array.from({ length: S }, (_, i) => i).sort((p, q) => slope[p] - slope[q] || p - q);
+    this.offset = new Int32Array(n + 1);
+    this.count = new Int32Array(n + 1);
+    let total = 0;
     for (let d = n; d >= 0; d--) {
-      if (d < n) {
-        const L = layers[d];
-        const pts = Array.from(L.idx, (_, t) => {
-          let c = L.cost[t];
-          for (let k = 0; k < K; k++) c += lambda[k] * L.use[t * K + k];
-          return { u: L.use[t * K + row], c };
-        }).sort((a, b) => a.u - b.u || a.c - b.c);
-        const hull: { u: number; c: number }[] = [];
-        for (const p of pts) {
-          if (hull.length && hull[hull.length - 1].u === p.u) continue;
-          if (hull.length && p.c >= hull[hull.length - 1].c) continue; // only points that save cost
-          while (hull.length >= 2) {
-            const a = hull[hull.length - 2], b = hull[hull.length - 1];
-            if ((b.c - a.c) * (p.u - a.u) >= (p.c - a.c) * (b.u - a.u)) hull.pop();
-            else break;
-          }
-          hull.push(p);
-        }
-        this.baseCost[d] = this.baseCost[d + 1] + hull[0].c;
-        this.baseUse[d] = this.baseUse[d + 1] + hull[0].u;
-        const segs = [];
-        for (let h = 1; h < hull.length; h++) {
-          const du = hull[h].u - hull[h - 1].u, dc = hull[h].c - hull[h - 1].c;
-          segs.push({ slope: dc / du, du, dc });
-        }
-        merged = mergeBySlope(merged, segs);
+      this.count[d] = d < n ? this.count[d + 1] + perDepth[d] : 0;
+      this.offset[d] = total;
+      total += this.count[d] + 1;
+    }
+    this.prefUse = new Float64Array(total);
+    this.prefCost = new Float64Array(total);
+    this.slopes = new Float64Array(total);
+    for (let d = 0; d <= n; d++) {
+      let at = this.offset[d];
+      const pu = this.prefUse, pc = this.prefCost, sl = this.slopes;
+      pu[at] = 0; pc[at] = 0;
+      for (const i of sorted) {
+        if (depth[i] < d) continue;
+        sl[at] = slope[i];
+        pu[at + 1] = pu[at] + du[i];
+        pc[at + 1] = pc[at] + dc[i];
+        at++;
       }
-      const m = merged.length;
-      const pu = new Float64Array(m + 1), pc = new Float64Array(m + 1), sl = new Float64Array(m);
-      for (let s = 0; s < m; s++) {
-        pu[s + 1] = pu[s] + merged[s].du;
-        pc[s + 1] = pc[s] + merged[s].dc;
-        sl[s] = merged[s].slope;
-      }
-      this.prefUse[d] = pu;
-      this.prefCost[d] = pc;
-      this.slopes[d] = sl;
     }
   }
 
@@ -454,24 +474,14 @@ class SuffixLpBound {
   at(d: number, R: number): number {
     const free = R - this.baseUse[d];
     if (free < -rowTolerance(R)) return Infinity;
-    const pu = this.prefUse[d];
-    const m = pu.length - 1;
-    if (free >= pu[m]) return this.baseCost[d] + this.prefCost[d][m];
+    const off = this.offset[d], m = this.count[d];
+    const pu = this.prefUse;
+    if (free >= pu[off + m]) return this.baseCost[d] + this.prefCost[off + m];
     let lo = 0, hi = m; // largest p with pu[p] <= free
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (pu[mid] <= free) lo = mid; else hi = mid - 1;
+      if (pu[off + mid] <= free) lo = mid; else hi = mid - 1;
     }
-    return this.baseCost[d] + this.prefCost[d][lo] + Math.max(0, free - pu[lo]) * this.slopes[d][lo];
+    return this.baseCost[d] + this.prefCost[off + lo] + Math.max(0, free - pu[off + lo]) * this.slopes[off + lo];
   }
-}
-
-function mergeBySlope<T extends { slope: number }>(a: T[], b: T[]): T[] {
-  const out: T[] = [];
-  let i = 0, j = 0;
-  while (i < a.length || j < b.length) {
-    if (j >= b.length || (i < a.length && a[i].slope <= b[j].slope)) out.push(a[i++]);
-    else out.push(b[j++]);
-  }
-  return out;
 }
