@@ -110,7 +110,7 @@ test('readPolicy reports missing, unknown, wrong-version and duplicate fields', 
 
 test('readPolicy turns missing, empty, truncated and malformed files into one-line UserErrors', () => {
   const missing = join(tempDir(), 'nope.json');
-  assert.throws(() => readPolicy(missing), { name: 'UserError', message: `${missing}: no such file` });
+  assert.throws(() => readPolicy(missing), { name: 'UserError', message: `${missing}: no such policy file` });
   assert.throws(() => readPolicy(tempDir()), { name: 'UserError', message: /is a directory/ });
   assert.equal(readError(''), 'empty file (expected a policy JSON object)');
   const full = JSON.stringify(resnet18Policy, null, 2);

@@ -28,6 +28,7 @@ test('training commands: bad input is one line naming the flag or file, exit 2',
   assertUserError(mpq(['train', '--model', 'mnist-cnn', '--epochs', '1', '--checkpoint', '/tmp/x', '--backend', 'gpu']), /--backend: 'gpu'/);
   assertUserError(mpq(['eval', '--model', 'mnist-cnn', '--from', '/nonexistent/ck']), /--from \/nonexistent\/ck: no model.json/);
   assertUserError(mpq(['pretrain', '--model', 'mnist-cnn', '--from', '/nonexistent', '--bits', '4', 'x', '--epochs', '1']), /--bits: 'x'/);
+  assertUserError(mpq(['finetune', '--model', 'mnist-cnn', '--from', '/nonexistent', '--policy', 'p.json', '--epochs', '1', '--resume']), /--resume: needs --checkpoint/);
 });
 
 test('train → pretrain → finetune → eval on 32 digits', (t) => {

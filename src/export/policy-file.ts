@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { UserError } from '../util/errors.js';
+import { describeZodError, parseWithSchema, readJsonFile } from '../util/json-file.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Policy } from './policy.js';
 
@@ -77,61 +76,17 @@ type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A]
 type Assert<T extends true> = T;
 type PolicySchemaMatchesPolicy = Assert<SameKeys<ParsedPolicy, Policy>>;
 
-/** `layers[3].weightBits` from zod's `['layers', 3, 'weightBits']`. */
-function fieldPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>(
-    (text, key) => (typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key)),
-    '',
-  );
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const where = fieldPath(issue.path);
-  const message =
-    issue.code === 'unrecognized_keys'
-      ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`
-      : issue.message;
-  return where ? `${where}: ${message}` : message;
-}
-
-/** One line for the first problem, with a count of the rest. */
-function describeError(error: z.ZodError): string {
-  const [first, ...rest] = error.issues;
-  const more = rest.length > 0 ? ` (and ${rest.length} more problem${rest.length > 1 ? 's' : ''})` : '';
-  return `${describeIssue(first!)}${more}`;
-}
-
 /**
  * Write a policy as pretty JSON, atomically. The policy is validated first, so a file this writes
  * always reads back; a policy that fails is a bug in its producer, not a user error.
  */
 export function writePolicy(path: string, p: Policy): void {
   const result = policySchema.safeParse(p);
-  if (!result.success) throw new Error(`refusing to write an invalid policy to ${path}: ${describeError(result.error)}`);
+  if (!result.success) throw new Error(`refusing to write an invalid policy to ${path}: ${describeZodError(result.error)}`);
   writeFileAtomic(path, `${JSON.stringify(p, null, 2)}\n`);
 }
 
 /** Read and validate a policy file; every problem is a one-line UserError naming the file and field. */
 export function readPolicy(path: string): Policy {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`${path}: no such file`);
-    if (code === 'EISDIR') throw new UserError(`${path}: is a directory, not a policy file`);
-    throw new UserError(`${path}: cannot read (${code ?? String(err)})`);
-  }
-  if (text.trim() === '') throw new UserError(`${path}: empty file (expected a policy JSON object)`);
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    // V8 may quote a snippet of the input, newlines included: keep the message on one line
-    const reason = (err as Error).message.replace(/\s+/g, ' ');
-    throw new UserError(`${path}: not valid JSON (${reason})`);
-  }
-  const result = policySchema.safeParse(data);
-  if (!result.success) throw new UserError(`${path}: ${describeError(result.error)}`);
-  return result.data;
+  return parseWithSchema(policySchema, readJsonFile(path, 'policy'), path);
 }

@@ -77,8 +77,9 @@ function loadWeights(model: QuantModel, dir: string): void {
   disposeCheckpoint(checkpoint);
 }
 
-function validateOptions(o: RunOptions): void {
+function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean }): void {
   if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs: must be a positive integer, got ${o.epochs}`);
+  if (o.resume && o.checkpoint === undefined) throw new UserError('--resume: needs --checkpoint DIR (the run to continue)');
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new UserError(`--limit: must be a positive integer, got ${o.limit}`);
 }
 
