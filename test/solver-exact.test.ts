@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Problem } from '../src/search/problem.js';
+import { solveExact } from '../src/search/solvers/exact.js';
+import { glpkSolver } from '../src/search/solvers/glpk.js';
+import { evaluateChoice } from '../src/search/verify.js';
+import { Prng } from '../src/train/prng.js';
+import { randomInstance } from './random-problems.js';
+
+/** Problems with three budget rows of unrelated costs (as with a latency table). */
+function threeRowProblem(seed: number): Problem {
+  const rng = new Prng(seed);
+  const n = 4 + rng.int(25);
+  const choices = Array.from({ length: n }, () => Array.from({ length: 2 + rng.int(12) }, (_, j) => ({
+    w: j, a: j, cost: rng.next(), use: [rng.int(100), rng.int(50) * 3, Math.round(rng.next() * 1000) / 100],
+  })));
+  const sums = [0, 1, 2].map((k) => choices.reduce((s, cs) => s + cs.reduce((t, c) => t + c.use[k], 0) / cs.length, 0));
+  const rows = (['bitops', 'size', 'latency'] as const).map((name, k) => ({
+    name, limit: sums[k] * (0.6 + 0.5 * rng.next()), fixedUse: 0, sources: [], toUnit: (v: number) => v, unit: '',
+  }));
+  return { layerNames: choices.map((_, i) => `l${i}`), choices, rows };
+}
+
+test('three budget rows: exact equals glpk.js on 60 random instances', async () => {
+  let solved = 0;
+  for (let seed = 0; seed < 60; seed++) {
+    const p = threeRowProblem(seed);
+    const mine = solveExact(p);
+    const theirs = await glpkSolver.solve(p);
+    assert.equal(mine.status, theirs.status, `seed ${seed}`);
+    if (mine.status !== 'optimal') continue;
+    solved++;
+    const a = evaluateChoice(p, mine.choice!), b = evaluateChoice(p, theirs.choice!);
+    assert.ok(a.feasible, `seed ${seed}: breaks ${a.violated}`);
+    assert.ok(Math.abs(a.objective - b.objective) < 1e-9 || (!b.feasible && b.objective < a.objective), `seed ${seed}: ${a.objective} vs ${b.objective}`);
+  }
+  assert.ok(solved > 20, `solved ${solved}`);
+});
+
+test('a time limit returns time_limit with the best feasible policy found so far, or none', () => {
+  // the hardest of a few hundred random instances for the dive to finish
+  const { f } = randomInstance(1042);
+  const r = solveExact(f.problem, { timeLimitMs: 0 });
+  assert.ok(r.status === 'time_limit' || r.status === 'optimal', r.status);
+  if (r.choice) assert.ok(evaluateChoice(f.problem, r.choice).feasible);
+  const full = solveExact(f.problem);
+  assert.equal(full.status, 'optimal');
+});
+
+test('one layer, one row: the cheapest choice that fits, and infeasible below the least use', () => {
+  const p: Problem = {
+    layerNames: ['only'],
+    choices: [[{ w: 8, a: 8, cost: 1, use: [64] }, { w: 4, a: 4, cost: 2, use: [16] }, { w: 2, a: 2, cost: 5, use: [4] }]],
+    rows: [{ name: 'bitops', limit: 20, fixedUse: 0, sources: [], toUnit: (v) => v, unit: 'G' }],
+  };
+  assert.deepEqual(solveExact(p).choice, [1]);
+  p.rows[0].limit = 3;
+  assert.equal(solveExact(p).status, 'infeasible');
+  p.rows[0].limit = 64;
+  assert.deepEqual(solveExact(p).choice, [0]);
+});
