@@ -174,13 +174,17 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
         }
       }
       const keep = nondominated(cand.cost, cand.use, cand.size, K);
-      states += keep.length;
-      cost = Float64Array.from(keep, (i) => cand.cost[i]);
-      rcs = Float64Array.from(keep, (i) => cand.rc[i]);
-      use = new Float64Array(keep.length * K);
-      keep.forEach((i, q) => use.set(cand.use.subarray(i * K, i * K + K), q * K));
-      parents.push(Int32Array.from(keep, (i) => cand.parent[i]));
-      picks.push(Int32Array.from(keep, (i) => cand.pick[i]));
+      const m = keep.length;
+      states += m;
+      cost = new Float64Array(m); rcs = new Float64Array(m); use = new Float64Array(m * K);
+      const parent = new Int32Array(m), chosen = new Int32Array(m);
+      for (let q = 0; q < m; q++) {
+        const i = keep[q];
+        cost[q] = cand.cost[i]; rcs[q] = cand.rc[i]; parent[q] = cand.parent[i]; chosen[q] = cand.pick[i];
+        for (let k = 0; k < K; k++) use[q * K + k] = cand.use[i * K + k];
+      }
+      parents.push(parent);
+      picks.push(chosen);
     }
     if (!stopped && parents.length === n) {
       let q = -1;
@@ -240,15 +244,7 @@ class CandidateBuffer {
  * second-row use and less cost (prefix minimum over second-row ranks, a Fenwick tree).
  */
 function nondominated(cost: Float64Array, use: Float64Array, m: number, K: number): number[] {
-  const order = new Int32Array(m);
-  for (let i = 0; i < m; i++) order[i] = i;
-  order.sort((a, b) => {
-    for (let k = 0; k < K; k++) {
-      const d = use[a * K + k] - use[b * K + k];
-      if (d !== 0) return d;
-    }
-    return cost[a] - cost[b] || a - b;
-  });
+  const order = orderByFirstRow(cost, use, m, K);
   const keep: number[] = [];
   if (K === 1) {
     let least = Infinity;
@@ -287,6 +283,43 @@ function nondominated(cost: Float64Array, use: Float64Array, m: number, K: numbe
     if (!dominated) keep.push(i);
   }
   return keep;
+}
+
+/**
+ * Indices 0..m-1 sorted by use (row by row), then cost. Integer first-row uses (BitOps, size) are
+ * packed with the index into one double and sorted natively, several times faster than a
+ * comparator sort; only runs of equal first-row use need the comparator.
+ */
+function orderByFirstRow(cost: Float64Array, use: Float64Array, m: number, K: number): Int32Array {
+  const order = new Int32Array(m);
+  const keys = new Float64Array(m);
+  let packable = m <= 65536;
+  for (let i = 0; i < m && packable; i++) {
+    const u = use[i * K];
+    packable = Number.isInteger(u) && u >= 0 && u < 2 ** 37;
+    keys[i] = u * 65536 + i;
+  }
+  const byRest = (a: number, b: number) => {
+    for (let k = 0; k < K; k++) {
+      const d = use[a * K + k] - use[b * K + k];
+      if (d !== 0) return d;
+    }
+    return cost[a] - cost[b] || a - b;
+  };
+  if (!packable) {
+    for (let i = 0; i < m; i++) order[i] = i;
+    return order.sort(byRest);
+  }
+  keys.sort();
+  for (let i = 0; i < m; i++) order[i] = keys[i] % 65536;
+  // equal first-row use (e.g. W3A4 and W4A3): the rest of the order decides who dominates whom
+  for (let i = 0; i < m;) {
+    let j = i + 1;
+    while (j < m && use[order[j] * K] === use[order[i] * K]) j++;
+    if (j - i > 1) order.subarray(i, j).sort(byRest);
+    i = j;
+  }
+  return order;
 }
 
 /**

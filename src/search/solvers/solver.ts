@@ -1,6 +1,7 @@
 import type { Problem } from '../problem.js';
 
-export type SolveStatus = 'optimal' | 'infeasible' | 'time_limit';
+/** 'feasible': a policy within every budget from a heuristic searcher (rl), not proven optimal */
+export type SolveStatus = 'optimal' | 'feasible' | 'infeasible' | 'time_limit';
 
 /** What every solver returns: a choice index per layer (into Problem.choices[i]) and a status. */
 export interface Solution {
