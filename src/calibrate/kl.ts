@@ -8,8 +8,11 @@
  * - for each candidate i in [targetBins, bins) — the upper end excluded, as in the seed, ncnn and
  *   the GTC pseudo-code `range(128, 2048)` — the reference P is hist[0..i) with the outlier count
  *   sum(hist[i..]) added to its last bin; Q merges hist[0..i) (outliers not included) into
- *   targetBins levels of floor(i / targetBins) bins, the remainder going to the last level (MXNet),
- *   and spreads each level's count evenly over the bins where P is non-zero, zero elsewhere;
+ *   targetBins levels, bin k going to level floor(targetBins * k / i) as in the seed's
+ *   TensorRT-style `kl_calibration.py` (MXNet instead gives every level floor(i / targetBins) bins
+ *   and the last level the remainder, up to targetBins - 1 extra bins, which penalises every i
+ *   that is not a multiple of targetBins), and spreads each level's count evenly over the bins
+ *   where P is non-zero, zero elsewhere (MXNet);
  * - P and Q are smoothed as MXNet's `_smooth_distribution` does (zeros become eps = 1e-4, the
  *   non-zeros give up the same total) and KL(P || Q) is taken between the normalised distributions;
  * - the first i of minimal divergence wins; the threshold is (i + 0.5) * binWidth (seed, ncnn).
@@ -58,23 +61,23 @@ export function klDivergences(histogram: ArrayLike<number>, targetBins = 128): F
   const divergences = new Float64Array(bins - targetBins);
   const p = new Float64Array(bins);
   const q = new Float64Array(bins);
+  const levelCount = new Float64Array(targetBins);
+  const levelNonZero = new Float64Array(targetBins);
   for (let i = targetBins; i < bins; i++) {
     for (let k = 0; k < i; k++) p[k] = histogram[k]!;
     p[i - 1] += suffix[i]!;
 
-    const merged = Math.floor(i / targetBins);
-    q.fill(0, 0, i);
-    for (let level = 0; level < targetBins; level++) {
-      const start = level * merged;
-      const stop = level === targetBins - 1 ? i : start + merged;
-      let levelCount = 0;
-      let nonZero = 0;
-      for (let k = start; k < stop; k++) {
-        levelCount += histogram[k]!;
-        if (p[k] !== 0) nonZero++;
-      }
-      if (nonZero === 0) continue;
-      for (let k = start; k < stop; k++) if (p[k] !== 0) q[k] = levelCount / nonZero;
+    // level of bin k: floor(targetBins * k / i), so level sizes differ by at most one bin
+    levelCount.fill(0);
+    levelNonZero.fill(0);
+    for (let k = 0; k < i; k++) {
+      const level = Math.floor((targetBins * k) / i);
+      levelCount[level] += histogram[k]!;
+      if (p[k] !== 0) levelNonZero[level]++;
+    }
+    for (let k = 0; k < i; k++) {
+      const level = Math.floor((targetBins * k) / i);
+      q[k] = p[k] === 0 ? 0 : levelCount[level]! / levelNonZero[level]!;
     }
 
     const pOk = smooth(p, i);

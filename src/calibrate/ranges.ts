@@ -41,10 +41,10 @@ export function outputChannels(layout: KernelLayout, length: number): number {
 export function minMaxRange(
   values: Float32Array,
   granularity: RangeGranularity,
-  layout: KernelLayout,
-  opts: { groupSize?: number } = {},
+  shape: readonly number[],
+  opts: { groupSize?: number; depthwise?: boolean } = {},
 ): MinMax {
-  const channels = outputChannels(layout, values.length);
+  const channels = outputChannels({ shape, depthwise: opts.depthwise }, values.length);
   let channelsPerRange: number;
   if (granularity === 'layer') channelsPerRange = channels;
   else if (granularity === 'channel') channelsPerRange = 1;

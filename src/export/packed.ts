@@ -1,0 +1,225 @@
+/**
+ * A container for a mixed-precision quantized model: every layer's integer codes packed tightly
+ * at its own bit-width, with its scales (and optional codebook) in a JSON index.
+ *
+ * Layout (all integers little-endian):
+ *   0   'MPQP'
+ *   4   u32 format version (1)
+ *   8   u32 byte length L of the JSON index
+ *   12  JSON index, UTF-8, zero-padded to a multiple of 4: the data section starts there
+ *   …   payloads, each at a 4-byte aligned `offset` from the start of the data section
+ *
+ * Index: `{ meta, layers: [{ name, shape, bits, scales, codebook?, offset, byteLength }] }`.
+ * Scales and codebooks are float32 values written as JSON numbers, which round-trip exactly.
+ * A payload holds product(shape) codes of `bits` bits: two's complement, bit 0 of each code at
+ * the lowest free bit of the current byte (little-endian bit order), no padding between codes.
+ */
+import { z } from 'zod';
+import { UserError } from '../util/errors.js';
+import { describeZodError } from '../util/json-file.js';
+
+export const PACKED_MAGIC = 'MPQP';
+export const PACKED_VERSION = 1;
+const MAX_BITS = 16;
+
+export interface PackedLayer {
+  name: string;
+  shape: number[];
+  /** 1..16 */
+  bits: number;
+  /** dequantisation scales: one per tensor, channel or group, as the quantizer produced them */
+  scales: Float32Array;
+  /** non-uniform levels; the code's bit pattern (q mod 2^bits) indexes it */
+  codebook?: Float32Array;
+  /** codes in [-2^(bits-1), 2^(bits-1) - 1], product(shape) of them */
+  q: Int32Array;
+}
+
+export interface PackedModel {
+  meta: Record<string, unknown>;
+  layers: PackedLayer[];
+}
+
+/** Bytes taken by `count` codes of `bits` bits: ceil(count · bits / 8). */
+export function packedByteLength(count: number, bits: number): number {
+  return Math.ceil((count * bits) / 8);
+}
+
+/** Pack signed codes into `bits` bits each (two's complement, little-endian bit order). */
+export function packTensor(ints: Int32Array, bits: number): Uint8Array {
+  checkBits(bits);
+  const lo = -(2 ** (bits - 1));
+  const hi = 2 ** (bits - 1) - 1;
+  const mask = 2 ** bits - 1;
+  const out = new Uint8Array(packedByteLength(ints.length, bits));
+  // at most 7 pending bits plus one 16-bit code: fits the 32-bit integer ops
+  let pending = 0;
+  let pendingBits = 0;
+  let pos = 0;
+  for (let i = 0; i < ints.length; i++) {
+    const v = ints[i]!;
+    if (v < lo || v > hi) throw new RangeError(`code ${v} at index ${i} does not fit ${bits}-bit two's complement [${lo}, ${hi}]`);
+    pending |= (v & mask) << pendingBits;
+    pendingBits += bits;
+    while (pendingBits >= 8) {
+      out[pos++] = pending & 0xff;
+      pending >>>= 8;
+      pendingBits -= 8;
+    }
+  }
+  if (pendingBits > 0) out[pos] = pending & 0xff;
+  return out;
+}
+
+/** Inverse of `packTensor`: `count` sign-extended codes of `bits` bits from the start of `bytes`. */
+export function unpackTensor(bytes: Uint8Array, bits: number, count: number): Int32Array {
+  checkBits(bits);
+  const needed = packedByteLength(count, bits);
+  if (bytes.length < needed) throw new RangeError(`${count} codes of ${bits} bits need ${needed} bytes, got ${bytes.length}`);
+  const mask = 2 ** bits - 1;
+  const signShift = 32 - bits;
+  const out = new Int32Array(count);
+  let pending = 0;
+  let pendingBits = 0;
+  let pos = 0;
+  for (let i = 0; i < count; i++) {
+    while (pendingBits < bits) {
+      pending |= bytes[pos++]! << pendingBits;
+      pendingBits += 8;
+    }
+    out[i] = ((pending & mask) << signShift) >> signShift;
+    pending >>>= bits;
+    pendingBits -= bits;
+  }
+  return out;
+}
+
+/** Serialise layers and free-form JSON metadata into one packed file. */
+export function writePacked(layers: readonly PackedLayer[], meta: Record<string, unknown> = {}): Uint8Array {
+  const names = new Set<string>();
+  const payloads: Uint8Array[] = [];
+  const entries: IndexEntry[] = [];
+  let offset = 0;
+  for (const layer of layers) {
+    if (names.has(layer.name)) throw new RangeError(`layer '${layer.name}' appears twice`);
+    names.add(layer.name);
+    const count = elementCount(layer.shape);
+    if (count !== layer.q.length) throw new RangeError(`layer '${layer.name}': shape [${layer.shape.join(', ')}] holds ${count} codes, q has ${layer.q.length}`);
+    checkFloats(layer.name, 'scales', layer.scales);
+    if (layer.codebook) {
+      checkFloats(layer.name, 'codebook', layer.codebook);
+      if (layer.codebook.length > 2 ** layer.bits) throw new RangeError(`layer '${layer.name}': ${layer.codebook.length} codebook entries exceed 2^${layer.bits}`);
+    }
+    const payload = packTensor(layer.q, layer.bits);
+    payloads.push(payload);
+    entries.push({
+      name: layer.name,
+      shape: [...layer.shape],
+      bits: layer.bits,
+      scales: Array.from(layer.scales),
+      ...(layer.codebook ? { codebook: Array.from(layer.codebook) } : {}),
+      offset,
+      byteLength: payload.length,
+    });
+    offset = align4(offset + payload.length);
+  }
+  const index = new TextEncoder().encode(JSON.stringify({ meta, layers: entries }));
+  const dataStart = align4(12 + index.length);
+  const file = new Uint8Array(dataStart + offset);
+  const view = new DataView(file.buffer);
+  file.set(new TextEncoder().encode(PACKED_MAGIC), 0);
+  view.setUint32(4, PACKED_VERSION, true);
+  view.setUint32(8, index.length, true);
+  file.set(index, 12);
+  entries.forEach((entry, i) => file.set(payloads[i]!, dataStart + entry.offset));
+  return file;
+}
+
+/**
+ * Parse a packed file. Anything malformed — bad magic or version, truncation, an index that is not
+ * valid JSON or misses fields, a payload outside the file — is a one-line UserError naming `source`.
+ */
+export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedModel {
+  const fail = (message: string): never => {
+    throw new UserError(`${source}: ${message}`);
+  };
+  if (bytes.length < 12) fail(`truncated: ${bytes.length} bytes, shorter than the 12-byte header`);
+  const magic = new TextDecoder().decode(bytes.subarray(0, 4));
+  if (magic !== PACKED_MAGIC) fail(`not an mpq packed model (magic ${JSON.stringify(magic)}, expected "${PACKED_MAGIC}")`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = view.getUint32(4, true);
+  if (version !== PACKED_VERSION) fail(`unsupported format version ${version} (this build reads version ${PACKED_VERSION})`);
+  const indexLength = view.getUint32(8, true);
+  if (12 + indexLength > bytes.length) fail(`truncated: the index needs ${indexLength} bytes after the header, the file has ${bytes.length - 12}`);
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(12, 12 + indexLength)));
+  } catch (err) {
+    fail(`index is not valid UTF-8 JSON (${(err as Error).message.replace(/\s+/g, ' ')})`);
+  }
+  const result = indexSchema.safeParse(parsed);
+  if (!result.success) fail(`bad index: ${describeZodError(result.error)}`);
+  const index = result.data!;
+
+  const dataStart = align4(12 + indexLength);
+  const names = new Set<string>();
+  const layers = index.layers.map((entry): PackedLayer => {
+    const where = `layer '${entry.name}'`;
+    if (names.has(entry.name)) fail(`${where} appears twice`);
+    names.add(entry.name);
+    const count = elementCount(entry.shape);
+    const expected = packedByteLength(count, entry.bits);
+    if (entry.byteLength !== expected) fail(`${where}: ${entry.byteLength} payload bytes, but ${count} codes of ${entry.bits} bits take ${expected}`);
+    if (entry.offset % 4 !== 0) fail(`${where}: payload offset ${entry.offset} is not 4-byte aligned`);
+    const start = dataStart + entry.offset;
+    if (start + entry.byteLength > bytes.length) {
+      fail(`${where}: payload [${start}, ${start + entry.byteLength}) runs past the end of the file (${bytes.length} bytes)`);
+    }
+    if (entry.codebook && entry.codebook.length > 2 ** entry.bits) fail(`${where}: ${entry.codebook.length} codebook entries exceed 2^${entry.bits}`);
+    return {
+      name: entry.name,
+      shape: entry.shape,
+      bits: entry.bits,
+      scales: Float32Array.from(entry.scales),
+      ...(entry.codebook ? { codebook: Float32Array.from(entry.codebook) } : {}),
+      q: unpackTensor(bytes.subarray(start, start + entry.byteLength), entry.bits, count),
+    };
+  });
+  return { meta: index.meta, layers };
+}
+
+const indexEntrySchema = z.strictObject({
+  name: z.string().min(1),
+  shape: z.array(z.number().int().nonnegative()),
+  bits: z.number().int().min(1).max(MAX_BITS),
+  scales: z.array(z.number()).min(1),
+  codebook: z.array(z.number()).min(1).optional(),
+  offset: z.number().int().nonnegative(),
+  byteLength: z.number().int().nonnegative(),
+});
+
+const indexSchema = z.strictObject({
+  meta: z.record(z.string(), z.unknown()),
+  layers: z.array(indexEntrySchema),
+});
+
+type IndexEntry = z.infer<typeof indexEntrySchema>;
+
+function checkBits(bits: number): void {
+  if (!Number.isInteger(bits) || bits < 1 || bits > MAX_BITS) throw new RangeError(`bit-width must be a whole number in 1..${MAX_BITS}, got ${bits}`);
+}
+
+function checkFloats(layer: string, what: string, values: Float32Array): void {
+  if (values.length === 0) throw new RangeError(`layer '${layer}': ${what} is empty`);
+  // JSON has no NaN or Infinity
+  if (!values.every(Number.isFinite)) throw new RangeError(`layer '${layer}': ${what} must be finite`);
+}
+
+function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function align4(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
