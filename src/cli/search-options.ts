@@ -98,3 +98,48 @@ export function inputSpec(o: Raw): InputSpec {
     fixFirstLast: o.fixFirstLast !== false,
   };
 }
+
+/** Which searcher `mpq search` runs: the exact ILP (default) or the DDPG agent. */
+export type SearcherChoice =
+  | { kind: 'ilp' }
+  | { kind: 'rl'; rollouts: number; warmup: number; seed: number; reward: 'indicators'; outDir?: string };
+
+const RL_FLAGS: [key: string, flag: string][] = [['rollouts', '--rollouts'], ['warmup', '--warmup'], ['seed', '--seed'], ['reward', '--reward'], ['rlOut', '--rl-out']];
+
+export function addSearcherOptions(cmd: Command): Command {
+  return cmd
+    .option('--searcher <name>', 'ilp (exact, via --solver) | rl (DDPG agent, HAQ style)', 'ilp')
+    .option('--rollouts <n>', 'rl: episodes of the agent (default 200)')
+    .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default 20)')
+    .option('--seed <n>', 'rl: seed of the networks and the exploration (default 0)')
+    .option('--reward <kind>', 'rl: indicators (−LIMPQ objective; the only reward for now)')
+    .option('--rl-out <dir>', 'rl: write reward-curve.csv and best-policy.json there');
+}
+
+/** `solverGiven`: --solver was on the command line (it picks the ILP's backend, so not with rl). */
+export function parseSearcher(o: Raw, solverGiven: boolean): SearcherChoice {
+  const name = String(o.searcher);
+  if (name !== 'ilp' && name !== 'rl') throw new UserError(`--searcher: unknown searcher '${name}' (choose from ilp, rl)`);
+  if (name === 'rl' && solverGiven) throw new UserError('--solver picks the ILP backend: it does not go with --searcher rl');
+  if (name === 'ilp') {
+    const stray = RL_FLAGS.find(([key]) => o[key] !== undefined);
+    if (stray) throw new UserError(`${stray[1]} needs --searcher rl`);
+    return { kind: 'ilp' };
+  }
+  const integer = (key: string, flag: string, fallback: number, min: number): number => {
+    if (o[key] === undefined) return fallback;
+    const n = parseNum(flag, String(o[key]), 'nonnegative');
+    if (!Number.isInteger(n) || n < min || n > 0xffffffff) throw new UserError(`${flag}: must be an integer ≥ ${min}, got ${String(o[key])}`);
+    return n;
+  };
+  const rollouts = integer('rollouts', '--rollouts', 200, 1);
+  const warmup = integer('warmup', '--warmup', 20, 0);
+  if (warmup > rollouts) throw new UserError(`--warmup: ${warmup} is more than --rollouts ${rollouts}`);
+  const reward = o.reward === undefined ? 'indicators' : String(o.reward);
+  if (reward === 'accuracy') throw new UserError('--reward accuracy: needs the training engine, not available yet (use --reward indicators)');
+  if (reward !== 'indicators') throw new UserError(`--reward: unknown reward '${reward}' (choose from indicators)`);
+  return {
+    kind: 'rl', rollouts, warmup, seed: integer('seed', '--seed', 0, 0), reward,
+    ...(o.rlOut !== undefined ? { outDir: String(o.rlOut) } : {}),
+  };
+}

@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { Presets, SingleBar } from 'cli-progress';
+import { join } from 'node:path';
+import type { LayerTable } from '../model/layer.js';
 import { formulate } from '../search/problem.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { solverByName } from '../search/solvers/index.js';
@@ -9,30 +12,42 @@ import { writeFileAtomic } from '../util/fs.js';
 import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
 import { action } from './run.js';
 import { budgetLabel, loadSearchInputs, searchOptions } from '../search/spec.js';
-import { addProblemOptions, budgetGrid, inputSpec, parseCommon, parseTimeLimit } from './search-options.js';
+import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseTimeLimit, type SearcherChoice } from './search-options.js';
 
 const EXPORT_EXT: Record<ExportFormat, string> = { 'limpq-yaml': '.yaml', nni: '.nni.json', hawq: '.hawq.json' };
 
 export function registerSearch(program: Command): void {
-  addProblemOptions(program.command('search').description('search per-layer weight/activation bits (exact ILP)'), false)
+  addSearcherOptions(addProblemOptions(program.command('search').description('search per-layer weight/activation bits (exact ILP, or a DDPG agent with --searcher rl)'), false))
     .option('--json', 'print one JSON object instead of the table')
     .option('--out [file]', 'write the policy (default: policies/<model>-<budgets>.json)')
     .option('--export <format>', `also write a fine-tune config: ${EXPORT_FORMATS.join(' | ')}`)
     .option('--export-out <file>', 'where --export writes (default: beside the policy, or policies/)')
-    .action(action(async (o: Record<string, unknown>) => {
+    .action(action(async (o: Record<string, unknown>, cmd: Command) => {
       const common = await parseCommon(o);
       const [point] = budgetGrid(o);
-      const solver = solverByName(String(o.solver));
+      const searcher = parseSearcher(o, cmd.getOptionValueSource('solver') === 'cli');
+      const ilpSolver = searcher.kind === 'ilp' ? solverByName(String(o.solver)) : null;
       const timeLimitMs = parseTimeLimit(o);
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
       const { table, indicators } = await loadSearchInputs(inputSpec(o));
       const formulated = formulate(table, indicators, searchOptions(common, point));
-      const result = await runSearch(table, formulated, solver, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
+      const rl = searcher.kind === 'rl' ? await startRl(searcher, table) : null;
+      let result: SearchResult;
+      try {
+        result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
+      } finally {
+        rl?.stopBar();
+      }
       const command = ['mpq', ...process.argv.slice(2)].join(' ');
 
       const written: string[] = [];
-      if (result.objective !== null && (o.out !== undefined || exportFormat)) {
+      const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
+      if (rl && rlOut !== undefined) {
+        writeFileAtomic(join(rlOut, 'reward-curve.csv'), rl.curveCsv());
+        written.push(join(rlOut, 'reward-curve.csv'));
+      }
+      if (result.objective !== null && (o.out !== undefined || exportFormat || rlOut !== undefined)) {
         const policy = policyFromSearch(table, indicators, common, point, result, command);
         const label = `${table.model}-${budgetLabel(common, point)}`;
         const policyPath = typeof o.out === 'string' ? o.out : `policies/${label}.json`;
@@ -40,6 +55,11 @@ export function registerSearch(program: Command): void {
           const { writePolicy } = await import('../export/policy-file.js'); // zod: only when writing
           writePolicy(policyPath, policy);
           written.push(policyPath);
+        }
+        if (rlOut !== undefined) {
+          const { writePolicy } = await import('../export/policy-file.js');
+          writePolicy(join(rlOut, 'best-policy.json'), policy);
+          written.push(join(rlOut, 'best-policy.json'));
         }
         if (exportFormat) {
           const exportPath = o.exportOut !== undefined ? String(o.exportOut) : policyPath.replace(/\.json$/, '') + EXPORT_EXT[exportFormat];
@@ -61,6 +81,22 @@ export function registerSearch(program: Command): void {
       }
       return result.status === 'time_limit' ? 4 : 0;
     }));
+}
+
+/** The DDPG searcher, its progress bar on stderr and its reward curve (tfjs loads only on this path). */
+async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerTable) {
+  const { rewardCurveCsv, rlSearcher } = await import('../search/rl/searcher.js');
+  const curve: Parameters<typeof rewardCurveCsv>[0] = [];
+  const bar = new SingleBar({ format: 'rl |{bar}| {value}/{total} rollouts | best reward {best} | ETA {eta_formatted}', hideCursor: true }, Presets.shades_classic);
+  bar.start(c.rollouts, 0, { best: '-' });
+  const solver = rlSearcher({
+    rollouts: c.rollouts, warmup: c.warmup, seed: c.seed, table,
+    onRollout: (r) => {
+      curve.push(r);
+      bar.update(r.rollout, { best: Number.isFinite(r.bestReward) ? r.bestReward.toFixed(4) : '-' });
+    },
+  });
+  return { solver, stopBar: () => bar.stop(), curveCsv: () => rewardCurveCsv(curve) };
 }
 
 function checkFormat(f: string): ExportFormat {

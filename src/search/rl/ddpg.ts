@@ -3,7 +3,7 @@ import { Prng } from '../../train/prng.js';
 
 export interface DdpgConfig {
   stateSize: number;
-  /** units in each of the two hidden layers (HAQ: 300 and 400; the state here is 9 numbers) */
+  /** units in each of the two hidden layers (HAQ: 300 and 400; our state is 9 numbers, and tfjs-cpu matMul is slow) */
   hidden: number;
   actorLr: number;
   criticLr: number;
@@ -17,7 +17,7 @@ export interface DdpgConfig {
 }
 
 export const DDPG_DEFAULTS: Omit<DdpgConfig, 'stateSize' | 'seed'> = {
-  hidden: 64, actorLr: 1e-3, criticLr: 1e-3, gamma: 0.99, tau: 0.01, batchSize: 64, bufferSize: 100_000,
+  hidden: 32, actorLr: 1e-3, criticLr: 1e-3, gamma: 0.99, tau: 0.01, batchSize: 64, bufferSize: 100_000,
 };
 
 /** A two-hidden-layer ReLU perceptron on raw variables, initialised from our seeded PRNG (Glorot uniform). */
@@ -139,6 +139,15 @@ export class DdpgAgent {
   static async create(cfg: DdpgConfig): Promise<DdpgAgent> {
     await tf.setBackend('cpu');
     await tf.ready();
+    // The cpu backend's first tensor prints "install our node backend" on stderr, beside our
+    // progress bar: no advice for networks this small, so it is written with the check off.
+    const isNode = tf.env().get('IS_NODE');
+    tf.env().set('IS_NODE', false);
+    try {
+      tf.tensor([0]).dispose();
+    } finally {
+      tf.env().set('IS_NODE', isNode);
+    }
     return new DdpgAgent(cfg);
   }
 

@@ -1,6 +1,9 @@
 import type { Problem } from '../problem.js';
 import { rowTolerance } from '../solvers/solver.js';
 
+/** Overshoot below this (a fraction of a row's largest total) is rounding, not a move's effect. */
+const MIN_GAIN = 1e-13;
+
 /**
  * The agent's view of a Problem: how a continuous action becomes a choice, and the "action wall"
  * that moves any policy onto the budgets before it is scored.
@@ -85,7 +88,7 @@ export class PolicySpace {
           if (j === choice[i]) continue;
           const after = use.map((u, k) => u - cur.use[k] + cs[j].use[k]);
           const gain = v - this.overshoot(after);
-          if (gain <= 0) continue;
+          if (gain <= MIN_GAIN) continue;
           const score = gain / Math.max(cs[j].cost - cur.cost, eps);
           if (score > best) [best, bestLayer, bestChoice] = [score, i, j];
         }

@@ -36,6 +36,11 @@ const INITIAL_NOISE = 0.5;
 const NOISE_DECAY = 0.99;
 /** Reward taken off a rollout the action wall could not bring within budget, plus 10× its overshoot. */
 const INFEASIBLE_PENALTY = 1;
+/**
+ * Most gradient steps per learning rollout. HAQ takes one per layer; a step costs tens of ms on
+ * the tfjs cpu backend (op overhead, not arithmetic), so deep models get this many.
+ */
+const MAX_UPDATES_PER_ROLLOUT = 8;
 
 /**
  * A DDPG searcher (HAQ / PocketFlow style) behind the Solver interface, so `runSearch` and all
@@ -105,7 +110,7 @@ async function solveRl(problem: Problem, opts: RlOptions, solveOpts: SolveOption
         agent.observe(states[i], stored, reward, last ? states[i] : states[i + 1], last);
       }
       if (!warm) {
-        for (let u = 0; u < n; u++) agent.update();
+        for (let u = 0; u < Math.min(n, MAX_UPDATES_PER_ROLLOUT); u++) agent.update();
         noise *= NOISE_DECAY;
       }
       if (feasible && evaluateChoice(problem, choice).feasible && objective < bestObjective) {
@@ -134,4 +139,11 @@ async function solveRl(problem: Problem, opts: RlOptions, solveOpts: SolveOption
 
 function clamp01(x: number): number {
   return Math.min(1, Math.max(0, x));
+}
+
+/** The reward curve as CSV, one row per rollout. */
+export function rewardCurveCsv(records: RolloutRecord[]): string {
+  const lines = ['rollout,reward,best_reward,objective,feasible,noise'];
+  for (const r of records) lines.push([r.rollout, r.reward, Number.isFinite(r.bestReward) ? r.bestReward : '', r.objective, r.feasible ? 1 : 0, r.noise].join(','));
+  return lines.join('\n') + '\n';
 }

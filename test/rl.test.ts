@@ -1,0 +1,136 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readPolicy } from '../src/export/policy-file.js';
+import type { LayerTable } from '../src/model/layer.js';
+import type { Problem } from '../src/search/problem.js';
+import { rlSearcher } from '../src/search/rl/searcher.js';
+import { PolicySpace } from '../src/search/rl/policy-space.js';
+import { solveExact } from '../src/search/solvers/exact.js';
+import { evaluateChoice } from '../src/search/verify.js';
+import { randomInstance } from './random-problems.js';
+import { runCli, tempDir } from './support.js';
+
+const tableOf = (p: Problem): LayerTable => ({ model: 'hand', layers: p.layerNames.map((name) => ({ name, params: 1, macs: 1 })), fixed: [] });
+
+test('rl: every policy is within every budget and never beats the exact optimum (60 random problems)', async () => {
+  for (let seed = 0; seed < 60; seed++) {
+    const { table, f } = randomInstance(seed);
+    // warm-up only: the guarantee comes from the action wall, whatever the actions
+    const rl = await rlSearcher({ rollouts: 3, warmup: 3, seed, table }).solve(f.problem);
+    const exact = solveExact(f.problem);
+    if (exact.status === 'infeasible') {
+      assert.equal(rl.status, 'infeasible', `seed ${seed}`);
+      assert.equal(rl.choice, null);
+      continue;
+    }
+    assert.equal(rl.status, 'feasible', `seed ${seed}`);
+    const got = evaluateChoice(f.problem, rl.choice!);
+    assert.ok(got.feasible, `seed ${seed}: over ${got.violated.join(', ')}`);
+    const best = evaluateChoice(f.problem, exact.choice!).objective;
+    assert.ok(got.objective >= best - 1e-9 * Math.abs(best), `seed ${seed}: rl ${got.objective} below the optimum ${best}`);
+  }
+});
+
+test('rl: learning rollouts keep every budget too, and one seed gives one policy', async () => {
+  for (const seed of [3, 11, 29]) {
+    const { table, f } = randomInstance(seed);
+    const run = () => rlSearcher({ rollouts: 5, warmup: 2, seed, table }).solve(f.problem);
+    const [a, b] = [await run(), await run()];
+    assert.deepEqual(a.choice, b.choice, `seed ${seed}`);
+    if (a.choice) assert.ok(evaluateChoice(f.problem, a.choice).feasible, `seed ${seed}`);
+    else assert.equal(a.status, 'infeasible');
+  }
+});
+
+test('rl: the action wall reaches the budget from the most generous policy', () => {
+  for (let seed = 100; seed < 130; seed++) {
+    const { f } = randomInstance(seed);
+    const space = new PolicySpace(f.problem);
+    if (space.rowAloneInfeasible()) continue;
+    const choice = space.order.map((o) => o[o.length - 1]);
+    assert.ok(space.project(choice), `seed ${seed}`);
+    assert.ok(evaluateChoice(f.problem, choice).feasible, `seed ${seed}`);
+    const projected = space.objective(choice);
+    space.upgrade(choice);
+    assert.ok(evaluateChoice(f.problem, choice).feasible, `seed ${seed}: upgrade broke a budget`);
+    assert.ok(space.objective(choice) <= projected, `seed ${seed}: upgrade made it worse`);
+  }
+});
+
+test('rl: a budget below the least use is infeasible; rows that pull apart give no policy', async () => {
+  const choice = (cost: number, use: number[]) => ({ w: 4, a: 4, cost, use });
+  const row = (limit: number) => ({ name: 'bitops' as const, limit, fixedUse: 0, sources: ['test'], toUnit: (v: number) => v, unit: 'G' });
+  const tight: Problem = { layerNames: ['a', 'b'], choices: [[choice(1, [2]), choice(2, [1])], [choice(1, [2]), choice(2, [1])]], rows: [row(1.5)] };
+  const r1 = await rlSearcher({ rollouts: 2, warmup: 2, seed: 0, table: tableOf(tight) }).solve(tight);
+  assert.equal(r1.status, 'infeasible');
+  assert.equal(r1.choice, null);
+  // each row alone can reach 0, but every choice uses 1 of one of them
+  const apart: Problem = { layerNames: ['a'], choices: [[choice(1, [1, 0]), choice(1, [0, 1])]], rows: [row(0.5), { ...row(0.5), name: 'latency' }] };
+  const r2 = await rlSearcher({ rollouts: 2, warmup: 2, seed: 0, table: tableOf(apart) }).solve(apart);
+  assert.equal(r2.choice, null);
+});
+
+// The CLI on a tiny model of our own, as in search-cli.test.ts.
+const dir = tempDir();
+const model = join(dir, 'tiny.json');
+writeFileSync(model, JSON.stringify({
+  model: 'tiny',
+  layers: [
+    { name: 'c1', params: 1000, macs: 100000, kind: 'conv', in_channels: 3, out_channels: 16, kernel: [3, 3], stride: 1 },
+    { name: 'c2', params: 4000, macs: 200000 },
+    { name: 'c3', params: 8000, macs: 50000 },
+    { name: 'c4', params: 2000, macs: 400000 },
+  ],
+  fixed: [{ name: 'stem', params: 100, macs: 30000, weight_bits: 8, act_bits: 8 }],
+}));
+const steps = (k: number) => ({ '6': 0.01 * k, '5': 0.02 * k, '4': 0.04 * k, '3': 0.08 * k, '2': 0.2 * k });
+const indicators = join(dir, 'tiny-ind.json');
+writeFileSync(indicators, JSON.stringify({
+  weight: { c1: steps(1), c2: steps(2), c3: steps(0.5), c4: steps(1.5) },
+  act: { c1: steps(2), c2: steps(1), c3: steps(1), c4: steps(3) },
+  layer_name: ['c1', 'c2', 'c3', 'c4'],
+  meta: { model, seed: 3 },
+}));
+const base = ['search', '--model', model, '--indicators', indicators, '--wb', '4', '--ab', '4', '--cr', '6'];
+
+test('mpq search --searcher rl: a policy within budget, reward curve and best policy written', () => {
+  const out = join(dir, 'rl');
+  const r = runCli([...base, '--searcher', 'rl', '--rollouts', '12', '--warmup', '4', '--seed', '7', '--rl-out', out, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const o = JSON.parse(r.stdout);
+  assert.equal(o.status, 'feasible');
+  assert.equal(o.solver, 'rl');
+  for (const b of o.budgets) assert.ok(b.used <= b.limit + 1e-9, JSON.stringify(b));
+  const ilp = JSON.parse(runCli([...base, '--json']).stdout);
+  assert.ok(o.objective >= ilp.objective - 1e-12, `rl ${o.objective} vs ILP ${ilp.objective}`);
+  const curve = readFileSync(join(out, 'reward-curve.csv'), 'utf8').trim().split('\n');
+  assert.equal(curve[0], 'rollout,reward,best_reward,objective,feasible,noise');
+  assert.equal(curve.length, 13);
+  const policy = readPolicy(join(out, 'best-policy.json'));
+  assert.deepEqual(policy.layers.map((l) => l.weightBits), o.weight_bits);
+  assert.deepEqual(o.written, [join(out, 'reward-curve.csv'), join(out, 'best-policy.json')]);
+});
+
+test('mpq search: bad searcher flags are one-line errors, exit 2', () => {
+  const cases: [string[], RegExp][] = [
+    [['--searcher', 'ga'], /--searcher: unknown searcher 'ga'/],
+    [['--searcher', 'rl', '--rollouts', '0'], /--rollouts: must be an integer ≥ 1/],
+    [['--searcher', 'rl', '--rollouts', 'many'], /--rollouts: 'many' is not a number/],
+    [['--searcher', 'rl', '--warmup', '1.5'], /--warmup: must be an integer ≥ 0/],
+    [['--searcher', 'rl', '--rollouts', '10', '--warmup', '11'], /--warmup: 11 is more than --rollouts 10/],
+    [['--searcher', 'rl', '--seed', '-3'], /--seed: must be ≥ 0/],
+    [['--searcher', 'rl', '--reward', 'accuracy'], /--reward accuracy: needs the training engine/],
+    [['--searcher', 'rl', '--reward', 'loss'], /--reward: unknown reward 'loss'/],
+    [['--rollouts', '50'], /--rollouts needs --searcher rl/],
+    [['--searcher', 'rl', '--solver', 'highs'], /--solver picks the ILP backend/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = runCli([...base, ...args]);
+    assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}, stderr ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line expected: ${r.stderr}`);
+    assert.match(lines[0], pattern);
+  }
+});
