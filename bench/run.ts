@@ -1,7 +1,8 @@
 /** `npm run bench`: every benchmark, each printing its figures and its ratio to a reference. */
+import { benchRl } from './rl.js';
 import { benchSearch } from './search.js';
-import { benchTrainStep } from './train-step.js';
+import { benchTrainStep, formatTrainStep } from './train-step.js';
 
 await benchSearch();
-const r = await benchTrainStep({});
-console.log(JSON.stringify(r));
+await benchRl();
+console.log(formatTrainStep(await benchTrainStep({})));

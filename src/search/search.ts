@@ -76,7 +76,7 @@ export async function runSearch(
   if (!sol.choice || !evaluation) {
     return {
       ...base, objective: null, layers: [], bitops: null, compressionRatio: null, sizeMb: null, avgWeightBits: null, avgActBits: null,
-      ...(sol.status === 'infeasible' ? { reason: infeasibleReason(rows) } : { reason: 'time limit reached before any policy was found' }),
+      ...(sol.status === 'infeasible' ? { reason: infeasibleReason(rows) } : { reason: 'the search stopped (time limit or rollouts spent) before it found a policy within every budget' }),
     };
   }
   const layers = table.layers.map((l, i) => {
