@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { foldBatchNorm, type BatchNormParams } from '../src/fold/bn-fold.js';
-import { Prng } from '../src/train/prng.js';
+import { Prng } from '../src/util/prng.js';
 
 interface Tensor4 {
   data: Float32Array;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { EmaMaxObserver } from '../src/calibrate/ema.js';
 import { histogramOf, klDivergences, klThreshold } from '../src/calibrate/kl.js';
 import { minMaxRange } from '../src/calibrate/ranges.js';
-import { Prng } from '../src/train/prng.js';
+import { Prng } from '../src/util/prng.js';
 
 /** KL(P || Q) of two unnormalised count vectors, straight from the definition. */
 function klOfCounts(p: number[], q: number[]): number {

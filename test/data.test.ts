@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import {
   batches, epochOrder, shiftImage, loadCifar10Directory, loadIdxDirectory, loadMnistPackage, MNIST_MEAN, MNIST_STD, readIdx, subset,
 } from '../src/train/data.js';
-import { deriveSeed, Prng } from '../src/train/prng.js';
+import { deriveSeed, Prng } from '../src/util/prng.js';
 
 function idx(dims: number[], data: number[]): Buffer {
   const header = Buffer.alloc(4 + 4 * dims.length);

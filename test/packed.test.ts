@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { packedByteLength, packTensor, readPacked, unpackTensor, writePacked, type PackedLayer } from '../src/export/packed.js';
-import { Prng } from '../src/train/prng.js';
+import { Prng } from '../src/util/prng.js';
 import { UserError } from '../src/util/errors.js';
 
 const BIT_WIDTHS = [1, 2, 3, 4, 5, 6, 7, 8, 16];

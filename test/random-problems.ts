@@ -1,7 +1,7 @@
 import type { LoadedIndicators } from '../src/indicators/indicators.js';
 import type { LayerTable } from '../src/model/layer.js';
 import { formulate, type FormulatedSearch, type SearchOptions } from '../src/search/problem.js';
-import { Prng } from '../src/train/prng.js';
+import { Prng } from '../src/util/prng.js';
 
 /**
  * A random search instance shaped like the real ones: step sizes that grow as bits shrink (with

@@ -4,7 +4,7 @@ import type { Problem } from '../src/search/problem.js';
 import { solveExact } from '../src/search/solvers/exact.js';
 import { glpkSolver } from '../src/search/solvers/glpk.js';
 import { evaluateChoice } from '../src/search/verify.js';
-import { Prng } from '../src/train/prng.js';
+import { Prng } from '../src/util/prng.js';
 import { randomInstance } from './random-problems.js';
 
 /** Problems with three budget rows of unrelated costs (as with a latency table). */

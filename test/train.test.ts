@@ -13,7 +13,7 @@ import { extractIndicators } from '../src/train/indicators.js';
 import { DEFAULT_HYPERPARAMETERS, evaluate, fullPrecisionPasses, jointPretrainPasses, trainLoop } from '../src/train/loops.js';
 import { createModel, describeLayers, namedVariables } from '../src/train/models.js';
 import { FULL_PRECISION, policyFromFile, randomPolicy, uniformPolicy } from '../src/train/policies.js';
-import { Prng } from '../src/train/prng.js';
+import { Prng } from '../src/util/prng.js';
 
 await initBackend('wasm');
 

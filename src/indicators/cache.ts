@@ -1,11 +1,17 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { PACKAGE_ROOT } from '../util/paths.js';
 
 /** Where cached indicators live: the working directory's `indicators/`, then the shipped ones. */
 export function indicatorDirs(): string[] {
-  return [...new Set([resolve('indicators'), join(PACKAGE_ROOT, 'indicators')])].filter((d) => existsSync(d));
+  return [...new Set([resolve('indicators'), join(PACKAGE_ROOT, 'indicators')])].filter((d) => existsSync(d)).map(shortPath);
+}
+
+/** Paths under the working directory are shown (and recorded in policies) relative to it. */
+function shortPath(p: string): string {
+  const rel = relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') ? rel : p;
 }
 
 function modelOf(path: string): string | undefined {

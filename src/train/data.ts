@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.js';
-import { Prng } from './prng.js';
+import { Prng } from '../util/prng.js';
 
 /** Images as NHWC floats (already normalised) with integer labels. */
 export interface ImageSet {

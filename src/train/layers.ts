@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { FULL_PRECISION_BITS, LsqQuantizer, type Quantizer, type Signedness } from '../quant/index.js';
 import { batchNormTrain } from './backend/index.js';
-import type { Prng } from './prng.js';
+import type { Prng } from '../util/prng.js';
 
 /** Bit-widths of one quantized layer; FULL_PRECISION_BITS (32) leaves that side unquantized. */
 export interface LayerBits {

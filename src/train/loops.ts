@@ -6,7 +6,7 @@ import { batches, epochOrder, subset, type Dataset, type ImageSet } from './data
 import { decayedVariables, namedVariables, trainableVariables, type BitsPolicy, type QuantModel } from './models.js';
 import { cosineLr, SgdMomentum } from './optimizer.js';
 import { FULL_PRECISION, randomPolicy, uniformPolicy } from './policies.js';
-import { deriveSeed, Prng } from './prng.js';
+import { deriveSeed, Prng } from '../util/prng.js';
 import { ProgressBar } from './progress.js';
 
 export type Stage = 'train' | 'pretrain' | 'finetune';

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Layer } from '../model/layer.js';
 import { UserError } from '../util/errors.js';
 import { bnKey, QuantConv2d, QuantDense, SwitchableBatchNorm, type LayerBits, type QuantLayerOptions } from './layers.js';
-import { Prng } from './prng.js';
+import { Prng } from '../util/prng.js';
 
 /** Bits of every quantized layer by name; a layer left out runs in full precision. */
 export type BitsPolicy = Record<string, LayerBits>;

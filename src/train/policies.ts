@@ -2,7 +2,7 @@ import type { Policy } from '../export/policy.js';
 import { FULL_PRECISION_BITS } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
 import { FIXED_LAYER_BITS, type BitsPolicy, type QuantModel } from './models.js';
-import type { Prng } from './prng.js';
+import type { Prng } from '../util/prng.js';
 
 /** No layer quantized. */
 export const FULL_PRECISION: BitsPolicy = Object.freeze({});

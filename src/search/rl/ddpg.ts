@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { Prng } from '../../train/prng.js';
+import { Prng } from '../../util/prng.js';
 
 export interface DdpgConfig {
   stateSize: number;

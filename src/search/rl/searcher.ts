@@ -1,5 +1,5 @@
 import type { LayerTable } from '../../model/layer.js';
-import { deriveSeed, Prng } from '../../train/prng.js';
+import { deriveSeed, Prng } from '../../util/prng.js';
 import type { Problem } from '../problem.js';
 import type { Solution, SolveOptions, Solver } from '../solvers/solver.js';
 import { evaluateChoice } from '../verify.js';

@@ -1,6 +1,6 @@
 /**
  * A small seeded PRNG (mulberry32) so that every random choice in training (init, split, shuffle,
- * sampled policies) is reproducible from one integer seed.
+ * sampled policies, RL exploration, random test problems) is reproducible from one integer seed.
  */
 export class Prng {
   private state: number;
