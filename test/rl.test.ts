@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readPolicy } from '../src/export/policy-file.js';
 import type { LayerTable } from '../src/model/layer.js';
@@ -10,7 +10,7 @@ import { PolicySpace } from '../src/search/rl/policy-space.js';
 import { solveExact } from '../src/search/solvers/exact.js';
 import { evaluateChoice } from '../src/search/verify.js';
 import { randomInstance } from './random-problems.js';
-import { runCli, tempDir } from './support.js';
+import { runCli, tempDir, writeTinySearchInputs } from './support.js';
 
 const tableOf = (p: Problem): LayerTable => ({ model: 'hand', layers: p.layerNames.map((name) => ({ name, params: 1, macs: 1 })), fixed: [] });
 
@@ -74,25 +74,7 @@ test('rl: a budget below the least use is infeasible; rows that pull apart give 
 
 // The CLI on a tiny model of our own, as in search-cli.test.ts.
 const dir = tempDir();
-const model = join(dir, 'tiny.json');
-writeFileSync(model, JSON.stringify({
-  model: 'tiny',
-  layers: [
-    { name: 'c1', params: 1000, macs: 100000, kind: 'conv', in_channels: 3, out_channels: 16, kernel: [3, 3], stride: 1 },
-    { name: 'c2', params: 4000, macs: 200000 },
-    { name: 'c3', params: 8000, macs: 50000 },
-    { name: 'c4', params: 2000, macs: 400000 },
-  ],
-  fixed: [{ name: 'stem', params: 100, macs: 30000, weight_bits: 8, act_bits: 8 }],
-}));
-const steps = (k: number) => ({ '6': 0.01 * k, '5': 0.02 * k, '4': 0.04 * k, '3': 0.08 * k, '2': 0.2 * k });
-const indicators = join(dir, 'tiny-ind.json');
-writeFileSync(indicators, JSON.stringify({
-  weight: { c1: steps(1), c2: steps(2), c3: steps(0.5), c4: steps(1.5) },
-  act: { c1: steps(2), c2: steps(1), c3: steps(1), c4: steps(3) },
-  layer_name: ['c1', 'c2', 'c3', 'c4'],
-  meta: { model, seed: 3 },
-}));
+const { model, indicators } = writeTinySearchInputs(dir);
 const base = ['search', '--model', model, '--indicators', indicators, '--wb', '4', '--ab', '4', '--cr', '6'];
 
 test('mpq search --searcher rl: a policy within budget, reward curve and best policy written', () => {

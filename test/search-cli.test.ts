@@ -3,29 +3,11 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readPolicy } from '../src/export/policy-file.js';
-import { HAS_REFERENCE, REFERENCE_DIR, runCli, tempDir, type CliRun } from './support.js';
+import { HAS_REFERENCE, REFERENCE_DIR, runCli, tempDir, writeTinySearchInputs, type CliRun } from './support.js';
 
 // A small model of our own: 4 searchable layers, a fixed stem and classifier.
 const dir = tempDir();
-const model = join(dir, 'tiny.json');
-writeFileSync(model, JSON.stringify({
-  model: 'tiny',
-  layers: [
-    { name: 'c1', params: 1000, macs: 100000 },
-    { name: 'c2', params: 4000, macs: 200000 },
-    { name: 'c3', params: 8000, macs: 50000 },
-    { name: 'c4', params: 2000, macs: 400000 },
-  ],
-  fixed: [{ name: 'stem', params: 100, macs: 30000, weight_bits: 8, act_bits: 8 }, { name: 'fc', params: 200, macs: 200, weight_bits: 8, act_bits: 8 }],
-}));
-const steps = (k: number) => ({ '6': 0.01 * k, '5': 0.02 * k, '4': 0.04 * k, '3': 0.08 * k, '2': 0.2 * k });
-const indicators = join(dir, 'tiny-ind.json');
-writeFileSync(indicators, JSON.stringify({
-  weight: { c1: steps(1), c2: steps(2), c3: steps(0.5), c4: steps(1.5) },
-  act: { c1: steps(2), c2: steps(1), c3: steps(1), c4: steps(3) },
-  layer_name: ['c1', 'c2', 'c3', 'c4'],
-  meta: { model, seed: 3 },
-}));
+const { model, indicators } = writeTinySearchInputs(dir);
 const base = ['search', '--model', model, '--indicators', indicators];
 
 function json(r: CliRun) {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,4 +26,31 @@ export function runCli(args: string[], cwd = REPO_ROOT): CliRun {
 
 export function tempDir(prefix = 'mpq-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * A small search input of our own, written to `dir`: 4 searchable layers (c1 with its shape, for
+ * the RL state), a fixed stem and classifier, and indicators that grow as bits shrink.
+ */
+export function writeTinySearchInputs(dir: string): { model: string; indicators: string } {
+  const model = join(dir, 'tiny.json');
+  writeFileSync(model, JSON.stringify({
+    model: 'tiny',
+    layers: [
+      { name: 'c1', params: 1000, macs: 100000, kind: 'conv', in_channels: 3, out_channels: 16, kernel: [3, 3], stride: 1 },
+      { name: 'c2', params: 4000, macs: 200000 },
+      { name: 'c3', params: 8000, macs: 50000 },
+      { name: 'c4', params: 2000, macs: 400000 },
+    ],
+    fixed: [{ name: 'stem', params: 100, macs: 30000, weight_bits: 8, act_bits: 8 }, { name: 'fc', params: 200, macs: 200, weight_bits: 8, act_bits: 8 }],
+  }));
+  const steps = (k: number) => ({ '6': 0.01 * k, '5': 0.02 * k, '4': 0.04 * k, '3': 0.08 * k, '2': 0.2 * k });
+  const indicators = join(dir, 'tiny-ind.json');
+  writeFileSync(indicators, JSON.stringify({
+    weight: { c1: steps(1), c2: steps(2), c3: steps(0.5), c4: steps(1.5) },
+    act: { c1: steps(2), c2: steps(1), c3: steps(1), c4: steps(3) },
+    layer_name: ['c1', 'c2', 'c3', 'c4'],
+    meta: { model, seed: 3 },
+  }));
+  return { model, indicators };
 }
