@@ -64,7 +64,7 @@ async function writeOutputs(dir: string, results: SweepResult[], meta: Record<st
   const entries = results.map(sweepEntry);
   writeFileAtomic(join(dir, 'sweep.json'), JSON.stringify({ ...(meta ?? { interrupted: true }), points: entries }, null, 1) + '\n');
   writeFileAtomic(join(dir, 'sweep.csv'), sweepCsv(results));
-  const plotted = results.filter((r) => r.objective !== null).map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, pareto: r.pareto, label: sweepLabel(r) }));
+  const plotted = results.filter((r) => r.objective !== null).map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) }));
   if (plotted.length) {
     const { paretoSvg } = await import('../report/pareto-plot.js'); // vega is heavy: load it only here
     writeFileAtomic(join(dir, 'pareto.svg'), await paretoSvg(plotted));

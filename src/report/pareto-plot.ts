@@ -8,8 +8,10 @@ export interface PlotPoint {
   /** BitOps in G, as search results and policies carry them */
   bitops: number;
   sizeMb: number;
-  /** on the sweep's Pareto front */
-  pareto: boolean;
+  /** on the front of objective against BitOps (left panel) */
+  paretoBitops: boolean;
+  /** on the front of objective against size (right panel) */
+  paretoSize: boolean;
   label: string;
 }
 
@@ -21,10 +23,10 @@ const DOMINATED_COLOR = '#9e9e9e';
 type PanelSpec = Extract<TopLevelSpec, { hconcat: unknown }>['hconcat'][number];
 
 /** A panel of objective against `x`: every point, Pareto points joined in x order and labelled. */
-function panel(x: { field: string; title: string }): PanelSpec {
+function panel(x: { field: string; title: string; front: string }): PanelSpec {
   const xEncoding = { field: x.field, type: 'quantitative', title: x.title, scale: { zero: false } } as const;
   const yEncoding = { field: 'objective', type: 'quantitative', title: 'objective', scale: { zero: false } } as const;
-  const onFront = { filter: `datum.front === '${PARETO}'` };
+  const onFront = { filter: `datum.${x.front} === '${PARETO}'` };
   return {
     width: 320,
     height: 260,
@@ -40,13 +42,13 @@ function panel(x: { field: string; title: string }): PanelSpec {
           x: xEncoding,
           y: yEncoding,
           color: {
-            field: 'front',
+            field: x.front,
             type: 'nominal',
             title: null,
             scale: { domain: [PARETO, DOMINATED], range: [PARETO_COLOR, DOMINATED_COLOR] },
           },
           shape: {
-            field: 'front',
+            field: x.front,
             type: 'nominal',
             title: null,
             scale: { domain: [PARETO, DOMINATED], range: ['diamond', 'circle'] },
@@ -73,13 +75,17 @@ export async function paretoSvg(points: PlotPoint[]): Promise<string> {
     objective: p.objective,
     bitopsG: p.bitops,
     sizeMb: p.sizeMb,
-    front: p.pareto ? PARETO : DOMINATED,
+    frontBitops: p.paretoBitops ? PARETO : DOMINATED,
+    frontSize: p.paretoSize ? PARETO : DOMINATED,
     label: p.label,
   }));
   const spec: TopLevelSpec = {
     title: 'Sweep: objective against cost',
     data: { values },
-    hconcat: [panel({ field: 'bitopsG', title: 'BitOps (G)' }), panel({ field: 'sizeMb', title: 'model size (MB)' })],
+    hconcat: [
+      panel({ field: 'bitopsG', title: 'BitOps (G)', front: 'frontBitops' }),
+      panel({ field: 'sizeMb', title: 'model size (MB)', front: 'frontSize' }),
+    ],
     config: { legend: { orient: 'bottom' } },
   };
   const view = new View(parse(compile(spec).spec), { renderer: 'none' });

@@ -1,6 +1,6 @@
 import type { SweepResult } from '../search/sweep.js';
 
-const COLUMNS = ['wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto', 'solve_ms'] as const;
+const COLUMNS = ['wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto', 'pareto_bitops', 'pareto_size', 'solve_ms'] as const;
 
 /** One JSON entry per point: the budgets, the outcome, the policy. */
 export function sweepEntry(r: SweepResult) {
@@ -18,6 +18,8 @@ export function sweepEntry(r: SweepResult) {
     compression_ratio: r.compressionRatio,
     size_mb: r.sizeMb,
     pareto: r.pareto,
+    pareto_bitops: r.paretoBitops,
+    pareto_size: r.paretoSize,
     solve_ms: r.solveMs,
     weight_bits: r.weightBits,
     act_bits: r.actBits,

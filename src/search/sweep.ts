@@ -21,6 +21,11 @@ export interface SweepResult {
   actBits: number[] | null;
   solveMs: number;
   reason?: string;
+  /** no other point has both a lower-or-equal objective and BitOps (one of them lower) */
+  paretoBitops: boolean;
+  /** likewise for objective and model size */
+  paretoSize: boolean;
+  /** on either front */
   pareto: boolean;
 }
 
@@ -39,20 +44,26 @@ export async function solvePoint(
     actBits: r.objective === null ? null : r.layers.map((l) => l.actBits),
     solveMs: r.solveMs,
     ...(r.reason ? { reason: r.reason } : {}),
+    paretoBitops: false,
+    paretoSize: false,
     pareto: false,
   };
 }
 
 /**
- * Mark the points no other point beats on objective, BitOps and size at once (all three no worse,
- * one better). Points with equal figures are all kept.
+ * Mark the Pareto fronts of objective against BitOps and of objective against size. (Against both
+ * at once every optimal point of a budget sweep is on the front by construction: a point beaten on
+ * all three would have been feasible, and better, for the other's budgets.) Points with equal
+ * figures are all kept.
  */
 export function markPareto(results: SweepResult[]): void {
   const solved = results.filter((r) => r.objective !== null);
+  const onFront = (r: SweepResult, cost: (x: SweepResult) => number) => !solved.some((q) =>
+    q !== r && q.objective! <= r.objective! && cost(q) <= cost(r) && (q.objective! < r.objective! || cost(q) < cost(r)));
   for (const r of solved) {
-    r.pareto = !solved.some((q) =>
-      q !== r && q.objective! <= r.objective! && q.bitops! <= r.bitops! && q.sizeMb! <= r.sizeMb! &&
-      (q.objective! < r.objective! || q.bitops! < r.bitops! || q.sizeMb! < r.sizeMb!));
+    r.paretoBitops = onFront(r, (x) => x.bitops!);
+    r.paretoSize = onFront(r, (x) => x.sizeMb!);
+    r.pareto = r.paretoBitops || r.paretoSize;
   }
 }
 
