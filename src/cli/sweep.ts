@@ -31,8 +31,9 @@ export function registerSweep(program: Command): void {
       // Ctrl-C: keep the points solved so far
       const onInt = () => {
         bar.stop();
-        writeOutputs(outDir, done, null).then(() => {
-          process.stderr.write(`mpq: interrupted after ${done.length} of ${points.length} points; wrote ${outDir}\n`);
+        const solvedSoFar = [...done]; // workers keep posting while the files are written
+        writeOutputs(outDir, solvedSoFar, null).then(() => {
+          process.stderr.write(`mpq: interrupted after ${solvedSoFar.length} of ${points.length} points; wrote ${outDir}\n`);
           process.exit(130);
         });
       };
