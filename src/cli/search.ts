@@ -51,13 +51,12 @@ export function registerSearch(program: Command): void {
         const policy = policyFromSearch(table, indicators, common, point, result, command);
         const label = `${table.model}-${budgetLabel(common, point)}`;
         const policyPath = typeof o.out === 'string' ? o.out : `policies/${label}.json`;
+        const { writePolicy } = await import('../export/policy-file.js'); // zod: only when writing
         if (o.out !== undefined) {
-          const { writePolicy } = await import('../export/policy-file.js'); // zod: only when writing
           writePolicy(policyPath, policy);
           written.push(policyPath);
         }
         if (rlOut !== undefined) {
-          const { writePolicy } = await import('../export/policy-file.js');
           writePolicy(join(rlOut, 'best-policy.json'), policy);
           written.push(join(rlOut, 'best-policy.json'));
         }

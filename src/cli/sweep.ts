@@ -41,6 +41,7 @@ export function registerSweep(program: Command): void {
       const results = await runSweep(spec, common, points, {
         solver: String(o.solver),
         jobs,
+        loaded: { table, indicators },
         onResult: (r, n) => {
           done.push(r);
           bar.update(n, { rate: (n / ((performance.now() - t0) / 1000)).toFixed(1) });

@@ -1,9 +1,7 @@
-import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../util/errors.js';
 import { parseWithSchema, readJsonFile } from '../util/json-file.js';
 import type { FixedLayer, Layer, LayerTable } from './layer.js';
-import { isZooModel, ZOO_MODEL_NAMES, zooLayerTable } from './zoo.js';
 
 const count = z.number().int('expected an integer').nonnegative('expected a count ≥ 0');
 const layerSchema = z.object({
@@ -52,11 +50,4 @@ export function readLayerTable(path: string): LayerTable {
   if (dup) throw new UserError(`${path}: layer '${dup}' appears twice`);
   const fixed: FixedLayer[] = t.fixed.map((l) => ({ ...fromJson(l), weightBits: l.weight_bits, actBits: l.act_bits }));
   return { model: t.model, ...(t.input ? { input: t.input } : {}), layers: t.layers.map(fromJson), fixed };
-}
-
-/** `--model`: a zoo name or a layer-table JSON file. */
-export function resolveLayerTable(spec: string, opts: { fixFirstLast?: boolean } = {}): LayerTable {
-  if (isZooModel(spec)) return zooLayerTable(spec, { fixFirstLast: opts.fixFirstLast ?? true });
-  if (existsSync(spec)) return readLayerTable(spec);
-  throw new UserError(`--model: '${spec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a layer-table file`);
 }

@@ -1,5 +1,6 @@
 import type { LayerTable } from '../model/layer.js';
-import { isZooModel, zooLayerTable } from '../model/zoo.js';
+import { existsSync } from 'node:fs';
+import { isZooModel, ZOO_MODEL_NAMES, zooLayerTable } from '../model/zoo.js';
 import { readIndicators, type LoadedIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
 import { UserError } from '../util/errors.js';
@@ -62,11 +63,17 @@ export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerT
   const indicators = readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
   if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
+  return { table: await resolveLayerTable(modelSpec, spec.fixFirstLast), indicators };
+}
+
+/** `--model`: a zoo name or a layer-table JSON file. */
+async function resolveLayerTable(modelSpec: string, fixFirstLast: boolean): Promise<LayerTable> {
+  if (isZooModel(modelSpec)) return zooLayerTable(modelSpec, { fixFirstLast });
+  if (!existsSync(modelSpec)) {
+    throw new UserError(`--model: '${modelSpec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a layer-table file`);
+  }
   // zod (for layer-table files) is loaded only when a file is given: it costs start-up time
-  const table = isZooModel(modelSpec)
-    ? zooLayerTable(modelSpec, { fixFirstLast: spec.fixFirstLast })
-    : (await import('../model/table-file.js')).resolveLayerTable(modelSpec, { fixFirstLast: spec.fixFirstLast });
-  return { table, indicators };
+  return (await import('../model/table-file.js')).readLayerTable(modelSpec);
 }
 
 /** Read the latency table named in the flags (again, in a worker thread). */

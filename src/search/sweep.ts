@@ -72,6 +72,8 @@ export interface SweepOptions {
   /** worker threads; 1 solves in this thread */
   jobs: number;
   onResult?: (r: SweepResult, done: number) => void;
+  /** the inputs, when the caller has loaded them already (used in this thread only) */
+  loaded?: { table: LayerTable; indicators: LoadedIndicators };
 }
 
 /** Below this many points a sweep stays in one thread: starting workers costs more than it saves. */
@@ -93,7 +95,7 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
     opts.onResult?.(r, ++done);
   };
   if (opts.jobs <= 1) {
-    const { table, indicators } = await loadSearchInputs(spec);
+    const { table, indicators } = opts.loaded ?? await loadSearchInputs(spec);
     const full = await withLatencyTable(common);
     for (let i = 0; i < points.length; i++) {
       take(i, await solvePoint(table, indicators, full, points[i], opts.solver));

@@ -215,7 +215,7 @@ class CandidateBuffer {
   use: Float64Array;
   parent = new Int32Array(1024);
   pick = new Int32Array(1024);
-  constructor(private readonly K: number) {
+  constructor(K: number) {
     this.use = new Float64Array(1024 * K);
   }
   clear() { this.size = 0; }
