@@ -16,6 +16,32 @@ export interface QuantLayerOptions {
   inputSignedness: Signedness;
   /** one weight step size per output channel instead of one per tensor */
   perChannelWeights?: boolean;
+  /** builds the layer's quantizers; LSQ (LIMPQ) when absent */
+  quantizers?: QuantizerFactory;
+}
+
+/** What a quantizer factory is told about the tensor it will quantize. */
+export interface QuantizerSite {
+  layerName: string;
+  role: 'weight' | 'input';
+  kind: 'conv' | 'linear';
+  bitsList: readonly number[];
+  signedness: Signedness;
+  /** output channels (last axis of the weight) */
+  outChannels: number;
+  weightShape: readonly number[];
+}
+
+export type QuantizerFactory = (site: QuantizerSite) => Quantizer;
+
+/** LIMPQ's quantizers: LSQ, weight step sizes per tensor or per output channel. */
+export function lsqQuantizers(perChannelWeights = false): QuantizerFactory {
+  return (site) => new LsqQuantizer({
+    bitsList: site.bitsList,
+    signedness: site.signedness,
+    init: site.role === 'weight' ? 'weight' : 'activation',
+    ...(site.role === 'weight' && perChannelWeights ? { channels: site.outChannels } : {}),
+  });
 }
 
 /**
@@ -24,10 +50,12 @@ export interface QuantLayerOptions {
  */
 abstract class QuantLayer {
   readonly weight: tf.Variable;
-  readonly weightQuantizer: Quantizer;
-  readonly inputQuantizer: Quantizer;
+  /** replaceable: post-training tools (simulate) swap in their own quantizers */
+  weightQuantizer: Quantizer;
+  inputQuantizer: Quantizer;
 
   constructor(
+    readonly kind: 'conv' | 'linear',
     readonly name: string,
     weightShape: number[],
     fanIn: number,
@@ -41,17 +69,10 @@ abstract class QuantLayer {
     for (let i = 0; i < size; i++) values[i] = rng.normal() * std;
     this.weight = tf.variable(tf.tensor(values, weightShape), true);
     const outChannels = weightShape[weightShape.length - 1];
-    this.weightQuantizer = new LsqQuantizer({
-      bitsList: options.bitsList,
-      signedness: 'signed',
-      init: 'weight',
-      ...(options.perChannelWeights ? { channels: outChannels } : {}),
-    });
-    this.inputQuantizer = new LsqQuantizer({
-      bitsList: options.bitsList,
-      signedness: options.inputSignedness,
-      init: 'activation',
-    });
+    const factory = options.quantizers ?? lsqQuantizers(options.perChannelWeights);
+    const site = { layerName: name, kind, bitsList: options.bitsList, outChannels, weightShape };
+    this.weightQuantizer = factory({ ...site, role: 'weight', signedness: 'signed' });
+    this.inputQuantizer = factory({ ...site, role: 'input', signedness: options.inputSignedness });
   }
 
   /** Quantized input and weight at the given bits. */
@@ -83,11 +104,11 @@ export interface Conv2dConfig {
 
 /** Quantized 2-D convolution without bias (a batch norm follows), NHWC, symmetric zero padding. */
 export class QuantConv2d extends QuantLayer {
-  readonly kind = 'conv';
+  declare readonly kind: 'conv';
 
   constructor(name: string, readonly config: Conv2dConfig, rng: Prng, options: QuantLayerOptions) {
     const { kernel, inChannels, outChannels } = config;
-    super(name, [kernel, kernel, inChannels, outChannels], kernel * kernel * inChannels, rng, options);
+    super('conv', name, [kernel, kernel, inChannels, outChannels], kernel * kernel * inChannels, rng, options);
   }
 
   apply(x: tf.Tensor4D, bits: LayerBits, training: boolean): tf.Tensor4D {
@@ -98,11 +119,11 @@ export class QuantConv2d extends QuantLayer {
 
 /** Quantized fully connected layer with a (full-precision) bias. */
 export class QuantDense extends QuantLayer {
-  readonly kind = 'linear';
+  declare readonly kind: 'linear';
   readonly bias: tf.Variable;
 
   constructor(name: string, readonly inFeatures: number, readonly outFeatures: number, rng: Prng, options: QuantLayerOptions) {
-    super(name, [inFeatures, outFeatures], inFeatures, rng, options);
+    super('linear', name, [inFeatures, outFeatures], inFeatures, rng, options);
     this.bias = tf.variable(tf.zeros([outFeatures]), true);
   }
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Layer } from '../model/layer.js';
 import { UserError } from '../util/errors.js';
-import { bnKey, QuantConv2d, QuantDense, SwitchableBatchNorm, type LayerBits, type QuantLayerOptions } from './layers.js';
+import { bnKey, QuantConv2d, QuantDense, SwitchableBatchNorm, type LayerBits, type QuantLayerOptions, type QuantizerFactory } from './layers.js';
 import { Prng } from '../util/prng.js';
 
 /** Bits of every quantized layer by name; a layer left out runs in full precision. */
@@ -43,6 +43,8 @@ export interface ModelOptions {
   bits?: readonly number[];
   /** seed for weight initialisation */
   seed?: number;
+  /** builds every layer's quantizers; LSQ when absent */
+  quantizers?: QuantizerFactory;
 }
 
 export const TRAIN_MODEL_NAMES = ['mnist-cnn', 'resnet20'] as const;
@@ -50,8 +52,12 @@ export const TRAIN_MODEL_NAMES = ['mnist-cnn', 'resnet20'] as const;
 export function createModel(name: string, options: ModelOptions = {}): QuantModel {
   const bits = [...(options.bits ?? [])];
   const rng = new Prng(options.seed ?? 0);
-  if (name === 'mnist-cnn') return mnistCnn(bits, rng);
-  if (name === 'resnet20') return resnet20(bits, rng);
+  const layerOptions = (fixed: boolean, inputSignedness: QuantLayerOptions['inputSignedness']): QuantLayerOptions => ({
+    // fixed layers only ever run at FIXED_LAYER_BITS
+    bitsList: fixed ? [FIXED_LAYER_BITS] : bits, inputSignedness, quantizers: options.quantizers,
+  });
+  if (name === 'mnist-cnn') return mnistCnn(bits, rng, layerOptions);
+  if (name === 'resnet20') return resnet20(bits, rng, layerOptions);
   throw new UserError(`--model: '${name}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}`);
 }
 
@@ -99,10 +105,8 @@ export function describeLayers(model: QuantModel): Layer[] {
   return layers;
 }
 
-/** Quantizer candidates of a layer: fixed layers only ever run at FIXED_LAYER_BITS. */
-function layerOptions(bits: number[], fixed: boolean, inputSignedness: QuantLayerOptions['inputSignedness']): QuantLayerOptions {
-  return { bitsList: fixed ? [FIXED_LAYER_BITS] : bits, inputSignedness };
-}
+/** Options of a layer: first/last layers are `fixed`; the input is signed only for the image. */
+type LayerOptionsOf = (fixed: boolean, inputSignedness: QuantLayerOptions['inputSignedness']) => QuantLayerOptions;
 
 function bitsOf(policy: BitsPolicy, name: string): LayerBits {
   return policy[name] ?? { weightBits: 32, actBits: 32 };
@@ -121,15 +125,15 @@ function convBn(conv: QuantConv2d, bn: SwitchableBatchNorm, x: tf.Tensor4D, poli
  * mnist-cnn, as zoo.ts: 1x28x28 → conv1 16 (3x3 s1 p1) → conv2 32 (s2) → conv3 64 → conv4 64 (s2)
  * → conv5 128 → global average pool → fc 10; BN + ReLU after each conv.
  */
-function mnistCnn(bits: number[], rng: Prng): QuantModel {
+function mnistCnn(bits: number[], rng: Prng, layerOptions: LayerOptionsOf): QuantModel {
   const specs: Array<[string, number, number, number]> = [
     ['conv1', 1, 16, 1], ['conv2', 16, 32, 2], ['conv3', 32, 64, 1], ['conv4', 64, 64, 2], ['conv5', 64, 128, 1],
   ];
   const convs = specs.map(([name, inChannels, outChannels, stride], i) =>
     new QuantConv2d(name, { inChannels, outChannels, kernel: 3, stride, padding: 1 }, rng,
-      layerOptions(bits, i === 0, i === 0 ? 'signed' : 'unsigned')));
+      layerOptions(i === 0, i === 0 ? 'signed' : 'unsigned')));
   const bns = convs.map((c, i) => new SwitchableBatchNorm(`bn${i + 1}`, c.config.outChannels, i === 0 ? [FIXED_LAYER_BITS] : bits));
-  const fc = new QuantDense('fc', 128, 10, rng, layerOptions(bits, true, 'unsigned'));
+  const fc = new QuantDense('fc', 128, 10, rng, layerOptions(true, 'unsigned'));
   return {
     name: 'mnist-cnn',
     inputShape: [28, 28, 1],
@@ -157,9 +161,9 @@ function mnistCnn(bits: number[], rng: Prng): QuantModel {
  * channels; stride 2 entering stages 2 and 3) with option-A shortcuts (stride-2 subsampling and
  * zero channel padding, no parameters) → global average pool → fc 10.
  */
-function resnet20(bits: number[], rng: Prng): QuantModel {
+function resnet20(bits: number[], rng: Prng, layerOptions: LayerOptionsOf): QuantModel {
   const conv1 = new QuantConv2d('conv1', { inChannels: 3, outChannels: 16, kernel: 3, stride: 1, padding: 1 }, rng,
-    layerOptions(bits, true, 'signed'));
+    layerOptions(true, 'signed'));
   const bn1 = new SwitchableBatchNorm('bn1', 16, [FIXED_LAYER_BITS]);
   const blocks: Array<{ conv1: QuantConv2d; bn1: SwitchableBatchNorm; conv2: QuantConv2d; bn2: SwitchableBatchNorm; stride: number; inPlanes: number; planes: number }> = [];
   let inPlanes = 16;
@@ -167,7 +171,7 @@ function resnet20(bits: number[], rng: Prng): QuantModel {
     for (let i = 0; i < 3; i++) {
       const prefix = `layer${stage + 1}.${i}`;
       const stride = stage > 0 && i === 0 ? 2 : 1;
-      const options = layerOptions(bits, false, 'unsigned');
+      const options = layerOptions(false, 'unsigned');
       blocks.push({
         conv1: new QuantConv2d(`${prefix}.conv1`, { inChannels: inPlanes, outChannels: planes, kernel: 3, stride, padding: 1 }, rng, options),
         bn1: new SwitchableBatchNorm(`${prefix}.bn1`, planes, bits),
@@ -178,7 +182,7 @@ function resnet20(bits: number[], rng: Prng): QuantModel {
       inPlanes = planes;
     }
   });
-  const fc = new QuantDense('fc', 64, 10, rng, layerOptions(bits, true, 'unsigned'));
+  const fc = new QuantDense('fc', 64, 10, rng, layerOptions(true, 'unsigned'));
   const convs = blocks.flatMap((b) => [b.conv1, b.conv2]);
   return {
     name: 'resnet20',
