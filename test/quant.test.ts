@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { fakeQuantize, LsqQuantizer, quantRange } from '../src/quant/index.js';
+import { dequantize, fakeQuantize, LsqQuantizer, quantRange } from '../src/quant/index.js';
 
 await tf.setBackend('cpu');
 
@@ -133,4 +133,19 @@ test('initialisation on the first training batch: weights from mean ± 3·std, a
 test('fakeQuantize alone: round half to even like torch.round', () => {
   // x/step = [0.5, 1.5, 2.5] → [0, 2, 2]
   close(fakeQuantize(tf.tensor1d([0.5, 1.5, 2.5]), tf.scalar(1), { lo: 0, hi: 7 }).dataSync(), [0, 2, 2]);
+});
+
+test('LSQ integer form: codes in range, and dequantized they equal the fake-quantized tensor bit for bit', () => {
+  const q = new LsqQuantizer({ bitsList: [3, 4], signedness: 'signed', init: 'weight', channels: 3 });
+  const x = tf.randomNormal([2, 2, 5, 3], 0, 1, 'float32', 7);
+  q.activeBits = 3;
+  q.quantize(x, true).dispose(); // initialises the per-channel step sizes from x
+  const form = q.integerForm(x);
+  assert.equal(form.bits, 3);
+  assert.equal(form.scales.length, 3);
+  assert.equal(form.q.length, x.size);
+  assert.ok(form.q.every((v) => v >= -4 && v <= 3));
+  assert.ok(new Set(form.q).size > 4, 'codes use most of the 3-bit range');
+  // + 0 turns -0 into 0: the values are equal, only the sign of zero may differ
+  assert.deepEqual(Array.from(dequantize(form), (v) => v + 0), Array.from(q.quantize(x, false).dataSync(), (v) => v + 0));
 });

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { fakeQuantize, type Quantizer } from './quantizer.js';
+import { fakeQuantize, type IntegerForm, type Quantizer } from './quantizer.js';
 import { FULL_PRECISION_BITS, quantRange, type Signedness } from './range.js';
 import { gradScale } from './ste.js';
 
@@ -68,6 +68,16 @@ export class LsqQuantizer implements Quantizer {
       if (this.options.scaleGrad ?? true) s = gradScale(s, 1 / Math.sqrt(x.size * range.hi));
       return fakeQuantize(x, s, range);
     });
+  }
+
+  integerForm(x: tf.Tensor): IntegerForm {
+    const bits = this.activeBits;
+    const range = quantRange(bits, this.options.signedness);
+    const [q, scales] = tf.tidy(() => {
+      const s = tf.clipByValue(this.step(bits), STEP_MIN, STEP_MAX);
+      return [tf.round(tf.clipByValue(tf.div(x, s), range.lo, range.hi)).dataSync(), s.dataSync()];
+    });
+    return { bits, q: Int32Array.from(q), scales: Float32Array.from(scales) };
   }
 
   trainableVariables(): tf.Variable[] {
