@@ -42,34 +42,47 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   const t0 = performance.now();
   const n = problem.choices.length;
   const K = problem.rows.length;
-  const limits = problem.rows.map((r) => r.limit);
-  const tol = limits.map(rowTolerance);
+  const limits = Float64Array.from(problem.rows, (r) => r.limit);
+  const slack = Float64Array.from(limits, (l) => l + rowTolerance(l));
   const deadline = opts.timeLimitMs === undefined ? Infinity : t0 + opts.timeLimitMs;
   const done = (status: Solution['status'], choice: number[] | null, stats: Record<string, number>): Solution => ({
     status, choice, solver: 'exact', solveMs: performance.now() - t0, stats,
   });
 
-  const kept = problem.choices.map((cs) => undominated(cs.map((c) => c.cost), cs.map((c) => c.use)));
+  const kept = problem.choices.map((cs, i) => undominated(cs, i));
   // Each row on its own: if even the smallest use per layer overflows, no policy exists.
   for (let k = 0; k < K; k++) {
     let least = 0;
-    for (let i = 0; i < n; i++) least += Math.min(...kept[i].map((j) => problem.choices[i][j].use[k]));
-    if (least > limits[k] + tol[k]) return done('infeasible', null, { nodes: 0 });
+    for (const L of kept) {
+      let lo = Infinity;
+      for (let t = 0; t < L.cost.length; t++) lo = Math.min(lo, L.use[t * K + k]);
+      least += lo;
+    }
+    if (least > slack[k]) return done('infeasible', null, { nodes: 0 });
   }
   if (n === 0) return done('optimal', [], { nodes: 0 });
 
   // Rows normalised by their limits so multipliers are comparable across rows.
-  const scale = limits.map((l) => (l > 0 ? 1 / l : 1));
-  const lambda = lagrangeMultipliers(problem, kept, scale).map((x, k) => x * scale[k]);
-  const sumLambda = lambda.reduce((s, x, k) => s + x * limits[k], 0);
+  const scale = Float64Array.from(limits, (l) => (l > 0 ? 1 / l : 1));
+  const lambda = lagrangeMultipliers(kept, K, scale, limits).map((x, k) => x * scale[k]);
+  let sumLambda = 0;
+  for (let k = 0; k < K; k++) sumLambda += lambda[k] * limits[k];
 
-  const layers: LayerData[] = kept.map((js, i) => {
-    const cs = problem.choices[i];
-    const rcOf = (j: number) => cs[j].cost + cs[j].use.reduce((s, u, k) => s + lambda[k] * u, 0);
-    const idx = [...js].sort((a, b) => rcOf(a) - rcOf(b) || a - b);
-    const use = new Float64Array(idx.length * K);
-    idx.forEach((j, t) => cs[j].use.forEach((u, k) => (use[t * K + k] = u)));
-    return { layer: i, idx, cost: Float64Array.from(idx, (j) => cs[j].cost), rc: Float64Array.from(idx, rcOf), use };
+  const layers: LayerData[] = kept.map((L) => {
+    const m = L.cost.length;
+    const rcOf = new Float64Array(m);
+    for (let t = 0; t < m; t++) {
+      let v = L.cost[t];
+      for (let k = 0; k < K; k++) v += lambda[k] * L.use[t * K + k];
+      rcOf[t] = v;
+    }
+    const order = Array.from({ length: m }, (_, t) => t).sort((a, b) => rcOf[a] - rcOf[b] || L.idx[a] - L.idx[b]);
+    const use = new Float64Array(m * K);
+    order.forEach((t, r) => { for (let k = 0; k < K; k++) use[r * K + k] = L.use[t * K + k]; });
+    return {
+      layer: L.layer, idx: order.map((t) => L.idx[t]),
+      cost: Float64Array.from(order, (t) => L.cost[t]), rc: Float64Array.from(order, (t) => rcOf[t]), use,
+    };
   });
   // Clear decisions first, close calls last, where the bounds of the short suffix are tight.
   const regret = (L: LayerData) => (L.rc.length > 1 ? L.rc[1] - L.rc[0] : Infinity);
@@ -110,6 +123,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
     return true;
   };
 
+  const setupMs = performance.now() - t0;
   // Step 3: the dive.
   const pick = new Int32Array(n);
   const used = new Float64Array(K);
@@ -128,7 +142,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
       if (rc + rest >= cutoff) break; // sorted by reduced cost: no later child does better
       let fits = true;
       for (let k = 0; k < K; k++) {
-        if (used[k] + L.use[t * K + k] + suffixUse[next + k] > limits[k] + tol[k]) { fits = false; break; }
+        if (used[k] + L.use[t * K + k] + suffixUse[next + k] > slack[k]) { fits = false; break; }
       }
       if (!fits) continue;
       if (++nodes >= DIVE_NODES) { stopped = 'budget'; return; }
@@ -144,61 +158,64 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   };
   dive(0, 0, 0);
 
-  // Step 4: the sweep over partial policies.
+  /**
+   * Step 4: the sweep over partial policies, depth by depth, keeping those no other dominates and
+   * whose bound can still beat the incumbent. False when the time ran out.
+   */
   let states = 0;
-  if (stopped === 'budget') {
-    stopped = null;
-    let cost = new Float64Array(1), rcs = new Float64Array(1), use = new Float64Array(K);
-    const parents: Int32Array[] = [];
-    const picks: Int32Array[] = [];
-    const cand = new CandidateBuffer(K);
-    for (let d = 0; d < n && cost.length > 0; d++) {
-      if (performance.now() > deadline) { stopped = 'time'; break; }
+  const cur = new StateBuffer(K), nxt = new StateBuffer(K);
+  const parents: Int32Array[] = [];
+  const picks: Int32Array[] = [];
+  const sweep = (): boolean => {
+    let from = cur, to = nxt;
+    from.clear();
+    from.push(0, 0, -1, -1);
+    parents.length = 0;
+    picks.length = 0;
+    for (let d = 0; d < n && from.size > 0; d++) {
+      if (performance.now() > deadline) return false;
       const L = layers[d];
+      const m = L.idx.length;
       const rest = suffixRc[d + 1] - sumLambda;
       const next = (d + 1) * K;
-      cand.clear();
-      for (let s = 0; s < cost.length; s++) {
-        for (let t = 0; t < L.idx.length; t++) {
-          const rc = rcs[s] + L.rc[t];
+      to.clear();
+      for (let s = 0; s < from.size; s++) {
+        const rcBase = from.rc[s], costBase = from.cost[s];
+        for (let t = 0; t < m; t++) {
+          const rc = rcBase + L.rc[t];
           if (rc + rest >= cutoff) break;
-          const at = cand.reserve();
+          const at = to.reserve() * K;
           let fits = true;
           for (let k = 0; k < K; k++) {
-            const u = (cand.use[at * K + k] = use[s * K + k] + L.use[t * K + k]);
-            if (u + suffixUse[next + k] > limits[k] + tol[k]) { fits = false; break; }
+            const u = (to.use[at + k] = from.use[s * K + k] + L.use[t * K + k]);
+            if (u + suffixUse[next + k] > slack[k]) { fits = false; break; }
           }
-          const c = cost[s] + L.cost[t];
-          if (!fits || !promising(d + 1, c, cand.use, at * K)) continue;
-          cand.commit(c, rc, s, t);
+          if (!fits) continue;
+          const c = costBase + L.cost[t];
+          if (!promising(d + 1, c, to.use, at)) continue;
+          to.commit(c, rc, s, t);
         }
       }
-      const keep = nondominated(cand.cost, cand.use, cand.size, K);
-      const m = keep.length;
-      states += m;
-      cost = new Float64Array(m); rcs = new Float64Array(m); use = new Float64Array(m * K);
-      const parent = new Int32Array(m), chosen = new Int32Array(m);
-      for (let q = 0; q < m; q++) {
-        const i = keep[q];
-        cost[q] = cand.cost[i]; rcs[q] = cand.rc[i]; parent[q] = cand.parent[i]; chosen[q] = cand.pick[i];
-        for (let k = 0; k < K; k++) use[q * K + k] = cand.use[i * K + k];
-      }
-      parents.push(parent);
-      picks.push(chosen);
+      to.keepNondominated();
+      states += to.size;
+      parents.push(to.parent.slice(0, to.size));
+      picks.push(to.pick.slice(0, to.size));
+      [from, to] = [to, from];
     }
-    if (!stopped && parents.length === n) {
-      let q = -1;
-      for (let s = 0; s < cost.length; s++) if (cost[s] < cutoff && (q < 0 || cost[s] < cost[q])) q = s;
-      if (q >= 0) {
-        const path = new Int32Array(n);
-        const c = cost[q];
-        for (let d = n - 1; d >= 0; d--) { path[d] = picks[d][q]; q = parents[d][q]; }
-        record(c, path);
-      }
+    if (parents.length < n) return true;
+    let q = -1;
+    for (let s = 0; s < from.size; s++) if (from.cost[s] < cutoff && (q < 0 || from.cost[s] < from.cost[q])) q = s;
+    if (q >= 0) {
+      const path = new Int32Array(n);
+      const c = from.cost[q];
+      for (let d = n - 1; d >= 0; d--) { path[d] = picks[d][q]; q = parents[d][q]; }
+      record(c, path);
     }
-  }
+    return true;
+  };
+  if (stopped === 'budget') stopped = sweep() ? null : 'time';
 
-  const stats = { nodes, states, rootBound };
+  const stats = { nodes, states, rootBound, setupMs };
   const timedOut = stopped === 'time';
   if (!bestPick) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
   const found: Int32Array = bestPick;
@@ -207,19 +224,29 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   return done(timedOut ? 'time_limit' : 'optimal', choice, stats);
 }
 
-/** Growable typed arrays for one depth's candidate partial policies. */
-class CandidateBuffer {
+/**
+ * One depth's partial policies in growable typed arrays: cost, reduced cost, use per row,
+ * and the parent state and choice they came from (to read the policy back).
+ */
+class StateBuffer {
   size = 0;
   cost = new Float64Array(1024);
   rc = new Float64Array(1024);
   use: Float64Array;
   parent = new Int32Array(1024);
   pick = new Int32Array(1024);
-  constructor(K: number) {
+  // scratch for keepNondominated
+  private order = new Int32Array(1024);
+  private stairUse = new Float64Array(1024);
+  private stairCost = new Float64Array(1024);
+
+  constructor(readonly K: number) {
     this.use = new Float64Array(1024 * K);
   }
+
   clear() { this.size = 0; }
-  /** slot for the next candidate (its use is written before commit) */
+
+  /** slot for the next state (its use is written before commit) */
   reserve(): number {
     if (this.size === this.cost.length) {
       const grow = <T extends Float64Array | Int32Array>(a: T): T => {
@@ -229,60 +256,86 @@ class CandidateBuffer {
       };
       this.cost = grow(this.cost); this.rc = grow(this.rc); this.use = grow(this.use);
       this.parent = grow(this.parent); this.pick = grow(this.pick);
+      this.order = grow(this.order); this.stairUse = grow(this.stairUse); this.stairCost = grow(this.stairCost);
     }
     return this.size;
   }
+
   commit(cost: number, rc: number, parent: number, pick: number) {
     const i = this.size++;
     this.cost[i] = cost; this.rc[i] = rc; this.parent[i] = parent; this.pick[i] = pick;
   }
-}
 
-/**
- * Indices of the partial policies (cost, use per row) that no other one dominates. For up to two
- * rows: sort by the first row, then a state survives when no earlier state has both less
- * second-row use and less cost (prefix minimum over second-row ranks, a Fenwick tree).
- */
-function nondominated(cost: Float64Array, use: Float64Array, m: number, K: number): number[] {
-  const order = orderByFirstRow(cost, use, m, K);
-  const keep: number[] = [];
-  if (K === 1) {
-    let least = Infinity;
-    for (const i of order) if (cost[i] < least) { keep.push(i); least = cost[i]; }
-    return keep;
+  push(cost: number, rc: number, parent: number, pick: number) {
+    const at = this.reserve() * this.K;
+    this.use.fill(0, at, at + this.K);
+    this.commit(cost, rc, parent, pick);
   }
-  if (K === 2) {
-    const second = new Float64Array(m);
-    for (let i = 0; i < m; i++) second[i] = use[i * K + 1];
-    second.sort();
-    const tree = new Float64Array(m + 1).fill(Infinity);
-    for (const i of order) {
-      // rank of this state's second-row use: first index holding it, plus one
-      const v = use[i * K + 1];
-      let lo = 0, hi = m - 1;
-      while (lo < hi) { const mid = (lo + hi) >> 1; if (second[mid] < v) lo = mid + 1; else hi = mid; }
-      const r = lo + 1;
+
+  /**
+   * Keep the states no other state dominates (no more cost, no more use in every row; of equal
+   * ones the first), in order of use.
+   */
+  keepNondominated() {
+    const { K, cost, use } = this;
+    const m = this.size;
+    const order = orderByFirstRow(cost, use, m, K, this.order);
+    let kept = 0;
+    if (K === 1) {
       let least = Infinity;
-      for (let x = r; x > 0; x -= x & -x) if (tree[x] < least) least = tree[x];
-      if (cost[i] < least) {
-        keep.push(i);
-        for (let x = r; x <= m; x += x & -x) if (cost[i] < tree[x]) tree[x] = cost[i];
+      for (let r = 0; r < m; r++) { const i = order[r]; if (cost[i] < least) { order[kept++] = i; least = cost[i]; } }
+    } else if (K === 2) {
+      // In first-row order, a state is dominated when an earlier one has no more second-row use
+      // and no more cost: the staircase of earlier states' (second-row use, cost), cost falling.
+      const su = this.stairUse, sc = this.stairCost;
+      let h = 0;
+      for (let r = 0; r < m; r++) {
+        const i = order[r];
+        const v = use[i * 2 + 1], c = cost[i];
+        let lo = 0, hi = h; // first step with use > v
+        while (lo < hi) { const mid = (lo + hi) >> 1; if (su[mid] <= v) lo = mid + 1; else hi = mid; }
+        if (lo > 0 && sc[lo - 1] <= c) continue;
+        order[kept++] = i;
+        // steps from lo on with cost ≥ c are now dominated by this state
+        let q = lo;
+        while (q < h && sc[q] >= c) q++;
+        if (q === lo) { su.copyWithin(lo + 1, lo, h); sc.copyWithin(lo + 1, lo, h); h++; }
+        else if (q > lo + 1) { su.copyWithin(lo + 1, q, h); sc.copyWithin(lo + 1, q, h); h -= q - lo - 1; }
+        su[lo] = v; sc[lo] = c;
+      }
+    } else {
+      // three or more rows (latency tables): pairwise against the survivors so far
+      for (let r = 0; r < m; r++) {
+        const i = order[r];
+        let dominated = false;
+        for (let p = 0; p < kept && !dominated; p++) {
+          const j = order[p];
+          if (cost[j] > cost[i]) continue;
+          let le = true;
+          for (let k = 0; k < K && le; k++) le = use[j * K + k] <= use[i * K + k];
+          dominated = le;
+        }
+        if (!dominated) order[kept++] = i;
       }
     }
-    return keep;
+    this.compact(order.subarray(0, kept));
   }
-  // three or more rows (latency tables): pairwise against the survivors so far
-  for (const i of order) {
-    let dominated = false;
-    for (const j of keep) {
-      if (cost[j] > cost[i]) continue;
-      let le = true;
-      for (let k = 0; k < K && le; k++) le = use[j * K + k] <= use[i * K + k];
-      if (le) { dominated = true; break; }
+
+  /** Move the given states (indices, in the order to keep) to the front. */
+  private compact(keep: Int32Array) {
+    const { K } = this;
+    const m = keep.length;
+    const cost = new Float64Array(m), rc = new Float64Array(m), use = new Float64Array(m * K);
+    const parent = new Int32Array(m), pick = new Int32Array(m);
+    for (let q = 0; q < m; q++) {
+      const i = keep[q];
+      cost[q] = this.cost[i]; rc[q] = this.rc[i]; parent[q] = this.parent[i]; pick[q] = this.pick[i];
+      for (let k = 0; k < K; k++) use[q * K + k] = this.use[i * K + k];
     }
-    if (!dominated) keep.push(i);
+    this.cost.set(cost); this.rc.set(rc); this.parent.set(parent); this.pick.set(pick);
+    this.use.set(use);
+    this.size = m;
   }
-  return keep;
 }
 
 /**
@@ -290,8 +343,8 @@ function nondominated(cost: Float64Array, use: Float64Array, m: number, K: numbe
  * packed with the index into one double and sorted natively, several times faster than a
  * comparator sort; only runs of equal first-row use need the comparator.
  */
-function orderByFirstRow(cost: Float64Array, use: Float64Array, m: number, K: number): Int32Array {
-  const order = new Int32Array(m);
+function orderByFirstRow(cost: Float64Array, use: Float64Array, m: number, K: number, into: Int32Array): Int32Array {
+  const order = into.subarray(0, m);
   const keys = new Float64Array(m);
   let packable = m <= 65536;
   for (let i = 0; i < m && packable; i++) {
@@ -322,58 +375,89 @@ function orderByFirstRow(cost: Float64Array, use: Float64Array, m: number, K: nu
   return order;
 }
 
+/** A layer's choices that no other choice of the layer dominates, as typed arrays. */
+interface KeptChoices {
+  layer: number;
+  /** original choice indices */
+  idx: number[];
+  cost: Float64Array;
+  /** use[t * K + k] */
+  use: Float64Array;
+}
+
 /**
- * Indices of the choices no other choice dominates (no more cost and no more use in every row).
- * Of identical choices the first is kept, so results do not depend on solver internals.
+ * The choices no other choice dominates (no more cost and no more use in every row). Of identical
+ * choices the first is kept, so results do not depend on solver internals.
  */
-function undominated(cost: number[], use: number[][]): number[] {
-  const keep: number[] = [];
-  for (let j = 0; j < cost.length; j++) {
+function undominated(choices: Problem['choices'][number], layer: number): KeptChoices {
+  const idx: number[] = [];
+  for (let j = 0; j < choices.length; j++) {
+    const cj = choices[j];
     let dominated = false;
-    for (let q = 0; q < cost.length && !dominated; q++) {
-      if (q === j || cost[q] > cost[j]) continue;
-      let le = true, strict = cost[q] < cost[j];
-      for (let k = 0; k < use[j].length; k++) {
-        if (use[q][k] > use[j][k]) { le = false; break; }
-        if (use[q][k] < use[j][k]) strict = true;
+    for (let q = 0; q < choices.length && !dominated; q++) {
+      const cq = choices[q];
+      if (q === j || cq.cost > cj.cost) continue;
+      let le = true, strict = cq.cost < cj.cost;
+      for (let k = 0; k < cj.use.length; k++) {
+        if (cq.use[k] > cj.use[k]) { le = false; break; }
+        if (cq.use[k] < cj.use[k]) strict = true;
       }
       dominated = le && (strict || q < j);
     }
-    if (!dominated) keep.push(j);
+    if (!dominated) idx.push(j);
   }
-  return keep;
+  const K = choices[0]?.use.length ?? 0;
+  const use = new Float64Array(idx.length * K);
+  idx.forEach((j, t) => choices[j].use.forEach((u, k) => (use[t * K + k] = u)));
+  return { layer, idx, cost: Float64Array.from(idx, (j) => choices[j].cost), use };
 }
 
 /**
  * Multipliers λ ≥ 0 for the Lagrangian dual max_λ Σ_i min_j (c_ij + λ·u_ij) − λ·B, by cyclic
  * coordinate ascent with an exact line search per row (for one row this is the LP bound itself).
- * Any λ ≥ 0 gives a valid bound; better λ only makes the search smaller.
+ * Any λ ≥ 0 gives a valid bound; better λ only makes the search smaller. Rows are scaled by
+ * `scale` (λ here prices scaled use).
  */
-function lagrangeMultipliers(problem: Problem, kept: number[][], scale: number[]): number[] {
-  const K = problem.rows.length;
-  const lambda = new Array<number>(K).fill(0);
-  const rhs = problem.rows.map((r, k) => r.limit * scale[k]);
+function lagrangeMultipliers(kept: KeptChoices[], K: number, scale: Float64Array, limits: Float64Array): number[] {
+  const lambda = new Float64Array(K);
+  const rhs = Float64Array.from(limits, (l, k) => l * scale[k]);
+  const maxChoices = Math.max(...kept.map((L) => L.cost.length));
+  const work = new LineWork(kept.length * maxChoices, maxChoices);
   let last = -Infinity;
   for (let round = 0; round < 3; round++) {
-    for (let k = 0; k < K; k++) lambda[k] = lineMaximum(problem, kept, scale, lambda, k, rhs[k]);
-    const value = dualValue(problem, kept, scale, lambda, rhs);
+    for (let k = 0; k < K; k++) lambda[k] = lineMaximum(kept, K, scale, lambda, k, rhs[k], work);
+    let value = 0;
+    for (let k = 0; k < K; k++) value -= lambda[k] * rhs[k];
+    for (const L of kept) {
+      let m = Infinity;
+      for (let t = 0; t < L.cost.length; t++) {
+        let v = L.cost[t];
+        for (let k = 0; k < K; k++) v += lambda[k] * L.use[t * K + k] * scale[k];
+        if (v < m) m = v;
+      }
+      value += m;
+    }
     if (value <= last + 1e-12 * Math.max(1, Math.abs(value))) break;
     last = value;
   }
-  return lambda;
+  return Array.from(lambda);
 }
 
-function dualValue(problem: Problem, kept: number[][], scale: number[], lambda: number[], rhs: number[]): number {
-  let v = -lambda.reduce((s, x, k) => s + x * rhs[k], 0);
-  kept.forEach((js, i) => {
-    let m = Infinity;
-    for (const j of js) {
-      const c = problem.choices[i][j];
-      m = Math.min(m, c.cost + c.use.reduce((s, u, k) => s + lambda[k] * u * scale[k], 0));
-    }
-    v += m;
-  });
-  return v;
+/** Scratch arrays for lineMaximum, allocated once per solve. */
+class LineWork {
+  readonly eventT: Float64Array;
+  readonly eventDrop: Float64Array;
+  readonly u: Float64Array;
+  readonly base: Float64Array;
+  readonly order: number[] = [];
+  readonly hull: Int32Array;
+  constructor(events: number, choices: number) {
+    this.eventT = new Float64Array(events);
+    this.eventDrop = new Float64Array(events);
+    this.u = new Float64Array(choices);
+    this.base = new Float64Array(choices);
+    this.hull = new Int32Array(choices);
+  }
 }
 
 /**
@@ -382,44 +466,49 @@ function dualValue(problem: Problem, kept: number[][], scale: number[], lambda: 
  * hull of the points (u_j, base_j). The dual's slope in t is Σ_i u_i(t) − rhs; sweep all
  * breakpoints in order of t until it turns non-positive.
  */
-function lineMaximum(problem: Problem, kept: number[][], scale: number[], lambda: number[], k: number, rhs: number): number {
-  const events: { t: number; drop: number }[] = [];
+function lineMaximum(kept: KeptChoices[], K: number, scale: Float64Array, lambda: Float64Array, k: number, rhs: number, w: LineWork): number {
+  let events = 0;
   let slope = -rhs;
-  kept.forEach((js, i) => {
-    const pts = js.map((j) => {
-      const c = problem.choices[i][j];
-      let base = c.cost;
-      for (let r = 0; r < lambda.length; r++) if (r !== k) base += lambda[r] * c.use[r] * scale[r];
-      return { u: c.use[k] * scale[k], base };
-    });
-    pts.sort((p, q) => p.u - q.u || p.base - q.base);
+  const { u, base, hull, order } = w;
+  for (const L of kept) {
+    const m = L.cost.length;
+    order.length = m;
+    for (let t = 0; t < m; t++) {
+      let b = L.cost[t];
+      for (let r = 0; r < K; r++) if (r !== k) b += lambda[r] * L.use[t * K + r] * scale[r];
+      u[t] = L.use[t * K + k] * scale[k];
+      base[t] = b;
+      order[t] = t;
+    }
+    order.sort((p, q) => u[p] - u[q] || base[p] - base[q]);
     // lower hull from the least-use point; keep edges while base still falls
-    const hull: { u: number; base: number }[] = [];
-    for (const p of pts) {
-      if (hull.length && hull[hull.length - 1].u === p.u) continue;
-      while (hull.length >= 2) {
-        const a = hull[hull.length - 2], b = hull[hull.length - 1];
-        if ((b.base - a.base) * (p.u - a.u) >= (p.base - a.base) * (b.u - a.u)) hull.pop();
+    let h = 0;
+    for (const p of order) {
+      if (h && u[hull[h - 1]] === u[p]) continue;
+      while (h >= 2) {
+        const a = hull[h - 2], b = hull[h - 1];
+        if ((base[b] - base[a]) * (u[p] - u[a]) >= (base[p] - base[a]) * (u[b] - u[a])) h--;
         else break;
       }
-      hull.push(p);
+      hull[h++] = p;
     }
     // the envelope at t = 0 sits at the hull point of least base (least u among ties: it wins just after 0)
     let top = 0;
-    for (let h = 1; h < hull.length; h++) if (hull[h].base < hull[top].base) top = h;
-    slope += hull[top].u;
-    for (let h = top; h > 0; h--) {
-      const p = hull[h], q = hull[h - 1];
-      events.push({ t: (q.base - p.base) / (p.u - q.u), drop: p.u - q.u });
+    for (let x = 1; x < h; x++) if (base[hull[x]] < base[hull[top]]) top = x;
+    slope += u[hull[top]];
+    for (let x = top; x > 0; x--) {
+      const p = hull[x], q = hull[x - 1];
+      w.eventT[events] = (base[q] - base[p]) / (u[p] - u[q]);
+      w.eventDrop[events++] = u[p] - u[q];
     }
-  });
-  if (slope <= 0) return 0;
-  events.sort((a, b) => a.t - b.t);
-  for (const e of events) {
-    slope -= e.drop;
-    if (slope <= 0) return e.t;
   }
-  return events.length ? events[events.length - 1].t : 0;
+  if (slope <= 0) return 0;
+  const byT = Array.from({ length: events }, (_, e) => e).sort((a, b) => w.eventT[a] - w.eventT[b]);
+  for (const e of byT) {
+    slope -= w.eventDrop[e];
+    if (slope <= 0) return w.eventT[e];
+  }
+  return events ? w.eventT[byT[events - 1]] : 0;
 }
 
 /**
