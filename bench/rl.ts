@@ -7,8 +7,17 @@
  * learning adds.
  *
  *   node dist/bench/rl.js [--seed 0]
+ *
+ * With --accuracy, instead: the accuracy reward on mnist-cnn at W3A4/CR12.2 (a few minutes, so not
+ * part of `npm run bench`). The agent's best policy by held-out top-1 after a short LSQ fine-tune,
+ * against the exact ILP's policy put through the very same fine-tune (same images, seed, steps);
+ * both also scored on the test split, which the search never sees. Without --from, one FP epoch
+ * is trained first (a fresh clone has no checkpoint).
+ *
+ *   node dist/bench/rl.js --accuracy [--from DIR] [--rollouts 30] [--reward-steps 20] [--reward-holdout 1000] [--seed 0]
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readIndicators, type LoadedIndicators } from '../src/indicators/indicators.js';
@@ -16,7 +25,9 @@ import type { LayerTable } from '../src/model/layer.js';
 import { readLayerTable } from '../src/model/table-file.js';
 import { zooLayerTable } from '../src/model/zoo.js';
 import { formulate } from '../src/search/problem.js';
-import { rlSearcher } from '../src/search/rl/searcher.js';
+import { AccuracyReward } from '../src/search/rl/accuracy-reward.js';
+import { rlSearcher, type RolloutRecord } from '../src/search/rl/searcher.js';
+import { trainFullPrecision } from '../src/train/run.js';
 import { solveExact } from '../src/search/solvers/exact.js';
 import { evaluateChoice } from '../src/search/verify.js';
 
@@ -65,7 +76,75 @@ export async function benchRl(seed = 0): Promise<void> {
   else console.log(`rl mnist-cnn: skipped (no ${mnistIndicators})`);
 }
 
+export interface AccuracyBenchOptions {
+  seed: number;
+  from?: string;
+  rollouts: number;
+  steps: number;
+  holdout: number;
+}
+
+export async function benchRlAccuracy(o: AccuracyBenchOptions): Promise<void> {
+  const mnistIndicators = join(ROOT, 'indicators', 'mnist-cnn.json');
+  if (!existsSync(mnistIndicators)) {
+    console.log(`rl accuracy mnist-cnn: skipped (no ${mnistIndicators})`);
+    return;
+  }
+  const scratch = o.from === undefined ? mkdtempSync(join(tmpdir(), 'mpq-bench-rl-')) : undefined;
+  try {
+    let from = o.from;
+    if (scratch) {
+      from = join(scratch, 'fp');
+      const t = await trainFullPrecision({ model: 'mnist-cnn', epochs: 1, seed: o.seed, checkpoint: from, progress: false });
+      console.log(`rl accuracy mnist-cnn: trained an FP checkpoint first (1 epoch): test top-1 ${pct(t.test.top1)}, ${t.seconds.toFixed(0)} s`);
+    }
+    const table = zooLayerTable('mnist-cnn', { fixFirstLast: true });
+    const bits = [6, 5, 4, 3, 2];
+    const { problem } = formulate(table, readIndicators(mnistIndicators), { bits, alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 });
+    const exact = solveExact(problem);
+    if (!exact.choice) throw new Error(`rl accuracy: the exact solver says ${exact.status}`);
+    const reward = await AccuracyReward.create(problem, { model: 'mnist-cnn', from: from!, bits, steps: o.steps, holdout: o.holdout, seed: o.seed });
+    try {
+      const s = reward.settings;
+      console.log(`rl accuracy mnist-cnn W3A4/CR12.2: ${s.steps} fine-tune steps of ${s.batch_size} per policy, ${s.holdout} held-out training images, backend ${s.backend}; FP held-out top-1 ${pct(s.fp_top1)}`);
+      const curve: RolloutRecord[] = [];
+      const t0 = performance.now();
+      const rl = await rlSearcher({ rollouts: o.rollouts, warmup: Math.min(10, o.rollouts), seed: o.seed, table, reward, onRollout: (r) => curve.push(r) }).solve(problem);
+      const seconds = (performance.now() - t0) / 1000;
+      if (!rl.choice || !evaluateChoice(problem, rl.choice).feasible) throw new Error(`rl accuracy: no feasible policy (${rl.status})`);
+      const tuned = curve.filter((r) => !r.cached);
+      console.log(`  ${curve.length} rollouts in ${seconds.toFixed(0)} s: ${tuned.length} fine-tuned (${mean(tuned.map((r) => r.seconds)).toFixed(1)} s each), ${curve.length - tuned.length} from the cache`);
+      const policies: [string, number[]][] = [['DDPG best', rl.choice], ['exact ILP', exact.choice]];
+      for (const [label, choice] of policies) {
+        // one fine-tune scores both splits; it repeats the search's (same images and seed) exactly
+        const { heldOut, others: [test] } = await reward.finetune(choice, [reward.testSet]);
+        const { objective } = evaluateChoice(problem, choice);
+        const bitsText = choice.map((j, i) => `W${problem.choices[i][j].w}A${problem.choices[i][j].a}`).join(' ');
+        console.log(`  ${label}: held-out top-1 ${pct(heldOut)}, test top-1 ${pct(test)} (same fine-tune), indicator objective ${objective.toFixed(4)} [${bitsText}]`);
+      }
+    } finally {
+      reward.dispose();
+    }
+  } finally {
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const i = process.argv.indexOf('--seed');
-  await benchRl(i > 0 ? Number(process.argv[i + 1]) : 0);
+  const flag = (name: string): string | undefined => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const seed = Number(flag('--seed') ?? 0);
+  if (process.argv.includes('--accuracy')) {
+    await benchRlAccuracy({
+      seed, from: flag('--from'), rollouts: Number(flag('--rollouts') ?? 30),
+      steps: Number(flag('--reward-steps') ?? 20), holdout: Number(flag('--reward-holdout') ?? 1000),
+    });
+  } else {
+    await benchRl(seed);
+  }
 }

@@ -1,8 +1,14 @@
 /** `npm run bench`: every benchmark, each printing its figures and its ratio to a reference. */
+import { benchQuantizers, parseQuantizerBenchArgs } from './quantizers.js';
 import { benchRl } from './rl.js';
+import { benchSimulate, parseSimulateBenchArgs } from './simulate.js';
 import { benchSearch } from './search.js';
 import { benchTrainStep, formatTrainStep } from './train-step.js';
 
 await benchSearch();
 await benchRl();
-console.log(formatTrainStep(await benchTrainStep({})));
+console.log(formatTrainStep(benchTrainStep()));
+// the seed's simulated-quantization table and the packed W3A4 policy's size (≈10 min; --from DIR skips the FP training)
+await benchSimulate(parseSimulateBenchArgs(process.argv.slice(2)));
+// the longest (≈15 min): every quantizer fine-tuned on MNIST; `npm run bench -- --from DIR` skips its FP training
+await benchQuantizers(parseQuantizerBenchArgs(process.argv.slice(2)));

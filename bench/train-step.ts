@@ -1,33 +1,52 @@
 /**
- * Training-step throughput: CIFAR ResNet-20 (3x32x32), forward + backward + SGD-momentum update,
- * images per second (median over steps after warm-up) and peak RSS; with the same step in PyTorch
- * (bench/train_step_torch.py) when `/usr/bin/python3 -c 'import torch'` works.
+ * Training-step throughput of the real thing: mpq's CIFAR ResNet-20 QuantModel at uniform W4A4 LSQ
+ * (first conv and fc at 8/8), one step = forward + loss + backward + SGD-momentum update exactly as
+ * the training loop runs it (loops.ts trainStep, finetune hyperparameters), on a batch of random
+ * 32x32x3 images. Images per second and milliseconds (median over steps after warm-up), peak RSS,
+ * the 1-minute load average around the measurement (the machine may be shared: other processes
+ * take cores, so compare the ratio, measured back to back, not the absolute figures); then the same
+ * step in PyTorch (bench/train_step_torch.py) when `/usr/bin/python3 -c 'import torch'` works.
  *
- *   node dist/bench/train-step.js [--backend wasm] [--batch 32] [--steps 8] [--warmup 3] [--threads N]
- *                                 [--workers N] [--no-torch]
+ * Each configuration runs in a fresh node process (the wasm backend's thread count is fixed when it
+ * first starts, and peak RSS is per process):
  *
- * --threads: XNNPACK threads of the (single) wasm backend; --workers: data-parallel gradient
- * workers instead (DataParallelGradients), one thread each.
+ *   node dist/bench/train-step.js [--batch 32] [--steps 8] [--warmup 3] [--bits 4] [--threads N]
+ *                                 [--workers N] [--no-torch] [--no-fp]
+ *
+ * Without --threads/--workers: one core (1 thread), both cores as XNNPACK threads and as
+ * data-parallel workers (2 workers x 1 thread), each against PyTorch with as many threads.
+ * --bits 32 measures the full-precision step; by default an FP line follows (1 thread).
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DataParallelGradients, splitBatch, type Replica } from '../src/train/backend/data-parallel.js';
-import { batchNormTrain, defaultWasmThreads, initBackend, type BackendName } from '../src/train/backend/index.js';
+import { initBackend } from '../src/train/backend/index.js';
+import { startWorkers } from '../src/train/backend/model-replica.js';
+import { createStepState, DEFAULT_HYPERPARAMETERS, trainStep } from '../src/train/loops.js';
+import { createModel } from '../src/train/models.js';
+import { FULL_PRECISION, uniformPolicy } from '../src/train/policies.js';
+
+/** One measured configuration: XNNPACK threads of one backend, or data-parallel workers. */
+export interface Parallelism {
+  threads: number;
+  /** data-parallel gradient workers (one wasm thread each); 0: the step runs in the main thread */
+  workers: number;
+}
 
 export interface BenchTrainStepOptions {
-  backend?: BackendName;
   batchSize?: number;
   /** measured steps (at least 5) */
   steps?: number;
   warmup?: number;
-  /** XNNPACK threads for wasm, and PyTorch's (default: idle cores, defaultWasmThreads) */
-  threads?: number;
-  /** data-parallel gradient workers (one wasm thread each) instead of one multi-threaded backend; PyTorch then gets as many threads */
-  workers?: number;
+  /** bit-width of the searchable layers (32: the full-precision step) */
+  bits?: number;
+  /** configurations to measure (default: 1 thread, 2 threads, 2 workers) */
+  parallelism?: Parallelism[];
   /** also run the PyTorch twin when python3 has torch (default true) */
   torch?: boolean;
+  /** also measure the FP step at one thread (default true) */
+  fp?: boolean;
 }
 
 export interface TrainStepFigures {
@@ -36,90 +55,34 @@ export interface TrainStepFigures {
   peakRssMB: number;
 }
 
-export interface BenchTrainStepResult extends TrainStepFigures {
-  backend: string;
+/** Figures with the 1-minute load average before and after the measurement. */
+export interface Measured extends TrainStepFigures {
+  load: [number, number];
+}
+
+export interface TrainStepRun extends Measured {
+  label: string;
+  bits: number;
   batchSize: number;
+  parallelism: Parallelism;
+}
+
+export interface TorchRun extends Measured {
+  bits: number;
   threads: number;
-  /** data-parallel workers, 0 when the step ran in this thread */
-  workers: number;
-  /** 1-minute load average when the tfjs measurement ended: other processes' share of the cores */
-  loadAverage: number;
-  torch?: TrainStepFigures;
-  /** tfjs img/s over PyTorch img/s */
-  ratio?: number;
+}
+
+export interface TrainStepResult {
+  tfjs: TrainStepRun[];
+  /** the PyTorch twin at each thread count the tfjs runs used (absent without torch) */
+  torch: TorchRun[];
 }
 
 const PYTHON = '/usr/bin/python3';
 const TORCH_SCRIPT = fileURLToPath(new URL('../../bench/train_step_torch.py', import.meta.url));
+const THIS_SCRIPT = fileURLToPath(import.meta.url);
 
-interface ConvBn {
-  filter: tf.Variable;
-  gamma: tf.Variable;
-  beta: tf.Variable;
-  stride: number;
-}
-
-interface Block {
-  conv1: ConvBn;
-  conv2: ConvBn;
-  shortcut?: ConvBn;
-}
-
-export interface ResNet20 {
-  stem: ConvBn;
-  blocks: Block[];
-  fcWeight: tf.Variable;
-  fcBias: tf.Variable;
-}
-
-function convBn(kernel: number, cin: number, cout: number, stride: number): ConvBn {
-  const fanIn = kernel * kernel * cin;
-  return {
-    filter: tf.variable(tf.randomNormal([kernel, kernel, cin, cout], 0, Math.sqrt(2 / fanIn))),
-    gamma: tf.variable(tf.ones([cout])),
-    beta: tf.variable(tf.zeros([cout])),
-    stride,
-  };
-}
-
-/** ResNet-20 for CIFAR (He et al. 2016), 1x1-conv shortcuts where the shape changes; as in the PyTorch twin. */
-export function resnet20(classes = 10): ResNet20 {
-  const blocks: Block[] = [];
-  let cin = 16;
-  for (const [cout, stride] of [[16, 1], [32, 2], [64, 2]]) {
-    for (let i = 0; i < 3; i++) {
-      const s = i === 0 ? stride : 1;
-      blocks.push({
-        conv1: convBn(3, cin, cout, s),
-        conv2: convBn(3, cout, cout, 1),
-        shortcut: s !== 1 || cin !== cout ? convBn(1, cin, cout, s) : undefined,
-      });
-      cin = cout;
-    }
-  }
-  return {
-    stem: convBn(3, 3, 16, 1),
-    blocks,
-    fcWeight: tf.variable(tf.randomNormal([64, classes], 0, Math.sqrt(1 / 64))),
-    fcBias: tf.variable(tf.zeros([classes])),
-  };
-}
-
-function applyConvBn(layer: ConvBn, x: tf.Tensor4D): tf.Tensor4D {
-  const pad = layer.filter.shape[0] === 1 ? 0 : 1;
-  const conv = tf.conv2d(x, layer.filter as tf.Tensor4D, layer.stride, pad);
-  return batchNormTrain(conv, layer.gamma as tf.Tensor1D, layer.beta as tf.Tensor1D).y;
-}
-
-export function logits(model: ResNet20, images: tf.Tensor4D): tf.Tensor2D {
-  let x: tf.Tensor4D = tf.relu(applyConvBn(model.stem, images));
-  for (const block of model.blocks) {
-    const branch = applyConvBn(block.conv2, tf.relu(applyConvBn(block.conv1, x)));
-    x = tf.relu(branch.add(block.shortcut ? applyConvBn(block.shortcut, x) : x)) as tf.Tensor4D;
-  }
-  const pooled = x.mean([1, 2]) as tf.Tensor2D;
-  return pooled.matMul(model.fcWeight as tf.Tensor2D).add(model.fcBias);
-}
+const loadAverage = () => os.loadavg()[0];
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -127,123 +90,157 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** The model's trainable variables, in a fixed order (the replicas' order too). */
-function parameters(model: ResNet20): tf.Variable[] {
-  const convBnVariables = (layer: ConvBn) => [layer.filter, layer.gamma, layer.beta];
-  return [
-    ...convBnVariables(model.stem),
-    ...model.blocks.flatMap((block) => [block.conv1, block.conv2, ...(block.shortcut ? [block.shortcut] : [])].flatMap(convBnVariables)),
-    model.fcWeight,
-    model.fcBias,
-  ];
+interface ChildRequest {
+  batchSize: number;
+  steps: number;
+  warmup: number;
+  bits: number;
+  parallelism: Parallelism;
 }
 
-const lossOf = (model: ResNet20, images: tf.Tensor4D, labels: tf.Tensor) =>
-  tf.losses.softmaxCrossEntropy(labels, logits(model, images)) as tf.Scalar;
-
-/** Replica factory for the data-parallel workers (see ReplicaModule). */
-export function createReplica(): Replica {
-  const model = resnet20();
-  return { variables: parameters(model), loss: (shard) => lossOf(model, shard.images as tf.Tensor4D, shard.labels) };
+/** The measurement itself, in this (fresh) process. */
+async function measureHere(r: ChildRequest): Promise<TrainStepFigures> {
+  const { threads, workers } = r.parallelism;
+  // With workers, this thread only applies the updates: one wasm thread.
+  await initBackend('wasm', { wasmThreads: workers > 0 ? 1 : threads });
+  const quantized = r.bits < 32;
+  const model = createModel('resnet20', { bits: quantized ? [r.bits] : [] });
+  const passes = [{ label: quantized ? `w${r.bits}a${r.bits}` : 'fp', policy: quantized ? uniformPolicy(model, r.bits) : FULL_PRECISION }];
+  const hyper = { ...DEFAULT_HYPERPARAMETERS[quantized ? 'finetune' : 'train'], epochs: 1, batchSize: r.batchSize };
+  const state = createStepState(model, hyper);
+  if (workers > 0) state.workers = await startWorkers(model, workers);
+  // CIFAR-like: normalised images, labels 0..9
+  const x = tf.randomNormal([r.batchSize, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+  const y = tf.randomUniform([r.batchSize], 0, 10, 'int32', 2) as tf.Tensor1D;
+  const stepMs: number[] = [];
+  try {
+    for (let i = 0; i < r.warmup + r.steps; i++) {
+      const start = performance.now();
+      await trainStep(state, x, y, passes, hyper.lr);
+      if (i >= r.warmup) stepMs.push(performance.now() - start);
+    }
+  } finally {
+    await state.workers?.close();
+    state.optimizer.dispose();
+  }
+  const medianMs = median(stepMs);
+  return { imgPerSec: (r.batchSize * 1000) / medianMs, medianMs, peakRssMB: process.resourceUsage().maxRSS / 1024 };
 }
 
-const peakRssMB = () => process.resourceUsage().maxRSS / 1024;
+function measureInChild(r: ChildRequest): TrainStepFigures {
+  const run = spawnSync(process.execPath, [THIS_SCRIPT, '--child', JSON.stringify(r)], { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`train-step measurement failed: ${run.stderr.trim()}`);
+  return JSON.parse(run.stdout.trim().split('\n').pop() ?? '') as TrainStepFigures;
+}
 
 function torchAvailable(): boolean {
   return spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 }
 
-function runTorch(batchSize: number, steps: number, warmup: number, threads: number): TrainStepFigures {
-  const run = spawnSync(PYTHON, [TORCH_SCRIPT, String(batchSize), String(steps), String(warmup), String(threads)], {
-    encoding: 'utf8',
-  });
+function runTorch(r: ChildRequest, threads: number): TrainStepFigures {
+  const args = [TORCH_SCRIPT, String(r.batchSize), String(r.steps), String(r.warmup), String(threads), String(r.bits)];
+  const run = spawnSync(PYTHON, args, { encoding: 'utf8' });
   if (run.status !== 0) throw new Error(`${TORCH_SCRIPT} failed: ${run.stderr.trim()}`);
   const figures = JSON.parse(run.stdout.trim().split('\n').pop() ?? '') as { img_per_s: number; median_ms: number; peak_rss_mb: number };
   return { imgPerSec: figures.img_per_s, medianMs: figures.median_ms, peakRssMB: figures.peak_rss_mb };
 }
 
-/** Measures tfjs training-step throughput, and PyTorch's on the same step when available. */
-export async function benchTrainStep(opts: BenchTrainStepOptions = {}): Promise<BenchTrainStepResult> {
-  const batchSize = opts.batchSize ?? 32;
-  const steps = Math.max(5, opts.steps ?? 8);
-  const warmup = opts.warmup ?? 3;
-  const threads = opts.threads ?? defaultWasmThreads();
-  const workers = opts.workers ?? 0;
-  // With workers, this thread only applies updates: one wasm thread is plenty.
-  const backend = await initBackend(opts.backend ?? 'wasm', { wasmThreads: workers > 0 ? 1 : threads });
+const cores = (p: Parallelism) => Math.max(p.threads, p.workers);
 
-  const model = resnet20();
-  const variables = parameters(model);
-  const optimizer = tf.train.momentum(0.1, 0.9);
-  const images = tf.randomNormal([batchSize, 32, 32, 3]) as tf.Tensor4D;
-  const labels = tf.oneHot(tf.randomUniform([batchSize], 0, 10, 'int32') as tf.Tensor1D, 10);
-  const pool = workers > 0 ? await DataParallelGradients.start({ workers, replicaModule: import.meta.url, backend: opts.backend ?? 'wasm' }) : undefined;
+/** The configuration's measurement with the load average around it. */
+function measured<T extends TrainStepFigures>(measure: () => T): T & { load: [number, number] } {
+  const before = loadAverage();
+  const figures = measure();
+  return { ...figures, load: [before, loadAverage()] };
+}
 
-  const step = async () => {
-    if (!pool) {
-      const loss = optimizer.minimize(() => lossOf(model, images, labels), true);
-      await loss?.data();
-      loss?.dispose();
-      return;
-    }
-    const weights = variables.map((variable) => variable.dataSync() as Float32Array);
-    const { gradients } = await pool.gradients(weights, splitBatch({ images, labels }, pool.size));
-    tf.tidy(() => optimizer.applyGradients(variables.map((variable, i) => ({ name: variable.name, tensor: tf.tensor(gradients[i], variable.shape) }))));
+/**
+ * Measures each tfjs configuration; PyTorch runs with as many threads right after the last tfjs
+ * configuration using that many cores (back to back, as the load drifts).
+ */
+export function benchTrainStep(opts: BenchTrainStepOptions = {}): TrainStepResult {
+  const base = {
+    batchSize: opts.batchSize ?? 32,
+    steps: Math.max(5, opts.steps ?? 8),
+    warmup: opts.warmup ?? 3,
   };
-  const stepMs: number[] = [];
-  for (let i = 0; i < warmup + steps; i++) {
-    const start = performance.now();
-    await step();
-    if (i >= warmup) stepMs.push(performance.now() - start);
-  }
-  await pool?.close();
-  const medianMs = median(stepMs);
-  const result: BenchTrainStepResult = {
-    backend, batchSize, threads, workers, imgPerSec: (batchSize * 1000) / medianMs, medianMs, peakRssMB: peakRssMB(),
-    loadAverage: os.loadavg()[0],
-  };
-  optimizer.dispose();
-  tf.dispose([images, labels]);
-  tf.disposeVariables();
-
-  if ((opts.torch ?? true) && torchAvailable()) {
-    // The same number of cores for PyTorch.
-    result.torch = runTorch(batchSize, steps, warmup, workers > 0 ? workers : threads);
-    result.ratio = result.imgPerSec / result.torch.imgPerSec;
-  }
+  const bits = opts.bits ?? 4;
+  const withTorch = (opts.torch ?? true) && torchAvailable();
+  const configurations: Array<{ bits: number; parallelism: Parallelism }> = (opts.parallelism ?? [
+    { threads: 1, workers: 0 }, { threads: 2, workers: 0 }, { threads: 1, workers: 2 },
+  ]).map((parallelism) => ({ bits, parallelism }));
+  if ((opts.fp ?? true) && bits < 32) configurations.push({ bits: 32, parallelism: { threads: 1, workers: 0 } });
+  const result: TrainStepResult = { tfjs: [], torch: [] };
+  configurations.forEach(({ bits: b, parallelism }, i) => {
+    const request: ChildRequest = { ...base, bits: b, parallelism };
+    const label = b < 32 ? `W${b}A${b} LSQ` : 'FP';
+    result.tfjs.push({ ...measured(() => measureInChild(request)), label, bits: b, batchSize: base.batchSize, parallelism });
+    const threads = cores(parallelism);
+    const lastWithThese = !configurations.slice(i + 1).some((c) => c.bits === b && cores(c.parallelism) === threads);
+    if (withTorch && lastWithThese) result.torch.push({ ...measured(() => runTorch(request, threads)), bits: b, threads });
+  });
   return result;
 }
 
-export function formatTrainStep(r: BenchTrainStepResult): string {
-  const parallelism = r.workers > 0 ? `${r.workers} workers x 1 thread` : `${r.threads} threads`;
-  let line = `train-step resnet20 b${r.batchSize} ${r.backend} (${parallelism}): ${r.imgPerSec.toFixed(1)} img/s, peak RSS ${Math.round(r.peakRssMB)} MB`;
-  if (r.torch && r.ratio !== undefined) {
-    line += `; torch: ${r.torch.imgPerSec.toFixed(1)} img/s, peak RSS ${Math.round(r.torch.peakRssMB)} MB; ratio ${r.ratio.toFixed(2)}`;
+const plural = (n: number, word: string) => `${n} ${word}${n > 1 ? 's' : ''}`;
+const describeParallelism = (p: Parallelism) => (p.workers > 0 ? `${p.workers} workers x 1 thread` : plural(p.threads, 'thread'));
+const describeLoad = ([a, b]: [number, number]) => `load ${a.toFixed(1)}→${b.toFixed(1)}`;
+const describeFigures = (f: Measured) =>
+  `${f.imgPerSec.toFixed(1)} img/s, ${f.medianMs.toFixed(0)} ms/step, peak RSS ${Math.round(f.peakRssMB)} MB, ${describeLoad(f.load)}`;
+
+export function formatTrainStep(r: TrainStepResult): string {
+  const lines: string[] = [];
+  for (const run of r.tfjs) {
+    const torch = r.torch.find((t) => t.bits === run.bits && t.threads === cores(run.parallelism));
+    lines.push(`train-step resnet20 ${run.label} b${run.batchSize} wasm (${describeParallelism(run.parallelism)}): ${describeFigures(run)}` +
+      (torch ? `; ratio to torch ${(run.imgPerSec / torch.imgPerSec).toFixed(2)}` : ''));
   }
-  return `${line} (load average ${r.loadAverage.toFixed(1)} on ${os.availableParallelism()} cores)`;
+  for (const torch of r.torch) {
+    lines.push(`  torch ${torch.bits < 32 ? `W${torch.bits}A${torch.bits} LSQ` : 'FP'} (${plural(torch.threads, 'thread')}): ${describeFigures(torch)}`);
+  }
+  // best against best: each side at its fastest configuration (target: 0.5)
+  for (const bits of new Set(r.tfjs.map((run) => run.bits))) {
+    const fastest = <T extends Measured>(runs: T[]) => runs.reduce<T | undefined>((a, b) => (a && a.imgPerSec >= b.imgPerSec ? a : b), undefined);
+    const tfjs = fastest(r.tfjs.filter((run) => run.bits === bits));
+    const torch = fastest(r.torch.filter((run) => run.bits === bits));
+    if (tfjs && torch) {
+      lines.push(`  best ${tfjs.label}: tfjs ${tfjs.imgPerSec.toFixed(1)} img/s (${describeParallelism(tfjs.parallelism)}) / torch ` +
+        `${torch.imgPerSec.toFixed(1)} img/s (${plural(torch.threads, 'thread')}) = ${(tfjs.imgPerSec / torch.imgPerSec).toFixed(2)} (target 0.5)`);
+    }
+  }
+  lines.push(`  (${os.availableParallelism()} cores shared with other work: load averages are the machine's 1-minute figures; compare ratios)`);
+  return lines.join('\n');
 }
 
 function parseArgs(argv: string[]): BenchTrainStepOptions {
   const opts: BenchTrainStepOptions = {};
+  let threads: number | undefined;
+  let workers: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const next = () => {
-      const value = argv[++i];
-      if (value === undefined) throw new Error(`${flag} needs a value`);
+      const value = Number(argv[++i]);
+      if (!Number.isInteger(value) || value < 1) throw new Error(`${flag} needs a positive integer`);
       return value;
     };
-    if (flag === '--backend') opts.backend = next() as BackendName;
-    else if (flag === '--batch') opts.batchSize = Number(next());
-    else if (flag === '--steps') opts.steps = Number(next());
-    else if (flag === '--warmup') opts.warmup = Number(next());
-    else if (flag === '--threads') opts.threads = Number(next());
-    else if (flag === '--workers') opts.workers = Number(next());
+    if (flag === '--batch') opts.batchSize = next();
+    else if (flag === '--steps') opts.steps = next();
+    else if (flag === '--warmup') opts.warmup = next();
+    else if (flag === '--bits') opts.bits = next();
+    else if (flag === '--threads') threads = next();
+    else if (flag === '--workers') workers = next();
     else if (flag === '--no-torch') opts.torch = false;
+    else if (flag === '--no-fp') opts.fp = false;
     else throw new Error(`unknown flag ${flag}`);
   }
+  if (threads !== undefined || workers !== undefined) opts.parallelism = [{ threads: threads ?? 1, workers: workers ?? 0 }];
   return opts;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  console.log(formatTrainStep(await benchTrainStep(parseArgs(process.argv.slice(2)))));
+  if (process.argv[2] === '--child') {
+    console.log(JSON.stringify(await measureHere(JSON.parse(process.argv[3]) as ChildRequest)));
+  } else {
+    console.log(formatTrainStep(benchTrainStep(parseArgs(process.argv.slice(2)))));
+  }
 }

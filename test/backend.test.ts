@@ -3,9 +3,17 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { createReplica } from '../bench/train-step.js';
 import { DataParallelGradients, splitBatch } from '../src/train/backend/data-parallel.js';
+import { createReplica, type ModelReplicaOptions, type ModelReplicaTask } from '../src/train/backend/model-replica.js';
+import { loadMnistPackage, subset, type Dataset } from '../src/train/data.js';
+import { DEFAULT_HYPERPARAMETERS, fullPrecisionPasses, jointPretrainPasses, trainLoop, type PassMetrics } from '../src/train/loops.js';
+import { createModel, namedVariables } from '../src/train/models.js';
+import { uniformPolicy } from '../src/train/policies.js';
 import { batchNormTrain, initBackend } from '../src/train/backend/index.js';
+import { quantizerFactory } from '../src/quant/factory.js';
+import { fakeQuantize, fakeQuantizeUnfused } from '../src/quant/quantizer.js';
+import { fakeQuantSimd } from '../src/train/backend/fake-quant-simd.js';
+import { gradScale } from '../src/quant/ste.js';
 import { UserError } from '../src/util/errors.js';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
@@ -243,36 +251,256 @@ test('unsupported wasm gradient configurations fail with a clear UserError', asy
   tf.dispose([x, dy, filter]);
 });
 
-test('data-parallel workers return the size-weighted mean of per-shard gradients', async () => {
+test('a data-parallel step returns the shard-size-weighted mean of per-shard gradients, metrics and changed state', async () => {
   await initBackend('wasm');
-  const replica = createReplica();
-  const weights = replica.variables.map((variable) => variable.dataSync() as Float32Array);
-  const batch = {
-    images: tf.tensor4d(values(5 * 32 * 32 * 3, 14), [5, 32, 32, 3]),
-    labels: tf.oneHot(tf.tensor1d([1, 4, 0, 9, 4], 'int32'), 10),
-  };
+  const options: ModelReplicaOptions = { model: 'mnist-cnn', bits: [4] };
+  // The reference runs the same replica code in this thread, one shard at a time from the same state.
+  const replica = createReplica(options);
+  const task: ModelReplicaTask = { passes: [{ label: 'w4a4', policy: uniformPolicy(createModel('mnist-cnn', { bits: [4] }), 4) }], labelSmoothing: 0.1 };
+  const start = replica.state.map((variable) => Float32Array.from(variable.dataSync()));
+  const batch = { x: tf.tensor4d(values(5 * 28 * 28, 14), [5, 28, 28, 1]), y: tf.tensor1d([1, 4, 0, 9, 4], 'int32') };
   const shards = splitBatch(batch, 2);
-  assert.deepEqual(shards.map((shard) => shard.images.shape[0]), [3, 2]);
+  assert.deepEqual(shards.map((shard) => shard.x.shape[0]), [3, 2]);
 
-  // Reference: the same replica, one shard at a time, in this thread.
-  const expected = replica.variables.map((variable) => new Float32Array(variable.size));
+  const expectedGradients: (Float32Array | undefined)[] = [];
+  const expectedState = start.map((a) => new Float32Array(a.length));
   let expectedLoss = 0;
+  let expectedCorrect = 0;
+  let trainableCount = 0;
   for (const shard of shards) {
-    const share = shard.images.shape[0] / 5;
+    const share = shard.x.shape[0] / 5;
+    tf.tidy(() => replica.state.forEach((variable, i) => variable.assign(tf.tensor(start[i], variable.shape))));
     const inputs = Object.fromEntries(Object.entries(shard).map(([name, data]) => [name, tf.tensor(data.values, data.shape, data.dtype)]));
-    const { value, grads } = tf.variableGrads(() => replica.loss(inputs), replica.variables);
-    expectedLoss += value.dataSync()[0] * share;
-    replica.variables.forEach((variable, v) => grads[variable.name].dataSync().forEach((g, k) => (expected[v][k] += g * share)));
-    tf.dispose([value, ...Object.values(grads), ...Object.values(inputs)]);
+    const { gradients, report } = replica.gradients(inputs, task);
+    trainableCount = gradients.length;
+    gradients.forEach((g, v) => {
+      if (!g) return; // a variable the pass does not use (the FP batch-norm set)
+      const sum = (expectedGradients[v] ??= new Float32Array(g.size));
+      g.dataSync().forEach((value, k) => (sum[k] += value * share));
+    });
+    replica.state.forEach((variable, i) => variable.dataSync().forEach((value, k) => (expectedState[i][k] += value * share)));
+    const [metrics] = report as PassMetrics[];
+    expectedLoss += metrics.loss * share;
+    expectedCorrect += metrics.correct;
+    tf.dispose([...gradients.filter((g) => g !== undefined), ...Object.values(inputs)]);
   }
 
-  const pool = await DataParallelGradients.start({ workers: 2, replicaModule: new URL('../bench/train-step.js', import.meta.url) });
+  const pool = await DataParallelGradients.start({
+    workers: 2, replicaModule: new URL('../src/train/backend/model-replica.js', import.meta.url), replicaOptions: options,
+  });
   try {
-    const { gradients, loss } = await pool.gradients(weights, shards);
-    assert.ok(Math.abs(loss - expectedLoss) < 1e-4 * Math.abs(expectedLoss), `loss ${loss} vs ${expectedLoss}`);
-    gradients.forEach((grad, v) => assert.ok(relativeGap(grad, expected[v]) < 1e-4, `variable ${v}: gradient differs by ${relativeGap(grad, expected[v])}`));
+    const step = await pool.step(start, shards, task);
+    assert.equal(step.gradients.length, trainableCount);
+    step.gradients.forEach((g, v) => {
+      const want = expectedGradients[v];
+      if (!want || !g) return assert.equal(g, want, `variable ${v}: a gradient on one side only`);
+      assert.ok(relativeGap(g, want) < 1e-4, `variable ${v}: gradient differs by ${relativeGap(g, want)}`);
+    });
+    assert.ok(step.gradients.filter((g) => g !== undefined).length > 10);
+    // the first quantized step initialises the LSQ step sizes and moves the 4-bit BN statistics
+    const names = [...namedVariables(createModel('mnist-cnn', { bits: [4] })).keys()];
+    const changed = [...step.state.keys()].map((i) => names[i]);
+    assert.ok(changed.includes('conv2.quan_w_fn.s.4') && changed.includes('bn2.bns.4.running_mean'), `changed: ${changed.join(', ')}`);
+    start.forEach((sent, i) => {
+      const got = step.state.get(i) ?? sent;
+      assert.ok(relativeGap(got, expectedState[i]) < 1e-5, `${names[i]} differs by ${relativeGap(got, expectedState[i])}`);
+    });
+    const metrics = step.reports.map((r) => ({ ...(r.report as PassMetrics[])[0], size: r.size }));
+    assert.deepEqual(metrics.map((m) => m.size), [3, 2]);
+    assert.equal(metrics.reduce((sum, m) => sum + m.correct, 0), expectedCorrect);
+    const loss = metrics.reduce((sum, m) => sum + (m.loss * m.size) / 5, 0);
+    assert.ok(Math.abs(loss - expectedLoss) < 1e-5 * Math.abs(expectedLoss), `loss ${loss} vs ${expectedLoss}`);
   } finally {
     await pool.close();
-    tf.dispose([batch.images, batch.labels, ...replica.variables]);
+    tf.dispose([batch.x, batch.y]);
   }
+});
+
+interface StridedCase {
+  name: string;
+  shape: number[];
+  begin: number[];
+  end: number[];
+  strides: number[];
+  masks?: [number, number, number, number, number];
+  /** by hand: per axis of x, the first index read, the step and how many */
+  reads: Array<[number, number, number]>;
+}
+
+const stridedCases: StridedCase[] = [
+  {
+    name: 'option-A shortcut: every other row and column', shape: [2, 8, 8, 3], begin: [0, 0, 0, 0], end: [2, 8, 8, 3], strides: [1, 2, 2, 1],
+    reads: [[0, 1, 2], [0, 2, 4], [0, 2, 4], [0, 1, 3]],
+  },
+  {
+    name: 'odd extent, stride 3 on the last axis', shape: [2, 7, 5, 7], begin: [0, 1, 0, 1], end: [2, 7, 5, 7], strides: [1, 2, 1, 3],
+    reads: [[0, 1, 2], [1, 2, 3], [0, 1, 5], [1, 3, 2]],
+  },
+  { name: 'negative stride', shape: [3, 7, 5], begin: [1, 6, 0], end: [3, 0, 5], strides: [1, -2, 2], reads: [[1, 1, 2], [6, -2, 3], [0, 2, 3]] },
+  {
+    // (tfjs's cpu kernel reads the wrong elements here: x[i, j, 0])
+    name: 'end mask and a shrunk middle axis', shape: [4, 6, 2], begin: [1, 2, 1], end: [0, 6, 2], strides: [2, 3, 1], masks: [0, 1, 0, 0, 4],
+    reads: [[1, 2, 2], [2, 3, 2], [1, 1, 1]],
+  },
+];
+
+/** Flat indices of x the case reads, in output order. */
+function stridedReads(c: StridedCase): number[] {
+  const strides = c.shape.map((_, j) => c.shape.slice(j + 1).reduce((a, b) => a * b, 1));
+  let offsets = [0];
+  c.reads.forEach(([first, step, count], j) => {
+    offsets = offsets.flatMap((o) => Array.from({ length: count }, (_, k) => o + (first + k * step) * strides[j]));
+  });
+  return offsets;
+}
+
+const stridedSlice = (x: tf.Tensor, c: StridedCase) => tf.stridedSlice(x, c.begin, c.end, c.strides, ...(c.masks ?? []));
+
+test('wasm StridedSlice reads, and the StridedSlice gradient (any backend) writes back, the elements a strided slice takes', async () => {
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await initBackend(backend);
+    for (const c of stridedCases) {
+      tf.tidy(() => {
+        const read = stridedReads(c);
+        const x = tf.tensor(values(size(c.shape), 15), c.shape);
+        const sliced = stridedSlice(x, c);
+        assert.equal(sliced.size, read.length, `${backend} ${c.name}: size`);
+        const xs = x.dataSync();
+        if (backend === 'wasm') assert.deepEqual(Array.from(sliced.dataSync()), read.map((i) => xs[i]), `${c.name}: values`);
+        const weights = tf.tensor(values(sliced.size, 16), sliced.shape);
+        const dx = tf.grad((a: tf.Tensor) => stridedSlice(a, c).mul(weights).sum())(x).dataSync();
+        const expected = new Float32Array(x.size);
+        weights.dataSync().forEach((w, k) => (expected[read[k]] += w));
+        assert.deepEqual(Array.from(dx), Array.from(expected), `${backend} ${c.name}: gradient`);
+      });
+    }
+  }
+});
+
+test('wasm Identity shares memory: a clone outlives its source without a copy', async () => {
+  await initBackend('wasm');
+  const x = tf.tensor([1.5, -2, 3]);
+  const dataIds = tf.backend().numDataIds();
+  const y = tf.clone(x);
+  assert.equal(tf.backend().numDataIds(), dataIds);
+  x.dispose();
+  assert.deepEqual(Array.from(y.dataSync()), [1.5, -2, 3]);
+  y.dispose();
+  assert.equal(tf.backend().numDataIds(), dataIds - 1);
+});
+
+interface FakeQuantCase {
+  name: string;
+  shape: number[];
+  step: number[];
+  range: { lo: number; hi: number };
+}
+
+const fakeQuantCases: FakeQuantCase[] = [
+  { name: 'unsigned 4-bit activations, per-tensor step', shape: [3, 5, 4, 6], step: [0.25], range: { lo: 0, hi: 15 } },
+  { name: 'signed 4-bit weights, per-tensor step', shape: [3, 3, 4, 5], step: [0.125], range: { lo: -8, hi: 7 } },
+  { name: 'signed 3-bit, one step per output channel', shape: [3, 3, 2, 4], step: [0.25, 0.5, 0.0625, 1], range: { lo: -4, hi: 3 } },
+  { name: 'symmetric 2-bit dense input, scalar step of rank 0', shape: [7, 9], step: [], range: { lo: -1, hi: 1 } },
+];
+
+/**
+ * Values, gradients w.r.t. x and the step (through LSQ's gradient scale) of a weighted sum of the
+ * fake-quantized x. x holds ties (k + 1/2 steps), range ends and values beyond them.
+ */
+function fakeQuantInput(c: FakeQuantCase): Float32Array {
+  const steps = c.step.length === 0 ? [0.25] : c.step;
+  const special = [c.range.lo - 1, c.range.lo, c.range.lo + 0.5, 0.5, 1.5, 2.5, c.range.hi - 0.5, c.range.hi, c.range.hi + 0.5, c.range.hi + 3];
+  return values(size(c.shape), 17).map((v, i) => {
+    const s = steps[i % steps.length];
+    return i % 3 === 0 ? special[(i / 3) % special.length] * s : v * (c.range.hi - c.range.lo + 2) * s * 0.6;
+  });
+}
+
+/** LSQ's step gradient in float64 from its definition: Σ weight · (round(x/s) − x/s inside, lo or hi outside) · scale. */
+function stepGradientByHand(c: FakeQuantCase, scale: number): number[] {
+  const steps = c.step.length === 0 ? [0.25] : c.step;
+  const sums = steps.map(() => 0);
+  const weights = values(size(c.shape), 18);
+  fakeQuantInput(c).forEach((x, i) => {
+    const k = i % steps.length;
+    const v = x / steps[k];
+    // halves to even, as tf.round
+    const rounded = Math.abs(v % 1) === 0.5 ? 2 * Math.round(v / 2) : Math.round(v);
+    sums[k] += weights[i] * scale * (v < c.range.lo ? c.range.lo : v > c.range.hi ? c.range.hi : rounded - v);
+  });
+  return c.step.length === 0 || c.step.length === 1 ? [sums.reduce((a, b) => a + b, 0)] : sums;
+}
+
+function fakeQuantResults(c: FakeQuantCase, quantize: typeof fakeQuantize): { y: Float32Array; dx: Float32Array; dStep: Float32Array } {
+  return tf.tidy(() => {
+    const x = tf.tensor(fakeQuantInput(c), c.shape);
+    const step = c.step.length === 0 ? tf.scalar(0.25) : tf.tensor1d(c.step);
+    const weights = tf.tensor(values(size(c.shape), 18), c.shape);
+    const y = quantize(x, step, c.range);
+    const [dx, dStep] = tf.grads((a: tf.Tensor, s: tf.Tensor) => quantize(a, gradScale(s, 0.3), c.range).mul(weights).sum())([x, step]);
+    return { y: y.dataSync() as Float32Array, dx: dx.dataSync() as Float32Array, dStep: dStep.dataSync() as Float32Array };
+  });
+}
+
+test('the fused fake-quantize kernel equals the unfused ops (values exactly, dx within 1e-6) and LSQ\'s step gradient (within 1e-6)', async () => {
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await initBackend(backend);
+    if (backend === 'wasm') {
+      // per-tensor steps take the SIMD loops on the heap (else the JS loops: right, but ~20x slower)
+      const module = (tf.backend() as unknown as { wasm: { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } } }).wasm;
+      assert.notEqual(fakeQuantSimd((module.wasmMemory ?? module.asm?.memory)!), null);
+    }
+    for (const c of fakeQuantCases) {
+      const fused = fakeQuantResults(c, fakeQuantize);
+      const unfused = fakeQuantResults(c, fakeQuantizeUnfused);
+      // === (not deepEqual): the unfused ops may give -0 where the kernel gives 0
+      fused.y.forEach((v, i) => assert.ok(v === unfused.y[i], `${backend} ${c.name}: y[${i}] ${v} vs ${unfused.y[i]}`));
+      assert.ok(relativeGap(fused.dx, unfused.dx) <= 1e-6, `${backend} ${c.name}: dx differs by ${relativeGap(fused.dx, unfused.dx)}`);
+      // the kernel sums in float64, the unfused ops in float32: compare both with the definition
+      const byHand = Float32Array.from(stepGradientByHand(c, 0.3));
+      for (const [which, got, tolerance] of [['fused', fused.dStep, 1e-6], ['unfused', unfused.dStep, 1e-5]] as const) {
+        const gap = relativeGap(got, byHand);
+        assert.ok(gap <= tolerance, `${backend} ${c.name}: ${which} dstep differs from the definition by ${gap}`);
+      }
+      assert.ok(fused.dx.some((g) => g === 0) && fused.dx.some((g) => g !== 0), `${backend} ${c.name}: x should reach both sides of the range`);
+    }
+  }
+});
+
+test('trainLoop with one worker ends where the in-thread loop does; with two it trains and carries BN statistics back', async () => {
+  await initBackend('wasm');
+  const mnist = loadMnistPackage(0);
+  const tiny: Dataset = { ...mnist, train: subset(mnist.train, 32), test: subset(mnist.test, 16) };
+  // joint pretraining: several passes per step, clipping, LSQ step sizes initialised in the first step
+  const run = async (workers?: number) => {
+    const model = createModel('mnist-cnn', { bits: [4, 2], seed: 3 });
+    const reports = await trainLoop(model, tiny, {
+      stage: 'pretrain', hyper: { ...DEFAULT_HYPERPARAMETERS.pretrain, epochs: 1, batchSize: 16 }, seed: 3,
+      passes: jointPretrainPasses(model), evalPolicy: uniformPolicy(model, 4), workers,
+    });
+    return { reports, state: new Map([...namedVariables(model)].map(([name, v]) => [name, Float32Array.from(v.dataSync())])) };
+  };
+  const inThread = await run();
+  const oneWorker = await run(1);
+  for (const [name, values] of inThread.state) {
+    const gap = relativeGap(oneWorker.state.get(name)!, values);
+    assert.ok(gap < 1e-5, `${name} differs by ${gap}`);
+  }
+  assert.equal(oneWorker.reports[0].testTop1, inThread.reports[0].testTop1);
+
+  const twoWorkers = await run(2);
+  const initialMean = createModel('mnist-cnn', { bits: [4, 2], seed: 3 }).batchNorms[1].set('4').movingMean.dataSync();
+  assert.ok(relativeGap(twoWorkers.state.get('bn2.bns.4.running_mean')!, Float32Array.from(initialMean)) > 0, 'running mean did not move');
+  assert.ok(twoWorkers.state.get('conv3.quan_a_fn.s_init.4')![0] === 1, 'step size not initialised');
+  assert.deepEqual(Object.keys(twoWorkers.reports[0].train), ['w4a4', 'w2a2', 'mixed']);
+  for (const m of Object.values(twoWorkers.reports[0].train)) assert.ok(Number.isFinite(m.loss) && m.top1 >= 0 && m.top1 <= 1);
+
+  const options = {
+    stage: 'finetune' as const, hyper: { ...DEFAULT_HYPERPARAMETERS.finetune, epochs: 1, batchSize: 16 }, seed: 3,
+    passes: fullPrecisionPasses, evalPolicy: {},
+  };
+  const userError = (pattern: RegExp) => (e: unknown) => e instanceof UserError && pattern.test(e.message);
+  const dorefa = createModel('mnist-cnn', { bits: [4], quantizers: quantizerFactory({ name: 'dorefa' }) });
+  await assert.rejects(trainLoop(dorefa, tiny, { ...options, workers: 2 }), userError(/^--workers: .*LSQ quantizers only.*'dorefa'$/));
+  await assert.rejects(trainLoop(createModel('mnist-cnn'), tiny, { ...options, workers: -1 }), userError(/^--workers: must be a positive integer, got -1$/));
 });

@@ -115,3 +115,48 @@ test('readPacked: malformed files are one-line UserErrors', () => {
     );
   }
 });
+
+test('version 2: float32 tensors and per-group codebooks round-trip bit for bit; version 1 files still read', () => {
+  const rng = new Prng(31);
+  const grouped = randomLayer(rng, 'nuq', [6, 4], 2, 1);
+  grouped.groupSize = 8;
+  // 24 codes in groups of 8: three codebooks of 2^2 levels
+  grouped.codebook = Float32Array.from({ length: 12 }, () => rng.normal());
+  grouped.codebook[0] = -0;
+  grouped.codebook[1] = Math.fround(0.1);
+  const floats = [
+    { name: 'bn1.bns.fp.running_var', shape: [5], values: Float32Array.from({ length: 5 }, () => rng.next()) },
+    { name: 'fc.quan_a_fn.s.8', shape: [], values: Float32Array.of(Math.fround(0.0123)) },
+    { name: 'odd', shape: [3], values: Float32Array.of(-0, Number.MIN_VALUE, 3.4e38) },
+  ];
+  const layers = [randomLayer(rng, 'conv', [3, 3, 2, 5], 3, 5), grouped];
+  const file = writePacked(layers, { v: 2 }, floats);
+  assert.equal(new DataView(file.buffer).getUint32(4, true), 2);
+  const model = readPacked(file);
+  // JSON has no -0: it comes back as 0 (equal as a number), everything else bit for bit
+  assert.ok(Object.is(model.layers[1]!.codebook![0], 0));
+  grouped.codebook[0] = 0;
+  assert.deepEqual(model.layers, layers);
+  // float32 scales and codebooks are written in their shortest round-tripping decimal form
+  assert.match(new TextDecoder().decode(file), /"codebook":\[0,0\.1,/);
+  assert.deepEqual(model.floats.map((f) => f.name), floats.map((f) => f.name));
+  model.floats.forEach((f, i) => {
+    assert.deepEqual(f.shape, floats[i]!.shape);
+    assert.deepEqual(new Uint32Array(f.values.buffer), new Uint32Array(Float32Array.from(floats[i]!.values).buffer), f.name);
+  });
+  // the float payloads are raw: 4 bytes a value, nothing else beyond alignment
+  const withoutFloats = writePacked(layers, { v: 2 });
+  assert.ok(file.length - withoutFloats.length >= 4 * 9 && file.length - withoutFloats.length <= 4 * 9 + 200);
+
+  // a version 1 file (same layout, no floats) reads as before
+  const v1 = writePacked([layers[0]!]);
+  new DataView(v1.buffer).setUint32(4, 1, true);
+  assert.deepEqual(readPacked(v1).layers, [layers[0]!]);
+  assert.deepEqual(readPacked(v1).floats, []);
+
+  assert.throws(() => writePacked([{ ...grouped, codebook: new Float32Array(13) }]), /13 codebook entries exceed 3 groups × 2\^2/);
+  assert.throws(() => writePacked([layers[0]!], {}, [{ name: 'conv', shape: [1], values: new Float32Array(1) }]), /float tensor 'conv' appears twice/);
+  assert.throws(() => writePacked([], {}, [{ name: 'x', shape: [2], values: new Float32Array(3) }]), /holds 2 values, got 3/);
+  const truncated = writePacked([], {}, [floats[0]!]);
+  assert.throws(() => readPacked(truncated.subarray(0, truncated.length - 4), 'f.mpqp'), (err: unknown) => err instanceof UserError && /^f\.mpqp: float tensor 'bn1\.bns\.fp\.running_var': payload \[\d+, \d+\) runs past the end/.test(err.message));
+});

@@ -88,11 +88,20 @@ test('mpq search --searcher rl: a policy within budget, reward curve and best po
   const ilp = JSON.parse(runCli([...base, '--json']).stdout);
   assert.ok(o.objective >= ilp.objective - 1e-12, `rl ${o.objective} vs ILP ${ilp.objective}`);
   const curve = readFileSync(join(out, 'reward-curve.csv'), 'utf8').trim().split('\n');
-  assert.equal(curve[0], 'rollout,reward,best_reward,objective,feasible,noise');
+  assert.equal(curve[0], 'rollout,reward,best_reward,objective,feasible,noise,cached,seconds');
   assert.equal(curve.length, 13);
+  // the indicators reward is the objective over the unconstrained one, negated: best reward ↔ least objective
+  const rows = curve.slice(1).map((line) => line.split(',').map(Number));
+  const bestRow = rows.reduce((a, b) => (b[3] < a[3] ? b : a));
+  assert.equal(bestRow[3], o.objective);
+  assert.equal(rows[rows.length - 1][2], Math.max(...rows.map((r) => r[1])));
+  for (const r of rows) assert.ok(Math.abs(r[1] / r[3] - bestRow[1] / bestRow[3]) < 1e-12, 'reward ∝ −objective');
   const policy = readPolicy(join(out, 'best-policy.json'));
   assert.deepEqual(policy.layers.map((l) => l.weightBits), o.weight_bits);
-  assert.deepEqual(o.written, [join(out, 'reward-curve.csv'), join(out, 'best-policy.json')]);
+  assert.deepEqual(o.written, [join(out, 'reward-curve.csv'), join(out, 'rl-run.json'), join(out, 'best-policy.json')]);
+  const record = JSON.parse(readFileSync(join(out, 'rl-run.json'), 'utf8'));
+  assert.deepEqual([record.seed, record.rollouts, record.warmup, record.reward.kind], [7, 12, 4, 'indicators']);
+  assert.deepEqual(record.best.weight_bits, o.weight_bits);
 });
 
 test('mpq search: bad searcher flags are one-line errors, exit 2', () => {
@@ -103,8 +112,8 @@ test('mpq search: bad searcher flags are one-line errors, exit 2', () => {
     [['--searcher', 'rl', '--warmup', '1.5'], /--warmup: must be an integer ≥ 0/],
     [['--searcher', 'rl', '--rollouts', '10', '--warmup', '11'], /--warmup: 11 is more than --rollouts 10/],
     [['--searcher', 'rl', '--seed', '-3'], /--seed: must be ≥ 0/],
-    [['--searcher', 'rl', '--reward', 'accuracy'], /--reward accuracy: needs the training engine/],
-    [['--searcher', 'rl', '--reward', 'loss'], /--reward: unknown reward 'loss'/],
+    [['--searcher', 'rl', '--reward', 'loss'], /--reward: unknown reward 'loss' \(choose from indicators, accuracy\)/],
+    [['--searcher', 'rl', '--reward-steps', '5'], /--reward-steps needs --reward accuracy/],
     [['--rollouts', '50'], /--rollouts needs --searcher rl/],
     [['--searcher', 'rl', '--solver', 'highs'], /--solver picks the ILP backend/],
   ];

@@ -163,3 +163,26 @@ test('sweep: every combination, CSV + JSON + SVG, Pareto points marked', () => {
   const s2 = JSON.parse(readFileSync(join(out + '2', 'sweep.json'), 'utf8'));
   assert.deepEqual(s2.points.map((p: { objective: number }) => p.objective), s.points.map((p: { objective: number }) => p.objective));
 });
+
+test('search --w-bit-min/--w-bit-max/--equivalent-bits (PocketFlow): weight bits in range, average weight bits within budget, for both searchers', () => {
+  const table = JSON.parse(readFileSync(model, 'utf8'));
+  const params = new Map<string, number>(table.layers.map((l: { name: string; params: number }) => [l.name, l.params]));
+  for (const searcher of [[], ['--searcher', 'rl', '--rollouts', '20', '--warmup', '5']]) {
+    const r = runCli([...base, '--no-bops', '--cr', '0', '--equivalent-bits', '3.5', '--w-bit-min', '3', '--w-bit-max', '5', ...searcher, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const o = json(r);
+    const layers = o.layers as { name: string; weight_bits: number }[];
+    for (const l of layers) assert.ok(l.weight_bits >= 3 && l.weight_bits <= 5, `${l.name}: W${l.weight_bits}`);
+    const total = layers.reduce((s, l) => s + params.get(l.name)!, 0);
+    const average = layers.reduce((s, l) => s + l.weight_bits * params.get(l.name)!, 0) / total;
+    assert.ok(average <= 3.5 + 1e-12, `average weight bits ${average}`);
+    assert.match(JSON.stringify(o.budgets), /--equivalent-bits 3\.5/);
+  }
+  // the ILP uses the budget: without it, the same search takes more bits
+  const free = json(runCli([...base, '--no-bops', '--cr', '0', '--max-bitops', '1e6', '--w-bit-min', '3', '--w-bit-max', '5', '--json']));
+  assert.ok(free.weight_bits.some((b: number) => b > 3), 'unconstrained search keeps some layers above 3 bits');
+  usageError([...base, '--w-bit-min', '7', '--w-bit-max', '8'], /^mpq: --w-bit-min\/--w-bit-max: no candidate of --bits/);
+  usageError([...base, '--w-bit-min', '5', '--w-bit-max', '3'], /^mpq: --w-bit-min 5 is above --w-bit-max 3/);
+  usageError([...base, '--w-bit-max', 'x'], /^mpq: --w-bit-max: 'x' is not a number/);
+  usageError([...base, '--equivalent-bits', '0'], /^mpq: --equivalent-bits: must be > 0/);
+});

@@ -29,6 +29,8 @@ test('the zoo lists its models', () => {
     'mobilenetv1',
     'mobilenetv2',
     'mnist-cnn',
+    'mobilenet-mini',
+    'mobilenet-mini-cifar',
   ]);
   for (const name of ZOO_MODEL_NAMES) assert.ok(isZooModel(name));
   assert.equal(isZooModel('vgg16'), false);
@@ -70,6 +72,15 @@ test('weight and MAC totals match the published figures', () => {
   // 144 + 4,608 + 18,432 + 36,864 + 73,728 + 1,280
   assert.equal(totals['mnist-cnn'].params, 135_056);
   assert.equal(totals['mnist-cnn'].macs, 10_049_024);
+  // first_conv 144 | stage1: dw 144, pw 512 | stage2: dw 288, pw 2,048; dw 576, pw 4,096 |
+  // stage3: dw 576, pw 8,192; dw 1,152, pw 16,384 | fc 1,280
+  assert.equal(totals['mobilenet-mini'].params, 35_392);
+  // at 28x28: (144 + 144 + 512) x 784; at 14x14: (288 + 2,048 + 576 + 4,096) x 196;
+  // at 7x7: (576 + 8,192 + 1,152 + 16,384) x 49; fc 1,280
+  assert.equal(totals['mobilenet-mini'].macs, 800 * 784 + 7_008 * 196 + 26_304 * 49 + 1_280);
+  // the 32x32 RGB variant: 288 stem weights (3 input channels), the same MACs at 32x32, 16x16, 8x8
+  assert.equal(totals['mobilenet-mini-cifar'].params, 35_392 - 144 + 432);
+  assert.equal(totals['mobilenet-mini-cifar'].macs, (432 + 144 + 512) * 1024 + 7_008 * 256 + 26_304 * 64 + 1_280);
 });
 
 test('every layer counts weights and MACs from its shape', () => {
@@ -93,6 +104,8 @@ test('layer names, counts and order', () => {
     mobilenetv1: { count: 28, first: 'first_conv.0', last: 'fc' },
     mobilenetv2: { count: 53, first: 'features.0.0', last: 'classifier.1' },
     'mnist-cnn': { count: 6, first: 'conv1', last: 'fc' },
+    'mobilenet-mini': { count: 12, first: 'first_conv.0', last: 'fc' },
+    'mobilenet-mini-cifar': { count: 12, first: 'first_conv.0', last: 'fc' },
   };
   for (const model of ZOO_MODEL_NAMES) {
     const names = zooLayers(model).map((l) => l.name);
@@ -214,6 +227,25 @@ test('resnet20, mobilenet and mnist-cnn layer shapes', () => {
   assert.equal(layer('mobilenetv2', 'features.18.0').inChannels, 320);
   assert.deepEqual(layer('mobilenetv2', 'features.18.0').outputSize, [7, 7]);
 
+  // kind, in, out, groups, stride, output size
+  assert.deepEqual(
+    zooLayers('mobilenet-mini').map((l) => [l.name, l.kind, l.inChannels, l.outChannels, l.groups, l.stride, ...l.outputSize!]),
+    [
+      ['first_conv.0', 'conv', 1, 16, 1, 1, 28, 28],
+      ['features.stage1.unit1.dw_conv.conv', 'dwconv', 16, 16, 16, 1, 28, 28],
+      ['features.stage1.unit1.pw_conv.conv', 'conv', 16, 32, 1, 1, 28, 28],
+      ['features.stage2.unit1.dw_conv.conv', 'dwconv', 32, 32, 32, 2, 14, 14],
+      ['features.stage2.unit1.pw_conv.conv', 'conv', 32, 64, 1, 1, 14, 14],
+      ['features.stage2.unit2.dw_conv.conv', 'dwconv', 64, 64, 64, 1, 14, 14],
+      ['features.stage2.unit2.pw_conv.conv', 'conv', 64, 64, 1, 1, 14, 14],
+      ['features.stage3.unit1.dw_conv.conv', 'dwconv', 64, 64, 64, 2, 7, 7],
+      ['features.stage3.unit1.pw_conv.conv', 'conv', 64, 128, 1, 1, 7, 7],
+      ['features.stage3.unit2.dw_conv.conv', 'dwconv', 128, 128, 128, 1, 7, 7],
+      ['features.stage3.unit2.pw_conv.conv', 'conv', 128, 128, 1, 1, 7, 7],
+      ['fc', 'linear', 128, 10, 1, 1, 1, 1],
+    ],
+  );
+
   assert.deepEqual(
     zooLayers('mnist-cnn').map((l) => [l.inChannels, l.outChannels, l.stride, ...l.outputSize!]),
     [
@@ -231,6 +263,8 @@ test('inputs', () => {
   assert.deepEqual(zooInput('resnet50'), [3, 224, 224]);
   assert.deepEqual(zooInput('resnet20'), [3, 32, 32]);
   assert.deepEqual(zooInput('mnist-cnn'), [1, 28, 28]);
+  assert.deepEqual(zooInput('mobilenet-mini'), [1, 28, 28]);
+  assert.deepEqual(zooInput('mobilenet-mini-cifar'), [3, 32, 32]);
 });
 
 test('layer table: first and last layer fixed by default', () => {
@@ -248,6 +282,9 @@ test('layer table: first and last layer fixed by default', () => {
     ],
   );
   assert.equal(zooLayerTable('resnet20').layers.length, 18);
+  const mini = zooLayerTable('mobilenet-mini');
+  assert.deepEqual(mini.fixed.map((l) => l.name), ['first_conv.0', 'fc']);
+  assert.equal(mini.layers.length, 10);
 
   const fourBit = zooLayerTable('mnist-cnn', { fixedBits: 4 });
   assert.deepEqual(

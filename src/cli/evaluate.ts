@@ -1,20 +1,44 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { evaluatePackedModel } from '../simulate/evaluate-packed.js';
 import { evaluateCheckpoint } from '../train/run.js';
+import { UserError } from '../util/errors.js';
+import { addBitsOptions, addQuantizerOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
 import { backendFlag } from './train.js';
 
 export function registerEvaluate(program: Command): void {
-  program.command('eval').description('test top-1 of a checkpoint, in full precision or at a policy')
-    .requiredOption('--model <name>', 'model: mnist-cnn | resnet20')
-    .requiredOption('--from <dir>', 'checkpoint directory')
+  addBitsOptions(addQuantizerOptions(program.command('eval').description('test top-1 of a checkpoint, in full precision or at a policy, or of a packed model')))
+    .option('--model <name>', 'model: mnist-cnn | resnet20 (with --from)')
+    .option('--from <dir>', 'checkpoint directory')
+    .option('--packed <file>', 'evaluate a packed model (mpq pack / simulate --pack) instead of a checkpoint')
     .option('--policy <file>', 'policy JSON to evaluate at (default: full precision)')
     .option('--limit <n>', 'use only the first N test samples', parseInteger('--limit'))
     .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
     .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
     .option('--json', 'print one JSON object')
     .action(action(async (o: Record<string, unknown>) => {
+      if (o.packed !== undefined) {
+        for (const flag of ['model', 'from', 'policy'] as const) if (o[flag] !== undefined) throw new UserError(`--${flag}: not with --packed (the packed file holds the model and its policy)`);
+        const path = String(o.packed);
+        let bytes: Uint8Array;
+        try {
+          bytes = readFileSync(path);
+        } catch (err) {
+          throw new UserError(`--packed ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        }
+        const result = await evaluatePackedModel({
+          bytes, path, limit: o.limit as number | undefined, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        process.stdout.write(o.json
+          ? `${JSON.stringify({ model: result.model, packed: path, top1: result.test.top1, loss: result.test.loss, count: result.test.count, backend: result.backend, bytes: bytes.length })}\n`
+          : `test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images; ${result.model} from ${bytes.length} packed bytes\n`);
+        return;
+      }
+      if (o.model === undefined || o.from === undefined) throw new UserError('eval: give --model and --from (a checkpoint), or --packed FILE');
       const result = await evaluateCheckpoint({
-        model: String(o.model), from: String(o.from), policyPath: o.policy as string | undefined,
+        model: String(o.model), from: String(o.from), ...quantizeRequest(o),
         limit: o.limit as number | undefined, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
         log: (line) => process.stderr.write(`${line}\n`),
       });

@@ -15,6 +15,9 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   pretrain: async () => (await import('./pretrain.js')).registerPretrain,
   finetune: async () => (await import('./finetune.js')).registerFinetune,
   eval: async () => (await import('./evaluate.js')).registerEvaluate,
+  quantize: async () => (await import('./quantize.js')).registerQuantize,
+  simulate: async () => (await import('./simulate.js')).registerSimulate,
+  pack: async () => (await import('./pack.js')).registerPack,
 };
 
 const program = new Command();

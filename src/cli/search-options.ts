@@ -18,6 +18,9 @@ export function addProblemOptions(cmd: Command, lists: boolean): Command {
     .option(`--max-size-mb ${v}`, 'absolute model-size budget, in MB (2^20 bytes)')
     .option('--latency-table <file>', 'per-layer cost of each (w, a) pair: {"unit":"ms","layers":{"conv1":{"w4a4":0.1}}}')
     .option(`--max-latency ${v}`, 'budget on the latency table\'s total')
+    .option('--w-bit-min <bits>', 'smallest weight bit-width a layer may take (PocketFlow w_bit_min; within --bits)')
+    .option('--w-bit-max <bits>', 'largest weight bit-width a layer may take (PocketFlow w_bit_max; within --bits)')
+    .option('--equivalent-bits <bits>', 'size budget of B bits per searchable weight on average (PocketFlow equivalent_bits)')
     .option('--no-fix-first-last', 'search the first and last layer of a zoo model too (LIMPQ keeps them at 8 bits)')
     .option('--solver <name>', 'exact | glpk | highs', 'exact')
     .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found');
@@ -52,11 +55,30 @@ export async function parseCommon(o: Raw): Promise<CommonFlags> {
   const hasMaxLatency = o.maxLatency !== undefined;
   if (latencyTable && !hasMaxLatency) throw new UserError('--latency-table needs --max-latency');
   if (!latencyTable && hasMaxLatency) throw new UserError('--max-latency needs --latency-table');
+  const bits = parseBits(o.bits as string[]);
+  const bitFlag = (key: string, flag: string): number | undefined => {
+    if (o[key] === undefined) return undefined;
+    const n = parseNum(flag, String(o[key]), 'positive');
+    if (!Number.isInteger(n) || n > 16) throw new UserError(`${flag}: '${String(o[key])}' is not a bit-width in 1..16`);
+    return n;
+  };
+  const wMin = bitFlag('wBitMin', '--w-bit-min');
+  const wMax = bitFlag('wBitMax', '--w-bit-max');
+  let weightBitsRange: { min: number; max: number } | undefined;
+  if (wMin !== undefined || wMax !== undefined) {
+    weightBitsRange = { min: wMin ?? 1, max: wMax ?? 16 };
+    if (weightBitsRange.min > weightBitsRange.max) throw new UserError(`--w-bit-min ${weightBitsRange.min} is above --w-bit-max ${weightBitsRange.max}`);
+    if (!bits.some((b) => b >= weightBitsRange!.min && b <= weightBitsRange!.max)) {
+      throw new UserError(`--w-bit-min/--w-bit-max: no candidate of --bits ${bits.join(' ')} lies in [${weightBitsRange.min}, ${weightBitsRange.max}]`);
+    }
+  }
   return {
-    bits: parseBits(o.bits as string[]),
+    bits,
     alpha,
     bops: o.bops !== false,
     ...(latencyTable ? { latencyTable, latencyTablePath: String(o.latencyTable) } : {}),
+    ...(weightBitsRange ? { weightBitsRange } : {}),
+    ...(o.equivalentBits !== undefined ? { equivalentBits: parseNum('--equivalent-bits', String(o.equivalentBits), 'positive') } : {}),
   };
 }
 
@@ -102,18 +124,32 @@ export function inputSpec(o: Raw): InputSpec {
 /** Which searcher `mpq search` runs: the exact ILP (default) or the DDPG agent. */
 export type SearcherChoice =
   | { kind: 'ilp' }
-  | { kind: 'rl'; rollouts: number; warmup: number; seed: number; reward: 'indicators'; outDir?: string };
+  | { kind: 'rl'; rollouts: number; warmup: number; seed: number; reward: RewardChoice; outDir?: string };
 
-const RL_FLAGS: [key: string, flag: string][] = [['rollouts', '--rollouts'], ['warmup', '--warmup'], ['seed', '--seed'], ['reward', '--reward'], ['rlOut', '--rl-out']];
+/** How the agent's rollouts are scored. `backend` is the raw flag value (checked where tfjs loads). */
+export type RewardChoice =
+  | { kind: 'indicators' }
+  | { kind: 'accuracy'; from: string; steps: number; holdout: number; backend: string; dataDir?: string };
+
+export const REWARD_KINDS = ['indicators', 'accuracy'] as const;
+
+/** Flags of the accuracy reward only. */
+const ACCURACY_FLAGS: [key: string, flag: string][] = [['from', '--from'], ['rewardSteps', '--reward-steps'], ['rewardHoldout', '--reward-holdout'], ['backend', '--backend'], ['data', '--data']];
+const RL_FLAGS: [key: string, flag: string][] = [['rollouts', '--rollouts'], ['warmup', '--warmup'], ['seed', '--seed'], ['reward', '--reward'], ['rlOut', '--rl-out'], ...ACCURACY_FLAGS];
 
 export function addSearcherOptions(cmd: Command): Command {
   return cmd
     .option('--searcher <name>', 'ilp (exact, via --solver) | rl (DDPG agent, HAQ style)', 'ilp')
     .option('--rollouts <n>', 'rl: episodes of the agent (default 200)')
     .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default 20)')
-    .option('--seed <n>', 'rl: seed of the networks and the exploration (default 0)')
-    .option('--reward <kind>', 'rl: indicators (−LIMPQ objective; the only reward for now)')
-    .option('--rl-out <dir>', 'rl: write reward-curve.csv and best-policy.json there');
+    .option('--seed <n>', 'rl: seed of the networks, the exploration and the reward\'s fine-tune (default 0)')
+    .option('--reward <kind>', 'rl: indicators (−LIMPQ objective, instant; default) | accuracy (held-out top-1 after a short LSQ fine-tune)')
+    .option('--from <dir>', 'rl accuracy: full-precision checkpoint of the model (mpq train) every fine-tune starts from')
+    .option('--reward-steps <n>', 'rl accuracy: fine-tune batches (of 64) per scored policy (default 20)')
+    .option('--reward-holdout <n>', 'rl accuracy: training images held out to score on (default 1000)')
+    .option('--backend <name>', 'rl accuracy: tfjs backend: auto | wasm | cpu | tensorflow (default auto)')
+    .option('--data <dir>', 'rl accuracy: dataset directory, MNIST IDX or CIFAR-10 binary (default: bundled mnist digits)')
+    .option('--rl-out <dir>', 'rl: write reward-curve.csv, best-policy.json and rl-run.json (seed, reward settings) there');
 }
 
 /** `solverGiven`: --solver was on the command line (it picks the ILP's backend, so not with rl). */
@@ -135,9 +171,22 @@ export function parseSearcher(o: Raw, solverGiven: boolean): SearcherChoice {
   const rollouts = integer('rollouts', '--rollouts', 200, 1);
   const warmup = integer('warmup', '--warmup', 20, 0);
   if (warmup > rollouts) throw new UserError(`--warmup: ${warmup} is more than --rollouts ${rollouts}`);
-  const reward = o.reward === undefined ? 'indicators' : String(o.reward);
-  if (reward === 'accuracy') throw new UserError('--reward accuracy: needs the training engine, not available yet (use --reward indicators)');
-  if (reward !== 'indicators') throw new UserError(`--reward: unknown reward '${reward}' (choose from indicators)`);
+  const kind = o.reward === undefined ? 'indicators' : String(o.reward);
+  if (!(REWARD_KINDS as readonly string[]).includes(kind)) throw new UserError(`--reward: unknown reward '${kind}' (choose from ${REWARD_KINDS.join(', ')})`);
+  let reward: RewardChoice = { kind: 'indicators' };
+  if (kind === 'accuracy') {
+    if (o.from === undefined) throw new UserError('--reward accuracy needs --from DIR (a full-precision checkpoint of the model, from mpq train)');
+    reward = {
+      kind: 'accuracy', from: String(o.from),
+      steps: integer('rewardSteps', '--reward-steps', 20, 1),
+      holdout: integer('rewardHoldout', '--reward-holdout', 1000, 1),
+      backend: o.backend === undefined ? 'auto' : String(o.backend),
+      ...(o.data !== undefined ? { dataDir: String(o.data) } : {}),
+    };
+  } else {
+    const stray = ACCURACY_FLAGS.find(([key]) => o[key] !== undefined);
+    if (stray) throw new UserError(`${stray[1]} needs --reward accuracy`);
+  }
   return {
     kind: 'rl', rollouts, warmup, seed: integer('seed', '--seed', 0, 0), reward,
     ...(o.rlOut !== undefined ? { outDir: String(o.rlOut) } : {}),

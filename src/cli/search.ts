@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { Presets, SingleBar } from 'cli-progress';
 import { join } from 'node:path';
 import type { LayerTable } from '../model/layer.js';
-import { formulate } from '../search/problem.js';
+import { formulate, type Problem } from '../search/problem.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { solverByName } from '../search/solvers/index.js';
 import { formatSearchReport } from '../report/search-report.js';
@@ -32,12 +32,12 @@ export function registerSearch(program: Command): void {
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
       const { table, indicators } = await loadSearchInputs(inputSpec(o));
       const formulated = formulate(table, indicators, searchOptions(common, point));
-      const rl = searcher.kind === 'rl' ? await startRl(searcher, table) : null;
+      const rl = searcher.kind === 'rl' ? await startRl(searcher, table, formulated.problem, common.bits) : null;
       let result: SearchResult;
       try {
         result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
       } finally {
-        rl?.stopBar();
+        rl?.stop();
       }
       const command = ['mpq', ...process.argv.slice(2)].join(' ');
 
@@ -45,7 +45,8 @@ export function registerSearch(program: Command): void {
       const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
       if (rl && rlOut !== undefined) {
         writeFileAtomic(join(rlOut, 'reward-curve.csv'), rl.curveCsv());
-        written.push(join(rlOut, 'reward-curve.csv'));
+        writeFileAtomic(join(rlOut, 'rl-run.json'), `${JSON.stringify(rl.runRecord(result, table.model, command), null, 2)}\n`);
+        written.push(join(rlOut, 'reward-curve.csv'), join(rlOut, 'rl-run.json'));
       }
       if (result.objective !== null && (o.out !== undefined || exportFormat || rlOut !== undefined)) {
         const policy = policyFromSearch(table, indicators, common, point, result, command);
@@ -82,20 +83,60 @@ export function registerSearch(program: Command): void {
     }));
 }
 
-/** The DDPG searcher, its progress bar on stderr and its reward curve (tfjs loads only on this path). */
-async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerTable) {
-  const { rewardCurveCsv, rlSearcher } = await import('../search/rl/searcher.js');
+/**
+ * The DDPG searcher with its reward, its progress bar on stderr, its reward curve and run record
+ * (tfjs loads only on this path; the training engine only for the accuracy reward).
+ */
+async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerTable, problem: Problem, bits: number[]) {
+  const { DDPG_DEFAULTS } = await import('../search/rl/ddpg.js');
+  const { INDICATORS_REWARD_FORMULA, rewardCurveCsv, rlSearcher } = await import('../search/rl/searcher.js');
+  const started = performance.now();
+  let accuracy: import('../search/rl/accuracy-reward.js').AccuracyReward | undefined;
+  if (c.reward.kind === 'accuracy') {
+    const { AccuracyReward } = await import('../search/rl/accuracy-reward.js');
+    const { backendFlag } = await import('./train.js');
+    accuracy = await AccuracyReward.create(problem, {
+      model: table.model, from: c.reward.from, bits, steps: c.reward.steps, holdout: c.reward.holdout, seed: c.seed,
+      backend: backendFlag(c.reward.backend), ...(c.reward.dataDir !== undefined ? { dataDir: c.reward.dataDir } : {}),
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+  }
   const curve: Parameters<typeof rewardCurveCsv>[0] = [];
-  const bar = new SingleBar({ format: 'rl |{bar}| {value}/{total} rollouts | best reward {best} | ETA {eta_formatted}', hideCursor: true }, Presets.shades_classic);
+  const bestLabel = accuracy ? 'best held-out top-1' : 'best reward';
+  const formatBest = (r: number) => (!Number.isFinite(r) ? '-' : accuracy ? `${(100 * r).toFixed(2)}%` : r.toFixed(4));
+  const bar = new SingleBar({ format: `rl |{bar}| {value}/{total} rollouts | ${bestLabel} {best} | ETA {eta_formatted}`, hideCursor: true }, Presets.shades_classic);
   bar.start(c.rollouts, 0, { best: '-' });
   const solver = rlSearcher({
-    rollouts: c.rollouts, warmup: c.warmup, seed: c.seed, table,
+    rollouts: c.rollouts, warmup: c.warmup, seed: c.seed, table, ...(accuracy ? { reward: accuracy } : {}),
     onRollout: (r) => {
       curve.push(r);
-      bar.update(r.rollout, { best: Number.isFinite(r.bestReward) ? r.bestReward.toFixed(4) : '-' });
+      bar.update(r.rollout, { best: formatBest(r.bestReward) });
     },
   });
-  return { solver, stopBar: () => bar.stop(), curveCsv: () => rewardCurveCsv(curve) };
+  /** rl-run.json: what reproduces the run (seed, reward and its settings, agent) and what it found. */
+  const runRecord = (result: SearchResult, model: string, command: string) => {
+    const last = curve[curve.length - 1];
+    return {
+      format: 'mpq-rl-run', version: 1, model, seed: c.seed, rollouts: c.rollouts, rollouts_done: curve.length, warmup: c.warmup,
+      reward: accuracy
+        ? { ...accuracy.settings, fine_tunes: accuracy.fineTuneCount, cache_hits: curve.filter((r) => r.cached).length }
+        : { kind: 'indicators', formula: INDICATORS_REWARD_FORMULA },
+      ddpg: DDPG_DEFAULTS,
+      best: result.objective === null ? null : {
+        reward: last && Number.isFinite(last.bestReward) ? last.bestReward : null, objective: result.objective,
+        weight_bits: result.layers.map((l) => l.weightBits), act_bits: result.layers.map((l) => l.actBits),
+      },
+      seconds: +((performance.now() - started) / 1000).toFixed(1),
+      command, created_at: new Date().toISOString(),
+    };
+  };
+  return {
+    solver, curveCsv: () => rewardCurveCsv(curve), runRecord,
+    stop: () => {
+      bar.stop();
+      accuracy?.dispose();
+    },
+  };
 }
 
 function checkFormat(f: string): ExportFormat {

@@ -5,11 +5,12 @@ import { trainFullPrecision, type RunOptions } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger, parseNumber } from './run.js';
 
-/** Flags every training command shares (train, pretrain, finetune). */
-export function addTrainingOptions(cmd: Command): Command {
+/** Flags every training command shares (train, pretrain, finetune, quantize); `defaultEpochs` makes --epochs optional. */
+export function addTrainingOptions(cmd: Command, defaultEpochs?: number): Command {
+  cmd.requiredOption('--model <name>', 'model to train: mnist-cnn | resnet20 | mobilenet-mini | mobilenet-mini-cifar');
+  if (defaultEpochs === undefined) cmd.requiredOption('--epochs <n>', 'epochs', parseInteger('--epochs'));
+  else cmd.option('--epochs <n>', `epochs (0: evaluate only)`, parseInteger('--epochs'), defaultEpochs);
   return cmd
-    .requiredOption('--model <name>', 'model to train: mnist-cnn | resnet20')
-    .requiredOption('--epochs <n>', 'epochs', parseInteger('--epochs'))
     .option('--limit <n>', 'use only the first N training and test samples', parseInteger('--limit'))
     .option('--seed <n>', 'seed for init, shuffling and sampled policies', parseInteger('--seed'), 0)
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(' | ')}`, 'auto')
@@ -17,6 +18,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--batch-size <n>', 'batch size', parseInteger('--batch-size'))
     .option('--lr <x>', 'initial learning rate (cosine decay)', parseNumber('--lr'))
     .option('--weight-decay <x>', 'L2 weight decay on conv/fc weights', parseNumber('--weight-decay'))
+    .option('--workers <n>', 'data-parallel gradient workers, one core each (wasm; LSQ models; BN statistics per shard)', parseInteger('--workers'))
     .option('--resume', 'continue the run saved in --checkpoint')
     .option('--no-progress', 'no progress bar');
 }
@@ -41,6 +43,7 @@ export function runOptions(o: Record<string, unknown>): RunOptions {
     batchSize: o.batchSize as number | undefined,
     lr: o.lr as number | undefined,
     weightDecay: o.weightDecay as number | undefined,
+    workers: o.workers as number | undefined,
     progress: o.progress !== false,
     command: ['mpq', ...process.argv.slice(2)].join(' '),
     log: (line) => process.stderr.write(`${line}\n`),

@@ -28,6 +28,8 @@ export function policyFromSearch(
       maxBitopsG: p.maxBitopsG ?? null,
       maxSizeMb: p.maxSizeMb ?? null,
       maxLatency: p.maxLatency ?? null,
+      ...(c.equivalentBits !== undefined ? { equivalentBits: c.equivalentBits } : {}),
+      ...(c.weightBitsRange ? { wBitMin: c.weightBitsRange.min, wBitMax: c.weightBitsRange.max } : {}),
     },
     indicators: { path: ind.path, sha256: ind.sha256 },
     solver: r.solver,

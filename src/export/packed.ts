@@ -1,25 +1,35 @@
 /**
  * A container for a mixed-precision quantized model: every layer's integer codes packed tightly
- * at its own bit-width, with its scales (and optional codebook) in a JSON index.
+ * at its own bit-width, with its scales (and optional codebook) in a JSON index, and the state
+ * that stays in float (batch norm, biases, activation steps) as raw float32 tensors.
  *
  * Layout (all integers little-endian):
  *   0   'MPQP'
- *   4   u32 format version (1)
+ *   4   u32 format version (2; version 1 files, which have no float tensors, still read)
  *   8   u32 byte length L of the JSON index
  *   12  JSON index, UTF-8, zero-padded to a multiple of 4: the data section starts there
  *   …   payloads, each at a 4-byte aligned `offset` from the start of the data section
  *
- * Index: `{ meta, layers: [{ name, shape, bits, scales, codebook?, offset, byteLength }] }`.
- * Scales and codebooks are float32 values written as JSON numbers, which round-trip exactly.
- * A payload holds product(shape) codes of `bits` bits: two's complement, bit 0 of each code at
- * the lowest free bit of the current byte (little-endian bit order), no padding between codes.
+ * Index: `{ meta, layers: [{ name, shape, bits, scales, codebook?, groupSize?, offset,
+ * byteLength }], floats?: [[name, shape], …] }`. The float payloads follow the layer payloads
+ * (from the 4-byte aligned end of the last one), back to back in index order: they need no
+ * offsets, and their entries are kept short because the index counts against the file's size.
+ * Scales and codebooks are float32 values written as JSON numbers, each the shortest decimal that
+ * rounds back to the same float32 (at most 9 significant digits), so they round-trip exactly
+ * (but for −0, which JSON writes as 0).
+ * A layer payload holds product(shape) codes of `bits` bits: two's complement, bit 0 of each code
+ * at the lowest free bit of the current byte (little-endian bit order), no padding between codes.
+ * A codebook holds 2^bits levels per group of `groupSize` consecutive codes (one group when
+ * groupSize is absent), as IntegerForm. A float payload is product(shape) little-endian float32s.
  */
 import { z } from 'zod';
 import { UserError } from '../util/errors.js';
 import { describeZodError } from '../util/json-file.js';
 
 export const PACKED_MAGIC = 'MPQP';
-export const PACKED_VERSION = 1;
+export const PACKED_VERSION = 2;
+/** versions this build reads: 1 is 2 without float tensors or group codebooks */
+const READABLE_VERSIONS = [1, 2];
 const MAX_BITS = 16;
 
 export interface PackedLayer {
@@ -29,15 +39,25 @@ export interface PackedLayer {
   bits: number;
   /** dequantisation scales: one per tensor, channel or group, as the quantizer produced them */
   scales: Float32Array;
-  /** non-uniform levels; the code's bit pattern (q mod 2^bits) indexes it */
+  /** non-uniform levels, 2^bits per group; the code's bit pattern (q mod 2^bits) indexes its group's */
   codebook?: Float32Array;
+  /** codes per codebook group (one group when absent) */
+  groupSize?: number;
   /** codes in [-2^(bits-1), 2^(bits-1) - 1], product(shape) of them */
   q: Int32Array;
+}
+
+/** A tensor kept in float32 (batch-norm parameters, biases, activation step sizes). */
+export interface PackedFloat {
+  name: string;
+  shape: number[];
+  values: Float32Array;
 }
 
 export interface PackedModel {
   meta: Record<string, unknown>;
   layers: PackedLayer[];
+  floats: PackedFloat[];
 }
 
 /** Bytes taken by `count` codes of `bits` bits: ceil(count · bits / 8). */
@@ -94,21 +114,26 @@ export function unpackTensor(bytes: Uint8Array, bits: number, count: number): In
   return out;
 }
 
-/** Serialise layers and free-form JSON metadata into one packed file. */
-export function writePacked(layers: readonly PackedLayer[], meta: Record<string, unknown> = {}): Uint8Array {
+/** Serialise layers, float tensors and free-form JSON metadata into one packed file. */
+export function writePacked(layers: readonly PackedLayer[], meta: Record<string, unknown> = {}, floats: readonly PackedFloat[] = []): Uint8Array {
   const names = new Set<string>();
+  const unique = (kind: string, name: string) => {
+    if (names.has(name)) throw new RangeError(`${kind} '${name}' appears twice`);
+    names.add(name);
+  };
   const payloads: Uint8Array[] = [];
   const entries: IndexEntry[] = [];
+  const floatEntries: FloatEntry[] = [];
   let offset = 0;
   for (const layer of layers) {
-    if (names.has(layer.name)) throw new RangeError(`layer '${layer.name}' appears twice`);
-    names.add(layer.name);
+    unique('layer', layer.name);
     const count = elementCount(layer.shape);
     if (count !== layer.q.length) throw new RangeError(`layer '${layer.name}': shape [${layer.shape.join(', ')}] holds ${count} codes, q has ${layer.q.length}`);
     checkFloats(layer.name, 'scales', layer.scales);
     if (layer.codebook) {
       checkFloats(layer.name, 'codebook', layer.codebook);
-      if (layer.codebook.length > 2 ** layer.bits) throw new RangeError(`layer '${layer.name}': ${layer.codebook.length} codebook entries exceed 2^${layer.bits}`);
+      const problem = codebookProblem(layer.codebook.length, layer.bits, count, layer.groupSize);
+      if (problem) throw new RangeError(`layer '${layer.name}': ${problem}`);
     }
     const payload = packTensor(layer.q, layer.bits);
     payloads.push(payload);
@@ -116,14 +141,28 @@ export function writePacked(layers: readonly PackedLayer[], meta: Record<string,
       name: layer.name,
       shape: [...layer.shape],
       bits: layer.bits,
-      scales: Array.from(layer.scales),
-      ...(layer.codebook ? { codebook: Array.from(layer.codebook) } : {}),
+      scales: shortestFloat32(layer.scales),
+      ...(layer.codebook ? { codebook: shortestFloat32(layer.codebook) } : {}),
+      ...(layer.codebook && layer.groupSize !== undefined ? { groupSize: layer.groupSize } : {}),
       offset,
       byteLength: payload.length,
     });
     offset = align4(offset + payload.length);
   }
-  const index = new TextEncoder().encode(JSON.stringify({ meta, layers: entries }));
+  const floatOffsets: number[] = [];
+  for (const tensor of floats) {
+    unique('float tensor', tensor.name);
+    const count = elementCount(tensor.shape);
+    if (count !== tensor.values.length) throw new RangeError(`float tensor '${tensor.name}': shape [${tensor.shape.join(', ')}] holds ${count} values, got ${tensor.values.length}`);
+    const bytes = new Uint8Array(4 * count);
+    const view = new DataView(bytes.buffer);
+    tensor.values.forEach((v, i) => view.setFloat32(4 * i, v, true));
+    payloads.push(bytes);
+    floatEntries.push([tensor.name, [...tensor.shape]]);
+    floatOffsets.push(offset);
+    offset += 4 * count;
+  }
+  const index = new TextEncoder().encode(JSON.stringify({ meta, layers: entries, ...(floatEntries.length > 0 ? { floats: floatEntries } : {}) }));
   const dataStart = align4(12 + index.length);
   const file = new Uint8Array(dataStart + offset);
   const view = new DataView(file.buffer);
@@ -131,7 +170,7 @@ export function writePacked(layers: readonly PackedLayer[], meta: Record<string,
   view.setUint32(4, PACKED_VERSION, true);
   view.setUint32(8, index.length, true);
   file.set(index, 12);
-  entries.forEach((entry, i) => file.set(payloads[i]!, dataStart + entry.offset));
+  [...entries.map((e) => e.offset), ...floatOffsets].forEach((at, i) => file.set(payloads[i]!, dataStart + at));
   return file;
 }
 
@@ -148,7 +187,7 @@ export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedMo
   if (magic !== PACKED_MAGIC) fail(`not an mpq packed model (magic ${JSON.stringify(magic)}, expected "${PACKED_MAGIC}")`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = view.getUint32(4, true);
-  if (version !== PACKED_VERSION) fail(`unsupported format version ${version} (this build reads version ${PACKED_VERSION})`);
+  if (!READABLE_VERSIONS.includes(version)) fail(`unsupported format version ${version} (this build reads versions ${READABLE_VERSIONS.join(', ')})`);
   const indexLength = view.getUint32(8, true);
   if (12 + indexLength > bytes.length) fail(`truncated: the index needs ${indexLength} bytes after the header, the file has ${bytes.length - 12}`);
 
@@ -164,29 +203,53 @@ export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedMo
 
   const dataStart = align4(12 + indexLength);
   const names = new Set<string>();
+  /** start of a payload in the file, after checking its name, alignment and extent */
+  const locate = (where: string, name: string, offset: number, byteLength: number): number => {
+    if (names.has(name)) fail(`${where} appears twice`);
+    names.add(name);
+    if (offset % 4 !== 0) fail(`${where}: payload offset ${offset} is not 4-byte aligned`);
+    const start = dataStart + offset;
+    if (start + byteLength > bytes.length) {
+      fail(`${where}: payload [${start}, ${start + byteLength}) runs past the end of the file (${bytes.length} bytes)`);
+    }
+    return start;
+  };
   const layers = index.layers.map((entry): PackedLayer => {
     const where = `layer '${entry.name}'`;
-    if (names.has(entry.name)) fail(`${where} appears twice`);
-    names.add(entry.name);
     const count = elementCount(entry.shape);
     const expected = packedByteLength(count, entry.bits);
     if (entry.byteLength !== expected) fail(`${where}: ${entry.byteLength} payload bytes, but ${count} codes of ${entry.bits} bits take ${expected}`);
-    if (entry.offset % 4 !== 0) fail(`${where}: payload offset ${entry.offset} is not 4-byte aligned`);
-    const start = dataStart + entry.offset;
-    if (start + entry.byteLength > bytes.length) {
-      fail(`${where}: payload [${start}, ${start + entry.byteLength}) runs past the end of the file (${bytes.length} bytes)`);
-    }
-    if (entry.codebook && entry.codebook.length > 2 ** entry.bits) fail(`${where}: ${entry.codebook.length} codebook entries exceed 2^${entry.bits}`);
+    const start = locate(where, entry.name, entry.offset, entry.byteLength);
+    const problem = entry.codebook ? codebookProblem(entry.codebook.length, entry.bits, count, entry.groupSize) : undefined;
+    if (problem) fail(`${where}: ${problem}`);
+    if (entry.groupSize !== undefined && !entry.codebook) fail(`${where}: groupSize without a codebook`);
     return {
       name: entry.name,
       shape: entry.shape,
       bits: entry.bits,
       scales: Float32Array.from(entry.scales),
       ...(entry.codebook ? { codebook: Float32Array.from(entry.codebook) } : {}),
+      ...(entry.groupSize !== undefined ? { groupSize: entry.groupSize } : {}),
       q: unpackTensor(bytes.subarray(start, start + entry.byteLength), entry.bits, count),
     };
   });
-  return { meta: index.meta, layers };
+  let floatOffset = align4(index.layers.reduce((end, e) => Math.max(end, e.offset + e.byteLength), 0));
+  const floats = (index.floats ?? []).map(([name, shape]): PackedFloat => {
+    const count = elementCount(shape);
+    const start = locate(`float tensor '${name}'`, name, floatOffset, 4 * count);
+    floatOffset += 4 * count;
+    const view = new DataView(bytes.buffer, bytes.byteOffset + start, 4 * count);
+    return { name, shape, values: Float32Array.from({ length: count }, (_, i) => view.getFloat32(4 * i, true)) };
+  });
+  return { meta: index.meta, layers, floats };
+}
+
+/** Why a codebook of `length` entries does not fit `count` codes of `bits` bits, if it does not. */
+function codebookProblem(length: number, bits: number, count: number, groupSize: number | undefined): string | undefined {
+  if (groupSize === undefined) return length > 2 ** bits ? `${length} codebook entries exceed 2^${bits}` : undefined;
+  if (!Number.isInteger(groupSize) || groupSize < 1) return `groupSize must be a positive whole number, got ${groupSize}`;
+  const groups = Math.max(1, Math.ceil(count / groupSize));
+  return length > groups * 2 ** bits ? `${length} codebook entries exceed ${groups} groups × 2^${bits}` : undefined;
 }
 
 const indexEntrySchema = z.strictObject({
@@ -195,16 +258,36 @@ const indexEntrySchema = z.strictObject({
   bits: z.number().int().min(1).max(MAX_BITS),
   scales: z.array(z.number()).min(1),
   codebook: z.array(z.number()).min(1).optional(),
+  groupSize: z.number().int().positive().optional(),
   offset: z.number().int().nonnegative(),
   byteLength: z.number().int().nonnegative(),
 });
 
+/** [name, shape] */
+const floatEntrySchema = z.tuple([z.string().min(1), z.array(z.number().int().nonnegative())]);
+
 const indexSchema = z.strictObject({
   meta: z.record(z.string(), z.unknown()),
   layers: z.array(indexEntrySchema),
+  floats: z.array(floatEntrySchema).optional(),
 });
 
 type IndexEntry = z.infer<typeof indexEntrySchema>;
+type FloatEntry = z.infer<typeof floatEntrySchema>;
+
+/**
+ * Each float32 value as the number with the shortest decimal form that rounds to the same float32:
+ * JSON.stringify of 0.1f would otherwise print the float64 expansion 0.10000000149011612.
+ */
+function shortestFloat32(values: Float32Array): number[] {
+  return Array.from(values, (v) => {
+    for (let digits = 1; digits < 9; digits++) {
+      const candidate = Number(v.toPrecision(digits));
+      if (Object.is(Math.fround(candidate), v)) return candidate;
+    }
+    return Number(v.toPrecision(9));
+  });
+}
 
 function checkBits(bits: number): void {
   if (!Number.isInteger(bits) || bits < 1 || bits > MAX_BITS) throw new RangeError(`bit-width must be a whole number in 1..${MAX_BITS}, got ${bits}`);

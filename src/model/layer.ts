@@ -4,6 +4,11 @@
  */
 export type LayerKind = 'conv' | 'dwconv' | 'linear';
 
+/** A convolution is depthwise when every input channel is its own group (PyTorch's groups = channels). */
+export function convKind(inChannels: number, groups: number): LayerKind {
+  return groups > 1 && groups === inChannels ? 'dwconv' : 'conv';
+}
+
 export interface Layer {
   /** torchvision-style name, e.g. `layer1.0.conv1`, `features.stage1.unit1.dw_conv.conv`, `fc` */
   name: string;
@@ -37,4 +42,21 @@ export interface LayerTable {
   layers: Layer[];
   /** layers kept at fixed bits; they count in model size, not in the BitOps budget */
   fixed: FixedLayer[];
+}
+
+/**
+ * A layer table with LIMPQ's default: the first and last layer (stem conv, classifier) fixed at
+ * `fixedBits` (8) for weights and activations, the rest searchable. `fixFirstLast: false` searches all.
+ */
+export function tableWithFixedEnds(
+  model: string,
+  input: number[] | undefined,
+  layers: Layer[],
+  opts: { fixFirstLast?: boolean; fixedBits?: number } = {},
+): LayerTable {
+  const { fixFirstLast = true, fixedBits = 8 } = opts;
+  const base = { model, ...(input ? { input } : {}) };
+  if (!fixFirstLast) return { ...base, layers, fixed: [] };
+  const fix = (layer: Layer): FixedLayer => ({ ...layer, weightBits: fixedBits, actBits: fixedBits });
+  return { ...base, layers: layers.slice(1, -1), fixed: [fix(layers[0]), fix(layers[layers.length - 1])] };
 }

@@ -4,7 +4,7 @@
  * as in the PyTorch model definitions; a builder tracks the feature-map shape between them.
  */
 import { UserError } from '../util/errors.js';
-import type { FixedLayer, Layer, LayerTable } from './layer.js';
+import { convKind, tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
 
 interface FeatureMap {
   channels: number;
@@ -48,7 +48,7 @@ class NetworkBuilder {
     const params = outChannels * (inChannels / groups) * kernel * kernel;
     this.layers.push({
       name,
-      kind: groups > 1 && groups === inChannels ? 'dwconv' : 'conv',
+      kind: convKind(inChannels, groups),
       inChannels,
       outChannels,
       kernel: [kernel, kernel],
@@ -158,30 +158,73 @@ function resnet20(): Layer[] {
   return b.globalPool().linear('fc', 10).layers;
 }
 
+/** A MobileNetV1-style network: a 3x3 stem conv, stages of depthwise-separable units, global pooling, fc. */
+export interface MobileNetSpec {
+  /** [c, h, w] */
+  input: [number, number, number];
+  stem: { channels: number; stride: number };
+  /** units per stage; the stride applies to the first unit's depthwise conv */
+  stages: Array<{ channels: number; depth: number; stride: number }>;
+  classes: number;
+}
+
 /**
  * MobileNetV1 with the module names of LIMPQ's `quantization_training/model/mobilenet.py`
  * (`first_conv` is a conv-BN-ReLU Sequential, hence `first_conv.0`). Strides are the standard ones
  * (stride 2 only on the first unit of stages 2-5) followed by global average pooling: the LIMPQ file
  * repeats the stage stride on every unit and has no pooling, which a 224x224 ImageNet model cannot be.
  */
-function mobilenetv1(): Layer[] {
-  const b = new NetworkBuilder([3, 224, 224]);
-  b.conv('first_conv.0', 32, 3, { stride: 2, padding: 1 });
-  const stages = [
+export const MOBILENET_V1: MobileNetSpec = {
+  input: [3, 224, 224],
+  stem: { channels: 32, stride: 2 },
+  stages: [
     { channels: 64, depth: 1, stride: 1 },
     { channels: 128, depth: 2, stride: 2 },
     { channels: 256, depth: 2, stride: 2 },
     { channels: 512, depth: 6, stride: 2 },
     { channels: 1024, depth: 2, stride: 2 },
-  ];
-  stages.forEach(({ channels, depth, stride }, stage) => {
+  ],
+  classes: 1000,
+};
+
+/**
+ * mobilenet-mini: the trainable MobileNet-style net for 28x28 digits (src/train/models.ts builds
+ * it from this spec), small stem and classifier so that high compression ratios are reachable.
+ */
+export const MOBILENET_MINI: MobileNetSpec = {
+  input: [1, 28, 28],
+  stem: { channels: 16, stride: 1 },
+  stages: [
+    { channels: 32, depth: 1, stride: 1 },
+    { channels: 64, depth: 2, stride: 2 },
+    { channels: 128, depth: 2, stride: 2 },
+  ],
+  classes: 10,
+};
+
+/** The MobileNet-style nets the training engine builds (src/train/models.ts), by zoo name. */
+export const TRAINABLE_MOBILENETS: Readonly<Record<string, MobileNetSpec>> = {
+  'mobilenet-mini': MOBILENET_MINI,
+  // the same net for 32x32 RGB (CIFAR-10): 16x16 and 8x8 after the strided stages
+  'mobilenet-mini-cifar': { ...MOBILENET_MINI, input: [3, 32, 32] },
+};
+
+/** Name prefix of a depthwise-separable unit (`stage` and `unit` from 0), as LIMPQ's mobilenet.py. */
+export function mobileNetUnitName(stage: number, unit: number): string {
+  return `features.stage${stage + 1}.unit${unit + 1}`;
+}
+
+function mobilenet(spec: MobileNetSpec): Layer[] {
+  const b = new NetworkBuilder(spec.input);
+  b.conv('first_conv.0', spec.stem.channels, 3, { stride: spec.stem.stride, padding: 1 });
+  spec.stages.forEach(({ channels, depth, stride }, stage) => {
     for (let unit = 0; unit < depth; unit++) {
-      const prefix = `features.stage${stage + 1}.unit${unit + 1}`;
+      const prefix = mobileNetUnitName(stage, unit);
       b.dwconv(`${prefix}.dw_conv.conv`, 3, { stride: unit === 0 ? stride : 1, padding: 1 })
         .conv(`${prefix}.pw_conv.conv`, channels, 1);
     }
   });
-  return b.globalPool().linear('fc', 1000).layers;
+  return b.globalPool().linear('fc', spec.classes).layers;
 }
 
 /** torchvision MobileNetV2, width 1.0. */
@@ -232,14 +275,23 @@ function mnistCnn(): Layer[] {
 
 const IMAGENET_INPUT: [number, number, number] = [3, 224, 224];
 
-const ZOO: Record<string, { input: [number, number, number]; build: () => Layer[] }> = {
+interface ZooEntry {
+  input: [number, number, number];
+  build: () => Layer[];
+}
+
+const mobilenetEntry = (spec: MobileNetSpec): ZooEntry => ({ input: spec.input, build: () => mobilenet(spec) });
+
+const ZOO: Record<string, ZooEntry> = {
   resnet18: { input: IMAGENET_INPUT, build: () => resnet([2, 2, 2, 2], false) },
   resnet34: { input: IMAGENET_INPUT, build: () => resnet([3, 4, 6, 3], false) },
   resnet50: { input: IMAGENET_INPUT, build: () => resnet([3, 4, 6, 3], true) },
   resnet20: { input: [3, 32, 32], build: resnet20 },
-  mobilenetv1: { input: IMAGENET_INPUT, build: mobilenetv1 },
+  mobilenetv1: mobilenetEntry(MOBILENET_V1),
   mobilenetv2: { input: IMAGENET_INPUT, build: mobilenetv2 },
   'mnist-cnn': { input: [1, 28, 28], build: mnistCnn },
+  'mobilenet-mini': mobilenetEntry(TRAINABLE_MOBILENETS['mobilenet-mini']),
+  'mobilenet-mini-cifar': mobilenetEntry(TRAINABLE_MOBILENETS['mobilenet-mini-cifar']),
 };
 
 export const ZOO_MODEL_NAMES: readonly string[] = Object.freeze(Object.keys(ZOO));
@@ -248,7 +300,7 @@ export function isZooModel(name: string): boolean {
   return Object.hasOwn(ZOO, name);
 }
 
-function zooEntry(name: string): (typeof ZOO)[string] {
+function zooEntry(name: string): ZooEntry {
   if (!isZooModel(name)) {
     throw new UserError(`unknown model '${name}'; known models: ${ZOO_MODEL_NAMES.join(', ')}`);
   }
@@ -267,15 +319,5 @@ export function zooInput(name: string): [number, number, number] {
 
 /** LIMPQ default: first and last layer fixed at 8/8 bits, the rest searchable. `fixFirstLast: false` searches all. */
 export function zooLayerTable(name: string, opts: { fixFirstLast?: boolean; fixedBits?: number } = {}): LayerTable {
-  const { fixFirstLast = true, fixedBits = 8 } = opts;
-  const layers = zooLayers(name);
-  const input = zooInput(name);
-  if (!fixFirstLast) return { model: name, input, layers, fixed: [] };
-  const fix = (layer: Layer): FixedLayer => ({ ...layer, weightBits: fixedBits, actBits: fixedBits });
-  return {
-    model: name,
-    input,
-    layers: layers.slice(1, -1),
-    fixed: [fix(layers[0]), fix(layers[layers.length - 1])],
-  };
+  return tableWithFixedEnds(name, zooInput(name), zooLayers(name), opts);
 }

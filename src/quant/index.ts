@@ -2,3 +2,20 @@ export { FULL_PRECISION_BITS, quantRange, type QuantRange, type Signedness } fro
 export { roundSte, gradScale } from './ste.js';
 export { dequantize, fakeQuantize, type IntegerForm, type Quantizer } from './quantizer.js';
 export { LsqQuantizer, STEP_MIN, STEP_MAX, type LsqOptions } from './lsq.js';
+export {
+  NuqQuantizer, initialPoints, NUQ_DEFAULTS, NUQ_INITS, NUQ_MAX_BITS, NUQ_OPT_MODES,
+  type NuqBuckets, type NuqInit, type NuqOptions, type NuqOptMode,
+} from './nuq.js';
+export { QatQuantizer, affineFakeQuantize, affineParams, QAT_EMA_DECAY, type AffineParams, type QatOptions } from './qat.js';
+export { DorefaQuantizer } from './dorefa.js';
+export { NaiveQuantizer, NAIVE_BITS } from './naive.js';
+export {
+  bitsProblem, QUANT_TYPES, QUANTIZER_CONVENTIONS, QUANTIZER_NAMES,
+  type QuantizerConvention, type QuantizerName, type QuantType,
+} from './conventions.js';
+export {
+  configListBits, parseConfigList, readConfigList, resolveConfigList,
+  type ConfigEntry, type ConfigLayer, type ResolvedConfig, type ResolvedSite,
+} from './config-list.js';
+// factory.ts (quantizers by name, built into models) is imported directly: it builds on
+// train/layers.ts, which imports this file.

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { fusedFakeQuantize, fusedFakeQuantizeApplies } from '../train/backend/fake-quant.js';
 import { roundSte } from './ste.js';
 import type { QuantRange } from './range.js';
 
@@ -67,9 +68,16 @@ export function dequantize(form: IntegerForm): Float32Array {
  * Uniform fake quantization with a given step: round(clamp(x/step, lo, hi))·step, with a
  * straight-through round. Gradients (LSQ): d/dx = 1 inside the range, 0 outside; d/dstep =
  * round(x/step) − x/step inside, lo or hi outside. `step` broadcasts against x (per-tensor scalar or
- * per-channel vector over the last axis).
+ * per-channel vector over the last axis). On wasm and cpu this is one fused kernel
+ * (train/backend/fake-quant.ts); elsewhere, and for other step shapes, fakeQuantizeUnfused.
  */
 export function fakeQuantize(x: tf.Tensor, step: tf.Tensor, range: QuantRange): tf.Tensor {
+  if (fusedFakeQuantizeApplies(x, step)) return fusedFakeQuantize(x, step, range.lo, range.hi);
+  return fakeQuantizeUnfused(x, step, range);
+}
+
+/** fakeQuantize from tfjs ops (div, clip, straight-through round, mul) and their gradients. */
+export function fakeQuantizeUnfused(x: tf.Tensor, step: tf.Tensor, range: QuantRange): tf.Tensor {
   return tf.tidy(() => {
     const levels = tf.clipByValue(tf.div(x, step), range.lo, range.hi);
     return tf.mul(roundSte(levels), step);

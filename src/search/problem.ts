@@ -24,6 +24,13 @@ export interface SearchOptions {
   /** absolute model-size budget, in MB (2^20 bytes) */
   maxSizeMb?: number;
   latency?: { table: LatencyTable; max: number };
+  /** weight bit-widths allowed, within `bits` (PocketFlow's w_bit_min / w_bit_max) */
+  weightBitsRange?: { min: number; max: number };
+  /**
+   * PocketFlow's equivalent bits: Σ w·params over searchable layers ≤ B·Σ params (a size budget
+   * of B bits per searchable weight on average)
+   */
+  equivalentBits?: number;
 }
 
 /** One (weight bits, act bits) choice of a layer: its objective cost and its use of each budget row. */
@@ -70,12 +77,14 @@ export function formulate(table: LayerTable, ind: LoadedIndicators, opts: Search
   const indicatorNames = matchIndicatorLayers(ind, layers.map((l) => l.name), table.model);
   const rows = budgetRows(table, opts);
   if (rows.length === 0) {
-    throw new UserError('no constraint given: enable BitOps (--wb/--ab, on by default), --cr, --max-bitops, --max-size-mb or --max-latency');
+    throw new UserError('no constraint given: enable BitOps (--wb/--ab, on by default), --cr, --max-bitops, --max-size-mb, --equivalent-bits or --max-latency');
   }
   const removed: WiredPoint[] = [];
   const choices = layers.map((layer, i) => {
     const indName = indicatorNames[i];
-    const wAllowed = allowedBits(ind, 'weight', indName, opts.bits, ind.path);
+    const range = opts.weightBitsRange;
+    const wBits = range ? opts.bits.filter((b) => b >= range.min && b <= range.max) : opts.bits;
+    const wAllowed = allowedBits(ind, 'weight', indName, wBits, ind.path);
     const aAllowed = allowedBits(ind, 'act', indName, opts.bits, ind.path);
     removed.push(...wAllowed.removed, ...aAllowed.removed);
     const out: Choice[] = [];
@@ -124,6 +133,11 @@ function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] {
   if (opts.cr !== undefined && opts.cr > 0) {
     const allParams = [...table.layers, ...table.fixed].reduce((s, l) => s + l.params, 0);
     add('size', (32 * allParams) / opts.cr, fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB');
+  }
+  if (opts.equivalentBits !== undefined) {
+    // like LIMPQ's BitOps row, over the searchable layers only
+    const params = table.layers.reduce((s, l) => s + l.params, 0);
+    add('size', opts.equivalentBits * params, 0, `--equivalent-bits ${opts.equivalentBits}`, (v) => v / params, 'bits/weight');
   }
   if (opts.maxSizeMb !== undefined) add('size', opts.maxSizeMb * BITS_PER_MB, fixedBits, `--max-size-mb ${opts.maxSizeMb}`, toMb, 'MB');
   if (opts.latency) {

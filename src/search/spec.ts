@@ -4,6 +4,7 @@ import { isZooModel, ZOO_MODEL_NAMES, zooLayerTable } from '../model/zoo.js';
 import { readIndicators, type LoadedIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
 import { UserError } from '../util/errors.js';
+import { readJsonFile } from '../util/json-file.js';
 import type { LatencyTable } from './latency.js';
 import type { SearchOptions } from './problem.js';
 
@@ -25,6 +26,8 @@ export interface CommonFlags {
   /** the latency table file (kept so worker threads can read it again) */
   latencyTablePath?: string;
   latencyTable?: LatencyTable;
+  weightBitsRange?: { min: number; max: number };
+  equivalentBits?: number;
 }
 
 export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
@@ -38,6 +41,8 @@ export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
     ...(p.maxBitopsG !== undefined ? { maxBitopsG: p.maxBitopsG } : {}),
     ...(p.maxSizeMb !== undefined ? { maxSizeMb: p.maxSizeMb } : {}),
     ...(c.latencyTable && p.maxLatency !== undefined ? { latency: { table: c.latencyTable, max: p.maxLatency } } : {}),
+    ...(c.weightBitsRange ? { weightBitsRange: c.weightBitsRange } : {}),
+    ...(c.equivalentBits !== undefined ? { equivalentBits: c.equivalentBits } : {}),
   };
 }
 
@@ -48,6 +53,7 @@ export function budgetLabel(c: CommonFlags, p: BudgetPoint): string {
   if (p.maxBitopsG !== undefined) parts.push(`bops${p.maxBitopsG}g`);
   if (p.maxSizeMb !== undefined) parts.push(`size${p.maxSizeMb}mb`);
   if (p.maxLatency !== undefined) parts.push(`lat${p.maxLatency}`);
+  if (c.equivalentBits !== undefined) parts.push(`eq${c.equivalentBits}b`);
   return parts.join('-');
 }
 
@@ -66,13 +72,16 @@ export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerT
   return { table: await resolveLayerTable(modelSpec, spec.fixFirstLast), indicators };
 }
 
-/** `--model`: a zoo name or a layer-table JSON file. */
+/** `--model`: a zoo name, a layer-table JSON file or a tfjs model.json (a file with `modelTopology`). */
 async function resolveLayerTable(modelSpec: string, fixFirstLast: boolean): Promise<LayerTable> {
   if (isZooModel(modelSpec)) return zooLayerTable(modelSpec, { fixFirstLast });
   if (!existsSync(modelSpec)) {
-    throw new UserError(`--model: '${modelSpec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a layer-table file`);
+    throw new UserError(`--model: '${modelSpec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a layer-table or tfjs model.json file`);
   }
-  // zod (for layer-table files) is loaded only when a file is given: it costs start-up time
+  // zod (for both kinds of file) is loaded only when a file is given: it costs start-up time
+  const tfjs = await import('../model/tfjs-import.js');
+  const data = readJsonFile(modelSpec, 'model');
+  if (tfjs.isTfjsModelJson(data)) return tfjs.tfjsLayerTable(data, modelSpec, { fixFirstLast });
   return (await import('../model/table-file.js')).readLayerTable(modelSpec);
 }
 

@@ -106,9 +106,12 @@ function fullPrecisionBnName(name: string): string | undefined {
   return m && m[2] !== 'fp' ? `${m[1]}fp${m[3]}` : undefined;
 }
 
-/** Quantizer state a run may start without: step sizes initialise themselves from data. */
+/**
+ * Quantizer state a run may start without: step sizes, codebooks and ranges initialise themselves
+ * from data (and an FP checkpoint has none for another quantizer).
+ */
 function isQuantizerState(name: string): boolean {
-  return /\.quan_[wa]_fn\.s(_init)?\.\d+$/.test(name);
+  return /\.quan_[wa]_fn\./.test(name);
 }
 
 /**

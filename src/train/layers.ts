@@ -117,6 +117,35 @@ export class QuantConv2d extends QuantLayer {
   }
 }
 
+export interface DepthwiseConv2dConfig {
+  channels: number;
+  kernel: number;
+  stride: number;
+  padding: number;
+}
+
+/**
+ * Quantized depthwise 2-D convolution (one filter per channel, PyTorch's groups = channels),
+ * without bias, NHWC. The weight is held as [kh, kw, 1, channels] so that its last axis is the
+ * output channel as for QuantConv2d (per-channel quantizers and BN folding work unchanged);
+ * tf.depthwiseConv2d takes it as [kh, kw, channels, 1].
+ */
+export class QuantDepthwiseConv2d extends QuantLayer {
+  declare readonly kind: 'conv';
+
+  constructor(name: string, readonly config: DepthwiseConv2dConfig, rng: Prng, options: QuantLayerOptions) {
+    const { kernel, channels } = config;
+    super('conv', name, [kernel, kernel, 1, channels], kernel * kernel, rng, options);
+  }
+
+  apply(x: tf.Tensor4D, bits: LayerBits, training: boolean): tf.Tensor4D {
+    const [input, weight] = this.quantizedOperands(x, bits, training);
+    const { kernel, channels, stride, padding } = this.config;
+    const filter = tf.reshape(weight, [kernel, kernel, channels, 1]) as tf.Tensor4D;
+    return tf.depthwiseConv2d(input as tf.Tensor4D, filter, stride, padding);
+  }
+}
+
 /** Quantized fully connected layer with a (full-precision) bias. */
 export class QuantDense extends QuantLayer {
   declare readonly kind: 'linear';

@@ -8,6 +8,8 @@ import { cosineLr, SgdMomentum } from './optimizer.js';
 import { FULL_PRECISION, randomPolicy, uniformPolicy } from './policies.js';
 import { deriveSeed, Prng } from '../util/prng.js';
 import { ProgressBar } from './progress.js';
+import type { DataParallelGradients } from './backend/data-parallel.js';
+import { startWorkers, workerGradients } from './backend/model-replica.js';
 
 export type Stage = 'train' | 'pretrain' | 'finetune';
 
@@ -69,6 +71,12 @@ export interface LoopOptions {
   meta?: Record<string, unknown>;
   progress?: boolean;
   onEpoch?(report: EpochReport): void;
+  /**
+   * Data-parallel gradient workers (startWorkers: wasm, one thread each, LSQ models): each step's
+   * batch is split among them. Batch-norm statistics are then per shard; the running statistics
+   * come back as the mean over the shards. Absent or 0: steps run in this thread.
+   */
+  workers?: number;
 }
 
 export interface Evaluation {
@@ -102,13 +110,20 @@ export function evaluate(model: QuantModel, set: ImageSet, policy: BitsPolicy, b
   return { top1: set.count === 0 ? 0 : correct / set.count, loss: set.count === 0 ? 0 : lossSum / set.count, count: set.count };
 }
 
+/** Loss and correct count of one pass over a batch. */
+export interface PassMetrics {
+  label: string;
+  loss: number;
+  correct: number;
+}
+
 /** Sum of the gradients of every pass (the step's single update uses all of them), with metrics. */
-function accumulateGradients(
+export function accumulateGradients(
   model: QuantModel, x: tf.Tensor4D, y: tf.Tensor1D, passes: Pass[], variables: tf.Variable[], labelSmoothing: number,
-): { grads: Map<tf.Variable, tf.Tensor>; metrics: Array<{ label: string; loss: number; correct: number }> } {
+): { grads: Map<tf.Variable, tf.Tensor>; metrics: PassMetrics[] } {
   const byName = new Map(variables.map((v) => [v.name, v]));
   const grads = new Map<tf.Variable, tf.Tensor>();
-  const metrics: Array<{ label: string; loss: number; correct: number }> = [];
+  const metrics: PassMetrics[] = [];
   for (const pass of passes) {
     let correct: tf.Scalar | undefined;
     const { value, grads: passGrads } = tf.variableGrads(() => {
@@ -141,6 +156,37 @@ function clipGradients(grads: Map<tf.Variable, tf.Tensor>, clip: number): void {
   }
 }
 
+/** What a training step needs besides its batch: the model, its variables and optimizer, the hyperparameters. */
+export interface StepState {
+  model: QuantModel;
+  variables: tf.Variable[];
+  optimizer: SgdMomentum;
+  hyper: Hyperparameters;
+  /** data-parallel gradient workers (startWorkers), when the step's gradients come from them */
+  workers?: DataParallelGradients;
+}
+
+/** The step state of a fresh run: SGD with momentum, weight decay on conv/dense weights. */
+export function createStepState(model: QuantModel, hyper: Hyperparameters): StepState {
+  const optimizer = new SgdMomentum(hyper.momentum, hyper.weightDecay, new Set(decayedVariables(model)));
+  return { model, variables: trainableVariables(model), optimizer, hyper };
+}
+
+/**
+ * One training step: the passes' summed gradients on the batch (in this thread, or on the
+ * workers), clipped by value when the hyperparameters say so, then one SGD update at learning rate
+ * `lr`. Returns each pass's metrics.
+ */
+export async function trainStep(state: StepState, x: tf.Tensor4D, y: tf.Tensor1D, passes: Pass[], lr: number): Promise<PassMetrics[]> {
+  const { grads, metrics } = state.workers
+    ? await workerGradients(state, state.workers, x, y, passes)
+    : accumulateGradients(state.model, x, y, passes, state.variables, state.hyper.labelSmoothing);
+  if (state.hyper.clipValue !== undefined) clipGradients(grads, state.hyper.clipValue);
+  state.optimizer.step(grads, lr);
+  for (const g of grads.values()) g.dispose();
+  return metrics;
+}
+
 function formatMetrics(sums: Map<string, { loss: number; correct: number }>, seen: number): string {
   const entries = [...sums];
   if (entries.length === 1) {
@@ -162,9 +208,9 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
   const { hyper, stage } = options;
   const trainSet = subset(data.train, options.limit);
   const testSet = subset(data.test, options.limit);
-  const variables = trainableVariables(model);
   const names = namedVariables(model);
-  const optimizer = new SgdMomentum(hyper.momentum, hyper.weightDecay, new Set(decayedVariables(model)));
+  const state = createStepState(model, hyper);
+  const { optimizer } = state;
   const stepsPerEpoch = Math.ceil(trainSet.count / hyper.batchSize);
   const totalSteps = stepsPerEpoch * hyper.epochs;
 
@@ -181,6 +227,7 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
 
   const reports: EpochReport[] = [];
   const bar = new ProgressBar(options.progress ?? false);
+  if (options.workers) state.workers = await startWorkers(model, options.workers);
   try {
     for (let epoch = startEpoch; epoch < hyper.epochs; epoch++) {
       const order = epochOrder(trainSet.count, deriveSeed(options.seed, epoch));
@@ -196,10 +243,7 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
         const globalStep = epoch * stepsPerEpoch + step;
         lr = cosineLr(hyper.lr, globalStep, totalSteps);
         const passes = options.passes(new Prng(deriveSeed(options.seed, epoch, step)));
-        const { grads, metrics } = accumulateGradients(model, batch.x, batch.y, passes, variables, hyper.labelSmoothing);
-        if (hyper.clipValue !== undefined) clipGradients(grads, hyper.clipValue);
-        optimizer.step(grads, lr);
-        for (const g of grads.values()) g.dispose();
+        const metrics = await trainStep(state, batch.x, batch.y, passes, lr);
         batch.x.dispose();
         batch.y.dispose();
         for (const m of metrics) {
@@ -232,6 +276,7 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
     }
   } finally {
     optimizer.dispose();
+    await state.workers?.close();
   }
   return reports;
 }

@@ -1,7 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
-import type { Layer } from '../model/layer.js';
+import { convKind, type Layer } from '../model/layer.js';
+import { mobileNetUnitName, TRAINABLE_MOBILENETS, type MobileNetSpec } from '../model/zoo.js';
 import { UserError } from '../util/errors.js';
-import { bnKey, QuantConv2d, QuantDense, SwitchableBatchNorm, type LayerBits, type QuantLayerOptions, type QuantizerFactory } from './layers.js';
+import {
+  bnKey, QuantConv2d, QuantDense, QuantDepthwiseConv2d, SwitchableBatchNorm,
+  type LayerBits, type QuantLayerOptions, type QuantizerFactory,
+} from './layers.js';
 import { Prng } from '../util/prng.js';
 
 /** Bits of every quantized layer by name; a layer left out runs in full precision. */
@@ -10,7 +14,7 @@ export type BitsPolicy = Record<string, LayerBits>;
 /** LIMPQ keeps the first and last layer at 8/8 bits in quantized runs. */
 export const FIXED_LAYER_BITS = 8;
 
-export type QuantLayerModule = QuantConv2d | QuantDense;
+export type QuantLayerModule = QuantConv2d | QuantDepthwiseConv2d | QuantDense;
 
 /** Called with each quantized layer and its output during a forward pass (for shape tracing). */
 export type LayerTrace = (layer: QuantLayerModule, output: tf.Tensor) => void;
@@ -47,7 +51,7 @@ export interface ModelOptions {
   quantizers?: QuantizerFactory;
 }
 
-export const TRAIN_MODEL_NAMES = ['mnist-cnn', 'resnet20'] as const;
+export const TRAIN_MODEL_NAMES = ['mnist-cnn', 'resnet20', 'mobilenet-mini', 'mobilenet-mini-cifar'] as const;
 
 export function createModel(name: string, options: ModelOptions = {}): QuantModel {
   const bits = [...(options.bits ?? [])];
@@ -58,6 +62,7 @@ export function createModel(name: string, options: ModelOptions = {}): QuantMode
   });
   if (name === 'mnist-cnn') return mnistCnn(bits, rng, layerOptions);
   if (name === 'resnet20') return resnet20(bits, rng, layerOptions);
+  if (Object.hasOwn(TRAINABLE_MOBILENETS, name)) return mobilenet(name, TRAINABLE_MOBILENETS[name], bits, rng, layerOptions);
   throw new UserError(`--model: '${name}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}`);
 }
 
@@ -87,12 +92,15 @@ export function describeLayers(model: QuantModel): Layer[] {
   tf.tidy(() => {
     model.forward(tf.zeros([1, ...model.inputShape]) as tf.Tensor4D, {}, false, (layer, output) => {
       const params = layer.weight.size;
-      if (layer instanceof QuantConv2d) {
+      if (!(layer instanceof QuantDense)) {
         const [, h, w] = output.shape;
-        const { inChannels, outChannels, kernel, stride } = layer.config;
+        const { kernel, stride } = layer.config;
+        const [inChannels, outChannels, groups] = layer instanceof QuantDepthwiseConv2d
+          ? [layer.config.channels, layer.config.channels, layer.config.channels]
+          : [layer.config.inChannels, layer.config.outChannels, 1];
         layers.push({
-          name: layer.name, kind: 'conv', params, macs: params * h! * w!, inChannels, outChannels,
-          kernel: [kernel, kernel], stride, groups: 1, outputSize: [h!, w!],
+          name: layer.name, kind: convKind(inChannels, groups), params, macs: params * h! * w!, inChannels, outChannels,
+          kernel: [kernel, kernel], stride, groups, outputSize: [h!, w!],
         });
       } else {
         layers.push({
@@ -113,7 +121,7 @@ function bitsOf(policy: BitsPolicy, name: string): LayerBits {
 }
 
 /** conv → switchable BN (set chosen by the conv's weight bits) → optional ReLU */
-function convBn(conv: QuantConv2d, bn: SwitchableBatchNorm, x: tf.Tensor4D, policy: BitsPolicy, training: boolean, trace?: LayerTrace, relu = true): tf.Tensor4D {
+function convBn(conv: QuantConv2d | QuantDepthwiseConv2d, bn: SwitchableBatchNorm, x: tf.Tensor4D, policy: BitsPolicy, training: boolean, trace?: LayerTrace, relu = true): tf.Tensor4D {
   const bits = bitsOf(policy, conv.name);
   const y = conv.apply(x, bits, training);
   trace?.(conv, y);
@@ -209,6 +217,55 @@ function resnet20(bits: number[], rng: Prng, layerOptions: LayerOptionsOf): Quan
         }
         const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
         const logits = fc.apply(pooled, bitsOf(policy, 'fc'), training);
+        trace?.(fc, logits);
+        return logits;
+      });
+    },
+  };
+}
+
+/**
+ * A MobileNetV1-style net from its zoo spec, LIMPQ's module names: first_conv (3x3 conv, BN, ReLU;
+ * fixed) → depthwise-separable units (`…dw_conv.conv` 3x3 depthwise + BN + ReLU, `…pw_conv.conv`
+ * 1x1 + BN + ReLU) → global average pool → fc (fixed).
+ */
+function mobilenet(name: string, spec: MobileNetSpec, bits: number[], rng: Prng, layerOptions: LayerOptionsOf): QuantModel {
+  const [inChannels, height, width] = spec.input;
+  const firstConv = new QuantConv2d('first_conv.0', { inChannels, outChannels: spec.stem.channels, kernel: 3, stride: spec.stem.stride, padding: 1 }, rng,
+    layerOptions(true, 'signed'));
+  const firstBn = new SwitchableBatchNorm('first_conv.1', spec.stem.channels, [FIXED_LAYER_BITS]);
+  const units: Array<{ conv: QuantConv2d | QuantDepthwiseConv2d; bn: SwitchableBatchNorm }> = [];
+  let channels = spec.stem.channels;
+  spec.stages.forEach((stage, s) => {
+    for (let u = 0; u < stage.depth; u++) {
+      const prefix = mobileNetUnitName(s, u);
+      const options = layerOptions(false, 'unsigned');
+      const stride = u === 0 ? stage.stride : 1;
+      units.push(
+        { conv: new QuantDepthwiseConv2d(`${prefix}.dw_conv.conv`, { channels, kernel: 3, stride, padding: 1 }, rng, options),
+          bn: new SwitchableBatchNorm(`${prefix}.dw_conv.bn`, channels, bits) },
+        { conv: new QuantConv2d(`${prefix}.pw_conv.conv`, { inChannels: channels, outChannels: stage.channels, kernel: 1, stride: 1, padding: 0 }, rng, options),
+          bn: new SwitchableBatchNorm(`${prefix}.pw_conv.bn`, stage.channels, bits) },
+      );
+      channels = stage.channels;
+    }
+  });
+  const fc = new QuantDense('fc', channels, spec.classes, rng, layerOptions(true, 'unsigned'));
+  return {
+    name,
+    inputShape: [height, width, inChannels],
+    numClasses: spec.classes,
+    bitsList: bits,
+    layers: [firstConv, ...units.map((u) => u.conv), fc],
+    fixedLayerNames: [firstConv.name, fc.name],
+    searchableLayerNames: units.map((u) => u.conv.name),
+    batchNorms: [firstBn, ...units.map((u) => u.bn)],
+    forward(x, policy, training, trace) {
+      return tf.tidy(() => {
+        let h = convBn(firstConv, firstBn, x, policy, training, trace);
+        for (const { conv, bn } of units) h = convBn(conv, bn, h, policy, training, trace);
+        const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
+        const logits = fc.apply(pooled, bitsOf(policy, fc.name), training);
         trace?.(fc, logits);
         return logits;
       });

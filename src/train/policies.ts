@@ -7,7 +7,7 @@ import type { Prng } from '../util/prng.js';
 /** No layer quantized. */
 export const FULL_PRECISION: BitsPolicy = Object.freeze({});
 
-function withFixedLayers(model: QuantModel, searchable: BitsPolicy): BitsPolicy {
+export function withFixedLayers(model: QuantModel, searchable: BitsPolicy): BitsPolicy {
   const policy: BitsPolicy = { ...searchable };
   for (const name of model.fixedLayerNames) policy[name] = { weightBits: FIXED_LAYER_BITS, actBits: FIXED_LAYER_BITS };
   return policy;

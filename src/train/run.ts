@@ -1,4 +1,3 @@
-import { readPolicy } from '../export/policy-file.js';
 import { LsqQuantizer } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -11,7 +10,9 @@ import {
   type EpochReport, type Evaluation, type Hyperparameters, type Stage,
 } from './loops.js';
 import { createModel, namedVariables, TRAIN_MODEL_NAMES, type BitsPolicy, type QuantModel } from './models.js';
-import { FULL_PRECISION, policyBits, policyFromFile, uniformPolicy } from './policies.js';
+import { FULL_PRECISION, uniformPolicy } from './policies.js';
+import type { QuantizerChoice } from '../quant/factory.js';
+import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from '../quant/plan.js';
 
 /**
  * The stages as the CLI runs them: backend, data, model and checkpoints wired to the loops. Each
@@ -32,6 +33,8 @@ export interface RunOptions {
   batchSize?: number;
   lr?: number;
   weightDecay?: number;
+  /** data-parallel gradient workers (LoopOptions.workers) */
+  workers?: number;
   progress?: boolean;
   /** the command line, recorded in outputs */
   command?: string;
@@ -45,7 +48,7 @@ interface Context {
 }
 
 /** Starts the backend (and says which), builds the model, loads the dataset it takes. */
-async function prepare(
+export async function prepare(
   options: { model: string; from?: string; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
   build: () => QuantModel,
 ): Promise<Context & { model: QuantModel }> {
@@ -67,7 +70,7 @@ function hyperparameters(stage: Stage, o: RunOptions): Hyperparameters {
   return { ...d, epochs: o.epochs, batchSize: o.batchSize ?? d.batchSize, lr: o.lr ?? d.lr, weightDecay: o.weightDecay ?? d.weightDecay };
 }
 
-function loadWeights(model: QuantModel, dir: string): void {
+export function loadWeights(model: QuantModel, dir: string): void {
   const checkpoint = readCheckpoint(dir);
   if (checkpoint.manifest.model !== model.name) {
     disposeCheckpoint(checkpoint);
@@ -108,6 +111,7 @@ export async function trainFullPrecision(o: RunOptions & { checkpoint: string; r
   const reports = await trainLoop(model, ctx.data, {
     stage: 'train', hyper, seed: o.seed, limit: o.limit, passes: fullPrecisionPasses, evalPolicy: FULL_PRECISION,
     checkpointDir: o.checkpoint, resume: o.resume, meta: runMeta('train', o, ctx, hyper), progress: o.progress, onEpoch: o.onEpoch,
+    workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), FULL_PRECISION);
   return { backend: ctx.backend, reports, test, seconds: (performance.now() - started) / 1000 };
@@ -141,7 +145,7 @@ export async function pretrainIndicators(o: RunOptions & {
   const reports = await trainLoop(model, ctx.data, {
     stage: 'pretrain', hyper, seed: o.seed, limit: o.limit, passes: jointPretrainPasses(model),
     evalPolicy: uniformPolicy(model, Math.max(...o.bits)), checkpointDir: o.checkpoint, resume: o.resume,
-    meta, progress: o.progress, onEpoch: o.onEpoch,
+    meta, progress: o.progress, onEpoch: o.onEpoch, workers: o.workers,
   });
   const testSet = subset(ctx.data.test, o.limit);
   const uniformTop1 = Object.fromEntries(o.bits.map((b) => [String(b), evaluate(model, testSet, uniformPolicy(model, b)).top1]));
@@ -159,32 +163,39 @@ export interface FinetuneResult {
   reports: EpochReport[];
   test: Evaluation;
   policy: BitsPolicy;
+  /** the quantizer and where the bits came from (also in the checkpoint's meta) */
+  quantization: Record<string, unknown>;
   seconds: number;
 }
 
-/** LSQ finetuning at a policy file's bits, starting from an FP checkpoint. */
-export async function finetuneAtPolicy(o: RunOptions & {
-  from: string; policyPath: string; checkpoint?: string; resume?: boolean;
+/**
+ * Quantization-aware finetuning from an FP checkpoint: LSQ (or `quantizer`) at a policy file's
+ * bits, uniform bits or an NNI config list's.
+ */
+export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
+  from: string; checkpoint?: string; resume?: boolean;
 }): Promise<FinetuneResult> {
   validateOptions(o);
-  const file = readPolicy(o.policyPath);
-  const ctx = await prepare(o, () => createModel(o.model, { bits: policyBits(file), seed: o.seed }));
+  const plan = planQuantization(o);
+  if (!plan) throw new UserError('finetune: give --policy FILE or --weight-bits B (the bits to finetune at)');
+  const ctx = await prepare(o, () => createModel(o.model, { bits: plan.bits, seed: o.seed, quantizers: plan.quantizers }));
   const { model } = ctx;
   const started = performance.now();
-  const policy = policyFromFile(model, file, o.policyPath);
+  const policy = plan.attach(model);
   loadWeights(model, o.from);
   const hyper = hyperparameters('finetune', o);
   const reports = await trainLoop(model, ctx.data, {
     stage: 'finetune', hyper, seed: o.seed, limit: o.limit, passes: () => [{ label: 'policy', policy }],
     evalPolicy: policy, checkpointDir: o.checkpoint, resume: o.resume,
-    meta: { ...runMeta('finetune', o, ctx, hyper), policy: o.policyPath, from: o.from }, progress: o.progress, onEpoch: o.onEpoch,
+    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, from: o.from }, progress: o.progress, onEpoch: o.onEpoch,
+    workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
-  return { backend: ctx.backend, reports, test, policy, seconds: (performance.now() - started) / 1000 };
+  return { backend: ctx.backend, reports, test, policy, quantization: plan.describe, seconds: (performance.now() - started) / 1000 };
 }
 
 /** Every step size a policy uses must have been learned (finetuned), else the numbers mean nothing. */
-function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, dir: string): void {
+export function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, dir: string): void {
   for (const layer of model.layers) {
     const bits = policy[layer.name];
     if (!bits) continue;
@@ -200,18 +211,56 @@ export interface EvaluateResult {
   backend: string;
   test: Evaluation;
   policy: BitsPolicy;
+  /** activation quantizers calibrated on training images first (post-training, no ranges saved) */
+  calibrated: number;
+  quantization?: Record<string, unknown>;
 }
 
-/** Test top-1 of a checkpoint, in full precision or at a policy file's bits. */
-export async function evaluateCheckpoint(o: {
-  model: string; from: string; policyPath?: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
+/**
+ * Test top-1 of a checkpoint, in full precision or quantized (a policy file's bits, uniform bits or
+ * a config list's, with `quantizer`). Activation ranges the checkpoint lacks are calibrated on up
+ * to CALIBRATION_IMAGES training images.
+ */
+export async function evaluateCheckpoint(o: QuantizeRequest & {
+  model: string; from: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<EvaluateResult> {
-  const file = o.policyPath === undefined ? undefined : readPolicy(o.policyPath);
-  const ctx = await prepare(o, () => createModel(o.model, { bits: file ? policyBits(file) : [] }));
+  const plan = planQuantization(o);
+  const ctx = await prepare(o, () => createModel(o.model, { bits: plan?.bits ?? [], quantizers: plan?.quantizers }));
   const { model } = ctx;
-  const policy = file ? policyFromFile(model, file, o.policyPath!) : FULL_PRECISION;
+  const policy = plan ? plan.attach(model) : FULL_PRECISION;
   loadWeights(model, o.from);
   assertStepSizesTrained(model, policy, o.from);
+  const calibrated = calibrateActivationRanges(model, subset(ctx.data.train, Math.min(o.limit ?? CALIBRATION_IMAGES, CALIBRATION_IMAGES)), policy);
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
-  return { backend: ctx.backend, test, policy };
+  return { backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe };
+}
+
+export interface QuantizeResult {
+  backend: string;
+  /** empty when only evaluated (--epochs 0) */
+  reports: EpochReport[];
+  test: Evaluation;
+  policy: BitsPolicy;
+  quantization: Record<string, unknown>;
+  calibrated: number;
+  seconds: number;
+}
+
+/**
+ * `mpq quantize`: an NNI config list applied with a quantizer, then finetuned for `epochs` from the
+ * checkpoint, or (epochs 0) evaluated as it is, post-training.
+ */
+export async function quantizeWithConfig(o: RunOptions & {
+  from: string; configPath: string; quantizer: QuantizerChoice; checkpoint?: string; resume?: boolean;
+}): Promise<QuantizeResult> {
+  const started = performance.now();
+  if (o.epochs !== 0) {
+    const r = await finetuneAtPolicy(o);
+    return { ...r, calibrated: 0 };
+  }
+  for (const [flag, given] of [['--checkpoint', o.checkpoint !== undefined], ['--resume', o.resume === true]] as const) {
+    if (given) throw new UserError(`${flag}: nothing is trained with --epochs 0`);
+  }
+  const r = await evaluateCheckpoint(o);
+  return { ...r, reports: [], quantization: r.quantization!, seconds: (performance.now() - started) / 1000 };
 }

@@ -14,6 +14,11 @@ export interface DdpgConfig {
   batchSize: number;
   bufferSize: number;
   seed: number;
+  /**
+   * tfjs backend the networks run on: 'cpu' by default (tiny networks: pure-JS kernels beat any
+   * setup cost); the backend already in use when the process also trains (one backend per process).
+   */
+  backend?: string;
 }
 
 export const DDPG_DEFAULTS: Omit<DdpgConfig, 'stateSize' | 'seed'> = {
@@ -108,8 +113,7 @@ class ReplayBuffer {
 
 /**
  * DDPG (Lillicrap et al.) with one continuous action in [0, 1]: an actor μ(s) (sigmoid output), a
- * critic Q(s, a), a target copy of each moved by soft updates, and a replay buffer. Runs on the
- * tfjs 'cpu' backend: the networks are tiny, so the pure-JS kernels beat any setup cost.
+ * critic Q(s, a), a target copy of each moved by soft updates, and a replay buffer.
  */
 export class DdpgAgent {
   private readonly actor: Mlp;
@@ -137,7 +141,8 @@ export class DdpgAgent {
   }
 
   static async create(cfg: DdpgConfig): Promise<DdpgAgent> {
-    await tf.setBackend('cpu');
+    const backend = cfg.backend ?? 'cpu';
+    if (!(await tf.setBackend(backend))) throw new Error(`rl: tfjs backend '${backend}' failed to start`);
     await tf.ready();
     // The cpu backend's first tensor prints "install our node backend" on stderr, beside our
     // progress bar: no advice for networks this small, so it is written with the check off.

@@ -11,29 +11,46 @@ function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
 }
 
+/** Same bits (so NaNs and signed zeros compare as they are). */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  if (x.length !== y.length) return false;
+  for (let k = 0; k < x.length; k++) if (x[k] !== y[k]) return false;
+  return true;
+}
+
 async function start(init: WorkerInit): Promise<void> {
   // The workers are the parallelism: one XNNPACK thread each.
   await initBackend(init.backend, { wasmThreads: 1 });
   const module = (await import(init.replicaModule)) as ReplicaModule;
   const replica = await module.createReplica(init.replicaOptions);
-  const { variables } = replica;
+  const { state } = replica;
+  const notFloat = state.find((variable) => variable.dtype !== 'float32');
+  if (notFloat) throw new Error(`replica variable ${notFloat.name} is ${notFloat.dtype}; state travels as float32`);
   port!.on('message', (request: StepRequest) => {
     try {
       const shard = Object.fromEntries(
         Object.entries(request.shard).map(([name, data]) => [name, tf.tensor(data.values, data.shape, data.dtype)]),
       );
-      tf.tidy(() => variables.forEach((variable, i) => variable.assign(tf.tensor(request.weights[i], variable.shape))));
-      const { value, grads } = tf.variableGrads(() => replica.loss(shard), variables);
+      tf.tidy(() => state.forEach((variable, i) => variable.assign(tf.tensor(request.state[i], variable.shape))));
+      const { gradients, report } = replica.gradients(shard, request.task);
       // Copies: the buffers are transferred, and the cpu backend's dataSync returns its own storage.
-      const gradients = variables.map((variable) => new Float32Array(grads[variable.name].dataSync()));
-      const loss = value.dataSync()[0];
-      tf.dispose([value, ...Object.values(grads), ...Object.values(shard)]);
-      reply({ kind: 'gradients', gradients, loss }, gradients.map((g) => g.buffer as ArrayBuffer));
+      const values = gradients.map((g) => (g ? new Float32Array(g.dataSync()) : null));
+      tf.dispose([...gradients.filter((g): g is tf.Tensor => g !== undefined), ...Object.values(shard)]);
+      const changed: Array<[number, Float32Array]> = [];
+      state.forEach((variable, i) => {
+        const now = variable.dataSync() as Float32Array;
+        if (!sameBits(now, request.state[i])) changed.push([i, new Float32Array(now)]);
+      });
+      const transfer: ArrayBuffer[] = [];
+      for (const v of [...values, ...changed.map(([, c]) => c)]) if (v !== null) transfer.push(v.buffer as ArrayBuffer);
+      reply({ kind: 'gradients', gradients: values, report, changed }, transfer);
     } catch (error) {
       reply({ kind: 'error', message: (error as Error).stack ?? String(error) });
     }
   });
-  reply({ kind: 'ready', shapes: variables.map((variable) => variable.shape) });
+  reply({ kind: 'ready', shapes: state.map((variable) => variable.shape) });
 }
 
 start(workerData as WorkerInit).catch((error: unknown) => reply({ kind: 'error', message: (error as Error).stack ?? String(error) }));

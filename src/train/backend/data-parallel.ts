@@ -2,7 +2,10 @@
  * Data-parallel gradients over worker_threads: each worker runs its own single-threaded tfjs
  * backend on a shard of the batch and returns its gradients; the caller gets them averaged
  * (weighted by shard size) and applies the update itself. Workers hold replicas of the model,
- * built by a module the caller names; weights travel to the workers before every step.
+ * built by a module the caller names. Before every step the caller's whole state (weights, batch
+ * norm statistics, quantizer state) travels to the workers; whatever a worker's step changed
+ * (batch-norm running statistics, step sizes initialised from data) travels back, and the caller
+ * takes the shard-size-weighted mean over the workers.
  *
  * Batch-norm statistics are per shard (as in PyTorch DistributedDataParallel without SyncBN).
  */
@@ -12,10 +15,13 @@ import type { BackendName } from './index.js';
 
 /** One replica of the model inside a worker. */
 export interface Replica {
-  /** trainable variables, in the same order in every replica and in the caller's model */
-  variables: tf.Variable[];
-  /** the training loss of one shard */
-  loss(shard: Record<string, tf.Tensor>): tf.Scalar;
+  /** every variable a step reads or writes, float32, in the caller's order */
+  state: tf.Variable[];
+  /**
+   * One shard's gradients for `task`: one per trainable variable in the order the caller expects,
+   * undefined where the variable got none; and a structured-cloneable report (metrics).
+   */
+  gradients(shard: Record<string, tf.Tensor>, task: unknown): { gradients: (tf.Tensor | undefined)[]; report: unknown };
 }
 
 /** What the replica module (imported in each worker) exports. */
@@ -47,14 +53,24 @@ export interface WorkerInit {
 }
 
 export interface StepRequest {
-  weights: Float32Array[];
+  state: Float32Array[];
   shard: Record<string, TensorData>;
+  task: unknown;
 }
 
 export type WorkerReply =
   | { kind: 'ready'; shapes: number[][] }
-  | { kind: 'gradients'; gradients: Float32Array[]; loss: number }
+  | { kind: 'gradients'; gradients: (Float32Array | null)[]; report: unknown; changed: Array<[number, Float32Array]> }
   | { kind: 'error'; message: string };
+
+export interface DataParallelStep {
+  /** shard-size-weighted mean gradient per trainable variable; undefined where no shard had one */
+  gradients: (Float32Array | undefined)[];
+  /** each shard's report with its size, in shard order */
+  reports: Array<{ report: unknown; size: number }>;
+  /** new values of the state variables some worker changed, by index: the shard-size-weighted mean */
+  state: Map<number, Float32Array>;
+}
 
 /** Splits every tensor of a batch along axis 0 into `parts` nearly equal shards. */
 export function splitBatch(batch: Record<string, tf.Tensor>, parts: number): Record<string, TensorData>[] {
@@ -86,7 +102,7 @@ export function splitBatch(batch: Record<string, tf.Tensor>, parts: number): Rec
 export class DataParallelGradients {
   private constructor(
     private readonly workers: Worker[],
-    /** variable shapes, as the replicas report them */
+    /** state variable shapes, as the replicas report them */
     readonly shapes: number[][],
   ) {}
 
@@ -116,40 +132,57 @@ export class DataParallelGradients {
   }
 
   /**
-   * Gradients of the mean loss over all shards at `weights` (one Float32Array per variable), and
-   * that loss. Shards may be fewer than workers; each shard's weight is its batch size.
+   * One step on `shards` (at most one per worker) from `state` (one Float32Array per state
+   * variable): the averaged gradients, the shards' reports and the state the workers changed.
    */
-  async gradients(weights: Float32Array[], shards: Record<string, TensorData>[]): Promise<{ gradients: Float32Array[]; loss: number }> {
+  async step(state: Float32Array[], shards: Record<string, TensorData>[], task: unknown): Promise<DataParallelStep> {
     if (shards.length === 0 || shards.length > this.workers.length) {
-      throw new Error(`gradients: ${shards.length} shards for ${this.workers.length} workers`);
+      throw new Error(`step: ${shards.length} shards for ${this.workers.length} workers`);
     }
+    if (state.length !== this.shapes.length) throw new Error(`step: ${state.length} state arrays for ${this.shapes.length} replica variables`);
     const replies = await Promise.all(
       shards.map((shard, i) => {
         const reply = nextReply(this.workers[i]);
-        const request: StepRequest = { weights, shard };
+        const request: StepRequest = { state, shard, task };
         this.workers[i].postMessage(request);
         return reply;
       }),
     );
     const sizes = shards.map((shard) => Object.values(shard)[0].shape[0]);
     const total = sizes.reduce((a, b) => a + b, 0);
-    const gradients = this.shapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
-    let loss = 0;
-    replies.forEach((reply, i) => {
+    const results = replies.map((reply, i) => {
       if (reply.kind !== 'gradients') throw new Error(`gradient worker ${i}: ${reply.kind === 'error' ? reply.message : reply.kind}`);
-      const share = sizes[i] / total;
-      loss += reply.loss * share;
-      reply.gradients.forEach((grad, v) => {
-        const sum = gradients[v];
-        for (let k = 0; k < grad.length; k++) sum[k] += grad[k] * share;
-      });
+      return reply;
     });
-    return { gradients, loss };
+    const gradients = results[0].gradients.map((_, v) => {
+      if (results.every((r) => r.gradients[v] === null)) return undefined;
+      return weightedSum(results.map((r, i) => ({ values: r.gradients[v], weight: sizes[i] / total })));
+    });
+    const changedIndices = new Set(results.flatMap((r) => r.changed.map(([index]) => index)));
+    const newState = new Map<number, Float32Array>();
+    for (const index of changedIndices) {
+      // a worker that left the variable alone contributes the value it was sent
+      newState.set(index, weightedSum(results.map((r, i) => ({
+        values: r.changed.find(([k]) => k === index)?.[1] ?? state[index], weight: sizes[i] / total,
+      }))));
+    }
+    return { gradients, reports: results.map((r, i) => ({ report: r.report, size: sizes[i] })), state: newState };
   }
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
+}
+
+/** Σ weight·values (in float64) over the parts; a part without values counts as zeros. */
+function weightedSum(parts: Array<{ values: Float32Array | null; weight: number }>): Float32Array {
+  const length = parts.find((part) => part.values !== null)?.values?.length ?? 0;
+  const sum = new Float64Array(length);
+  for (const { values, weight } of parts) {
+    if (values === null) continue;
+    for (let k = 0; k < length; k++) sum[k] += values[k] * weight;
+  }
+  return Float32Array.from(sum);
 }
 
 function nextReply(worker: Worker): Promise<WorkerReply> {

@@ -1,11 +1,13 @@
 /**
  * Backend selection for training: tfjs-node (native TensorFlow) when installed, else tfjs's wasm
- * backend, multi-threaded and with mpq's training kernels (wasm-kernels.ts). Also re-exports the
+ * backend, multi-threaded and with mpq's training kernels (wasm-kernels.ts); gradients tfjs lacks
+ * (gradients.ts) on every backend. Also re-exports the
  * wasm-friendly training ops (ops.ts) and data-parallel gradient workers (data-parallel.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { UserError } from '../../util/errors.js';
+import { registerMissingGradients } from './gradients.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import { defaultWasmThreads, registerThreadedWasmBackend, wasmThreadsAvailable } from './wasm-threads.js';
 
@@ -84,6 +86,7 @@ async function activateWasm(flagValue: string, threads: number): Promise<string>
  * backend that is not available throws UserError naming the flag value.
  */
 export async function initBackend(name: BackendName = 'auto', options: InitBackendOptions = {}): Promise<string> {
+  registerMissingGradients();
   const threads = options.wasmThreads ?? defaultWasmThreads();
   if (!Number.isInteger(threads) || threads < 1) {
     throw new UserError(`wasm threads must be a positive integer, got ${options.wasmThreads}`);

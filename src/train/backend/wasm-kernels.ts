@@ -4,11 +4,15 @@
  * Stock tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter and no depthwise gradients (training
  * throws), and its Conv2DBackpropInput is a scalar loop. Here every gradient is one forward
  * convolution (XNNPACK) plus cheap reshapes:
- *  - input gradient: convolve the stride-dilated, padded dy with the flipped, in/out-swapped filter;
+ *  - input gradient: convolve the padded dy with the flipped, in/out-swapped filter; at stride > 1,
+ *    one such convolution per phase of the input (the filter taps that reach it), not dy spread
+ *    with zeros;
  *  - filter gradient: convolve x with dy as the filter, batch and channel axes swapped, the forward
  *    stride becoming the dilation;
- *  - depthwise filter gradient: one multiply-and-reduce per filter tap (channels stay independent).
- * It also replaces the stock MaxPoolGrad, which is wrong for windows whose maximum is <= 0.
+ *  - depthwise filter gradient: the same with a depthwise convolution, (sample, channel) pairs as
+ *    channels, then a sum over samples.
+ * It also replaces the stock MaxPoolGrad, which is wrong for windows whose maximum is <= 0, and the
+ * stock StridedSlice and Identity, which are slow.
  * Only NHWC with dilation 1 reaches these kernels (tfjs's gradients reject dilated convolutions).
  */
 import * as tf from '@tensorflow/tfjs';
@@ -23,9 +27,11 @@ import type {
   NamedAttrMap,
   NamedTensorInfoMap,
   Tensor4D,
+  TensorInfo,
 } from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { UserError } from '../../util/errors.js';
-import { sumPerChannel } from './ops.js';
+import { scatterStrided, stridedRead } from './gradients.js';
 
 type Conv2DInfo = ReturnType<typeof tf.backend_util.computeConv2DInfo>;
 type ExplicitPadding = [[number, number], [number, number], [number, number], [number, number]];
@@ -130,11 +136,74 @@ function conv2dBackpropInput({ inputs, attrs }: { inputs: NamedTensorInfoMap; at
   const { dataFormat, inputShape } = attrs as unknown as Conv2DBackpropInputAttrs;
   requireNHWC('Conv2DBackpropInput', dataFormat);
   const info = convInfo(inputShape, filter.shape, attrs as unknown as Conv2DBackpropInputAttrs, false);
+  if (info.strideHeight > 1 || info.strideWidth > 1) return polyphaseBackpropInput(dy, filter, info);
   return tf.tidy(() => {
     const { spread, padding } = spreadGradient(dy, info);
     // [kh, kw, in, out] -> rotated 180 degrees, [kh, kw, out, in].
     const adjointFilter = rotate180(filter).transpose([0, 1, 3, 2]) as Tensor4D;
     return tf.conv2d(spread, adjointFilter, 1, padding);
+  });
+}
+
+/**
+ * One phase of a strided convolution's input gradient along one axis: the input rows t = s·m + p
+ * (m < count) are reached only by the filter taps first, first + s, … (`taps` of them), from dy
+ * rows m + offset − k (k: the tap's index). So that phase is a stride-1 correlation of dy with
+ * those taps reversed, padded by `before` (negative: crop) so that it yields `count` rows.
+ */
+interface Phase {
+  count: number;
+  /** the taps, in the order the correlation uses them */
+  taps: number[];
+  before: number;
+  after: number;
+}
+
+function phases(inSize: number, outSize: number, filterSize: number, stride: number, padBefore: number): Phase[] {
+  return Array.from({ length: stride }, (_, p) => {
+    const first = (p + padBefore) % stride;
+    const count = Math.ceil((inSize - p) / stride);
+    const taps = [];
+    for (let i = first; i < filterSize; i += stride) taps.unshift(i);
+    const offset = (p + padBefore - first) / stride;
+    const before = taps.length - 1 - offset;
+    return { count, taps, before, after: count - outSize - before + taps.length - 1 };
+  });
+}
+
+/**
+ * Input gradient of a strided convolution by phases: each (row phase, column phase) of the input
+ * is one stride-1 convolution of dy with the filter taps that reach it, so no multiplication
+ * touches the zeros that spreading dy by the stride would insert (3/4 of the work at stride 2).
+ */
+function polyphaseBackpropInput(dy: Tensor4D, filter: Tensor4D, info: Conv2DInfo): Tensor4D {
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth } = info;
+  const rows = phases(inHeight, outHeight, info.filterHeight, info.strideHeight, info.padInfo.top);
+  const cols = phases(inWidth, outWidth, info.filterWidth, info.strideWidth, info.padInfo.left);
+  // every phase padded to the first's size (the others may be one row/column shorter)
+  const [height, width] = [rows[0].count, cols[0].count];
+  return tf.tidy(() => {
+    // [kh, kw, in, out] -> [kh, kw, out, in]
+    const adjoint = filter.transpose([0, 1, 3, 2]) as Tensor4D;
+    const phase = (row: Phase, col: Phase): Tensor4D => {
+      if (row.count <= 0 || col.count <= 0 || row.taps.length === 0 || col.taps.length === 0) {
+        return tf.zeros([batchSize, height, width, inChannels]);
+      }
+      const taps = tf.gather(tf.gather(adjoint, tf.tensor1d(row.taps, 'int32'), 0), tf.tensor1d(col.taps, 'int32'), 1) as Tensor4D;
+      // negative padding: crop those dy rows/columns instead
+      const top = Math.max(0, -row.before);
+      const left = Math.max(0, -col.before);
+      const cropped = dy.slice([0, top, left, 0], [batchSize, outHeight - top - Math.max(0, -row.after), outWidth - left - Math.max(0, -col.after), -1]);
+      const padding: ExplicitPadding = [
+        [0, 0], [Math.max(0, row.before), Math.max(0, row.after) + height - row.count],
+        [Math.max(0, col.before), Math.max(0, col.after) + width - col.count], [0, 0],
+      ];
+      return tf.conv2d(cropped, taps, 1, padding);
+    };
+    // interleave: columns of each row phase, then the row phases ([n, h, w, s, c] reads as [n, h, w·s, c])
+    const rowPhases = rows.map((row) => tf.stack(cols.map((col) => phase(row, col)), 3).reshape([batchSize, height, width * cols.length, inChannels]));
+    const full = tf.stack(rowPhases, 2).reshape([batchSize, height * rows.length, width * cols.length, inChannels]) as Tensor4D;
+    return full.shape[1] === inHeight && full.shape[2] === inWidth ? full : full.slice([0, 0, 0, 0], [batchSize, inHeight, inWidth, inChannels]);
   });
 }
 
@@ -188,41 +257,21 @@ function depthwiseBackpropFilter({ inputs, attrs }: { inputs: NamedTensorInfoMap
   const typed = attrs as unknown as DepthwiseConv2dNativeBackpropFilterAttrs;
   requireNoDilation('DepthwiseConv2dNativeBackpropFilter', typed.dilations);
   const info = convInfo(x.shape, typed.filterShape, typed, true);
-  const { batchSize, outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth } = info;
+  const { batchSize, inHeight, inWidth, outHeight, outWidth, filterHeight, filterWidth } = info;
   const [, , channels, multiplier] = typed.filterShape;
   return tf.tidy(() => {
-    const padded = x.pad(filterGradientPadding(info).padding);
-    const dyByChannel = multiplier === 1 ? dy : dy.reshape([batchSize, outHeight, outWidth, channels, multiplier]);
-    // One tap at a time: dW[i, j, c, q] = sum_{n, oh, ow} x[n, oh*s + i, ow*s + j, c] * dy[n, oh, ow, c*m + q].
-    const taps: tf.Tensor[] = [];
-    for (let i = 0; i < filterHeight; i++) {
-      for (let j = 0; j < filterWidth; j++) {
-        const seen = tf.stridedSlice(
-          padded,
-          [0, i, j, 0],
-          [batchSize, i + (outHeight - 1) * strideHeight + 1, j + (outWidth - 1) * strideWidth + 1, channels],
-          [1, strideHeight, strideWidth, 1],
-        );
-        const products = multiplier === 1 ? seen.mul(dy) : seen.expandDims(4).mul(dyByChannel);
-        taps.push(sumPerChannel(products.reshape([-1, channels * multiplier])));
-      }
-    }
-    return tf.stack(taps).reshape([filterHeight, filterWidth, channels, multiplier]);
+    const { padding, extra } = filterGradientPadding(info);
+    // dW[i, j, c, q] = sum_{n, oh, ow} x[n, oh*s + i, ow*s + j, c] * dy[n, oh, ow, c*m + q]: as for
+    // conv2dBackpropFilter, but channels stay independent: one depthwise convolution over (oh, ow)
+    // with (n, c) as channels and dy as an (oh x ow) filter dilated by the stride, then a sum over n.
+    // (Per-tap strided slices were ~10x slower at stride 2: wasm's StridedSlice is a generic loop.)
+    const channelsOfSamples = x.transpose([1, 2, 0, 3]).reshape([1, inHeight, inWidth, batchSize * channels]) as Tensor4D;
+    const dyAsFilter = dy.transpose([1, 2, 0, 3]).reshape([outHeight, outWidth, batchSize * channels, multiplier]) as Tensor4D;
+    const dilations: [number, number] = [info.strideHeight, info.strideWidth];
+    let grad = tf.depthwiseConv2d(channelsOfSamples, dyAsFilter, 1, padding, 'NHWC', dilations);
+    if (extra[0] > 0 || extra[1] > 0) grad = grad.slice([0, 0, 0, 0], [-1, filterHeight, filterWidth, -1]);
+    return grad.reshape([filterHeight, filterWidth, batchSize, channels, multiplier]).sum(2);
   });
-}
-
-/**
- * Scatters dy onto the (padded) input grid for filter tap (i, j): element (oh, ow) lands on
- * (oh*sh + i, ow*sw + j) of a grid `height` x `width`.
- */
-function placeTap(dy: Tensor4D, i: number, j: number, sh: number, sw: number, height: number, width: number): Tensor4D {
-  const [n, oh, ow, c] = dy.shape;
-  const spread = dy
-    .reshape([n, oh, 1, ow, 1, c])
-    .pad([[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]])
-    .reshape([n, oh * sh, ow * sw, c]) as Tensor4D;
-  const fitted = spread.slice([0, 0, 0, 0], [n, Math.min(oh * sh, height - i), Math.min(ow * sw, width - j), c]);
-  return fitted.pad([[0, 0], [i, height - i - fitted.shape[1]], [j, width - j - fitted.shape[2]], [0, 0]]);
 }
 
 /**
@@ -255,7 +304,8 @@ function maxPoolGrad({ inputs, attrs }: { inputs: NamedTensorInfoMap; attrs?: Na
           [1, strideHeight, strideWidth, 1],
         );
         const isMax = tf.equal(seen, y);
-        contributions.push(placeTap(tf.where(isMax, unclaimed, zeros), i, j, strideHeight, strideWidth, height, width));
+        const tap = scatterStrided(tf.where(isMax, unclaimed, zeros), [0, i, j, 0], [1, strideHeight, strideWidth, 1], [batchSize, height, width, inChannels]);
+        contributions.push(tap as Tensor4D);
         unclaimed = tf.where(isMax, zeros, unclaimed);
       }
     }
@@ -263,11 +313,70 @@ function maxPoolGrad({ inputs, attrs }: { inputs: NamedTensorInfoMap; attrs?: Na
   });
 }
 
+/**
+ * Replaces tfjs-backend-wasm 4.22's StridedSlice, a generic C++ loop (~40 ms to subsample a
+ * 32x32x32x16 activation by 2, ResNet-20's option-A shortcut): a JS loop over the heap. String and
+ * scalar tensors go to the stock kernel.
+ */
+function stridedSlice(args: { inputs: NamedTensorInfoMap; attrs?: NamedAttrMap; backend: unknown }) {
+  const x = args.inputs.x as TensorInfo;
+  if (x.dtype === 'string' || x.shape.length === 0) return stockStridedSlice!.kernelFunc(args as Parameters<KernelFunc>[0]);
+  const { begin, strides, counts, outShape } = stridedRead(x.shape, args.attrs ?? {});
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(outShape, x.dtype);
+  if (tf.util.sizeFromShape(outShape) > 0) copyStrided(backend.typedArrayFromHeap(x), x.shape, begin, strides, counts, backend.typedArrayFromHeap(out));
+  return out;
+}
+
+/** dst[k0, k1, ...] = src[begin + k·strides] over the output shape `counts`, row-major. */
+function copyStrided(
+  src: tf.TypedArray, shape: readonly number[], begin: readonly number[], strides: readonly number[], counts: readonly number[], dst: tf.TypedArray,
+): void {
+  const rank = shape.length;
+  const srcStrides = tf.util.computeStrides([...shape]).concat(1);
+  const last = rank - 1;
+  const runLength = counts[last];
+  const step = strides[last];
+  let offset = 0;
+  for (let j = 0; j < rank; j++) offset += begin[j] * srcStrides[j];
+  const index = new Array<number>(rank).fill(0);
+  let written = 0;
+  const total = dst.length;
+  while (written < total) {
+    // a subarray per run costs more than copying a short run element by element
+    if (step === 1 && runLength >= 256) dst.set(src.subarray(offset, offset + runLength), written);
+    else for (let k = 0; k < runLength; k++) dst[written + k] = src[offset + k * step];
+    written += runLength;
+    // odometer over the outer axes
+    for (let j = last - 1; j >= 0; j--) {
+      offset += strides[j] * srcStrides[j];
+      if (++index[j] < counts[j]) break;
+      offset -= counts[j] * strides[j] * srcStrides[j];
+      index[j] = 0;
+    }
+  }
+}
+
+/**
+ * Identity sharing x's memory (as the cpu backend's does) instead of copying it: tensors are never
+ * written after they are made, and customGrad and the gradient tape issue ~700 identities per
+ * ResNet-20 training step (3% of it, copying).
+ */
+function identity(args: { inputs: NamedTensorInfoMap; backend: unknown }): TensorInfo {
+  const x = args.inputs.x as TensorInfo;
+  if (x.dtype === 'string') return stockIdentity!.kernelFunc(args as Parameters<KernelFunc>[0]) as TensorInfo;
+  (args.backend as BackendWasm).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+let stockStridedSlice: KernelConfig | undefined;
+let stockIdentity: KernelConfig | undefined;
+
 function wasmKernel(kernelName: string, kernelFunc: (args: { inputs: NamedTensorInfoMap; attrs?: NamedAttrMap }) => tf.Tensor): KernelConfig {
   return { kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as KernelFunc };
 }
 
-export const wasmTrainingKernels: KernelConfig[] = [
+const wasmTrainingKernels: KernelConfig[] = [
   wasmKernel(tf.Conv2DBackpropInput, conv2dBackpropInput),
   wasmKernel(tf.Conv2DBackpropFilter, conv2dBackpropFilter),
   wasmKernel(tf.DepthwiseConv2dNativeBackpropInput, depthwiseBackpropInput),
@@ -275,9 +384,18 @@ export const wasmTrainingKernels: KernelConfig[] = [
   wasmKernel(tf.MaxPoolGrad, maxPoolGrad),
 ];
 
-/** Registers the training kernels for 'wasm', replacing tfjs's slow Conv2DBackpropInput and wrong MaxPoolGrad. Idempotent. */
+/**
+ * Registers the training kernels for 'wasm', replacing tfjs's slow Conv2DBackpropInput,
+ * StridedSlice and Identity and its wrong MaxPoolGrad. Idempotent.
+ */
 export function registerWasmTrainingKernels(): void {
-  for (const config of wasmTrainingKernels) {
+  // the stock kernel stays for string tensors; its setup (binding the C++ function) must still run
+  stockStridedSlice ??= tf.getKernel(tf.StridedSlice, 'wasm');
+  stockIdentity ??= tf.getKernel(tf.Identity, 'wasm');
+  const configs: KernelConfig[] = [...wasmTrainingKernels, {
+    kernelName: tf.StridedSlice, backendName: 'wasm', kernelFunc: stridedSlice as unknown as KernelFunc, setupFunc: stockStridedSlice?.setupFunc,
+  }, { kernelName: tf.Identity, backendName: 'wasm', kernelFunc: identity as unknown as KernelFunc }];
+  for (const config of configs) {
     if (tf.getKernel(config.kernelName, 'wasm') !== undefined) tf.unregisterKernel(config.kernelName, 'wasm');
     tf.registerKernel(config);
   }

@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { QUANTIZER_NAMES } from '../quant/index.js';
+import { quantizeWithConfig } from '../train/run.js';
+import { UserError } from '../util/errors.js';
+import { addQuantizerOptions, quantizerChoice } from './finetune.js';
+import { action } from './run.js';
+import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
+
+export function registerQuantize(program: Command): void {
+  const cmd = program.command('quantize')
+    .description('apply an NNI config_list with a quantizer (qat, dorefa, naive, lsq, nuq): finetune from a checkpoint, or with --epochs 0 evaluate post-training');
+  addQuantizerOptions(addTrainingOptions(cmd, 1))
+    .requiredOption('--config <file>', 'NNI config_list JSON: [{quant_types, quant_bits, quant_start_step?, op_types | op_names, exclude?}]')
+    .requiredOption('--from <dir>', 'checkpoint to start from (full precision, or one this quantizer finetuned)')
+    .option('--checkpoint <dir>', 'save the quantized model here after every epoch')
+    .option('--json', 'print a JSON summary (top1 0–1, the bits of every layer) as the last line')
+    .action(action(async (o: Record<string, unknown>) => {
+      const quantizer = quantizerChoice(o);
+      if (!quantizer) throw new UserError(`--quantizer: required with --config (${QUANTIZER_NAMES.join(', ')})`);
+      const epochs = o.epochs as number;
+      if (epochs < 0) throw new UserError(`--epochs: must be 0 (evaluate only) or more, got ${epochs}`);
+      const result = await quantizeWithConfig({
+        ...runOptions(o), quantizer, configPath: String(o.config), from: String(o.from),
+        checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
+        onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
+      });
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({
+          model: String(o.model), ...result.quantization, top1: result.test.top1, count: result.test.count,
+          layers: Object.entries(result.policy).map(([name, b]) => ({ name, ...b })), calibrated: result.calibrated,
+          epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
+        })}\n`);
+      } else {
+        const calibrated = result.calibrated > 0 ? `; ${result.calibrated} activation ranges calibrated on training images` : '';
+        process.stdout.write(`${epochs === 0 ? 'test' : 'final test'} top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images (${quantizer.name})${calibrated}; ${result.seconds.toFixed(0)} s\n`);
+      }
+    }));
+}

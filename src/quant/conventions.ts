@@ -1,0 +1,75 @@
+/**
+ * The quantizers a user can pick (`--quantizer`), and what each one quantizes by convention. Kept
+ * apart from factory.ts (which builds them into models) so that config-list validation needs no
+ * training code.
+ */
+export const QUANTIZER_NAMES = ['lsq', 'nuq', 'qat', 'dorefa', 'naive'] as const;
+export type QuantizerName = (typeof QUANTIZER_NAMES)[number];
+
+/** NNI's quant types: a layer's weight, its input, an op's output. */
+export const QUANT_TYPES = ['weight', 'input', 'output'] as const;
+export type QuantType = (typeof QUANT_TYPES)[number];
+
+/** Widths mpq quantizes to (at or above FULL_PRECISION_BITS a side is not quantized). */
+export const MIN_BITS = 2;
+export const MAX_BITS = 16;
+
+export interface QuantizerConvention {
+  /** one line for help and reports */
+  summary: string;
+  /** how layer inputs (activations) are quantized: LSQ, QAT's EMA min/max, or not at all */
+  activations: 'lsq' | 'ema-minmax' | 'none';
+  /** weight bit-widths it accepts */
+  weightBits: { min: number; max: number };
+  /** activation bits of a uniform run when --act-bits is not given */
+  defaultActBits(weightBits: number): number;
+  /** whether the first and last layers are quantized (at 8 bits) unless told otherwise */
+  quantizeFirstLast: boolean;
+  /** NNI quant types its config list may ask for */
+  quantTypes: readonly QuantType[];
+  /** takes NNI's quant_start_step */
+  startStep: boolean;
+}
+
+const NOT_QUANTIZED = 32;
+
+export const QUANTIZER_CONVENTIONS: Record<QuantizerName, QuantizerConvention> = {
+  lsq: {
+    summary: 'LSQ (LIMPQ): learned step size per bit-width, weights and activations',
+    activations: 'lsq', weightBits: { min: MIN_BITS, max: MAX_BITS }, defaultActBits: (w) => w,
+    quantizeFirstLast: true, quantTypes: ['weight', 'input', 'output'], startStep: false,
+  },
+  nuq: {
+    summary: 'non-uniform (PocketFlow NUQ): 2^b learned points per layer or bucket; activations uniform (EMA min/max), off by default',
+    activations: 'ema-minmax', weightBits: { min: MIN_BITS, max: 8 }, defaultActBits: () => NOT_QUANTIZED,
+    quantizeFirstLast: false, quantTypes: ['weight', 'input', 'output'], startStep: false,
+  },
+  qat: {
+    summary: 'QAT (Jacob et al., NNI): asymmetric min/max, EMA-tracked activation ranges, BN folded into convs',
+    activations: 'ema-minmax', weightBits: { min: MIN_BITS, max: MAX_BITS }, defaultActBits: (w) => w,
+    quantizeFirstLast: true, quantTypes: ['weight', 'input', 'output'], startStep: true,
+  },
+  dorefa: {
+    summary: 'DoReFa (NNI): tanh-normalised weights on a uniform grid in [-1, 1]; weights only',
+    activations: 'none', weightBits: { min: MIN_BITS, max: MAX_BITS }, defaultActBits: () => NOT_QUANTIZED,
+    quantizeFirstLast: true, quantTypes: ['weight'], startStep: false,
+  },
+  naive: {
+    summary: 'naive (NNI): weights to 8 bits, running max-abs scale, truncated; weights only',
+    activations: 'none', weightBits: { min: 8, max: 8 }, defaultActBits: () => NOT_QUANTIZED,
+    quantizeFirstLast: true, quantTypes: ['weight'], startStep: false,
+  },
+};
+
+/** A bit-width a quantizer can take for weights (or activations), or why not; undefined if fine. */
+export function bitsProblem(name: QuantizerName, side: 'weight' | 'activation', bits: number): string | undefined {
+  if (bits === NOT_QUANTIZED) return undefined;
+  const convention = QUANTIZER_CONVENTIONS[name];
+  if (side === 'activation') {
+    if (convention.activations === 'none') return `${name} quantizes weights only (activations stay at ${NOT_QUANTIZED} bits), got ${bits}`;
+    return Number.isInteger(bits) && bits >= MIN_BITS && bits <= MAX_BITS ? undefined : `expected ${MIN_BITS}..${MAX_BITS} or ${NOT_QUANTIZED}, got ${bits}`;
+  }
+  const { min, max } = convention.weightBits;
+  if (Number.isInteger(bits) && bits >= min && bits <= max) return undefined;
+  return min === max ? `${name} quantizes weights to ${min} bits only, got ${bits}` : `${name} takes ${min}..${max} weight bits or ${NOT_QUANTIZED}, got ${bits}`;
+}

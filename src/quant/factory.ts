@@ -1,0 +1,102 @@
+import * as tf from '@tensorflow/tfjs';
+import { foldBatchNorm } from '../fold/bn-fold.js';
+import { bnKey, lsqQuantizers, SwitchableBatchNorm, type QuantizerFactory, type QuantizerSite } from '../train/layers.js';
+import type { QuantModel } from '../train/models.js';
+import { QUANTIZER_CONVENTIONS, type QuantizerName } from './conventions.js';
+import { DorefaQuantizer } from './dorefa.js';
+import { NAIVE_BITS, NaiveQuantizer } from './naive.js';
+import { NUQ_MAX_BITS, NuqQuantizer, type NuqBuckets, type NuqInit, type NuqOptMode } from './nuq.js';
+import { QatQuantizer } from './qat.js';
+import type { Quantizer } from './quantizer.js';
+import { FULL_PRECISION_BITS } from './range.js';
+
+/**
+ * Quantizers by name, built into a model's layers through the QuantizerFactory seam. Imported
+ * directly (not through quant/index.ts): it builds on train/layers.ts, which imports quant/.
+ */
+
+export interface QuantizerChoice {
+  name: QuantizerName;
+  nuq?: { init?: NuqInit; optMode?: NuqOptMode; buckets?: NuqBuckets };
+  qat?: { decay?: number };
+}
+
+/** A pass-through for the sides a quantizer leaves in full precision (weight-only quantizers' inputs). */
+export class PassThroughQuantizer implements Quantizer {
+  readonly kind = 'none';
+  activeBits = FULL_PRECISION_BITS;
+  constructor(readonly bitsList: readonly number[]) {}
+  quantize(x: tf.Tensor): tf.Tensor {
+    return x;
+  }
+  trainableVariables(): tf.Variable[] {
+    return [];
+  }
+  namedState(): Map<string, tf.Variable> {
+    return new Map();
+  }
+}
+
+/** A factory that also records the sites it built quantizers for (config lists map onto them). */
+export type RecordingFactory = QuantizerFactory & { sites: QuantizerSite[] };
+
+export function quantizerFactory(choice: QuantizerChoice): RecordingFactory {
+  const lsq = lsqQuantizers();
+  const activations = QUANTIZER_CONVENTIONS[choice.name].activations;
+  const sites: QuantizerSite[] = [];
+  const build = (site: QuantizerSite): Quantizer => {
+    sites.push(site);
+    if (site.role === 'input') {
+      if (activations === 'lsq') return lsq(site);
+      if (activations === 'ema-minmax') return new QatQuantizer({ bitsList: site.bitsList, role: 'activation', decay: choice.qat?.decay });
+      return new PassThroughQuantizer(site.bitsList);
+    }
+    switch (choice.name) {
+      case 'lsq': return lsq(site);
+      // the model's bit list also holds activation widths, which may exceed a codebook's
+      case 'nuq': return new NuqQuantizer({ bitsList: site.bitsList.filter((b) => b <= NUQ_MAX_BITS), shape: site.weightShape, ...choice.nuq });
+      case 'qat': return new QatQuantizer({ bitsList: site.bitsList, role: 'weight' });
+      case 'dorefa': return new DorefaQuantizer(site.bitsList);
+      case 'naive': return new NaiveQuantizer(site.bitsList.filter((b) => b === NAIVE_BITS));
+    }
+  };
+  return Object.assign(build, { sites });
+}
+
+/** Every quantizer of a model, weights and inputs, in layer order. */
+export function modelQuantizers(model: QuantModel): Quantizer[] {
+  return model.layers.flatMap((l) => [l.weightQuantizer, l.inputQuantizer]);
+}
+
+/**
+ * QAT's batch-norm folding: each conv's QAT weight quantizer gets the fold scale γ/√(σ²+ε) of the
+ * batch norm after it (the BN set its weight bits select), computed by foldBatchNorm on a unit
+ * kernel. The trainable models list their convs and batch norms in the same forward order, one BN
+ * per conv; a model where they do not pair up (count or channels) is left unfolded. Returns the
+ * names of the folded layers.
+ */
+export function bindBatchNormFolds(model: QuantModel): string[] {
+  const convs = model.layers.filter((l) => l.kind === 'conv');
+  const paired = convs.length === model.batchNorms.length
+    && convs.every((c, i) => c.weight.shape[c.weight.shape.length - 1] === model.batchNorms[i]!.channels);
+  if (!paired) return [];
+  const folded: string[] = [];
+  convs.forEach((conv, i) => {
+    const q = conv.weightQuantizer;
+    if (!(q instanceof QatQuantizer)) return;
+    const bn = model.batchNorms[i]!;
+    q.foldScale = (bits) => foldScaleOf(bn, bits);
+    folded.push(conv.name);
+  });
+  return folded;
+}
+
+function foldScaleOf(bn: SwitchableBatchNorm, bits: number): Float32Array | undefined {
+  const set = bn.sets.get(bnKey(bits));
+  if (!set) return undefined;
+  const unit = new Float32Array(bn.channels).fill(1);
+  return foldBatchNorm(unit, { shape: [1, bn.channels] }, undefined, {
+    gamma: set.gamma.dataSync(), beta: set.beta.dataSync(), movingMean: set.movingMean.dataSync(),
+    movingVariance: set.movingVar.dataSync(), epsilon: SwitchableBatchNorm.EPSILON,
+  }).weights;
+}

@@ -1,0 +1,32 @@
+/**
+ * int8 deployment calibration files from an FP checkpoint: the ncnn table and the TensorRT
+ * entropy-calibration cache. Both describe the FP network with batch norm merged into the
+ * convolutions (ncnn requires it), weights per output channel, every input as signed int8 with a
+ * calibrated threshold (KL with 128 target bins by default, as ncnn2table and TensorRT; or naive).
+ */
+import { writeTensorRtCache, type NcnnLayerCalibration } from '../export/deploy-tables.js';
+import type { CalibrationMode } from './calibrate.js';
+import { disposeModel } from './model.js';
+import { simulatedModel, type SimulateContext } from './simulate.js';
+
+/** Every layer's merged weights and calibrated int8 input threshold. */
+export function int8Calibration(ctx: SimulateContext, calib: CalibrationMode): NcnnLayerCalibration[] {
+  const { model, thresholds } = simulatedModel(ctx, {
+    quantType: 'channel', weightBits: 8, inputBits: 8, inputSigned: true, calib, mergeBn: true, excludeFirstConv: false,
+  });
+  try {
+    return model.layers.map((layer) => ({
+      name: layer.name,
+      weights: Float32Array.from(layer.weight.dataSync() as Float32Array),
+      layout: { shape: [...layer.weight.shape] },
+      inputThreshold: thresholds!.get(layer.name)!,
+    }));
+  } finally {
+    disposeModel(model);
+  }
+}
+
+/** The TensorRT cache: one entry per layer input, the tensor named after the layer it feeds. */
+export function tensorRtCache(layers: readonly NcnnLayerCalibration[], version: number): string {
+  return writeTensorRtCache(layers.map((l) => ({ tensor: l.name, threshold: l.inputThreshold })), { version });
+}

@@ -1,0 +1,22 @@
+import { readPacked } from '../export/packed.js';
+import type { BackendName } from '../train/backend/index.js';
+import { subset } from '../train/data.js';
+import { evaluate, type Evaluation } from '../train/loops.js';
+import { prepare } from '../train/run.js';
+import { loadPackedModel, type LoadedPackedModel } from './packed-model.js';
+import { disposeModel } from './model.js';
+
+/** `mpq eval --packed`: test top-1 of the model a packed file holds, at its own policy. */
+export async function evaluatePackedModel(o: {
+  bytes: Uint8Array; path: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
+}): Promise<{ model: string; backend: string; test: Evaluation }> {
+  const packed = readPacked(o.bytes, o.path);
+  let loaded: LoadedPackedModel | undefined;
+  const { backend, data } = await prepare({ model: String(packed.meta.model), backend: o.backend, dataDir: o.dataDir, log: o.log }, () => {
+    loaded = loadPackedModel(packed, o.path);
+    return loaded.model;
+  });
+  const test = evaluate(loaded!.model, subset(data.test, o.limit), loaded!.policy);
+  disposeModel(loaded!.model);
+  return { model: loaded!.model.name, backend, test };
+}

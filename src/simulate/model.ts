@@ -1,0 +1,148 @@
+/**
+ * Wiring post-training quantization into the ordinary training model: min-max quantizers plugged
+ * in through the layers' quantizer factory, an FP checkpoint loaded into it, and batch norm merged
+ * into the convolutions (`--merge-bn`). The forward pass is the model's own.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { RangeGranularity } from '../calibrate/ranges.js';
+import { foldBatchNorm } from '../fold/bn-fold.js';
+import { MinMaxInputQuantizer, MinMaxWeightQuantizer, type InputRangeMode } from '../quant/minmax.js';
+import { disposeCheckpoint, loadIntoVariables, readCheckpoint, type Checkpoint } from '../train/checkpoint.js';
+import { SwitchableBatchNorm, type QuantizerFactory } from '../train/layers.js';
+import { namedVariables, type QuantLayerModule, type QuantModel } from '../train/models.js';
+import { UserError } from '../util/errors.js';
+
+export interface MinMaxFactoryOptions {
+  granularity: RangeGranularity;
+  /** output channels per weight range for 'group' (dense layers use one range per unit, as the seed) */
+  groupSize?: number;
+  inputMode: InputRangeMode;
+  /** quantize every input on a signed grid; else only inputs the model marks signed (the image) */
+  inputSigned: boolean;
+}
+
+/** Min-max quantizers for every layer (seed 003's simulated quantization). */
+export function minMaxQuantizers(o: MinMaxFactoryOptions): QuantizerFactory {
+  return (site) => {
+    if (site.role === 'input') {
+      return new MinMaxInputQuantizer({ bitsList: site.bitsList, signed: o.inputSigned || site.signedness !== 'unsigned', mode: o.inputMode });
+    }
+    const granularity = o.granularity === 'group' && site.kind === 'linear' ? 'channel' : o.granularity;
+    if (granularity === 'group' && (o.groupSize === undefined || site.outChannels % o.groupSize !== 0)) {
+      throw new UserError(`--group-size ${o.groupSize}: does not divide the ${site.outChannels} output channels of ${site.layerName}`);
+    }
+    return new MinMaxWeightQuantizer({ bitsList: site.bitsList, granularity, shape: site.weightShape, groupSize: o.groupSize });
+  };
+}
+
+/**
+ * Loads a checkpoint's weights, biases and batch norms into `model`, leaving its quantizer state
+ * alone (an FP checkpoint has LSQ step sizes, a post-training model has none to load).
+ */
+export function loadWeightsOnly(model: QuantModel, dir: string, checkpoint?: Checkpoint): void {
+  const source = checkpoint ?? readCheckpoint(dir);
+  try {
+    if (source.manifest.model !== model.name) {
+      throw new UserError(`--from ${dir}: checkpoint is for model '${source.manifest.model}', not '${model.name}'`);
+    }
+    const variables = new Map([...namedVariables(model)].filter(([name]) => !/\.quan_[wa]_fn\./.test(name)));
+    loadIntoVariables(dir, source, variables);
+  } finally {
+    // a checkpoint passed in belongs to the caller (a grid loads it once)
+    if (!checkpoint) disposeCheckpoint(source);
+  }
+}
+
+/** Frees every variable of a model. */
+export function disposeModel(model: QuantModel): void {
+  for (const v of namedVariables(model).values()) v.dispose();
+}
+
+/**
+ * The batch norm that normalises each layer's output, found by running one zero image through the
+ * model: the layer trace hands over each layer's output tensor, and the batch norm that receives
+ * that very tensor is the layer's. Works for any model built from conv → BN pairs.
+ */
+export function layerBatchNorms(model: QuantModel): Map<QuantLayerModule, SwitchableBatchNorm> {
+  const outputs = new Map<tf.Tensor, QuantLayerModule>();
+  const pairs = new Map<QuantLayerModule, SwitchableBatchNorm>();
+  const originals = model.batchNorms.map((bn) => bn.apply);
+  model.batchNorms.forEach((bn, i) => {
+    bn.apply = (x, key, training) => {
+      const layer = outputs.get(x);
+      if (layer) pairs.set(layer, bn);
+      return originals[i]!.call(bn, x, key, training);
+    };
+  });
+  try {
+    tf.tidy(() => {
+      model.forward(tf.zeros([1, ...model.inputShape]) as tf.Tensor4D, {}, false, (layer, output) => outputs.set(output, layer));
+    });
+  } finally {
+    model.batchNorms.forEach((bn) => {
+      // drop the instance override; the class method shows through again
+      delete (bn as { apply?: unknown }).apply;
+    });
+  }
+  return pairs;
+}
+
+/**
+ * A variance v with float32(v + ε) = 1 exactly, so that a batch-norm set with mean 0, variance v
+ * and γ 1 multiplies by exactly 1: the set then only adds β.
+ */
+export const IDENTITY_VARIANCE = Math.fround(1 - SwitchableBatchNorm.EPSILON);
+
+/**
+ * `--merge-bn`: folds each layer's full-precision batch-norm set into its weights (foldBatchNorm)
+ * and turns every set of that batch norm into an identity plus the folded bias (mean 0,
+ * variance IDENTITY_VARIANCE, γ 1, β the bias), so the model's own forward pass runs the merged
+ * network and the quantizers see the merged weights. FP outputs are preserved up to rounding.
+ */
+export function mergeBatchNorm(model: QuantModel): void {
+  for (const [layer, bn] of layerBatchNorms(model)) {
+    const fp = bn.set('fp');
+    const folded = foldBatchNorm(layer.weight.dataSync() as Float32Array, { shape: layer.weight.shape }, undefined, {
+      gamma: fp.gamma.dataSync(), beta: fp.beta.dataSync(), movingMean: fp.movingMean.dataSync(),
+      movingVariance: fp.movingVar.dataSync(), epsilon: SwitchableBatchNorm.EPSILON,
+    });
+    layer.weight.assign(tf.tensor(folded.weights, layer.weight.shape));
+    for (const set of bn.sets.values()) {
+      set.gamma.assign(tf.onesLike(set.gamma));
+      set.beta.assign(tf.tensor1d(folded.bias));
+      set.movingMean.assign(tf.zerosLike(set.movingMean));
+      set.movingVar.assign(tf.fill(set.movingVar.shape, IDENTITY_VARIANCE));
+    }
+  }
+}
+
+/** The set `key` of `bn`, created as a copy of its full-precision set when missing. */
+export function batchNormSet(bn: SwitchableBatchNorm, key: string): ReturnType<SwitchableBatchNorm['set']> {
+  const existing = bn.sets.get(key);
+  if (existing) return existing;
+  const fp = bn.set('fp');
+  const created = {
+    gamma: tf.variable(fp.gamma.clone(), true), beta: tf.variable(fp.beta.clone(), true),
+    movingMean: tf.variable(fp.movingMean.clone(), false), movingVar: tf.variable(fp.movingVar.clone(), false),
+  };
+  bn.sets.set(key, created);
+  return created;
+}
+
+/**
+ * Makes every batch norm's set `key` a copy of its full-precision set (creating it where missing).
+ * Post-training quantization normalises with the FP statistics whatever the bit-width, and the
+ * model may have no set, or an untrained one, for the bits a run quantizes a layer at (an FP
+ * checkpoint's fixed layers carry an 8-bit set that FP training never used).
+ */
+export function useFullPrecisionBatchNorm(model: QuantModel, key: string): void {
+  if (key === 'fp') return;
+  for (const bn of model.batchNorms) {
+    const fp = bn.set('fp');
+    const set = batchNormSet(bn, key);
+    set.gamma.assign(fp.gamma);
+    set.beta.assign(fp.beta);
+    set.movingMean.assign(fp.movingMean);
+    set.movingVar.assign(fp.movingVar);
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * A quantized tfjs model to and from the MPQP container (src/export/packed.ts).
+ *
+ * What goes in:
+ * - every layer quantized by the policy: its weight quantizer's integer form (codes at the
+ *   layer's bits, scales, codebook) — the weights are never stored in float;
+ * - as float32 tensors, under their checkpoint names: weights of layers the policy leaves in full
+ *   precision, biases, and the input quantizers' state at the layer's activation bits (LSQ:
+ *   `s.<bits>`, `s_init.<bits>`; min-max: the calibrated `max`);
+ * - each batch-norm set the policy's forward pass reads, as one [4, channels] float32 tensor
+ *   `<bn>.bns.<key>` of rows γ, β, running mean, running variance (after `--merge-bn`: 1, the
+ *   folded bias, 0, IDENTITY_VARIANCE);
+ * - meta: the model, its candidate bits, the policy, and which input quantizers to rebuild.
+ *
+ * Loading builds the same model, assigns the float tensors, sets each quantized layer's weight to
+ * its dequantized codes and swaps its weight quantizer for one that passes them through: the
+ * forward pass is the fake-quantized model's, on the same values, so its outputs are equal.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
+import { dequantize, type IntegerForm, type Quantizer } from '../quant/quantizer.js';
+import { FULL_PRECISION_BITS } from '../quant/range.js';
+import { lsqQuantizers, type QuantizerFactory } from '../train/layers.js';
+import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../train/models.js';
+import { UserError } from '../util/errors.js';
+import { batchNormSet, minMaxQuantizers } from './model.js';
+
+export const PACKED_MODEL_FORMAT = 'mpq-packed-model';
+
+/** Which input quantizers a packed model's layers are rebuilt with. */
+export type InputQuantizerSpec =
+  | { kind: 'lsq' }
+  | { kind: 'minmax'; inputMode: 'online' | 'calibrated'; inputSigned: boolean };
+
+/** The factory that rebuilds the input quantizers (weight quantizers are replaced on load). */
+function factoryFor(spec: InputQuantizerSpec): QuantizerFactory {
+  if (spec.kind === 'lsq') return lsqQuantizers();
+  return minMaxQuantizers({ granularity: 'layer', inputMode: spec.inputMode, inputSigned: spec.inputSigned });
+}
+
+/** A weight quantizer for weights that already are their dequantized codes: passes them through. */
+export class StoredCodesQuantizer implements Quantizer {
+  readonly kind = 'stored-codes';
+  readonly bitsList: readonly number[];
+  activeBits: number;
+
+  constructor(readonly form: IntegerForm) {
+    this.bitsList = [form.bits];
+    this.activeBits = form.bits;
+  }
+
+  quantize(x: tf.Tensor, _training: boolean): tf.Tensor {
+    return x;
+  }
+
+  integerForm(_x: tf.Tensor): IntegerForm {
+    return this.form;
+  }
+
+  trainableVariables(): tf.Variable[] {
+    return [];
+  }
+
+  namedState(): Map<string, tf.Variable> {
+    return new Map();
+  }
+}
+
+/** Batch-norm sets (`<bn>.bns.<key>`) the model's forward pass at `policy` reads. */
+export function batchNormSetsUsed(model: QuantModel, policy: BitsPolicy): Set<string> {
+  const used = new Set<string>();
+  const originals = model.batchNorms.map((bn) => bn.set);
+  model.batchNorms.forEach((bn, i) => {
+    bn.set = (key) => {
+      used.add(`${bn.name}.bns.${key}`);
+      return originals[i]!.call(bn, key);
+    };
+  });
+  try {
+    tf.tidy(() => {
+      model.forward(tf.zeros([1, ...model.inputShape]) as tf.Tensor4D, policy, false);
+    });
+  } finally {
+    for (const bn of model.batchNorms) delete (bn as { set?: unknown }).set;
+  }
+  return used;
+}
+
+/** Per-bit-width quantizer state is named `<key>.<bits>`; state without a bits suffix always applies. */
+function stateForBits(key: string, bits: number): boolean {
+  const m = /\.(\d+)$/.exec(key);
+  return m === null || Number(m[1]) === bits;
+}
+
+function floatOf(name: string, v: tf.Variable): PackedFloat {
+  return { name, shape: [...v.shape], values: Float32Array.from(v.dataSync() as Float32Array) };
+}
+
+/** Packs `model` at `policy` (see the file comment for what goes in). */
+export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQuantizerSpec, meta: Record<string, unknown> = {}): Uint8Array {
+  const layers: PackedLayer[] = [];
+  const floats: PackedFloat[] = [];
+  for (const layer of model.layers) {
+    const bits = policy[layer.name] ?? { weightBits: FULL_PRECISION_BITS, actBits: FULL_PRECISION_BITS };
+    const inputPrefix = `${layer.name}.quan_a_fn.`;
+    for (const [name, v] of layer.namedState()) {
+      if (name === `${layer.name}.weight`) {
+        if (bits.weightBits >= FULL_PRECISION_BITS) floats.push(floatOf(name, v));
+      } else if (name.startsWith(inputPrefix)) {
+        if (bits.actBits < FULL_PRECISION_BITS && stateForBits(name.slice(inputPrefix.length), bits.actBits)) floats.push(floatOf(name, v));
+      } else if (!name.startsWith(`${layer.name}.quan_w_fn.`)) {
+        floats.push(floatOf(name, v));
+      }
+    }
+    if (bits.weightBits >= FULL_PRECISION_BITS) continue;
+    const quantizer = layer.weightQuantizer;
+    if (!quantizer.integerForm) throw new UserError(`${layer.name}: its '${quantizer.kind}' weight quantizer cannot give integer codes to pack`);
+    quantizer.activeBits = bits.weightBits;
+    const form = quantizer.integerForm(layer.weight);
+    layers.push({
+      name: layer.name, shape: [...layer.weight.shape], bits: form.bits, scales: form.scales, q: form.q,
+      ...(form.codebook ? { codebook: form.codebook } : {}), ...(form.groupSize !== undefined ? { groupSize: form.groupSize } : {}),
+    });
+  }
+  const sets = batchNormSetsUsed(model, policy);
+  for (const bn of model.batchNorms) {
+    for (const [key, set] of bn.sets) {
+      const name = `${bn.name}.bns.${key}`;
+      if (!sets.has(name)) continue;
+      const rows = [set.gamma, set.beta, set.movingMean, set.movingVar].map((v) => v.dataSync() as Float32Array);
+      const values = new Float32Array(4 * bn.channels);
+      rows.forEach((row, r) => values.set(row, r * bn.channels));
+      floats.push({ name, shape: [4, bn.channels], values });
+    }
+  }
+  return writePacked(layers, {
+    format: PACKED_MODEL_FORMAT, model: model.name, bits: [...model.bitsList],
+    policy: Object.fromEntries(Object.entries(policy).map(([name, b]) => [name, [b.weightBits, b.actBits]])),
+    inputs, ...meta,
+  }, floats);
+}
+
+export interface LoadedPackedModel {
+  model: QuantModel;
+  policy: BitsPolicy;
+  packed: PackedModel;
+}
+
+/**
+ * The tfjs model a packed file holds (read with readPacked), at its policy. Files that are not
+ * packed models, or do not fit the model they name, are one-line UserErrors naming `source`.
+ */
+export function loadPackedModel(packed: PackedModel, source: string): LoadedPackedModel {
+  const { meta } = packed;
+  const fail = (message: string): never => {
+    throw new UserError(`${source}: ${message}`);
+  };
+  if (meta.format !== PACKED_MODEL_FORMAT) fail(`meta.format is ${JSON.stringify(meta.format)}, not a packed model ("${PACKED_MODEL_FORMAT}")`);
+  const inputs = meta.inputs as InputQuantizerSpec | undefined;
+  if (inputs?.kind !== 'lsq' && inputs?.kind !== 'minmax') fail(`meta.inputs names no input quantizer this build can rebuild (lsq, minmax)`);
+  const bitsList = meta.bits;
+  if (!Array.isArray(bitsList) || !bitsList.every((b) => Number.isInteger(b))) fail('meta.bits is not a list of bit-widths');
+  const rawPolicy = (meta.policy ?? {}) as Record<string, unknown>;
+  const policy: BitsPolicy = {};
+  for (const [name, pair] of Object.entries(rawPolicy)) {
+    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((b) => Number.isInteger(b) && b > 0)) fail(`meta.policy.${name} is not [weightBits, actBits]`);
+    policy[name] = { weightBits: (pair as number[])[0]!, actBits: (pair as number[])[1]! };
+  }
+
+  const model = createModel(String(meta.model), { bits: bitsList as number[], quantizers: factoryFor(inputs!) });
+  const batchNorms = new Map(model.batchNorms.map((bn) => [bn.name, bn]));
+  const variables = namedVariables(model);
+  for (const f of packed.floats) {
+    const set = /^(.*)\.bns\.([^.]+)$/.exec(f.name);
+    const bn = set ? batchNorms.get(set[1]!) : undefined;
+    if (set && bn) {
+      if (f.shape.join('x') !== `4x${bn.channels}`) fail(`batch-norm set '${f.name}' has shape [${f.shape}], ${bn.name} needs [4, ${bn.channels}]`);
+      const { gamma, beta, movingMean, movingVar } = batchNormSet(bn, set[2]!);
+      [gamma, beta, movingMean, movingVar].forEach((v, r) => v.assign(tf.tensor1d(f.values.subarray(r * bn.channels, (r + 1) * bn.channels))));
+      continue;
+    }
+    const v = variables.get(f.name) ?? fail(`float tensor '${f.name}' is not a variable of ${model.name}`);
+    if (v.shape.join('x') !== f.shape.join('x')) fail(`float tensor '${f.name}' has shape [${f.shape}], the model expects [${v.shape}]`);
+    v.assign(tf.tensor(f.values, f.shape));
+  }
+  const byName = new Map(packed.layers.map((l) => [l.name, l]));
+  for (const layer of model.layers) {
+    const bits = policy[layer.name];
+    if (!bits || bits.weightBits >= FULL_PRECISION_BITS) continue;
+    const stored = byName.get(layer.name) ?? fail(`layer '${layer.name}' is quantized by the policy but has no codes`);
+    if (stored.shape.join('x') !== layer.weight.shape.join('x')) fail(`layer '${layer.name}' has shape [${stored.shape}], the model expects [${layer.weight.shape}]`);
+    if (stored.bits !== bits.weightBits) fail(`layer '${layer.name}' holds ${stored.bits}-bit codes, the policy says ${bits.weightBits}`);
+    const form: IntegerForm = {
+      bits: stored.bits, q: stored.q, scales: stored.scales,
+      ...(stored.codebook ? { codebook: stored.codebook } : {}), ...(stored.groupSize !== undefined ? { groupSize: stored.groupSize } : {}),
+    };
+    layer.weight.assign(tf.tensor(dequantize(form), stored.shape));
+    layer.weightQuantizer = new StoredCodesQuantizer(form);
+  }
+  return { model, policy, packed };
+}
+
+export interface PackedSize {
+  fileBytes: number;
+  /** bit-packed weight codes */
+  codeBytes: number;
+  /** float32 tensors (batch norm, biases, FP weights, activation steps) */
+  floatBytes: number;
+  /** header, JSON index (scales, codebooks, names, meta) and alignment padding */
+  indexBytes: number;
+  /** weight parameters of the model, all layers */
+  weightParams: number;
+  /** 4 bytes per weight parameter */
+  fp32WeightBytes: number;
+  /** the search's compression ratio: 32·params / Σ bits·params (FP layers at 32 bits) */
+  compressionRatio: number;
+  /** fp32WeightBytes / compressionRatio: what the weights should take */
+  targetBytes: number;
+}
+
+/**
+ * Where a packed file's bytes go, and the compression ratio of its policy computed as the search
+ * does (weights only): the codes take targetBytes (up to rounding to whole bytes per layer).
+ */
+export function packedSize(file: Uint8Array, packed: PackedModel): PackedSize {
+  const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+  const codeBytes = packed.layers.reduce((s, l) => s + Math.ceil((count(l.shape) * l.bits) / 8), 0);
+  const floatBytes = packed.floats.reduce((s, f) => s + 4 * f.values.length, 0);
+  let weightParams = 0;
+  let weightBits = 0;
+  for (const l of packed.layers) {
+    weightParams += count(l.shape);
+    weightBits += count(l.shape) * l.bits;
+  }
+  for (const f of packed.floats) {
+    if (!f.name.endsWith('.weight') || f.name.includes('.bns.')) continue;
+    weightParams += f.values.length;
+    weightBits += 32 * f.values.length;
+  }
+  const fp32WeightBytes = 4 * weightParams;
+  const compressionRatio = (32 * weightParams) / weightBits;
+  return {
+    fileBytes: file.length, codeBytes, floatBytes, indexBytes: file.length - codeBytes - floatBytes,
+    weightParams, fp32WeightBytes, compressionRatio, targetBytes: fp32WeightBytes / compressionRatio,
+  };
+}
+
+/** One line: where the bytes go and how they compare with FP32 weights / compression ratio. */
+export function formatPackedSize(path: string, s: PackedSize): string {
+  const pct = (x: number) => `${(100 * (x / s.targetBytes - 1)).toFixed(1)}%`;
+  return `${path}: ${s.fileBytes} bytes = codes ${s.codeBytes} + float32 ${s.floatBytes} + index ${s.indexBytes}; `
+    + `FP32 weights ${s.fp32WeightBytes} bytes / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes `
+    + `(file without float32 state ${pct(s.fileBytes - s.floatBytes)}, whole file ${pct(s.fileBytes)})`;
+}

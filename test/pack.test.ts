@@ -1,0 +1,177 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { readPacked } from '../src/export/packed.js';
+import { readPolicy } from '../src/export/policy-file.js';
+import { loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
+import { disposeModel } from '../src/simulate/model.js';
+import { simulatedModel, type SimulateContext } from '../src/simulate/simulate.js';
+import { samplePerClass } from '../src/simulate/calibrate.js';
+import { initBackend } from '../src/train/backend/index.js';
+import { readCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
+import { loadMnistPackage, subset } from '../src/train/data.js';
+import { evaluate } from '../src/train/loops.js';
+import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../src/train/models.js';
+import { policyBits, policyFromFile } from '../src/train/policies.js';
+import { REPO_ROOT, runCli, tempDir } from './support.js';
+
+await initBackend('wasm');
+const mnist = loadMnistPackage(0);
+const SHIPPED_POLICY = join(REPO_ROOT, 'policies/mnist-cnn-w3a4-cr12.2.json');
+const batch = tf.tensor4d(subset(mnist.test, 32).images, [32, 28, 28, 1]);
+
+/** mnist-cnn at the shipped W3A4 policy, LSQ step sizes initialised by one training batch. */
+function lsqModelAtShippedPolicy(): { model: QuantModel; policy: BitsPolicy } {
+  const file = readPolicy(SHIPPED_POLICY);
+  const model = createModel('mnist-cnn', { bits: policyBits(file), seed: 4 });
+  const policy = policyFromFile(model, file, SHIPPED_POLICY);
+  tf.tidy(() => {
+    model.forward(tf.tensor4d(subset(mnist.train, 64).images, [64, 28, 28, 1]), policy, true);
+  });
+  return { model, policy };
+}
+
+function logits(model: QuantModel, policy: BitsPolicy): Float32Array {
+  return tf.tidy(() => model.forward(batch, policy, false).dataSync() as Float32Array);
+}
+
+test('pack → load: the loaded tfjs model gives the fake-quantized model\'s outputs exactly; repacking gives the same bytes', () => {
+  const { model, policy } = lsqModelAtShippedPolicy();
+  const meta = { note: 'round trip' };
+  const bytes = packModel(model, policy, { kind: 'lsq' }, meta);
+  const loaded = loadPackedModel(readPacked(bytes, 'a.mpqp'), 'a.mpqp');
+  assert.deepEqual(loaded.policy, policy);
+  assert.deepEqual(logits(loaded.model, loaded.policy), logits(model, policy));
+  // codes, scales and float state come back bit for bit: packing the loaded model is the same file
+  assert.deepEqual(packModel(loaded.model, loaded.policy, { kind: 'lsq' }, meta), bytes);
+  disposeModel(model);
+  disposeModel(loaded.model);
+});
+
+test('packed size for the shipped W3A4 policy: codes = FP32 weights / compression ratio, the rest within 5%, float32 state counted by hand', () => {
+  const { model, policy } = lsqModelAtShippedPolicy();
+  const bytes = packModel(model, policy, { kind: 'lsq' });
+  const size = packedSize(bytes, readPacked(bytes));
+  const file = readPolicy(SHIPPED_POLICY);
+  const params = [...file.layers, ...file.fixed].reduce((s, l) => s + l.params, 0);
+  assert.equal(size.weightParams, params);
+  assert.equal(size.fp32WeightBytes, 4 * params);
+  assert.ok(Math.abs(size.compressionRatio - file.compressionRatio!) < 1e-9, `${size.compressionRatio} vs the search's ${file.compressionRatio}`);
+  // every layer's params · bits is a multiple of 8 here: the codes take exactly FP32 / CR
+  assert.equal(size.codeBytes, Math.round((4 * params) / file.compressionRatio!));
+  // float32: 5 batch norms × 4 vectors × (16+32+64+64+128) channels, the fc bias, each layer's
+  // input step s.<bits> and its s_init.<bits> flag
+  assert.equal(size.floatBytes, 4 * (4 * 304 + 10 + 6 * 2));
+  assert.equal(size.fileBytes, size.codeBytes + size.floatBytes + size.indexBytes);
+  assert.ok(size.fileBytes - size.floatBytes <= 1.05 * size.targetBytes, `${size.fileBytes - size.floatBytes} bytes without float state vs ${size.targetBytes}`);
+  assert.ok(size.fileBytes <= 1.05 * (size.targetBytes + size.floatBytes));
+  disposeModel(model);
+});
+
+test('a simulated (min-max, per-channel, merged, KL-calibrated) model packs and loads back to the same outputs', (t) => {
+  const dir = tempDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const fp = createModel('mnist-cnn', { seed: 9 });
+  saveCheckpoint(dir, { model: 'mnist-cnn', bits: [], training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {} }, namedVariables(fp));
+  disposeModel(fp);
+  const checkpoint = readCheckpoint(dir);
+  const ctx: SimulateContext = {
+    modelName: 'mnist-cnn', from: dir, checkpoint, calibSet: samplePerClass(mnist.train, 2, 10, 1), groupSize: 8, calibEpoch: 1, batchSize: 10,
+  };
+  const setting = { quantType: 'channel', weightBits: 4, inputBits: 6, inputSigned: false, calib: 'kl', mergeBn: true, excludeFirstConv: true } as const;
+  const { model, policy } = simulatedModel(ctx, setting);
+  const bytes = packModel(model, policy, { kind: 'minmax', inputMode: 'calibrated', inputSigned: false });
+  const packed = readPacked(bytes);
+  // per-channel scales; the excluded first conv stays float32
+  assert.equal(packed.layers.find((l) => l.name === 'conv2')!.scales.length, 32);
+  assert.ok(packed.floats.some((f) => f.name === 'conv1.weight'));
+  assert.ok(!packed.layers.some((l) => l.name === 'conv1'));
+  const loaded = loadPackedModel(packed, 'sim.mpqp');
+  assert.deepEqual(logits(loaded.model, loaded.policy), logits(model, policy));
+  disposeModel(model);
+  disposeModel(loaded.model);
+});
+
+test('loadPackedModel: a packed file that does not fit its model is a one-line error', () => {
+  const { model, policy } = lsqModelAtShippedPolicy();
+  const packed = readPacked(packModel(model, policy, { kind: 'lsq' }));
+  const conv3Bits = packed.layers.find((l) => l.name === 'conv3')!.bits;
+  const fails: Array<[string, () => void, RegExp]> = [
+    ['format', () => loadPackedModel({ ...packed, meta: { ...packed.meta, format: 'x' } }, 'p'), /^p: meta\.format is "x", not a packed model/],
+    ['inputs', () => loadPackedModel({ ...packed, meta: { ...packed.meta, inputs: { kind: 'dorefa' } } }, 'p'), /meta\.inputs names no input quantizer/],
+    ['float', () => loadPackedModel({ ...packed, floats: [{ name: 'conv9.bias', shape: [1], values: new Float32Array(1) }] }, 'p'), /float tensor 'conv9\.bias' is not a variable of mnist-cnn/],
+    ['codes', () => loadPackedModel({ ...packed, layers: packed.layers.filter((l) => l.name !== 'conv3') }, 'p'), /layer 'conv3' is quantized by the policy but has no codes/],
+    ['bits', () => loadPackedModel({ ...packed, meta: { ...packed.meta, policy: { ...(packed.meta.policy as object), conv3: [conv3Bits + 1, 4] } } }, 'p'),
+      new RegExp(`layer 'conv3' holds ${conv3Bits}-bit codes, the policy says ${conv3Bits + 1}`)],
+  ];
+  for (const [name, fn, message] of fails) assert.throws(fn, (err: Error) => err.name === 'UserError' && message.test(err.message) && !err.message.includes('\n'), name);
+  disposeModel(model);
+});
+
+test('mpq pack and mpq eval --packed: the packed model scores what the checkpoint scores; ncnn table and TensorRT cache', (t) => {
+  const dir = tempDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // checkpoints made in process: an FP one, and one whose step sizes are initialised (as after finetuning)
+  const header = (stage: string) => ({ model: 'mnist-cnn', training: { stage, epochsDone: 1, epochs: 1 }, meta: {} });
+  const fp = join(dir, 'fp');
+  const fpModel = createModel('mnist-cnn', { seed: 3 });
+  saveCheckpoint(fp, { ...header('train'), bits: [] }, namedVariables(fpModel));
+  disposeModel(fpModel);
+  const ft = join(dir, 'ft');
+  const { model, policy } = lsqModelAtShippedPolicy();
+  saveCheckpoint(ft, { ...header('finetune'), bits: [...model.bitsList] }, namedVariables(model));
+  const expected = evaluate(model, subset(mnist.test, 64), policy);
+  disposeModel(model);
+
+  const out = join(dir, 'm.mpqp');
+  const ncnn = join(dir, 'm.table');
+  const trt = join(dir, 'm.cache');
+  const pack = runCli(['pack', '--model', 'mnist-cnn', '--from', ft, '--policy', SHIPPED_POLICY, '--out', out,
+    '--ncnn-table', ncnn, '--trt-cache', trt, '--num-sample', '2', '--json']);
+  assert.equal(pack.status, 0, pack.stderr);
+  const report = JSON.parse(pack.stdout);
+  assert.equal(report.fileBytes, readFileSync(out).length);
+  assert.deepEqual(report.written, [out, ncnn, trt]);
+
+  const packed = runCli(['eval', '--packed', out, '--limit', '64', '--json']);
+  assert.equal(packed.status, 0, packed.stderr);
+  assert.deepEqual(JSON.parse(packed.stdout).top1, expected.top1, 'the packed model scores what the fake-quantized model scores');
+  assert.deepEqual(JSON.parse(packed.stdout).loss, expected.loss);
+  assert.equal(JSON.parse(packed.stdout).count, 64);
+
+  // ncnn: a weight line per layer (one scale per output channel), then an input line per layer
+  const table = readFileSync(ncnn, 'utf8').split('\n');
+  const names = ['conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc'];
+  const channels = [16, 32, 64, 64, 128, 10];
+  assert.equal(table.length, 2 * names.length + 1);
+  names.forEach((name, i) => {
+    const fields = table[i]!.trimEnd().split(' ');
+    assert.equal(fields[0], `${name}_param_0`);
+    assert.equal(fields.length, 1 + channels[i]!);
+    assert.match(table[names.length + i]!, new RegExp(`^${name} \\d+\\.\\d{6} $`));
+  });
+  const cache = readFileSync(trt, 'utf8').split('\n');
+  assert.equal(cache[0], 'TRT-8601-EntropyCalibration2');
+  names.forEach((name, i) => assert.match(cache[i + 1]!, new RegExp(`^${name}: [0-9a-f]{8}$`)));
+  // the same threshold in both: ncnn's 127/T and TensorRT's T/127
+  const ncnnScale = Number(table[names.length + 1]!.split(' ')[1]);
+  const hex = cache[2]!.split(': ')[1]!;
+  const trtScale = new DataView(Uint32Array.of(parseInt(hex, 16)).buffer).getFloat32(0, true);
+  assert.ok(Math.abs(ncnnScale * trtScale - 1) < 1e-5, `${ncnnScale} · ${trtScale}`);
+
+  const fails: Array<[string[], RegExp]> = [
+    [['pack', '--model', 'mnist-cnn', '--from', fp, '--policy', SHIPPED_POLICY, '--out', join(dir, 'x.mpqp')], /no learned weight step size for conv1 at 8 bits/],
+    [['eval', '--packed', join(dir, 'garbage')], /--packed .*garbage: cannot read \(ENOENT\)/],
+    [['eval', '--packed', ncnn], /m\.table: not an mpq packed model/],
+    [['eval', '--packed', out, '--model', 'mnist-cnn'], /--model: not with --packed/],
+  ];
+  for (const [args, message] of fails) {
+    const r = runCli(args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    const errors = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: '));
+    assert.equal(errors.length, 1, r.stderr);
+    assert.match(errors[0]!, message);
+  }
+});
