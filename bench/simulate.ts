@@ -19,7 +19,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readPacked } from '../src/export/packed.js';
 import { readPolicy } from '../src/export/policy-file.js';
-import { disposeModel } from '../src/simulate/model.js';
+import { disposeModel } from '../src/train/models.js';
 import { formatPackedSize, loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
 import { expandGrid, runSimulation, SEED_GRID, simulateMarkdown } from '../src/simulate/simulate.js';
 import { loadDataset } from '../src/train/data.js';

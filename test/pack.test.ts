@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { readPacked } from '../src/export/packed.js';
 import { readPolicy } from '../src/export/policy-file.js';
 import { loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
-import { disposeModel } from '../src/simulate/model.js';
+import { disposeModel } from '../src/train/models.js';
 import { simulatedModel, type SimulateContext } from '../src/simulate/simulate.js';
 import { samplePerClass } from '../src/simulate/calibrate.js';
 import { initBackend } from '../src/train/backend/index.js';

@@ -4,7 +4,7 @@ import { readPacked } from '../export/packed.js';
 import { readPolicy } from '../export/policy-file.js';
 import { samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
 import { int8Calibration, tensorRtCache } from '../simulate/deploy.js';
-import { disposeModel } from '../simulate/model.js';
+import { disposeModel } from '../train/models.js';
 import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint, readCheckpoint } from '../train/checkpoint.js';
 import { createModel } from '../train/models.js';

@@ -5,7 +5,7 @@ import {
   type SimulateResult, type SimulateSetting,
 } from '../simulate/simulate.js';
 import { readPacked } from '../export/packed.js';
-import { disposeModel } from '../simulate/model.js';
+import { disposeModel } from '../train/models.js';
 import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint } from '../train/checkpoint.js';
 import { UserError } from '../util/errors.js';

@@ -27,6 +27,21 @@ export interface Layer {
   outputSize?: [number, number];
 }
 
+/**
+ * A convolution's table row from its shape: weights cout·(cin/groups)·kh·kw, and MACs that many
+ * per output position (one sample).
+ */
+export function convLayer(c: {
+  name: string; inChannels: number; outChannels: number; kernel: [number, number]; stride: number; groups: number; outputSize: [number, number];
+}): Layer {
+  const params = c.outChannels * (c.inChannels / c.groups) * c.kernel[0] * c.kernel[1];
+  return {
+    name: c.name, kind: convKind(c.inChannels, c.groups), inChannels: c.inChannels, outChannels: c.outChannels,
+    kernel: c.kernel, stride: c.stride, groups: c.groups, outputSize: c.outputSize,
+    params, macs: params * c.outputSize[0] * c.outputSize[1],
+  };
+}
+
 /** A layer that is not searched: it keeps fixed bit-widths (LIMPQ: stem conv and classifier at 8/8). */
 export interface FixedLayer extends Layer {
   weightBits: number;

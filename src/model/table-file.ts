@@ -44,7 +44,12 @@ function fromJson(l: LayerJson): Layer {
  * any model and any cost model.
  */
 export function readLayerTable(path: string): LayerTable {
-  const t = parseWithSchema(tableSchema, readJsonFile(path, 'layer table'), path);
+  return layerTableFrom(readJsonFile(path, 'layer table'), path);
+}
+
+/** A layer table from parsed JSON (`path` names the file in errors). */
+export function layerTableFrom(data: unknown, path: string): LayerTable {
+  const t = parseWithSchema(tableSchema, data, path);
   const names = [...t.layers, ...t.fixed].map((l) => l.name);
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup) throw new UserError(`${path}: layer '${dup}' appears twice`);

@@ -10,7 +10,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../util/errors.js';
 import { describeZodError, readJsonFile } from '../util/json-file.js';
-import { convKind, tableWithFixedEnds, type Layer, type LayerKind, type LayerTable } from './layer.js';
+import { convLayer, tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
 
 /** A tensor shape without the batch axis. */
 type Shape = number[];
@@ -388,25 +388,23 @@ class Importer {
     const oh = windowOutput(h, kh, sh, c.dilation_rate[0], c.padding);
     const ow = windowOutput(w, kw, sw, c.dilation_rate[1], c.padding);
     if (oh < 1 || ow < 1) this.fail(layer, name, `kernel ${kh}x${kw} does not fit a ${h}x${w} input with padding '${c.padding}'`);
-    const row = (rowName: string, kind: LayerKind, cin: number, cout: number, k: [number, number], stride: number, groups: number): Layer => {
-      const params = cout * (cin / groups) * k[0] * k[1];
-      return { name: rowName, kind, inChannels: cin, outChannels: cout, kernel: k, stride, groups, outputSize: [oh, ow], params, macs: params * oh * ow };
-    };
+    const row = (rowName: string, cin: number, cout: number, k: [number, number], stride: number, groups: number): Layer =>
+      convLayer({ name: rowName, inChannels: cin, outChannels: cout, kernel: k, stride, groups, outputSize: [oh, ow] });
     if ('groups' in c) {
       if (inChannels % c.groups !== 0 || c.filters % c.groups !== 0) this.fail(layer, name, `groups ${c.groups} must divide ${inChannels} input and ${c.filters} output channels`);
       this.checkWeight(name, 'kernel', [kh, kw, inChannels / c.groups, c.filters]);
-      this.addRows(name, [row(name, convKind(inChannels, c.groups), inChannels, c.filters, [kh, kw], sh, c.groups)]);
+      this.addRows(name, [row(name, inChannels, c.filters, [kh, kw], sh, c.groups)]);
       return this.imageShape(oh, ow, c.filters, c.data_format);
     }
     const mid = inChannels * c.depth_multiplier;
     this.checkWeight(name, 'depthwise_kernel', [kh, kw, inChannels, c.depth_multiplier]);
-    const depthwise = row(cls === 'SeparableConv2D' ? `${name}/depthwise` : name, convKind(inChannels, inChannels), inChannels, mid, [kh, kw], sh, inChannels);
+    const depthwise = row(cls === 'SeparableConv2D' ? `${name}/depthwise` : name, inChannels, mid, [kh, kw], sh, inChannels);
     if (!('filters' in c)) {
       this.addRows(name, [depthwise]);
       return this.imageShape(oh, ow, mid, c.data_format);
     }
     this.checkWeight(name, 'pointwise_kernel', [1, 1, mid, c.filters]);
-    this.addRows(name, [depthwise, row(`${name}/pointwise`, 'conv', mid, c.filters, [1, 1], 1, 1)]);
+    this.addRows(name, [depthwise, row(`${name}/pointwise`, mid, c.filters, [1, 1], 1, 1)]);
     return this.imageShape(oh, ow, c.filters, c.data_format);
   }
 }

@@ -4,7 +4,7 @@
  * as in the PyTorch model definitions; a builder tracks the feature-map shape between them.
  */
 import { UserError } from '../util/errors.js';
-import { convKind, tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
+import { convLayer, tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
 
 interface FeatureMap {
   channels: number;
@@ -45,19 +45,7 @@ class NetworkBuilder {
     }
     const outH = convOutputSize(height, kernel, stride, padding, dilation);
     const outW = convOutputSize(width, kernel, stride, padding, dilation);
-    const params = outChannels * (inChannels / groups) * kernel * kernel;
-    this.layers.push({
-      name,
-      kind: convKind(inChannels, groups),
-      inChannels,
-      outChannels,
-      kernel: [kernel, kernel],
-      stride,
-      groups,
-      outputSize: [outH, outW],
-      params,
-      macs: outH * outW * params,
-    });
+    this.layers.push(convLayer({ name, inChannels, outChannels, kernel: [kernel, kernel], stride, groups, outputSize: [outH, outW] }));
     this.map = { channels: outChannels, height: outH, width: outW };
     return this;
   }

@@ -3,6 +3,8 @@
  * apart from factory.ts (which builds them into models) so that config-list validation needs no
  * training code.
  */
+import { FULL_PRECISION_BITS } from './range.js';
+
 export const QUANTIZER_NAMES = ['lsq', 'nuq', 'qat', 'dorefa', 'naive'] as const;
 export type QuantizerName = (typeof QUANTIZER_NAMES)[number];
 
@@ -31,8 +33,6 @@ export interface QuantizerConvention {
   startStep: boolean;
 }
 
-const NOT_QUANTIZED = 32;
-
 export const QUANTIZER_CONVENTIONS: Record<QuantizerName, QuantizerConvention> = {
   lsq: {
     summary: 'LSQ (LIMPQ): learned step size per bit-width, weights and activations',
@@ -41,7 +41,7 @@ export const QUANTIZER_CONVENTIONS: Record<QuantizerName, QuantizerConvention> =
   },
   nuq: {
     summary: 'non-uniform (PocketFlow NUQ): 2^b learned points per layer or bucket; activations uniform (EMA min/max), off by default',
-    activations: 'ema-minmax', weightBits: { min: MIN_BITS, max: 8 }, defaultActBits: () => NOT_QUANTIZED,
+    activations: 'ema-minmax', weightBits: { min: MIN_BITS, max: 8 }, defaultActBits: () => FULL_PRECISION_BITS,
     quantizeFirstLast: false, quantTypes: ['weight', 'input', 'output'], startStep: false,
   },
   qat: {
@@ -51,25 +51,25 @@ export const QUANTIZER_CONVENTIONS: Record<QuantizerName, QuantizerConvention> =
   },
   dorefa: {
     summary: 'DoReFa (NNI): tanh-normalised weights on a uniform grid in [-1, 1]; weights only',
-    activations: 'none', weightBits: { min: MIN_BITS, max: MAX_BITS }, defaultActBits: () => NOT_QUANTIZED,
+    activations: 'none', weightBits: { min: MIN_BITS, max: MAX_BITS }, defaultActBits: () => FULL_PRECISION_BITS,
     quantizeFirstLast: true, quantTypes: ['weight'], startStep: false,
   },
   naive: {
     summary: 'naive (NNI): weights to 8 bits, running max-abs scale, truncated; weights only',
-    activations: 'none', weightBits: { min: 8, max: 8 }, defaultActBits: () => NOT_QUANTIZED,
+    activations: 'none', weightBits: { min: 8, max: 8 }, defaultActBits: () => FULL_PRECISION_BITS,
     quantizeFirstLast: true, quantTypes: ['weight'], startStep: false,
   },
 };
 
 /** A bit-width a quantizer can take for weights (or activations), or why not; undefined if fine. */
 export function bitsProblem(name: QuantizerName, side: 'weight' | 'activation', bits: number): string | undefined {
-  if (bits === NOT_QUANTIZED) return undefined;
+  if (bits === FULL_PRECISION_BITS) return undefined;
   const convention = QUANTIZER_CONVENTIONS[name];
   if (side === 'activation') {
-    if (convention.activations === 'none') return `${name} quantizes weights only (activations stay at ${NOT_QUANTIZED} bits), got ${bits}`;
-    return Number.isInteger(bits) && bits >= MIN_BITS && bits <= MAX_BITS ? undefined : `expected ${MIN_BITS}..${MAX_BITS} or ${NOT_QUANTIZED}, got ${bits}`;
+    if (convention.activations === 'none') return `${name} quantizes weights only (activations stay at ${FULL_PRECISION_BITS} bits), got ${bits}`;
+    return Number.isInteger(bits) && bits >= MIN_BITS && bits <= MAX_BITS ? undefined : `expected ${MIN_BITS}..${MAX_BITS} or ${FULL_PRECISION_BITS}, got ${bits}`;
   }
   const { min, max } = convention.weightBits;
   if (Number.isInteger(bits) && bits >= min && bits <= max) return undefined;
-  return min === max ? `${name} quantizes weights to ${min} bits only, got ${bits}` : `${name} takes ${min}..${max} weight bits or ${NOT_QUANTIZED}, got ${bits}`;
+  return min === max ? `${name} quantizes weights to ${min} bits only, got ${bits}` : `${name} takes ${min}..${max} weight bits or ${FULL_PRECISION_BITS}, got ${bits}`;
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { fakeQuantize, type IntegerForm, type Quantizer } from './quantizer.js';
+import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
 import { FULL_PRECISION_BITS, quantRange, type Signedness } from './range.js';
 import { gradScale } from './ste.js';
 
@@ -73,11 +73,10 @@ export class LsqQuantizer implements Quantizer {
   integerForm(x: tf.Tensor): IntegerForm {
     const bits = this.activeBits;
     const range = quantRange(bits, this.options.signedness);
-    const [q, scales] = tf.tidy(() => {
-      const s = tf.clipByValue(this.step(bits), STEP_MIN, STEP_MAX);
-      return [tf.round(tf.clipByValue(tf.div(x, s), range.lo, range.hi)).dataSync(), s.dataSync()];
-    });
-    return { bits, q: Int32Array.from(q), scales: Float32Array.from(scales) };
+    const s = tf.clipByValue(this.step(bits), STEP_MIN, STEP_MAX);
+    const form = { bits, q: uniformCodes(x, s, range), scales: Float32Array.from(s.dataSync()) };
+    s.dispose();
+    return form;
   }
 
   trainableVariables(): tf.Variable[] {

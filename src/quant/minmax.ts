@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { minMaxRange, type RangeGranularity } from '../calibrate/ranges.js';
-import { fakeQuantize, type IntegerForm, type Quantizer } from './quantizer.js';
+import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
 import { FULL_PRECISION_BITS, quantRange, type QuantRange } from './range.js';
 
 /**
@@ -63,8 +63,10 @@ export class MinMaxWeightQuantizer implements Quantizer {
   integerForm(x: tf.Tensor): IntegerForm {
     const steps = this.steps(x);
     const range = this.range();
-    const q = tf.tidy(() => tf.round(tf.clipByValue(tf.div(x, this.stepTensor(steps)), range.lo, range.hi)).dataSync());
-    return { bits: this.activeBits, q: Int32Array.from(q), scales: steps };
+    const step = this.stepTensor(steps);
+    const q = uniformCodes(x, step, range);
+    step.dispose();
+    return { bits: this.activeBits, q, scales: steps };
   }
 
   trainableVariables(): tf.Variable[] {

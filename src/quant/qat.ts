@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { EmaMaxObserver } from '../calibrate/ema.js';
-import { fakeQuantize, type IntegerForm, type Quantizer } from './quantizer.js';
+import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
 import { FULL_PRECISION_BITS } from './range.js';
 
 /** NNI's QAT_Quantizer EMA decay of tracked ranges. */
@@ -126,8 +126,10 @@ export class QatQuantizer implements Quantizer {
       const levels = 2 ** bits;
       if (!p) return { bits, q: new Int32Array(x.size), scales: new Float32Array(0), codebook: new Float32Array(levels) };
       // the rounding of affineFakeQuantize, shifted by the zero point
-      const codes = tf.tidy(() => tf.add(tf.round(tf.clipByValue(tf.div(x, p.scale), -p.zeroPoint, p.qmax - p.zeroPoint)), p.zeroPoint).dataSync());
-      const q = Int32Array.from(codes, (c) => (c >= half ? c - levels : c));
+      const scale = tf.scalar(p.scale);
+      const codes = uniformCodes(x, scale, { lo: -p.zeroPoint, hi: p.qmax - p.zeroPoint });
+      scale.dispose();
+      const q = codes.map((c) => (c + p.zeroPoint >= half ? c + p.zeroPoint - levels : c + p.zeroPoint));
       const codebook = Float32Array.from({ length: levels }, (_, c) => (c - p.zeroPoint) * p.scale);
       return { bits, q, scales: new Float32Array(0), codebook };
     };

@@ -76,6 +76,11 @@ export function fakeQuantize(x: tf.Tensor, step: tf.Tensor, range: QuantRange): 
   return fakeQuantizeUnfused(x, step, range);
 }
 
+/** The integer codes fakeQuantize puts on its grid: round(clamp(x/step, lo, hi)), x's layout. */
+export function uniformCodes(x: tf.Tensor, step: tf.Tensor, range: QuantRange): Int32Array {
+  return Int32Array.from(tf.tidy(() => tf.round(tf.clipByValue(tf.div(x, step), range.lo, range.hi))).dataSync());
+}
+
 /** fakeQuantize from tfjs ops (div, clip, straight-through round, mul) and their gradients. */
 export function fakeQuantizeUnfused(x: tf.Tensor, step: tf.Tensor, range: QuantRange): tf.Tensor {
   return tf.tidy(() => {

@@ -82,7 +82,7 @@ async function resolveLayerTable(modelSpec: string, fixFirstLast: boolean): Prom
   const tfjs = await import('../model/tfjs-import.js');
   const data = readJsonFile(modelSpec, 'model');
   if (tfjs.isTfjsModelJson(data)) return tfjs.tfjsLayerTable(data, modelSpec, { fixFirstLast });
-  return (await import('../model/table-file.js')).readLayerTable(modelSpec);
+  return (await import('../model/table-file.js')).layerTableFrom(data, modelSpec);
 }
 
 /** Read the latency table named in the flags (again, in a worker thread). */

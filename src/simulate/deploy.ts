@@ -6,7 +6,7 @@
  */
 import { writeTensorRtCache, type NcnnLayerCalibration } from '../export/deploy-tables.js';
 import type { CalibrationMode } from './calibrate.js';
-import { disposeModel } from './model.js';
+import { disposeModel } from '../train/models.js';
 import { simulatedModel, type SimulateContext } from './simulate.js';
 
 /** Every layer's merged weights and calibrated int8 input threshold. */

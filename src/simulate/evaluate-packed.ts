@@ -4,7 +4,7 @@ import { subset } from '../train/data.js';
 import { evaluate, type Evaluation } from '../train/loops.js';
 import { prepare } from '../train/run.js';
 import { loadPackedModel, type LoadedPackedModel } from './packed-model.js';
-import { disposeModel } from './model.js';
+import { disposeModel } from '../train/models.js';
 
 /** `mpq eval --packed`: test top-1 of the model a packed file holds, at its own policy. */
 export async function evaluatePackedModel(o: {

@@ -7,9 +7,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { RangeGranularity } from '../calibrate/ranges.js';
 import { foldBatchNorm } from '../fold/bn-fold.js';
 import { MinMaxInputQuantizer, MinMaxWeightQuantizer, type InputRangeMode } from '../quant/minmax.js';
-import { disposeCheckpoint, loadIntoVariables, readCheckpoint, type Checkpoint } from '../train/checkpoint.js';
+import type { Checkpoint } from '../train/checkpoint.js';
+import { loadWeights } from '../train/run.js';
 import { SwitchableBatchNorm, type QuantizerFactory } from '../train/layers.js';
-import { namedVariables, type QuantLayerModule, type QuantModel } from '../train/models.js';
+import { type QuantLayerModule, type QuantModel } from '../train/models.js';
 import { UserError } from '../util/errors.js';
 
 export interface MinMaxFactoryOptions {
@@ -40,22 +41,7 @@ export function minMaxQuantizers(o: MinMaxFactoryOptions): QuantizerFactory {
  * alone (an FP checkpoint has LSQ step sizes, a post-training model has none to load).
  */
 export function loadWeightsOnly(model: QuantModel, dir: string, checkpoint?: Checkpoint): void {
-  const source = checkpoint ?? readCheckpoint(dir);
-  try {
-    if (source.manifest.model !== model.name) {
-      throw new UserError(`--from ${dir}: checkpoint is for model '${source.manifest.model}', not '${model.name}'`);
-    }
-    const variables = new Map([...namedVariables(model)].filter(([name]) => !/\.quan_[wa]_fn\./.test(name)));
-    loadIntoVariables(dir, source, variables);
-  } finally {
-    // a checkpoint passed in belongs to the caller (a grid loads it once)
-    if (!checkpoint) disposeCheckpoint(source);
-  }
-}
-
-/** Frees every variable of a model. */
-export function disposeModel(model: QuantModel): void {
-  for (const v of namedVariables(model).values()) v.dispose();
+  loadWeights(model, dir, { checkpoint, include: (name) => !/\.quan_[wa]_fn\./.test(name) });
 }
 
 /**

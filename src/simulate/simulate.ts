@@ -8,12 +8,12 @@ import { disposeCheckpoint, readCheckpoint, type Checkpoint } from '../train/che
 import { subset, type ImageSet } from '../train/data.js';
 import { bnKey } from '../train/layers.js';
 import { evaluate, type Evaluation } from '../train/loops.js';
-import { createModel, type BitsPolicy, type QuantModel } from '../train/models.js';
+import { createModel, disposeModel, type BitsPolicy, type QuantModel } from '../train/models.js';
 import { FULL_PRECISION } from '../train/policies.js';
 import { prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { applyThresholds, calibrateInputs, samplePerClass, type CalibrationMode } from './calibrate.js';
-import { disposeModel, useFullPrecisionBatchNorm, loadWeightsOnly, mergeBatchNorm, minMaxQuantizers } from './model.js';
+import { useFullPrecisionBatchNorm, loadWeightsOnly, mergeBatchNorm, minMaxQuantizers } from './model.js';
 
 export interface SimulateSetting {
   quantType: RangeGranularity;

@@ -74,6 +74,11 @@ export function namedVariables(model: QuantModel): Map<string, tf.Variable> {
   return all;
 }
 
+/** Frees every variable of a model. */
+export function disposeModel(model: QuantModel): void {
+  for (const v of namedVariables(model).values()) v.dispose();
+}
+
 export function trainableVariables(model: QuantModel): tf.Variable[] {
   return [...model.layers.flatMap((l) => l.trainableVariables()), ...model.batchNorms.flatMap((b) => b.trainableVariables())];
 }

@@ -2,7 +2,7 @@ import { LsqQuantizer } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
-import { CHECKPOINT_MANIFEST, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint } from './checkpoint.js';
+import { CHECKPOINT_MANIFEST, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, type Checkpoint } from './checkpoint.js';
 import { loadDataset, subset, type Dataset } from './data.js';
 import { extractIndicators, type IndicatorsFile } from './indicators.js';
 import {
@@ -70,14 +70,21 @@ function hyperparameters(stage: Stage, o: RunOptions): Hyperparameters {
   return { ...d, epochs: o.epochs, batchSize: o.batchSize ?? d.batchSize, lr: o.lr ?? d.lr, weightDecay: o.weightDecay ?? d.weightDecay };
 }
 
-export function loadWeights(model: QuantModel, dir: string): void {
-  const checkpoint = readCheckpoint(dir);
-  if (checkpoint.manifest.model !== model.name) {
-    disposeCheckpoint(checkpoint);
-    throw new UserError(`--from ${dir}: checkpoint is for model '${checkpoint.manifest.model}', not '${model.name}'`);
+/**
+ * Loads a checkpoint into the model's variables (only those `include` accepts, when given). A
+ * checkpoint passed in stays the caller's to dispose (a grid reads it once).
+ */
+export function loadWeights(model: QuantModel, dir: string, o: { checkpoint?: Checkpoint; include?: (name: string) => boolean } = {}): void {
+  const source = o.checkpoint ?? readCheckpoint(dir);
+  try {
+    if (source.manifest.model !== model.name) {
+      throw new UserError(`--from ${dir}: checkpoint is for model '${source.manifest.model}', not '${model.name}'`);
+    }
+    const variables = namedVariables(model);
+    loadIntoVariables(dir, source, o.include ? new Map([...variables].filter(([name]) => o.include!(name))) : variables);
+  } finally {
+    if (!o.checkpoint) disposeCheckpoint(source);
   }
-  loadIntoVariables(dir, checkpoint, namedVariables(model));
-  disposeCheckpoint(checkpoint);
 }
 
 function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean }): void {

@@ -2,7 +2,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { BackendName } from '../../train/backend/index.js';
 import { epochOrder, pick, type ImageSet } from '../../train/data.js';
 import { DEFAULT_HYPERPARAMETERS, evaluate, trainLoop, type Hyperparameters } from '../../train/loops.js';
-import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../../train/models.js';
+import { createModel, disposeModel, namedVariables, type BitsPolicy, type QuantModel } from '../../train/models.js';
 import { FULL_PRECISION, withFixedLayers } from '../../train/policies.js';
 import { loadWeights, prepare } from '../../train/run.js';
 import { UserError } from '../../util/errors.js';
@@ -145,7 +145,7 @@ export class AccuracyReward implements RewardFunction {
 
   dispose(): void {
     for (const t of this.snapshot.values()) t.dispose();
-    for (const v of namedVariables(this.model).values()) v.dispose();
+    disposeModel(this.model);
   }
 
   private policy(choice: number[]): BitsPolicy {
