@@ -4,11 +4,12 @@
  * 1. the seed's accuracy table (seed 003): `mpq simulate --grid` on an FP mnist-cnn checkpoint —
  *    layer / group / channel weight ranges × W8 / W4 × A8 (uint after ReLU) × no, naive and KL
  *    calibration × merged or separate batch norm, first conv excluded;
- * 2. the shipped W3A4/CR12.2 policy fine-tuned briefly from that checkpoint, packed: the file's
- *    bytes against FP32 weights / compression ratio, and the packed model's test top-1 against
- *    the fake-quantized model's (they must be equal).
+ * 2. the shipped W3A4/CR12.2 policy fine-tuned briefly from that checkpoint (or, with --ft, an
+ *    existing checkpoint fine-tuned at it), packed: the file's bytes against FP32 weights /
+ *    compression ratio, and the packed model's test top-1 against the fake-quantized model's
+ *    (they must be equal).
  *
- *   node dist/bench/simulate.js [--from DIR] [--seed 7] [--ft-limit 8000] [--out docs/simulate.md]
+ *   node dist/bench/simulate.js [--from DIR] [--ft DIR] [--seed 7] [--ft-limit 8000] [--out docs/simulate.md]
  *
  * Without --from, a full-precision model is trained first (2 epochs), since a fresh clone has no
  * checkpoint. --out replaces the generated section of that file with the tables.
@@ -20,10 +21,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readPacked } from '../src/export/packed.js';
 import { readPolicy } from '../src/export/policy-file.js';
 import { disposeModel } from '../src/train/models.js';
-import { formatPackedSize, loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
+import { formatPackedSize, loadPackedModel, packedSize, packModel, type PackedSize } from '../src/simulate/packed-model.js';
 import { expandGrid, runSimulation, SEED_GRID, simulateMarkdown } from '../src/simulate/simulate.js';
 import { loadDataset } from '../src/train/data.js';
-import { evaluate } from '../src/train/loops.js';
+import { evaluate, type Evaluation } from '../src/train/loops.js';
 import { createModel } from '../src/train/models.js';
 import { policyBits, policyFromFile } from '../src/train/policies.js';
 import { DATA_SPLIT_SEED, finetuneAtPolicy, loadWeights, trainFullPrecision } from '../src/train/run.js';
@@ -42,6 +43,8 @@ export interface BenchSimulateOptions {
   seed?: number;
   /** fine-tuning images for the packed policy (default: all 8,000) */
   ftLimit?: number;
+  /** a checkpoint already fine-tuned at the policy: packed as it is, no fine-tuning */
+  ft?: string;
   out?: string;
 }
 
@@ -67,9 +70,10 @@ export async function benchSimulate(o: BenchSimulateOptions = {}): Promise<void>
     console.log(`simulate: seed table on mnist-cnn (${result.testCount} test digits, ${result.calibrationCount} calibration digits, ${gridSeconds.toFixed(0)} s)`);
     console.log(table);
 
-    // the shipped policy, fine-tuned briefly, packed, loaded back
-    const ft = join(scratch, 'ft');
-    const tuned = await finetuneAtPolicy({ model: 'mnist-cnn', from, policyPath: POLICY, epochs: 1, seed, limit: o.ftLimit, checkpoint: ft, progress: false });
+    // the shipped policy, fine-tuned briefly (or as given), packed, loaded back
+    const ft = o.ft ?? join(scratch, 'ft');
+    const tuned = o.ft ? undefined : await finetuneAtPolicy({ model: 'mnist-cnn', from, policyPath: POLICY, epochs: 1, seed, limit: o.ftLimit, checkpoint: ft, progress: false });
+    const provenance = o.ft ? `the checkpoint \`${o.ft}\` fine-tuned at it` : `fine-tuned 1 epoch (seed ${seed}${o.ftLimit ? `, ${o.ftLimit} digits` : ''}) from the same checkpoint`;
     const file = readPolicy(POLICY);
     const model = createModel('mnist-cnn', { bits: policyBits(file) });
     const policy = policyFromFile(model, file, POLICY);
@@ -84,11 +88,10 @@ export async function benchSimulate(o: BenchSimulateOptions = {}): Promise<void>
     disposeModel(model);
     disposeModel(loaded.model);
     const sizeLine = formatPackedSize('policies/mnist-cnn-w3a4-cr12.2.json packed', size);
-    const top1Line = `fine-tuned 1 epoch (seed ${seed}${o.ftLimit ? `, ${o.ftLimit} digits` : ''}): fake-quantized top-1 ${(100 * fakeQuantized.top1).toFixed(2)}%, `
-      + `packed model ${(100 * fromPacked.top1).toFixed(2)}% (${fakeQuantized.top1 === fromPacked.top1 && fakeQuantized.loss === fromPacked.loss ? 'equal' : 'DIFFERENT'}); `
-      + `finetune reported ${(100 * tuned.test.top1).toFixed(2)}%`;
     console.log(`simulate: ${sizeLine}`);
-    console.log(`simulate: ${top1Line}`);
+    console.log(`simulate: packed ${fakeQuantized.top1 === fromPacked.top1 && fakeQuantized.loss === fromPacked.loss ? 'equal' : 'DIFFERENT'} to fake-quantized: `
+      + `top-1 ${fromPacked.top1} vs ${fakeQuantized.top1}, loss ${fromPacked.loss} vs ${fakeQuantized.loss}`
+      + `${tuned ? `; finetune reported ${(100 * tuned.test.top1).toFixed(2)}%` : ''}`);
 
     if (o.out) {
       const section = [
@@ -99,9 +102,7 @@ export async function benchSimulate(o: BenchSimulateOptions = {}): Promise<void>
         '',
         table.trimEnd(),
         '',
-        `Packed W3A4/CR12.2 policy: ${sizeLine.replace(/^[^:]+: /, '')}.`,
-        '',
-        `${top1Line.replace(/^./, (c) => c.toUpperCase())}.`,
+        packedParagraph({ provenance, size, fakeQuantized, fromPacked }),
         '',
         END,
       ].join('\n');
@@ -117,14 +118,36 @@ export async function benchSimulate(o: BenchSimulateOptions = {}): Promise<void>
   }
 }
 
-/** --from, --seed, --ft-limit, --out from a command line. */
+const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
+const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+/**
+ * The docs paragraph on the packed policy: the file against FP32 weights / compression ratio, where
+ * its (uncompressed) bytes go, and the packed model's test score against the fake-quantized one's.
+ */
+export function packedParagraph(o: { provenance: string; size: PackedSize; fakeQuantized: Evaluation; fromPacked: Evaluation }): string {
+  const { size: s, fakeQuantized: fq, fromPacked: pk } = o;
+  const signed = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}%`;
+  const equal = fq.top1 === pk.top1 && fq.loss === pk.loss;
+  return [
+    `Packed W3A4/CR12.2 policy, ${o.provenance}: **${thousands(s.fileBytes)} bytes**, the zlib (level 9) compression of a`,
+    `${thousands(s.payloadBytes)}-byte payload = codes ${thousands(s.codeBytes)} + float32 state ${thousands(s.floatBytes)} + index ${thousands(s.indexBytes)}.`,
+    `FP32 weights are ${thousands(s.fp32WeightBytes)} bytes and the policy's compression ratio ${s.compressionRatio.toFixed(2)}: FP32 / CR =`,
+    `${thousands(s.targetBytes)} bytes, and the file is ${signed(s.deviationPercent)} from it, ${s.withinTolerance ? 'within' : '**not** within'} ${s.tolerancePercent}%`,
+    `(uncompressed, the payload would be ${signed(100 * (s.payloadBytes / s.targetBytes - 1))}).`,
+    `Test top-1 on ${thousands(pk.count)} digits: checkpoint at the policy ${percent(fq.top1)} (loss ${fq.loss}),`,
+    `\`mpq eval --packed\` ${percent(pk.top1)} (loss ${pk.loss}${equal ? ': equal' : ': **DIFFERENT**'}).`,
+  ].join(' ').replace(/(.{1,96})(?: |$)/g, '$1\n').trimEnd();
+}
+
+/** --from, --ft, --seed, --ft-limit, --out from a command line. */
 export function parseSimulateBenchArgs(argv: string[]): BenchSimulateOptions {
   const value = (name: string) => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const number = (name: string) => (value(name) === undefined ? undefined : Number(value(name)));
-  return { from: value('--from'), seed: number('--seed'), ftLimit: number('--ft-limit'), out: value('--out') };
+  return { from: value('--from'), ft: value('--ft'), seed: number('--seed'), ftLimit: number('--ft-limit'), out: value('--out') };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

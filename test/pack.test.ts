@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { readPacked } from '../src/export/packed.js';
 import { readPolicy } from '../src/export/policy-file.js';
-import { loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
+import { formatPackedSize, loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
 import { disposeModel } from '../src/train/models.js';
 import { simulatedModel, type SimulateContext } from '../src/simulate/simulate.js';
 import { samplePerClass } from '../src/simulate/calibrate.js';
@@ -15,6 +15,7 @@ import { loadMnistPackage, subset } from '../src/train/data.js';
 import { evaluate } from '../src/train/loops.js';
 import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../src/train/models.js';
 import { policyBits, policyFromFile } from '../src/train/policies.js';
+import { finetuneAtPolicy, loadWeights } from '../src/train/run.js';
 import { REPO_ROOT, runCli, tempDir } from './support.js';
 
 await initBackend('wasm');
@@ -50,7 +51,7 @@ test('pack → load: the loaded tfjs model gives the fake-quantized model\'s out
   disposeModel(loaded.model);
 });
 
-test('packed size for the shipped W3A4 policy: codes = FP32 weights / compression ratio, the rest within 5%, float32 state counted by hand', () => {
+test('packed size for the shipped W3A4 policy: codes = FP32 weights / compression ratio, float32 state counted by hand, the compressed file smaller than its payload', () => {
   const { model, policy } = lsqModelAtShippedPolicy();
   const bytes = packModel(model, policy, { kind: 'lsq' });
   const size = packedSize(bytes, readPacked(bytes));
@@ -64,9 +65,19 @@ test('packed size for the shipped W3A4 policy: codes = FP32 weights / compressio
   // float32: 5 batch norms × 4 vectors × (16+32+64+64+128) channels, the fc bias, each layer's
   // input step s.<bits> and its s_init.<bits> flag
   assert.equal(size.floatBytes, 4 * (4 * 304 + 10 + 6 * 2));
-  assert.equal(size.fileBytes, size.codeBytes + size.floatBytes + size.indexBytes);
-  assert.ok(size.fileBytes - size.floatBytes <= 1.05 * size.targetBytes, `${size.fileBytes - size.floatBytes} bytes without float state vs ${size.targetBytes}`);
-  assert.ok(size.fileBytes <= 1.05 * (size.targetBytes + size.floatBytes));
+  assert.equal(size.payloadBytes, size.codeBytes + size.floatBytes + size.indexBytes);
+  assert.ok(size.indexBytes > 0 && size.indexBytes < 0.05 * size.targetBytes, `index ${size.indexBytes} bytes`);
+  assert.equal(size.fileBytes, bytes.length);
+  assert.ok(size.fileBytes < size.payloadBytes, `${size.fileBytes} bytes compressed, ${size.payloadBytes} uncompressed`);
+  assert.equal(size.deviationPercent, 100 * (size.fileBytes / size.targetBytes - 1));
+  assert.equal(size.withinTolerance, Math.abs(size.deviationPercent) <= 5);
+  assert.equal(size.tolerancePercent, 5);
+  const sign = size.deviationPercent >= 0 ? '\\+' : '−';
+  assert.match(formatPackedSize('w.mpqp', size), new RegExp(`^w\\.mpqp: ${size.fileBytes} bytes, zlib of a ${size.payloadBytes}-byte payload = codes ${size.codeBytes} \\+ float32 ${size.floatBytes} \\+ index ${size.indexBytes}; `
+    + `FP32 weights ${size.fp32WeightBytes} bytes / compression ratio ${size.compressionRatio.toFixed(2)} = ${Math.round(size.targetBytes)} bytes; `
+    + `file ${sign}${Math.abs(size.deviationPercent).toFixed(1)}% from that: ${size.withinTolerance ? 'within' : 'NOT within'} 5%$`));
+  // the same report, out of tolerance
+  assert.match(formatPackedSize('w.mpqp', { ...size, fileBytes: 2 * size.targetBytes, deviationPercent: 100, withinTolerance: false }), /file \+100\.0% from that: NOT within 5%$/);
   disposeModel(model);
 });
 
@@ -110,18 +121,20 @@ test('loadPackedModel: a packed file that does not fit its model is a one-line e
   disposeModel(model);
 });
 
-test('mpq pack and mpq eval --packed: the packed model scores what the checkpoint scores; ncnn table and TensorRT cache', (t) => {
+test('mpq pack and mpq eval --packed: the packed model scores what the checkpoint scores; its size report adds up; ncnn table and TensorRT cache', async (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  // checkpoints made in process: an FP one, and one whose step sizes are initialised (as after finetuning)
-  const header = (stage: string) => ({ model: 'mnist-cnn', training: { stage, epochsDone: 1, epochs: 1 }, meta: {} });
+  // checkpoints made in process: an FP one, and one fine-tuned at the policy (tiny: 200 digits, 1 epoch)
   const fp = join(dir, 'fp');
   const fpModel = createModel('mnist-cnn', { seed: 3 });
-  saveCheckpoint(fp, { ...header('train'), bits: [] }, namedVariables(fpModel));
+  saveCheckpoint(fp, { model: 'mnist-cnn', training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {}, bits: [] }, namedVariables(fpModel));
   disposeModel(fpModel);
   const ft = join(dir, 'ft');
-  const { model, policy } = lsqModelAtShippedPolicy();
-  saveCheckpoint(ft, { ...header('finetune'), bits: [...model.bitsList] }, namedVariables(model));
+  await finetuneAtPolicy({ model: 'mnist-cnn', from: fp, policyPath: SHIPPED_POLICY, epochs: 1, seed: 1, limit: 200, batchSize: 50, backend: 'wasm', checkpoint: ft, progress: false, log: () => {} });
+  const policyFile = readPolicy(SHIPPED_POLICY);
+  const model = createModel('mnist-cnn', { bits: policyBits(policyFile) });
+  const policy = policyFromFile(model, policyFile, SHIPPED_POLICY);
+  loadWeights(model, ft);
   const expected = evaluate(model, subset(mnist.test, 64), policy);
   disposeModel(model);
 
@@ -134,6 +147,13 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
   const report = JSON.parse(pack.stdout);
   assert.equal(report.fileBytes, readFileSync(out).length);
   assert.deepEqual(report.written, [out, ncnn, trt]);
+  // the compressed file against its uncompressed payload, and the payload's parts
+  assert.equal(report.payloadBytes, report.codeBytes + report.floatBytes + report.indexBytes);
+  assert.equal(report.payloadBytes, new DataView(readFileSync(out).buffer).getUint32(8, true));
+  assert.ok(report.fileBytes < report.payloadBytes, `${report.fileBytes} vs ${report.payloadBytes}`);
+  assert.ok(Math.abs(report.targetBytes - report.fp32WeightBytes / report.compressionRatio) < 1e-6);
+  assert.ok(Math.abs(report.deviationPercent - 100 * (report.fileBytes / report.targetBytes - 1)) < 1e-9);
+  assert.equal(report.withinTolerance, Math.abs(report.deviationPercent) <= report.tolerancePercent);
 
   const packed = runCli(['eval', '--packed', out, '--limit', '64', '--json']);
   assert.equal(packed.status, 0, packed.stderr);
@@ -161,7 +181,10 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
   const trtScale = new DataView(Uint32Array.of(parseInt(hex, 16)).buffer).getFloat32(0, true);
   assert.ok(Math.abs(ncnnScale * trtScale - 1) < 1e-5, `${ncnnScale} · ${trtScale}`);
 
+  const cut = join(dir, 'cut.mpqp');
+  writeFileSync(cut, readFileSync(out).subarray(0, 100));
   const fails: Array<[string[], RegExp]> = [
+    [['eval', '--packed', cut], /cut\.mpqp: corrupt compressed payload \(unexpected end of file\)/],
     [['pack', '--model', 'mnist-cnn', '--from', fp, '--policy', SHIPPED_POLICY, '--out', join(dir, 'x.mpqp')], /no learned weight step size for conv1 at 8 bits/],
     [['eval', '--packed', join(dir, 'garbage')], /--packed .*garbage: cannot read \(ENOENT\)/],
     [['eval', '--packed', ncnn], /m\.table: not an mpq packed model/],

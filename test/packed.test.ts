@@ -1,10 +1,26 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { inflateSync } from 'node:zlib';
 import { packedByteLength, packTensor, readPacked, unpackTensor, writePacked, type PackedLayer } from '../src/export/packed.js';
 import { Prng } from '../src/util/prng.js';
 import { UserError } from '../src/util/errors.js';
 
 const BIT_WIDTHS = [1, 2, 3, 4, 5, 6, 7, 8, 16];
+
+/** A version-3 file's payload, inflated by hand (header: magic, version, inflated length). */
+function payloadOf(file: Uint8Array): Uint8Array {
+  return inflateSync(file.subarray(12));
+}
+
+/** The same model as a version-2 file: the payload uncompressed after magic and version. */
+function asVersion(version: 1 | 2, file: Uint8Array): Uint8Array {
+  const payload = payloadOf(file);
+  const out = new Uint8Array(8 + payload.length);
+  out.set(file.subarray(0, 4));
+  new DataView(out.buffer).setUint32(4, version, true);
+  out.set(payload, 8);
+  return out;
+}
 
 function randomCodes(rng: Prng, n: number, bits: number): Int32Array {
   const lo = -(2 ** (bits - 1));
@@ -65,7 +81,7 @@ test('writePacked / readPacked: every layer, scale and codebook comes back bit f
   }
 });
 
-test('writePacked: the file is the payloads, 4-byte aligned, plus the header and index', () => {
+test('writePacked: the payload is the code payloads, 4-byte aligned, plus the index; the file is it zlib-compressed', () => {
   const rng = new Prng(99);
   const layers = [
     randomLayer(rng, 'conv1', [3, 3, 3, 16], 8, 16),
@@ -74,18 +90,44 @@ test('writePacked: the file is the payloads, 4-byte aligned, plus the header and
     randomLayer(rng, 'fc', [256, 10], 5, 10),
   ];
   const file = writePacked(layers, { note: 'size check' });
-  // header: magic, version, index length, index padded to 4 bytes
-  const indexLength = new DataView(file.buffer, file.byteOffset).getUint32(8, true);
-  const header = Math.ceil((12 + indexLength) / 4) * 4;
-  const payload = layers.reduce((sum, l) => sum + (l.q.length * l.bits) / 8, 0);
-  assert.ok(file.length >= header + payload);
-  assert.ok(file.length <= header + 1.01 * payload, `${file.length} bytes for ${payload} payload bytes + ${header} header`);
-  assert.equal(file.length % 4, 0);
+  const header = new DataView(file.buffer, file.byteOffset);
+  assert.equal(new TextDecoder().decode(file.subarray(0, 4)), 'MPQP');
+  assert.equal(header.getUint32(4, true), 3);
+  const payload = payloadOf(file);
+  assert.equal(header.getUint32(8, true), payload.length, 'the header gives the inflated length');
+  // payload: index length, index padded to 4 bytes, then the codes
+  const indexLength = new DataView(payload.buffer, payload.byteOffset).getUint32(0, true);
+  const dataStart = Math.ceil((4 + indexLength) / 4) * 4;
+  const codes = layers.reduce((sum, l) => sum + (l.q.length * l.bits) / 8, 0);
+  assert.ok(payload.length >= dataStart + codes);
+  assert.ok(payload.length <= dataStart + 1.01 * codes, `${payload.length} bytes for ${codes} code bytes + ${dataStart} index`);
+  assert.equal(payload.length % 4, 0);
+  const model = readPacked(file);
+  assert.equal(model.version, 3);
+  assert.equal(model.payloadBytes, payload.length);
+});
+
+test('version 3 compresses: a compressible payload shrinks, an incompressible one costs only the header and zlib framing', () => {
+  const rng = new Prng(12);
+  // skewed codes (mostly 0, as quantized weights are) and repeated float state compress …
+  const skewed: PackedLayer = { name: 'w', shape: [4096], bits: 4, scales: Float32Array.of(0.5), q: Int32Array.from({ length: 4096 }, () => (rng.next() < 0.9 ? 0 : rng.int(7) - 3)) };
+  const floats = [{ name: 'bn.bns.fp', shape: [4, 64], values: new Float32Array(256).fill(1) }];
+  const file = writePacked([skewed], { note: 'skewed' }, floats);
+  const model = readPacked(file);
+  assert.ok(file.length < 0.6 * model.payloadBytes, `${file.length} bytes for a ${model.payloadBytes}-byte payload`);
+  assert.deepEqual(model.layers, [skewed]);
+  // … uniformly random 8-bit codes do not: deflate falls back to stored blocks (5 bytes per 64 KiB)
+  const random = randomLayer(rng, 'r', [8192], 8, 1);
+  const noise = writePacked([random]);
+  const noiseModel = readPacked(noise);
+  assert.ok(noise.length <= 12 + noiseModel.payloadBytes + 6 + 5 * Math.ceil(noiseModel.payloadBytes / 65535), `${noise.length} vs ${noiseModel.payloadBytes}`);
+  assert.deepEqual(noiseModel.layers, [random]);
 });
 
 test('readPacked: malformed files are one-line UserErrors', () => {
   const rng = new Prng(5);
-  const good = writePacked([randomLayer(rng, 'a', [4, 10], 4, 1), randomLayer(rng, 'b', [100], 3, 1)]);
+  // the index and payload checks, on the uncompressed (version 2) layout they apply to
+  const good = asVersion(2, writePacked([randomLayer(rng, 'a', [4, 10], 4, 1), randomLayer(rng, 'b', [100], 3, 1)]));
   const withIndex = (index: unknown): Uint8Array => {
     const json = new TextEncoder().encode(JSON.stringify(index));
     const file = new Uint8Array(Math.ceil((12 + json.length) / 4) * 4 + 8);
@@ -96,7 +138,7 @@ test('readPacked: malformed files are one-line UserErrors', () => {
   };
   const entry = { name: 'a', shape: [4, 10], bits: 4, scales: [0.5], offset: 0, byteLength: 20 };
   const cases: [string, Uint8Array, RegExp][] = [
-    ['short header', good.subarray(0, 7), /truncated: 7 bytes/],
+    ['short header', good.subarray(0, 7), /truncated: 7 bytes, shorter than the 12-byte header/],
     ['bad magic', Uint8Array.from(good, (b, i) => (i === 0 ? 0x58 : b)), /not an mpq packed model \(magic "XPQP"/],
     ['bad version', Uint8Array.from(good, (b, i) => (i === 4 ? 9 : b)), /unsupported format version 9/],
     ['truncated index', good.subarray(0, 20), /truncated: the index needs/],
@@ -116,7 +158,7 @@ test('readPacked: malformed files are one-line UserErrors', () => {
   }
 });
 
-test('version 2: float32 tensors and per-group codebooks round-trip bit for bit; version 1 files still read', () => {
+test('float32 tensors and per-group codebooks round-trip bit for bit; version 2 and version 1 files still read', () => {
   const rng = new Prng(31);
   const grouped = randomLayer(rng, 'nuq', [6, 4], 2, 1);
   grouped.groupSize = 8;
@@ -131,32 +173,64 @@ test('version 2: float32 tensors and per-group codebooks round-trip bit for bit;
   ];
   const layers = [randomLayer(rng, 'conv', [3, 3, 2, 5], 3, 5), grouped];
   const file = writePacked(layers, { v: 2 }, floats);
-  assert.equal(new DataView(file.buffer).getUint32(4, true), 2);
   const model = readPacked(file);
   // JSON has no -0: it comes back as 0 (equal as a number), everything else bit for bit
   assert.ok(Object.is(model.layers[1]!.codebook![0], 0));
   grouped.codebook[0] = 0;
   assert.deepEqual(model.layers, layers);
   // float32 scales and codebooks are written in their shortest round-tripping decimal form
-  assert.match(new TextDecoder().decode(file), /"codebook":\[0,0\.1,/);
+  assert.match(new TextDecoder().decode(payloadOf(file)), /"codebook":\[0,0\.1,/);
   assert.deepEqual(model.floats.map((f) => f.name), floats.map((f) => f.name));
   model.floats.forEach((f, i) => {
     assert.deepEqual(f.shape, floats[i]!.shape);
     assert.deepEqual(new Uint32Array(f.values.buffer), new Uint32Array(Float32Array.from(floats[i]!.values).buffer), f.name);
   });
   // the float payloads are raw: 4 bytes a value, nothing else beyond alignment
-  const withoutFloats = writePacked(layers, { v: 2 });
-  assert.ok(file.length - withoutFloats.length >= 4 * 9 && file.length - withoutFloats.length <= 4 * 9 + 200);
+  const withoutFloats = readPacked(writePacked(layers, { v: 2 }));
+  assert.ok(model.payloadBytes - withoutFloats.payloadBytes >= 4 * 9 && model.payloadBytes - withoutFloats.payloadBytes <= 4 * 9 + 200);
 
+  // a version 2 file (the same payload, uncompressed) reads to the same model
+  const v2 = asVersion(2, file);
+  assert.deepEqual(readPacked(v2), { ...model, version: 2 });
+  assert.equal(v2.length, 8 + model.payloadBytes);
   // a version 1 file (same layout, no floats) reads as before
-  const v1 = writePacked([layers[0]!]);
-  new DataView(v1.buffer).setUint32(4, 1, true);
+  const v1 = asVersion(1, writePacked([layers[0]!]));
   assert.deepEqual(readPacked(v1).layers, [layers[0]!]);
   assert.deepEqual(readPacked(v1).floats, []);
 
   assert.throws(() => writePacked([{ ...grouped, codebook: new Float32Array(13) }]), /13 codebook entries exceed 3 groups × 2\^2/);
   assert.throws(() => writePacked([layers[0]!], {}, [{ name: 'conv', shape: [1], values: new Float32Array(1) }]), /float tensor 'conv' appears twice/);
   assert.throws(() => writePacked([], {}, [{ name: 'x', shape: [2], values: new Float32Array(3) }]), /holds 2 values, got 3/);
-  const truncated = writePacked([], {}, [floats[0]!]);
+  const truncated = asVersion(2, writePacked([], {}, [floats[0]!]));
   assert.throws(() => readPacked(truncated.subarray(0, truncated.length - 4), 'f.mpqp'), (err: unknown) => err instanceof UserError && /^f\.mpqp: float tensor 'bn1\.bns\.fp\.running_var': payload \[\d+, \d+\) runs past the end/.test(err.message));
+});
+
+test('version 3: a truncated or corrupt compressed payload is a one-line UserError naming the file', () => {
+  const rng = new Prng(8);
+  const good = writePacked([randomLayer(rng, 'a', [4, 10], 4, 1), randomLayer(rng, 'b', [300], 3, 1)], { note: 'corrupt me' },
+    [{ name: 'bn.bns.fp', shape: [4, 8], values: Float32Array.from({ length: 32 }, () => rng.normal()) }]);
+  const flipped = (at: number) => Uint8Array.from(good, (b, i) => (i === at ? b ^ 0x10 : b));
+  const withLength = (length: number) => {
+    const file = Uint8Array.from(good);
+    new DataView(file.buffer).setUint32(8, length, true);
+    return file;
+  };
+  const payloadBytes = readPacked(good).payloadBytes;
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['header only', good.subarray(0, 12), /corrupt compressed payload \(unexpected end of file\)/],
+    ['truncated stream', good.subarray(0, good.length - 20), /corrupt compressed payload \(unexpected end of file\)/],
+    ['truncated checksum', good.subarray(0, good.length - 1), /corrupt compressed payload/],
+    // a flipped bit in the last bytes hits the Adler-32 checksum, one in the middle the deflate stream or the checksum
+    ['bad checksum', flipped(good.length - 2), /corrupt compressed payload \(incorrect data check\)/],
+    ['flipped stream byte', flipped(12 + Math.floor((good.length - 12) / 2)), /corrupt compressed payload/],
+    ['stated length too small', withLength(payloadBytes - 1), /corrupt compressed payload \(Cannot create a Buffer larger than/],
+    ['stated length too large', withLength(payloadBytes + 4), new RegExp(`corrupt compressed payload \\(${payloadBytes} bytes inflated, the header says ${payloadBytes + 4}\\)`)],
+  ];
+  for (const [name, bytes, message] of cases) {
+    assert.throws(
+      () => readPacked(bytes, 'x.mpqp'),
+      (err: unknown) => err instanceof UserError && message.test(err.message) && err.message.startsWith('x.mpqp: ') && !err.message.includes('\n'),
+      name,
+    );
+  }
 });

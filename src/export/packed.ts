@@ -3,12 +3,21 @@
  * at its own bit-width, with its scales (and optional codebook) in a JSON index, and the state
  * that stays in float (batch norm, biases, activation steps) as raw float32 tensors.
  *
- * Layout (all integers little-endian):
+ * Layout (all integers little-endian), version 3:
  *   0   'MPQP'
- *   4   u32 format version (2; version 1 files, which have no float tensors, still read)
- *   8   u32 byte length L of the JSON index
- *   12  JSON index, UTF-8, zero-padded to a multiple of 4: the data section starts there
+ *   4   u32 format version (3)
+ *   8   u32 byte length N of the payload once inflated
+ *   12  the payload, zlib-compressed (RFC 1950: deflate at level 9, Adler-32 checked)
+ * Versions 1 and 2 (still read) store the payload uncompressed right after the version word.
+ * Version 2 is version 3 uncompressed; version 1 is version 2 without float tensors or group
+ * codebooks.
+ *
+ * Payload:
+ *   0   u32 byte length L of the JSON index
+ *   4   JSON index, UTF-8, zero-padded to a multiple of 4: the data section starts there
  *   …   payloads, each at a 4-byte aligned `offset` from the start of the data section
+ * Compression is on top of the bit-packing, not instead of it: the codes stay at their bits, and
+ * deflate takes what the float32 state, the index and the codes' skewed distribution leave.
  *
  * Index: `{ meta, layers: [{ name, shape, bits, scales, codebook?, groupSize?, offset,
  * byteLength }], floats?: [[name, shape], …] }`. The float payloads follow the layer payloads
@@ -22,14 +31,20 @@
  * A codebook holds 2^bits levels per group of `groupSize` consecutive codes (one group when
  * groupSize is absent), as IntegerForm. A float payload is product(shape) little-endian float32s.
  */
+import { deflateSync, inflateSync } from 'node:zlib';
 import { z } from 'zod';
 import { UserError } from '../util/errors.js';
 import { describeZodError } from '../util/json-file.js';
 
 export const PACKED_MAGIC = 'MPQP';
-export const PACKED_VERSION = 2;
-/** versions this build reads: 1 is 2 without float tensors or group codebooks */
-const READABLE_VERSIONS = [1, 2];
+export const PACKED_VERSION = 3;
+/** versions this build reads (see the file comment) */
+const READABLE_VERSIONS = [1, 2, 3];
+/** the first version whose payload is compressed */
+const COMPRESSED_SINCE = 3;
+/** magic, version and (version 3) the inflated payload's length, or (1, 2) the index's */
+const HEADER_BYTES = 12;
+const ZLIB_LEVEL = 9;
 const MAX_BITS = 16;
 
 export interface PackedLayer {
@@ -58,6 +73,10 @@ export interface PackedModel {
   meta: Record<string, unknown>;
   layers: PackedLayer[];
   floats: PackedFloat[];
+  /** the container version the file was read from */
+  version: number;
+  /** bytes of the payload uncompressed: index length, index, padding, code and float payloads */
+  payloadBytes: number;
 }
 
 /** Bytes taken by `count` codes of `bits` bits: ceil(count · bits / 8). */
@@ -163,37 +182,46 @@ export function writePacked(layers: readonly PackedLayer[], meta: Record<string,
     offset += 4 * count;
   }
   const index = new TextEncoder().encode(JSON.stringify({ meta, layers: entries, ...(floatEntries.length > 0 ? { floats: floatEntries } : {}) }));
-  const dataStart = align4(12 + index.length);
-  const file = new Uint8Array(dataStart + offset);
+  const dataStart = align4(4 + index.length);
+  const payload = new Uint8Array(dataStart + offset);
+  new DataView(payload.buffer).setUint32(0, index.length, true);
+  payload.set(index, 4);
+  [...entries.map((e) => e.offset), ...floatOffsets].forEach((at, i) => payload.set(payloads[i]!, dataStart + at));
+  const compressed = deflateSync(payload, { level: ZLIB_LEVEL });
+  const file = new Uint8Array(HEADER_BYTES + compressed.length);
   const view = new DataView(file.buffer);
   file.set(new TextEncoder().encode(PACKED_MAGIC), 0);
   view.setUint32(4, PACKED_VERSION, true);
-  view.setUint32(8, index.length, true);
-  file.set(index, 12);
-  [...entries.map((e) => e.offset), ...floatOffsets].forEach((at, i) => file.set(payloads[i]!, dataStart + at));
+  view.setUint32(8, payload.length, true);
+  file.set(compressed, HEADER_BYTES);
   return file;
 }
 
 /**
- * Parse a packed file. Anything malformed — bad magic or version, truncation, an index that is not
- * valid JSON or misses fields, a payload outside the file — is a one-line UserError naming `source`.
+ * Parse a packed file (any readable version). Anything malformed — bad magic or version,
+ * truncation, a compressed payload that does not inflate to its stated length or fails its
+ * checksum, an index that is not valid JSON or misses fields, a payload outside the data — is a
+ * one-line UserError naming `source`.
  */
 export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedModel {
   const fail = (message: string): never => {
     throw new UserError(`${source}: ${message}`);
   };
-  if (bytes.length < 12) fail(`truncated: ${bytes.length} bytes, shorter than the 12-byte header`);
+  if (bytes.length < HEADER_BYTES) fail(`truncated: ${bytes.length} bytes, shorter than the ${HEADER_BYTES}-byte header`);
   const magic = new TextDecoder().decode(bytes.subarray(0, 4));
   if (magic !== PACKED_MAGIC) fail(`not an mpq packed model (magic ${JSON.stringify(magic)}, expected "${PACKED_MAGIC}")`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = view.getUint32(4, true);
+  const header = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = header.getUint32(4, true);
   if (!READABLE_VERSIONS.includes(version)) fail(`unsupported format version ${version} (this build reads versions ${READABLE_VERSIONS.join(', ')})`);
-  const indexLength = view.getUint32(8, true);
-  if (12 + indexLength > bytes.length) fail(`truncated: the index needs ${indexLength} bytes after the header, the file has ${bytes.length - 12}`);
+  const payload = version >= COMPRESSED_SINCE ? inflatePayload(bytes, header.getUint32(8, true), fail) : bytes.subarray(8);
+  const extent = version >= COMPRESSED_SINCE ? 'the inflated payload' : 'the file';
+  if (payload.length < 4) fail(`truncated: ${extent} has ${payload.length} bytes, shorter than the index length word`);
+  const indexLength = new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getUint32(0, true);
+  if (4 + indexLength > payload.length) fail(`truncated: the index needs ${indexLength} bytes after the header, ${extent} has ${payload.length - 4}`);
 
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(12, 12 + indexLength)));
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload.subarray(4, 4 + indexLength)));
   } catch (err) {
     fail(`index is not valid UTF-8 JSON (${(err as Error).message.replace(/\s+/g, ' ')})`);
   }
@@ -201,16 +229,16 @@ export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedMo
   if (!result.success) fail(`bad index: ${describeZodError(result.error)}`);
   const index = result.data!;
 
-  const dataStart = align4(12 + indexLength);
+  const dataStart = align4(4 + indexLength);
   const names = new Set<string>();
-  /** start of a payload in the file, after checking its name, alignment and extent */
-  const locate = (where: string, name: string, offset: number, byteLength: number): number => {
-    if (names.has(name)) fail(`${where} appears twice`);
+  /** start of a payload in the (inflated) payload bytes, after checking its name, alignment and extent */
+  const locate = (what: string, name: string, offset: number, byteLength: number): number => {
+    if (names.has(name)) fail(`${what} appears twice`);
     names.add(name);
-    if (offset % 4 !== 0) fail(`${where}: payload offset ${offset} is not 4-byte aligned`);
+    if (offset % 4 !== 0) fail(`${what}: payload offset ${offset} is not 4-byte aligned`);
     const start = dataStart + offset;
-    if (start + byteLength > bytes.length) {
-      fail(`${where}: payload [${start}, ${start + byteLength}) runs past the end of the file (${bytes.length} bytes)`);
+    if (start + byteLength > payload.length) {
+      fail(`${what}: payload [${start}, ${start + byteLength}) runs past the end of ${extent} (${payload.length} bytes)`);
     }
     return start;
   };
@@ -230,7 +258,7 @@ export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedMo
       scales: Float32Array.from(entry.scales),
       ...(entry.codebook ? { codebook: Float32Array.from(entry.codebook) } : {}),
       ...(entry.groupSize !== undefined ? { groupSize: entry.groupSize } : {}),
-      q: unpackTensor(bytes.subarray(start, start + entry.byteLength), entry.bits, count),
+      q: unpackTensor(payload.subarray(start, start + entry.byteLength), entry.bits, count),
     };
   });
   let floatOffset = align4(index.layers.reduce((end, e) => Math.max(end, e.offset + e.byteLength), 0));
@@ -238,10 +266,26 @@ export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedMo
     const count = elementCount(shape);
     const start = locate(`float tensor '${name}'`, name, floatOffset, 4 * count);
     floatOffset += 4 * count;
-    const view = new DataView(bytes.buffer, bytes.byteOffset + start, 4 * count);
+    const view = new DataView(payload.buffer, payload.byteOffset + start, 4 * count);
     return { name, shape, values: Float32Array.from({ length: count }, (_, i) => view.getFloat32(4 * i, true)) };
   });
-  return { meta: index.meta, layers, floats };
+  return { meta: index.meta, layers, floats, version, payloadBytes: payload.length };
+}
+
+/**
+ * A version-3 file's payload, inflated; it must be the `length` bytes the header promises.
+ * zlib's checksum makes a corrupt or truncated stream an error rather than wrong values.
+ */
+function inflatePayload(file: Uint8Array, length: number, fail: (message: string) => never): Uint8Array {
+  let payload: Uint8Array | undefined;
+  try {
+    // the header's length bounds the output: a corrupt stream cannot exhaust memory
+    payload = inflateSync(file.subarray(HEADER_BYTES), { maxOutputLength: Math.max(1, length) });
+  } catch (err) {
+    fail(`corrupt compressed payload (${(err as Error).message.replace(/\s+/g, ' ')})`);
+  }
+  if (payload!.length !== length) fail(`corrupt compressed payload (${payload!.length} bytes inflated, the header says ${length})`);
+  return payload!;
 }
 
 /** Why a codebook of `length` entries does not fit `count` codes of `bits` bits, if it does not. */

@@ -200,13 +200,19 @@ export function loadPackedModel(packed: PackedModel, source: string): LoadedPack
   return { model, policy, packed };
 }
 
+/** How far a packed file may be from FP32 weight bytes / compression ratio (issue #6). */
+export const PACKED_SIZE_TOLERANCE_PERCENT = 5;
+
 export interface PackedSize {
+  /** the file: header and compressed payload */
   fileBytes: number;
+  /** the payload uncompressed: codeBytes + floatBytes + indexBytes */
+  payloadBytes: number;
   /** bit-packed weight codes */
   codeBytes: number;
   /** float32 tensors (batch norm, biases, FP weights, activation steps) */
   floatBytes: number;
-  /** header, JSON index (scales, codebooks, names, meta) and alignment padding */
+  /** index length word, JSON index (scales, codebooks, names, meta) and alignment padding */
   indexBytes: number;
   /** weight parameters of the model, all layers */
   weightParams: number;
@@ -216,11 +222,17 @@ export interface PackedSize {
   compressionRatio: number;
   /** fp32WeightBytes / compressionRatio: what the weights should take */
   targetBytes: number;
+  /** the whole file against targetBytes, signed: 100 · (fileBytes / targetBytes − 1) */
+  deviationPercent: number;
+  /** |deviationPercent| ≤ PACKED_SIZE_TOLERANCE_PERCENT */
+  withinTolerance: boolean;
+  tolerancePercent: number;
 }
 
 /**
  * Where a packed file's bytes go, and the compression ratio of its policy computed as the search
- * does (weights only): the codes take targetBytes (up to rounding to whole bytes per layer).
+ * does (weights only): the codes take targetBytes (up to rounding to whole bytes per layer); the
+ * whole file — codes, float32 state and index, compressed — is compared with targetBytes.
  */
 export function packedSize(file: Uint8Array, packed: PackedModel): PackedSize {
   const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
@@ -239,16 +251,19 @@ export function packedSize(file: Uint8Array, packed: PackedModel): PackedSize {
   }
   const fp32WeightBytes = 4 * weightParams;
   const compressionRatio = (32 * weightParams) / weightBits;
+  const targetBytes = fp32WeightBytes / compressionRatio;
+  const deviationPercent = 100 * (file.length / targetBytes - 1);
   return {
-    fileBytes: file.length, codeBytes, floatBytes, indexBytes: file.length - codeBytes - floatBytes,
-    weightParams, fp32WeightBytes, compressionRatio, targetBytes: fp32WeightBytes / compressionRatio,
+    fileBytes: file.length, payloadBytes: packed.payloadBytes, codeBytes, floatBytes, indexBytes: packed.payloadBytes - codeBytes - floatBytes,
+    weightParams, fp32WeightBytes, compressionRatio, targetBytes, deviationPercent,
+    withinTolerance: Math.abs(deviationPercent) <= PACKED_SIZE_TOLERANCE_PERCENT, tolerancePercent: PACKED_SIZE_TOLERANCE_PERCENT,
   };
 }
 
-/** One line: where the bytes go and how they compare with FP32 weights / compression ratio. */
+/** One line: where the bytes go and how the file compares with FP32 weights / compression ratio. */
 export function formatPackedSize(path: string, s: PackedSize): string {
-  const pct = (x: number) => `${(100 * (x / s.targetBytes - 1)).toFixed(1)}%`;
-  return `${path}: ${s.fileBytes} bytes = codes ${s.codeBytes} + float32 ${s.floatBytes} + index ${s.indexBytes}; `
-    + `FP32 weights ${s.fp32WeightBytes} bytes / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes `
-    + `(file without float32 state ${pct(s.fileBytes - s.floatBytes)}, whole file ${pct(s.fileBytes)})`;
+  const deviation = `${s.deviationPercent >= 0 ? '+' : '−'}${Math.abs(s.deviationPercent).toFixed(1)}%`;
+  return `${path}: ${s.fileBytes} bytes, zlib of a ${s.payloadBytes}-byte payload = codes ${s.codeBytes} + float32 ${s.floatBytes} + index ${s.indexBytes}; `
+    + `FP32 weights ${s.fp32WeightBytes} bytes / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes; `
+    + `file ${deviation} from that: ${s.withinTolerance ? 'within' : 'NOT within'} ${s.tolerancePercent}%`;
 }
