@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { Presets, SingleBar } from 'cli-progress';
 import { join } from 'node:path';
 import type { LayerTable } from '../model/layer.js';
 import { formulate, type Problem } from '../search/problem.js';
@@ -104,6 +103,8 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
   const curve: Parameters<typeof rewardCurveCsv>[0] = [];
   const bestLabel = accuracy ? 'best held-out top-1' : 'best reward';
   const formatBest = (r: number) => (!Number.isFinite(r) ? '-' : accuracy ? `${(100 * r).toFixed(2)}%` : r.toFixed(4));
+  // loaded here: cli-progress costs start-up time every `mpq search` would pay
+  const { Presets, SingleBar } = await import('cli-progress');
   const bar = new SingleBar({ format: `rl |{bar}| {value}/{total} rollouts | ${bestLabel} {best} | ETA {eta_formatted}`, hideCursor: true }, Presets.shades_classic);
   bar.start(c.rollouts, 0, { best: '-' });
   const solver = rlSearcher({

@@ -75,3 +75,8 @@ export function tableWithFixedEnds(
   const fix = (layer: Layer): FixedLayer => ({ ...layer, weightBits: fixedBits, actBits: fixedBits });
   return { ...base, layers: layers.slice(1, -1), fixed: [fix(layers[0]), fix(layers[layers.length - 1])] };
 }
+
+/** A parsed JSON file is a tfjs LayersModel's model.json (rather than a layer table). */
+export function isTfjsModelJson(data: unknown): boolean {
+  return typeof data === 'object' && data !== null && 'modelTopology' in data;
+}

@@ -89,9 +89,6 @@ const fileSchema = z.object({
 type LayerJson = z.infer<typeof layerSchema>;
 
 /** True for parsed JSON that is a tfjs model file (it has `modelTopology`) rather than a layer table. */
-export function isTfjsModelJson(data: unknown): boolean {
-  return typeof data === 'object' && data !== null && 'modelTopology' in data;
-}
 
 export interface TfjsImportOptions {
   /** first and last table layer at 8/8 bits (LIMPQ's default); false: every layer searchable */

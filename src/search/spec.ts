@@ -1,4 +1,4 @@
-import type { LayerTable } from '../model/layer.js';
+import { isTfjsModelJson, type LayerTable } from '../model/layer.js';
 import { existsSync } from 'node:fs';
 import { isZooModel, ZOO_MODEL_NAMES, zooLayerTable } from '../model/zoo.js';
 import { readIndicators, type LoadedIndicators } from '../indicators/indicators.js';
@@ -78,10 +78,9 @@ async function resolveLayerTable(modelSpec: string, fixFirstLast: boolean): Prom
   if (!existsSync(modelSpec)) {
     throw new UserError(`--model: '${modelSpec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a layer-table or tfjs model.json file`);
   }
-  // zod (for both kinds of file) is loaded only when a file is given: it costs start-up time
-  const tfjs = await import('../model/tfjs-import.js');
+  // the parsers (and zod) are loaded only for the kind of file given: they cost start-up time
   const data = readJsonFile(modelSpec, 'model');
-  if (tfjs.isTfjsModelJson(data)) return tfjs.tfjsLayerTable(data, modelSpec, { fixFirstLast });
+  if (isTfjsModelJson(data)) return (await import('../model/tfjs-import.js')).tfjsLayerTable(data, modelSpec, { fixFirstLast });
   return (await import('../model/table-file.js')).layerTableFrom(data, modelSpec);
 }
 

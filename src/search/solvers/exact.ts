@@ -121,22 +121,81 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   }
   const rootBound = suffixRc[0] - sumLambda;
   const lpBounds = problem.rows.map((_, e) => new SuffixLpBound(layers, K, e, lambda.map((x, k) => (k === e ? 0 : x))));
+  const setupMs = performance.now() - t0;
 
-  let best = Infinity;
-  // improvements below rounding level are not improvements (keeps the first optimum found)
-  let cutoff = Infinity;
-  let bestPick: Int32Array | null = null;
-  const record = (cost: number, pick: Int32Array) => {
-    best = cost;
-    cutoff = best - 1e-12 * Math.max(1, Math.abs(best));
-    bestPick = pick;
-  };
+  const search = new ExactSearch(layers, K, limits, slack, lambda, sumLambda, suffixRc, suffixUse, lpBounds, deadline);
+  const stopped = search.run();
+  const stats = { nodes: search.nodes, states: search.states, sweeps: search.sweeps, rootBound, setupMs };
+  const timedOut = stopped === 'time';
+  const found = search.bestPick;
+  if (!found) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
+  const choice = new Array<number>(n);
+  layers.forEach((L, d) => (choice[L.layer] = L.idx[found[d]]));
+  return done(timedOut ? 'time_limit' : 'optimal', choice, stats);
+}
+
+/**
+ * Steps 3–5 on the prepared layers. A class rather than closures in solveExact: its methods are
+ * the same functions in every solve, so code the JIT optimised for one solve serves the next.
+ */
+class ExactSearch {
+  private readonly n: number;
+  private readonly rootBound: number;
+  best = Infinity;
+  /** improvements below rounding level are not improvements (keeps the first optimum found) */
+  private cutoff = Infinity;
+  bestPick: Int32Array | null = null;
+  nodes = 0;
+  private nodesSinceIncumbent = 0;
+  states = 0;
+  sweeps = 0;
+  private stopped: 'budget' | 'time' | null = null;
+  // the dive's path
+  private readonly pick: Int32Array;
+  private readonly used: Float64Array;
+  // the sweep's path back: per depth, each kept state's parent and choice
+  private readonly parents: Int32Array[] = [];
+  private readonly picks: Int32Array[] = [];
+
+  constructor(
+    private readonly layers: LayerData[], private readonly K: number,
+    private readonly limits: Float64Array, private readonly slack: Float64Array,
+    private readonly lambda: number[], private readonly sumLambda: number,
+    private readonly suffixRc: Float64Array, private readonly suffixUse: Float64Array,
+    private readonly lpBounds: SuffixLpBound[], private readonly deadline: number,
+  ) {
+    this.n = layers.length;
+    this.rootBound = suffixRc[0] - sumLambda;
+    this.pick = new Int32Array(this.n);
+    this.used = new Float64Array(K);
+  }
+
+  /** Dive, swaps, sweeps: null when proven optimal (or infeasible), 'time' when out of time. */
+  run(): 'time' | null {
+    this.dive(0, 0, 0);
+    if (this.stopped !== 'budget') return this.stopped;
+    if (this.bestPick) {
+      // the closer the incumbent to the optimum, the fewer partial policies the sweep keeps
+      // (ResNet-50 W3A4/CR12.2: 14k from the dive's incumbent, 8.6k after the swaps)
+      const pick = this.bestPick.slice();
+      const cost = improveBySwaps(this.layers, this.K, this.slack, pick, this.best, this.cutoff - this.rootBound);
+      if (cost < this.cutoff) this.record(cost, pick);
+    }
+    return this.sweepWidening() ? null : 'time';
+  }
+
+  private record(cost: number, pick: Int32Array) {
+    this.best = cost;
+    this.cutoff = cost - 1e-12 * Math.max(1, Math.abs(cost));
+    this.bestPick = pick;
+  }
 
   /**
    * A lower bound on every policy completing a partial policy at depth d with this cost and use:
    * the best of the per-row LP bounds, or the first that already reaches the incumbent.
    */
-  const lowerBound = (d: number, costSum: number, use: Float64Array, at: number): number => {
+  private lowerBound(d: number, costSum: number, use: Float64Array, at: number): number {
+    const { K, limits, lambda, lpBounds, cutoff } = this;
     let most = -Infinity;
     for (let e = 0; e < K; e++) {
       let bound = costSum + lpBounds[e].at(d, limits[e] - use[at + e]);
@@ -145,70 +204,59 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
       if (bound > most) most = bound;
     }
     return most;
-  };
+  }
 
-  const setupMs = performance.now() - t0;
-  // Step 3: the dive.
-  const pick = new Int32Array(n);
-  const used = new Float64Array(K);
-  let nodes = 0, nodesSinceIncumbent = 0;
-  let stopped: 'budget' | 'time' | null = null;
-  const dive = (d: number, rcSum: number, costSum: number): void => {
-    if (d === n) {
-      if (costSum < cutoff) record(costSum, pick.slice());
+  /** Step 3: depth-first in reduced-cost order, for an incumbent; stops at its node budget. */
+  private dive(d: number, rcSum: number, costSum: number): void {
+    const { K, used, suffixUse, slack } = this;
+    if (d === this.n) {
+      if (costSum < this.cutoff) this.record(costSum, this.pick.slice());
       return;
     }
-    const L = layers[d];
-    const rest = suffixRc[d + 1] - sumLambda;
+    const L = this.layers[d];
+    const rest = this.suffixRc[d + 1] - this.sumLambda;
     const next = (d + 1) * K;
     for (let t = 0; t < L.idx.length; t++) {
       const rc = rcSum + L.rc[t];
-      if (rc + rest >= cutoff) break; // sorted by reduced cost: no later child does better
+      if (rc + rest >= this.cutoff) break; // sorted by reduced cost: no later child does better
       let fits = true;
       for (let k = 0; k < K; k++) {
         if (used[k] + L.use[t * K + k] + suffixUse[next + k] > slack[k]) { fits = false; break; }
       }
       if (!fits) continue;
-      if (++nodes >= DIVE_NODES || (bestPick && ++nodesSinceIncumbent >= DIVE_NODES_AFTER_INCUMBENT)) { stopped = 'budget'; return; }
+      if (++this.nodes >= DIVE_NODES || (this.bestPick && ++this.nodesSinceIncumbent >= DIVE_NODES_AFTER_INCUMBENT)) {
+        this.stopped = 'budget';
+        return;
+      }
       for (let k = 0; k < K; k++) used[k] += L.use[t * K + k];
       const cost = costSum + L.cost[t];
-      if (lowerBound(d + 1, cost, used, 0) < cutoff) {
-        pick[d] = t;
-        dive(d + 1, rc, cost);
+      if (this.lowerBound(d + 1, cost, used, 0) < this.cutoff) {
+        this.pick[d] = t;
+        this.dive(d + 1, rc, cost);
       }
       for (let k = 0; k < K; k++) used[k] -= L.use[t * K + k];
-      if (stopped) return;
+      if (this.stopped) return;
     }
-  };
-  dive(0, 0, 0);
-  if (stopped === 'budget' && bestPick) {
-    // the closer the incumbent to the optimum, the fewer partial policies the sweep keeps
-    // (ResNet-50 W3A4/CR12.2: 14k from the dive's incumbent, 8.6k after the swaps)
-    const pick = (bestPick as Int32Array).slice();
-    const cost = improveBySwaps(layers, K, slack, pick, best, cutoff - rootBound);
-    if (cost < cutoff) record(cost, pick);
   }
 
   /**
-   * Step 4: the sweep over partial policies, depth by depth, keeping those no other dominates and
-   * whose bound can still beat the incumbent. False when the time ran out.
+   * Step 5, one sweep over partial policies, depth by depth, keeping those no other dominates and
+   * whose bound is below the cutoff. False when the time ran out.
    */
-  let states = 0;
-  const levels = [new Level(K), new Level(K)];
-  const kids = new Children(K);
-  const parents: Int32Array[] = [];
-  const picks: Int32Array[] = [];
-  const sweep = (): boolean => {
+  private sweep(): boolean {
+    const { n, K, layers, suffixRc, suffixUse, slack, parents, picks } = this;
+    const { levels, kids } = sweepBuffers(K);
     let from = levels[0], to = levels[1];
     from.clear();
     from.push(0, 0, -1, -1);
     parents.length = 0;
     picks.length = 0;
     for (let d = 0; d < n && from.size > 0; d++) {
-      if (performance.now() > deadline) return false;
+      if (performance.now() > this.deadline) return false;
+      const cutoff = this.cutoff;
       const L = layers[d];
       const m = L.idx.length;
-      const rest = suffixRc[d + 1] - sumLambda;
+      const rest = suffixRc[d + 1] - this.sumLambda;
       const next = (d + 1) * K;
       kids.start(m);
       for (let s = 0; s < from.size; s++) {
@@ -224,27 +272,28 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
           }
           if (!fits) continue;
           const c = costBase + L.cost[t];
-          if (lowerBound(d + 1, c, kids.use, at) >= cutoff) continue;
+          if (this.lowerBound(d + 1, c, kids.use, at) >= cutoff) continue;
           kids.commit(c, rc, s, t);
         }
       }
       kids.keepNondominated(to);
-      states += to.size;
+      this.states += to.size;
       parents.push(to.parent.slice(0, to.size));
       picks.push(to.pick.slice(0, to.size));
       [from, to] = [to, from];
     }
     if (parents.length < n) return true;
     let q = -1;
-    for (let s = 0; s < from.size; s++) if (from.cost[s] < cutoff && (q < 0 || from.cost[s] < from.cost[q])) q = s;
+    for (let s = 0; s < from.size; s++) if (from.cost[s] < this.cutoff && (q < 0 || from.cost[s] < from.cost[q])) q = s;
     if (q >= 0) {
       const path = new Int32Array(n);
       const c = from.cost[q];
       for (let d = n - 1; d >= 0; d--) { path[d] = picks[d][q]; q = parents[d][q]; }
-      record(c, path);
+      this.record(c, path);
     }
     return true;
-  };
+  }
+
   /**
    * The sweep keeps every partial policy whose bound is below the cutoff, and their number grows
    * steeply with the cutoff's distance from the root bound (about its 3.3th power on ResNet-50).
@@ -255,31 +304,22 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
    * On 143 points of a ResNet-50 sweep this halves the partial policies; when the incumbent is
    * already optimal (W3A4/CR12.2) it costs the narrow sweeps, about 2x.
    */
-  let sweeps = 0;
-  const sweepWidening = (): boolean => {
-    if (bestPick) {
-      const incumbent = cutoff;
-      const found = best;
+  private sweepWidening(): boolean {
+    const { rootBound } = this;
+    if (this.bestPick) {
+      const incumbent = this.cutoff;
+      const found = this.best;
       for (let gap = (incumbent - rootBound) / WIDENING_START; rootBound + gap < incumbent; gap *= WIDENING) {
-        cutoff = rootBound + gap;
-        sweeps++;
-        if (!sweep()) return false;
-        if (best < found) return true;
+        this.cutoff = rootBound + gap;
+        this.sweeps++;
+        if (!this.sweep()) return false;
+        if (this.best < found) return true;
       }
-      cutoff = incumbent;
+      this.cutoff = incumbent;
     }
-    sweeps++;
-    return sweep();
-  };
-  if (stopped === 'budget') stopped = sweepWidening() ? null : 'time';
-
-  const stats = { nodes, states, sweeps, rootBound, setupMs };
-  const timedOut = stopped === 'time';
-  if (!bestPick) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
-  const found: Int32Array = bestPick;
-  const choice = new Array<number>(n);
-  layers.forEach((L, d) => (choice[L.layer] = L.idx[found[d]]));
-  return done(timedOut ? 'time_limit' : 'optimal', choice, stats);
+    this.sweeps++;
+    return this.sweep();
+  }
 }
 
 /**
@@ -332,15 +372,37 @@ function improveBySwaps(layers: LayerData[], K: number, slack: Float64Array, pic
   return cost;
 }
 
-/** Doubles the capacity of a typed array, keeping its contents. */
-function grow<T extends Float64Array | Int32Array>(a: T, atLeast: number): T {
-  let size = Math.max(a.length, 16);
+/**
+ * A capacity of at least `atLeast`, doubling from `size`. The buffers below grow rarely and stay
+ * grown: they are reused from solve to solve (see `sweepBuffers`).
+ */
+function capacity(size: number, atLeast: number): number {
   while (size < atLeast) size *= 2;
-  if (size === a.length) return a;
-  const b = new (a.constructor as new (n: number) => T)(size);
+  return size;
+}
+
+/** Copies of typed arrays with a larger capacity (one function per type keeps calls monomorphic). */
+function growF64(a: Float64Array<ArrayBuffer>, atLeast: number): Float64Array<ArrayBuffer> {
+  const b = new Float64Array(capacity(a.length, atLeast));
   b.set(a);
   return b;
 }
+
+function growI32(a: Int32Array<ArrayBuffer>, atLeast: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(capacity(a.length, atLeast));
+  b.set(a);
+  return b;
+}
+
+/** The sweep's buffers for K rows, kept for the next solve (a sweep solves hundreds). */
+let buffers: { levels: [Level, Level]; kids: Children } | null = null;
+function sweepBuffers(K: number): { levels: [Level, Level]; kids: Children } {
+  if (buffers?.kids.K !== K) buffers = { levels: [new Level(K), new Level(K)], kids: new Children(K) };
+  return buffers;
+}
+
+/** Starting capacity in partial policies: ResNet-50 W3A4/CR12.2 needs ~2,500 a depth. */
+const INITIAL_STATES = 4096;
 
 /**
  * One depth's partial policies in growable typed arrays, in lexicographic order of (use per row,
@@ -349,22 +411,22 @@ function grow<T extends Float64Array | Int32Array>(a: T, atLeast: number): T {
  */
 class Level {
   size = 0;
-  cost = new Float64Array(1024);
-  rc = new Float64Array(1024);
-  use: Float64Array;
-  parent = new Int32Array(1024);
-  pick = new Int32Array(1024);
+  cost = new Float64Array(INITIAL_STATES);
+  rc = new Float64Array(INITIAL_STATES);
+  use: Float64Array<ArrayBuffer>;
+  parent = new Int32Array(INITIAL_STATES);
+  pick = new Int32Array(INITIAL_STATES);
 
   constructor(readonly K: number) {
-    this.use = new Float64Array(1024 * K);
+    this.use = new Float64Array(INITIAL_STATES * K);
   }
 
   clear() { this.size = 0; }
 
   ensure(n: number) {
     if (n <= this.cost.length) return;
-    this.cost = grow(this.cost, n); this.rc = grow(this.rc, n); this.use = grow(this.use, n * this.K);
-    this.parent = grow(this.parent, n); this.pick = grow(this.pick, n);
+    this.cost = growF64(this.cost, n); this.rc = growF64(this.rc, n); this.use = growF64(this.use, n * this.K);
+    this.parent = growI32(this.parent, n); this.pick = growI32(this.pick, n);
   }
 
   push(cost: number, rc: number, parent: number, pick: number) {
@@ -383,10 +445,10 @@ class Level {
 class Children extends Level {
   /** children per choice, then run starts */
   private runs = new Int32Array(64);
-  private order = new Int32Array(1024);
-  private scratch = new Int32Array(1024);
-  private stairUse = new Float64Array(1024);
-  private stairCost = new Float64Array(1024);
+  private order = new Int32Array(INITIAL_STATES);
+  private scratch = new Int32Array(INITIAL_STATES);
+  private stairUse = new Float64Array(INITIAL_STATES);
+  private stairCost = new Float64Array(INITIAL_STATES);
   private choices = 0;
 
   /** Begin a depth whose layer has this many choices. */
@@ -423,7 +485,7 @@ class Children extends Level {
   /** Children in lexicographic order: group by choice (sorted runs), then merge runs pairwise. */
   private sorted(choices: number): Int32Array {
     const m = this.size;
-    if (this.order.length < m) { this.order = new Int32Array(grow(this.order, m).length); this.scratch = new Int32Array(this.order.length); }
+    if (this.order.length < m) { this.order = growI32(this.order, m); this.scratch = new Int32Array(this.order.length); }
     const runs = this.runs;
     // runs[t + 1] holds the count of choice t: prefix sums give where each run starts
     const starts: number[] = [0];
@@ -473,7 +535,7 @@ class Children extends Level {
     } else if (K === 2) {
       // In first-row order, a child is dominated when an earlier one has no more second-row use
       // and no more cost: the staircase of earlier children's (second-row use, cost), cost falling.
-      if (this.stairUse.length < m) { this.stairUse = new Float64Array(grow(this.stairUse, m).length); this.stairCost = new Float64Array(this.stairUse.length); }
+      if (this.stairUse.length < m) { this.stairUse = growF64(this.stairUse, m); this.stairCost = new Float64Array(this.stairUse.length); }
       const su = this.stairUse, sc = this.stairCost;
       let h = 0;
       for (let r = 0; r < m; r++) {
