@@ -67,16 +67,6 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   });
 
   const kept = problem.choices.map((cs, i) => undominated(cs, i));
-  // Each row on its own: if even the smallest use per layer overflows, no policy exists.
-  for (let k = 0; k < K; k++) {
-    let least = 0;
-    for (const L of kept) {
-      let lo = Infinity;
-      for (let t = 0; t < L.cost.length; t++) lo = Math.min(lo, L.use[t * K + k]);
-      least += lo;
-    }
-    if (least > slack[k]) return done('infeasible', null, { nodes: 0 });
-  }
   if (n === 0) return done('optimal', [], { nodes: 0 });
 
   // Rows normalised by their limits so multipliers are comparable across rows.
@@ -125,6 +115,8 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
       suffixUse[d * K + k] = suffixUse[(d + 1) * K + k] + lo;
     }
   }
+  // Each row on its own: if even the least use of every layer overflows, no policy exists.
+  for (let k = 0; k < K; k++) if (suffixUse[k] > slack[k]) return done('infeasible', null, { nodes: 0 });
   const rootBound = suffixRc[0] - sumLambda;
   const lpBounds = problem.rows.map((_, e) => new SuffixLpBound(layers, K, e, lambda.map((x, k) => (k === e ? 0 : x))));
   const setupMs = performance.now() - t0;
