@@ -260,9 +260,14 @@ export function packedSize(file: Uint8Array, packed: PackedModel): PackedSize {
   };
 }
 
+/** A deviation in percent with its sign, one decimal: "+18.1%", "−2.6%". */
+export function signedPercent(x: number): string {
+  return `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}%`;
+}
+
 /** One line: where the bytes go and how the file compares with FP32 weights / compression ratio. */
 export function formatPackedSize(path: string, s: PackedSize): string {
-  const deviation = `${s.deviationPercent >= 0 ? '+' : '−'}${Math.abs(s.deviationPercent).toFixed(1)}%`;
+  const deviation = signedPercent(s.deviationPercent);
   return `${path}: ${s.fileBytes} bytes, zlib of a ${s.payloadBytes}-byte payload = codes ${s.codeBytes} + float32 ${s.floatBytes} + index ${s.indexBytes}; `
     + `FP32 weights ${s.fp32WeightBytes} bytes / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes; `
     + `file ${deviation} from that: ${s.withinTolerance ? 'within' : 'NOT within'} ${s.tolerancePercent}%`;
