@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Problem } from '../src/search/problem.js';
+import { budgetRows, formulate, type Problem } from '../src/search/problem.js';
+import type { BudgetPoint, CommonFlags } from '../src/search/spec.js';
+import { searchOptions } from '../src/search/spec.js';
+import { loosestFirst, solvePoints, type SweepResult } from '../src/search/sweep.js';
 import { solveExact } from '../src/search/solvers/exact.js';
 import { glpkSolver } from '../src/search/solvers/glpk.js';
 import { evaluateChoice } from '../src/search/verify.js';
@@ -58,4 +61,41 @@ test('one layer, one row: the cheapest choice that fits, and infeasible below th
   assert.equal(solveExact(p).status, 'infeasible');
   p.rows[0].limit = 64;
   assert.deepEqual(solveExact(p).choice, [0]);
+});
+
+test('sweeps reuse proven outcomes: loosest first, every point as if solved alone, on 40 random grids', async () => {
+  let reused = 0, points = 0;
+  for (let seed = 0; seed < 40; seed++) {
+    const { table, ind, opts } = randomInstance(500 + seed);
+    const common: CommonFlags = { bits: opts.bits, alpha: opts.alpha, bops: true };
+    const lo = opts.bits[opts.bits.length - 1], hi = opts.bits[0];
+    const grid: BudgetPoint[] = [];
+    for (const wb of [lo, (lo + hi) / 2, hi]) for (const ab of [lo, hi]) for (const cr of [0, 32 / hi, 32 / ((lo + hi) / 2), 32 / lo]) grid.push({ wb, ab, cr });
+    const groups = loosestFirst(table, common, grid);
+    const order = groups.flat();
+    assert.deepEqual([...order].sort((a, b) => a - b), grid.map((_, i) => i), 'every point once');
+    // a point whose budgets contain another's comes first
+    const limits = grid.map((p) => budgetRows(table, searchOptions(common, p)));
+    const contains = (a: number, b: number) => limits[a].every((r) => limits[b].some((q) => q.name === r.name && q.limit <= r.limit));
+    for (let x = 0; x < order.length; x++) for (let y = x + 1; y < order.length; y++) {
+      if (contains(order[y], order[x]) && !contains(order[x], order[y])) assert.fail(`seed ${seed}: point ${order[y]} contains ${order[x]} but comes later`);
+    }
+    const seen: SweepResult[] = [];
+    await solvePoints(table, ind, common, order.map((index) => ({ index, point: grid[index] })), 'exact', (index, r) => (seen[index] = r));
+    for (let i = 0; i < grid.length; i++) {
+      const alone = solveExact(formulate(table, ind, searchOptions(common, grid[i])).problem);
+      const r = seen[i];
+      assert.equal(r.status, alone.status, `seed ${seed} point ${i}`);
+      if (alone.status === 'optimal') {
+        const f = formulate(table, ind, searchOptions(common, grid[i]));
+        assert.equal(r.objective, evaluateChoice(f.problem, alone.choice!).objective, `seed ${seed} point ${i}`);
+      }
+      if (r.reusedFrom !== undefined) {
+        reused++;
+        assert.ok(contains(r.reusedFrom, i), `seed ${seed}: point ${i} reused a point whose budgets do not contain its own`);
+      }
+      points++;
+    }
+  }
+  assert.ok(reused > points / 10, `reused ${reused} of ${points}`);
 });

@@ -1,6 +1,6 @@
 import type { SweepResult } from '../search/sweep.js';
 
-const COLUMNS = ['wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto', 'pareto_bitops', 'pareto_size', 'solve_ms'] as const;
+const COLUMNS = ['wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto', 'pareto_bitops', 'pareto_size', 'solve_ms', 'reused_from'] as const;
 
 /** One JSON entry per point: the budgets, the outcome, the policy. */
 export function sweepEntry(r: SweepResult) {
@@ -21,6 +21,8 @@ export function sweepEntry(r: SweepResult) {
     pareto_bitops: r.paretoBitops,
     pareto_size: r.paretoSize,
     solve_ms: r.solveMs,
+    /** grid index of the point whose optimum (or infeasibility) this point's is too, without a solve */
+    reused_from: r.reusedFrom ?? null,
     weight_bits: r.weightBits,
     act_bits: r.actBits,
     ...(r.reason ? { reason: r.reason } : {}),

@@ -107,7 +107,8 @@ function rowUse(row: BudgetRow['name'], name: string, macs: number, params: numb
   }
 }
 
-function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] {
+/** The budget rows the options ask for, with their limits (no choices: cheap). */
+export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] {
   const rows: BudgetRow[] = [];
   const add = (name: BudgetRow['name'], limitTotal: number, fixedUse: number, source: string, toUnit: (v: number) => number, unit: string) => {
     const existing = rows.find((r) => r.name === name);

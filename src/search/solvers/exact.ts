@@ -66,7 +66,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
     status, choice, solver: 'exact', solveMs: performance.now() - t0, stats,
   });
 
-  const kept = problem.choices.map((cs, i) => undominated(cs, i));
+  const kept = undominatedChoices(problem.choices);
   if (n === 0) return done('optimal', [], { nodes: 0 });
 
   // Rows normalised by their limits so multipliers are comparable across rows.
@@ -572,6 +572,17 @@ class Children extends Level {
   }
 }
 
+/**
+ * Each layer's undominated choices, kept per choices array: a sweep's points share one (only their
+ * limits differ), and this is a fifth of a ResNet-50 solve's setup.
+ */
+const keptByChoices = new WeakMap<Problem['choices'], KeptChoices[]>();
+function undominatedChoices(choices: Problem['choices']): KeptChoices[] {
+  let kept = keptByChoices.get(choices);
+  if (!kept) keptByChoices.set(choices, (kept = choices.map((cs, i) => undominated(cs, i))));
+  return kept;
+}
+
 /** A layer's choices that no other choice of the layer dominates, as typed arrays. */
 interface KeptChoices {
   layer: number;
@@ -800,84 +811,27 @@ class SuffixLpBound {
   private readonly cellStart: Int32Array;
 
   constructor(layers: LayerData[], K: number, readonly row: number, readonly lambda: number[]) {
+    // Three phases, each its own function: a constructor holding all three loops was optimised
+    // on-stack in the first and deoptimised in the next on every solve (90 times in 20 solves).
     const n = layers.length;
-    this.baseCost = new Float64Array(n + 1);
-    this.baseUse = new Float64Array(n + 1);
-    // hull segments of every layer: use step, cost step, slope, depth
-    const du: number[] = [], dc: number[] = [], slope: number[] = [];
-    const perDepth = new Int32Array(n);
-    const maxChoices = Math.max(...layers.map((L) => L.idx.length));
-    const u = new Float64Array(maxChoices), c = new Float64Array(maxChoices), hull = new Int32Array(maxChoices);
-    for (let d = n - 1; d >= 0; d--) {
-      const L = layers[d];
-      const m = L.idx.length;
-      for (let t = 0; t < m; t++) {
-        u[t] = L.use[t * K + row];
-        let v = L.cost[t];
-        for (let k = 0; k < K; k++) v += lambda[k] * L.use[t * K + k];
-        c[t] = v;
-      }
-      // the LP walks the hull from the least-use point while cost still falls
-      const last = cheapestOnHull(c, hull, lowerHull(u, c, L.byUse[row], hull));
-      this.baseCost[d] = this.baseCost[d + 1] + c[hull[0]];
-      this.baseUse[d] = this.baseUse[d + 1] + u[hull[0]];
-      for (let h = 1; h <= last; h++) {
-        const p = hull[h], q = hull[h - 1];
-        du.push(u[p] - u[q]); dc.push(c[p] - c[q]);
-        slope.push((c[p] - c[q]) / (u[p] - u[q]));
-      }
-      perDepth[d] = last;
-    }
+    const segments = hullSegments(layers, K, row, lambda);
+    this.baseCost = segments.baseCost;
+    this.baseUse = segments.baseUse;
     this.offset = new Int32Array(n + 1);
     this.count = new Int32Array(n + 1);
     let total = 0;
     for (let d = n; d >= 0; d--) {
-      this.count[d] = d < n ? this.count[d + 1] + perDepth[d] : 0;
+      this.count[d] = d < n ? this.count[d + 1] + segments.perDepth[d] : 0;
       this.offset[d] = total;
       total += this.count[d] + 1;
     }
     this.prefUse = new Float64Array(total);
     this.prefCost = new Float64Array(total);
     this.slopes = new Float64Array(total);
-    // Segments were pushed layer by layer from the last, each layer's in order of slope (a convex
-    // hull). Depth d's list is depth d+1's with layer d's merged in: no sort needed.
-    // pushed from d = n-1 down, so layer d's segments sit at [count[d+1], count[d])
-    let list = new Int32Array(slope.length), merged = new Int32Array(slope.length);
-    let size = 0;
-    const pu = this.prefUse, pc = this.prefCost, sl = this.slopes;
-    for (let d = n; d >= 0; d--) {
-      if (d < n) {
-        const lo = this.count[d + 1], hi = this.count[d];
-        let i = 0, j = lo, o = 0;
-        while (i < size && j < hi) merged[o++] = slope[list[i]] <= slope[j] ? list[i++] : j++;
-        while (i < size) merged[o++] = list[i++];
-        while (j < hi) merged[o++] = j++;
-        [list, merged] = [merged, list];
-        size = o;
-      }
-      let at = this.offset[d];
-      pu[at] = 0; pc[at] = 0;
-      for (let r = 0; r < size; r++, at++) {
-        const i = list[r];
-        sl[at] = slope[i];
-        pu[at + 1] = pu[at] + du[i];
-        pc[at + 1] = pc[at] + dc[i];
-      }
-    }
-    // Per depth, cells of equal use: where the walk along the segments starts for a budget in
-    // that cell, so a lookup is a few steps instead of a binary search.
+    suffixPrefixSums(segments, n, this.offset, this.count, this.prefUse, this.prefCost, this.slopes);
     this.cellScale = new Float64Array(n + 1);
     this.cellStart = new Int32Array((n + 1) * CELLS);
-    for (let d = 0; d <= n; d++) {
-      const off = this.offset[d], m = this.count[d];
-      const width = this.prefUse[off + m] / CELLS;
-      this.cellScale[d] = width > 0 ? 1 / width : 0;
-      let p = 0;
-      for (let c = 0; c < CELLS; c++) {
-        while (p < m && this.prefUse[off + p + 1] <= c * width) p++;
-        this.cellStart[d * CELLS + c] = p;
-      }
-    }
+    cellStarts(n, this.offset, this.count, this.prefUse, this.cellScale, this.cellStart);
   }
 
   /** LP lower bound for depth d with R units of the row left; +∞ when even the least use exceeds R. */
@@ -891,5 +845,96 @@ class SuffixLpBound {
     let lo = free > 0 ? this.cellStart[d * CELLS + ((free * this.cellScale[d]) | 0)] : 0;
     while (lo < m && pu[off + lo + 1] <= free) lo++;
     return this.baseCost[d] + this.prefCost[off + lo] + Math.max(0, free - pu[off + lo]) * this.slopes[off + lo];
+  }
+}
+
+/** Per layer from the last, the LP's hull segments for one row: use step, cost step, slope. */
+interface HullSegments {
+  baseCost: Float64Array;
+  baseUse: Float64Array;
+  du: number[];
+  dc: number[];
+  slope: number[];
+  /** segments of the layer at each depth */
+  perDepth: Int32Array;
+}
+
+function hullSegments(layers: LayerData[], K: number, row: number, lambda: number[]): HullSegments {
+  const n = layers.length;
+  const baseCost = new Float64Array(n + 1), baseUse = new Float64Array(n + 1);
+  const du: number[] = [], dc: number[] = [], slope: number[] = [];
+  const perDepth = new Int32Array(n);
+  const maxChoices = Math.max(...layers.map((L) => L.idx.length));
+  const u = new Float64Array(maxChoices), c = new Float64Array(maxChoices), hull = new Int32Array(maxChoices);
+  for (let d = n - 1; d >= 0; d--) {
+    const L = layers[d];
+    const m = L.idx.length;
+    for (let t = 0; t < m; t++) {
+      u[t] = L.use[t * K + row];
+      let v = L.cost[t];
+      for (let k = 0; k < K; k++) v += lambda[k] * L.use[t * K + k];
+      c[t] = v;
+    }
+    // the LP walks the hull from the least-use point while cost still falls
+    const last = cheapestOnHull(c, hull, lowerHull(u, c, L.byUse[row], hull));
+    baseCost[d] = baseCost[d + 1] + c[hull[0]];
+    baseUse[d] = baseUse[d + 1] + u[hull[0]];
+    for (let h = 1; h <= last; h++) {
+      const p = hull[h], q = hull[h - 1];
+      du.push(u[p] - u[q]); dc.push(c[p] - c[q]);
+      slope.push((c[p] - c[q]) / (u[p] - u[q]));
+    }
+    perDepth[d] = last;
+  }
+  return { baseCost, baseUse, du, dc, slope, perDepth };
+}
+
+/**
+ * Per depth d, the segments of layers d.. in order of slope, as prefix sums of use and cost from
+ * offset[d]. Segments were pushed layer by layer from the last, each layer's in order of slope (a
+ * convex hull), so layer d's sit at [count[d+1], count[d]) and depth d's list is depth d+1's with
+ * layer d's merged in: no sort needed.
+ */
+function suffixPrefixSums(
+  { du, dc, slope }: HullSegments, n: number, offset: Int32Array, count: Int32Array,
+  pu: Float64Array, pc: Float64Array, sl: Float64Array,
+): void {
+  let list = new Int32Array(slope.length), merged = new Int32Array(slope.length);
+  let size = 0;
+  for (let d = n; d >= 0; d--) {
+    if (d < n) {
+      const lo = count[d + 1], hi = count[d];
+      let i = 0, j = lo, o = 0;
+      while (i < size && j < hi) merged[o++] = slope[list[i]] <= slope[j] ? list[i++] : j++;
+      while (i < size) merged[o++] = list[i++];
+      while (j < hi) merged[o++] = j++;
+      [list, merged] = [merged, list];
+      size = o;
+    }
+    let at = offset[d];
+    pu[at] = 0; pc[at] = 0;
+    for (let r = 0; r < size; r++, at++) {
+      const i = list[r];
+      sl[at] = slope[i];
+      pu[at + 1] = pu[at] + du[i];
+      pc[at + 1] = pc[at] + dc[i];
+    }
+  }
+}
+
+/**
+ * Per depth, cells of equal use: where the walk along the segments starts for a budget in that
+ * cell, so a lookup is a few steps instead of a binary search.
+ */
+function cellStarts(n: number, offset: Int32Array, count: Int32Array, prefUse: Float64Array, cellScale: Float64Array, cellStart: Int32Array): void {
+  for (let d = 0; d <= n; d++) {
+    const off = offset[d], m = count[d];
+    const width = prefUse[off + m] / CELLS;
+    cellScale[d] = width > 0 ? 1 / width : 0;
+    let p = 0;
+    for (let c = 0; c < CELLS; c++) {
+      while (p < m && prefUse[off + p + 1] <= c * width) p++;
+      cellStart[d * CELLS + c] = p;
+    }
   }
 }
