@@ -189,19 +189,18 @@ class ExactSearch {
   }
 
   /**
-   * A lower bound on every policy completing a partial policy at depth d with this cost and use:
-   * the best of the per-row LP bounds, or the first that already reaches the incumbent.
+   * Whether no policy completing a partial policy at depth d with this cost and use can beat the
+   * cutoff, by any per-row LP bound. A boolean, not the bound: a double returned from a call that
+   * is not inlined is boxed, and this runs for every child.
    */
-  private lowerBound(d: number, costSum: number, use: Float64Array, at: number): number {
+  private pruned(d: number, costSum: number, use: Float64Array, at: number): boolean {
     const { K, limits, lambda, lpBounds, cutoff } = this;
-    let most = -Infinity;
     for (let e = 0; e < K; e++) {
-      let bound = costSum + lpBounds[e].at(d, limits[e] - use[at + e]);
-      for (let k = 0; k < K; k++) if (k !== e) bound -= lambda[k] * (limits[k] - use[at + k]);
-      if (bound >= cutoff) return bound;
-      if (bound > most) most = bound;
+      let others = 0;
+      for (let k = 0; k < K; k++) if (k !== e) others += lambda[k] * (limits[k] - use[at + k]);
+      if (lpBounds[e].exceeds(d, limits[e] - use[at + e], cutoff - costSum + others)) return true;
     }
-    return most;
+    return false;
   }
 
   /** Step 3: depth-first in reduced-cost order, for an incumbent; stops at its node budget. */
@@ -228,7 +227,7 @@ class ExactSearch {
       }
       for (let k = 0; k < K; k++) used[k] += L.use[t * K + k];
       const cost = costSum + L.cost[t];
-      if (this.lowerBound(d + 1, cost, used, 0) < this.cutoff) {
+      if (!this.pruned(d + 1, cost, used, 0)) {
         this.pick[d] = t;
         this.dive(d + 1, rc, cost);
       }
@@ -262,7 +261,7 @@ class ExactSearch {
         for (let t = 0; t < m; t++) {
           const rc = rcBase + L.rc[t];
           if (rc + rest >= cutoff) break;
-          const at = kids.reserve() * K;
+          const slot = kids.reserve(), at = slot * K;
           let fits = true;
           for (let k = 0; k < K; k++) {
             const u = (kids.use[at + k] = from.use[s * K + k] + L.use[t * K + k]);
@@ -270,8 +269,9 @@ class ExactSearch {
           }
           if (!fits) continue;
           const c = costBase + L.cost[t];
-          if (this.lowerBound(d + 1, c, kids.use, at) >= cutoff) continue;
-          kids.commit(c, rc, s, t);
+          if (this.pruned(d + 1, c, kids.use, at)) continue;
+          kids.cost[slot] = c; kids.rc[slot] = rc;
+          kids.commit(s, t);
         }
       }
       kids.keepNondominated(to);
@@ -455,15 +455,16 @@ class Children extends Level {
     this.runs.fill(0, 0, choices + 1);
   }
 
-  /** slot for the next child (its use is written before commit) */
+  /** slot for the next child (its use, cost and reduced cost are written before commit) */
   reserve(): number {
     this.ensure(this.size + 1);
     return this.size;
   }
 
-  commit(cost: number, rc: number, parent: number, pick: number) {
+  /** Keep the reserved slot. Integers only: doubles passed to a call that is not inlined are boxed. */
+  commit(parent: number, pick: number) {
     const i = this.size++;
-    this.cost[i] = cost; this.rc[i] = rc; this.parent[i] = parent; this.pick[i] = pick;
+    this.parent[i] = parent; this.pick[i] = pick;
     this.runs[pick + 1]++;
   }
 
@@ -834,17 +835,20 @@ class SuffixLpBound {
     cellStarts(n, this.offset, this.count, this.prefUse, this.cellScale, this.cellStart);
   }
 
-  /** LP lower bound for depth d with R units of the row left; +∞ when even the least use exceeds R. */
-  at(d: number, R: number): number {
+  /**
+   * Whether the LP bound for depth d with R units of the row left is at least `level` (always when
+   * even the least use exceeds R).
+   */
+  exceeds(d: number, R: number, level: number): boolean {
     const free = R - this.baseUse[d];
-    if (free < -rowTolerance(R)) return Infinity;
+    if (free < -rowTolerance(R)) return true;
     const off = this.offset[d], m = this.count[d];
     const pu = this.prefUse;
-    if (free >= pu[off + m]) return this.baseCost[d] + this.prefCost[off + m];
+    if (free >= pu[off + m]) return this.baseCost[d] + this.prefCost[off + m] >= level;
     // largest p with pu[p] <= free, walking from the start of free's cell
     let lo = free > 0 ? this.cellStart[d * CELLS + ((free * this.cellScale[d]) | 0)] : 0;
     while (lo < m && pu[off + lo + 1] <= free) lo++;
-    return this.baseCost[d] + this.prefCost[off + lo] + Math.max(0, free - pu[off + lo]) * this.slopes[off + lo];
+    return this.baseCost[d] + this.prefCost[off + lo] + Math.max(0, free - pu[off + lo]) * this.slopes[off + lo] >= level;
   }
 }
 
