@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Problem } from '../problem.js';
 import { rowTolerance, type Solution, type SolveOptions, type Solver } from './solver.js';
 
@@ -17,6 +18,8 @@ import { rowTolerance, type Solution, type SolveOptions, type Solver } from './s
  *    needs ~10^6 nodes against ~10^4 partial policies here.
  * Bounds: per row e, the LP relaxation of the remaining layers with row e exact and the other rows
  * priced by λ, precomputed per depth as a function of the budget left (a table lookup a node).
+ * Steps 1–2 and the tables are built here; steps 3–5 run in WebAssembly
+ * (assembly/exact-search.ts), which needs no JIT warm-up.
  * Measured on a 1,000-point ResNet-50 sweep: more multipliers per bound keep 5–13% fewer partial
  * policies, other layer orders 4–20x more; what decides the work is the cutoff (step 5).
  */
@@ -40,20 +43,6 @@ interface LayerData {
   /** per row k, the choices in order of use */
   byUse: Int32Array[];
 }
-
-/** Nodes the dive may spend before the sweep takes over. */
-const DIVE_NODES = 2048;
-/**
- * The narrowed sweeps' cutoffs: at 1/WIDENING_START of the incumbent's distance from the root
- * bound, then WIDENING times farther each (0.4, 0.64, then the incumbent). Chosen on a 1,000-point
- * ResNet-50 sweep: 3.85M partial policies in all against 8.1M without narrowing (4.0M for 1/4 and
- * 1.5x, 4.7M for 1/4 and 2x), and 11.9k on W3A4/CR12.2, where the incumbent is already optimal
- * (8.4k without narrowing, 16.8k for 1/4 and 1.5x).
- */
-const WIDENING_START = 2.5;
-const WIDENING = 1.6;
-/** Nodes the dive may spend once it has an incumbent: the swaps improve it more cheaply. */
-const DIVE_NODES_AFTER_INCUMBENT = 256;
 
 export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution {
   const t0 = performance.now();
@@ -121,10 +110,9 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   const lpBounds = problem.rows.map((_, e) => new SuffixLpBound(layers, K, e, lambda.map((x, k) => (k === e ? 0 : x))));
   const setupMs = performance.now() - t0;
 
-  const search = new ExactSearch(layers, K, limits, slack, lambda, sumLambda, suffixRc, suffixUse, lpBounds, deadline);
-  const stopped = search.run();
+  const search = searchInWasm(layers, K, limits, slack, lambda, sumLambda, suffixRc, suffixUse, lpBounds, rootBound, deadline);
   const stats = { nodes: search.nodes, states: search.states, sweeps: search.sweeps, rootBound, setupMs };
-  const timedOut = stopped === 'time';
+  const timedOut = search.timedOut;
   const found = search.bestPick;
   if (!found) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
   const choice = new Array<number>(n);
@@ -132,445 +120,77 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   return done(timedOut ? 'time_limit' : 'optimal', choice, stats);
 }
 
-/**
- * Steps 3–5 on the prepared layers. A class rather than closures in solveExact: its methods are
- * the same functions in every solve, so code the JIT optimised for one solve serves the next.
- */
-class ExactSearch {
-  private readonly n: number;
-  private readonly rootBound: number;
-  best = Infinity;
-  /** improvements below rounding level are not improvements (keeps the first optimum found) */
-  private cutoff = Infinity;
-  bestPick: Int32Array | null = null;
-  nodes = 0;
-  private nodesSinceIncumbent = 0;
-  states = 0;
-  sweeps = 0;
-  private stopped: 'budget' | 'time' | null = null;
-  // the dive's path
-  private readonly pick: Int32Array;
-  private readonly used: Float64Array;
-  // the sweep's path back: per depth, each kept state's parent and choice
-  private readonly parents: Int32Array[] = [];
-  private readonly picks: Int32Array[] = [];
+/** The exports of assembly/exact-search.ts (pointers are byte offsets into its memory). */
+interface ExactSearchCore {
+  memory: WebAssembly.Memory;
+  reset(): void;
+  alloc(bytes: number): number;
+  setProblem(
+    depths: number, rows: number, starts: number, rc: number, cost: number, use: number,
+    suffixRc: number, suffixUse: number, limits: number, slack: number, lambda: number,
+    lambdaSum: number, rootBound: number, deadline: number,
+  ): void;
+  setLpTable(
+    row: number, baseUse: number, baseCost: number, offset: number, count: number,
+    prefUse: number, prefCost: number, slopes: number, cellScale: number, cellStart: number,
+  ): void;
+  run(): number;
+  found(): number;
+  bestPickPointer(): number;
+  nodeCount(): number;
+  stateCount(): number;
+  sweepCount(): number;
+}
 
-  constructor(
-    private readonly layers: LayerData[], private readonly K: number,
-    private readonly limits: Float64Array, private readonly slack: Float64Array,
-    private readonly lambda: number[], private readonly sumLambda: number,
-    private readonly suffixRc: Float64Array, private readonly suffixUse: Float64Array,
-    private readonly lpBounds: SuffixLpBound[], private readonly deadline: number,
-  ) {
-    this.n = layers.length;
-    this.rootBound = suffixRc[0] - sumLambda;
-    this.pick = new Int32Array(this.n);
-    this.used = new Float64Array(K);
-  }
+let core: ExactSearchCore | null = null;
 
-  /** Dive, swaps, sweeps: null when proven optimal (or infeasible), 'time' when out of time. */
-  run(): 'time' | null {
-    this.dive(0, 0, 0);
-    if (this.stopped !== 'budget') return this.stopped;
-    if (this.bestPick) {
-      // the closer the incumbent to the optimum, the fewer partial policies the sweep keeps
-      // (ResNet-50 W3A4/CR12.2: 14k from the dive's incumbent, 8.6k after the swaps)
-      const pick = this.bestPick.slice();
-      const cost = improveBySwaps(this.layers, this.K, this.slack, pick, this.best, this.cutoff - this.rootBound);
-      if (cost < this.cutoff) this.record(cost, pick);
-    }
-    return this.sweepWidening() ? null : 'time';
+/** The compiled module, instantiated once per thread (a few milliseconds, then reused). */
+function exactSearchCore(): ExactSearchCore {
+  if (!core) {
+    const module = new WebAssembly.Module(readFileSync(new URL('./exact-search.wasm', import.meta.url)));
+    const instance = new WebAssembly.Instance(module, {
+      env: {
+        now: () => performance.now(),
+        abort: () => { throw new Error('exact-search.wasm: internal error'); },
+      },
+    });
+    core = instance.exports as unknown as ExactSearchCore;
   }
-
-  private record(cost: number, pick: Int32Array) {
-    this.best = cost;
-    this.cutoff = cost - 1e-12 * Math.max(1, Math.abs(cost));
-    this.bestPick = pick;
-  }
-
-  /**
-   * Whether no policy completing a partial policy at depth d with this cost and use can beat the
-   * cutoff, by any per-row LP bound. A boolean, not the bound: a double returned from a call that
-   * is not inlined is boxed, and this runs for every child.
-   */
-  private pruned(d: number, costSum: number, use: Float64Array, at: number): boolean {
-    const { K, limits, lambda, lpBounds, cutoff } = this;
-    for (let e = 0; e < K; e++) {
-      let others = 0;
-      for (let k = 0; k < K; k++) if (k !== e) others += lambda[k] * (limits[k] - use[at + k]);
-      if (lpBounds[e].exceeds(d, limits[e] - use[at + e], cutoff - costSum + others)) return true;
-    }
-    return false;
-  }
-
-  /** Step 3: depth-first in reduced-cost order, for an incumbent; stops at its node budget. */
-  private dive(d: number, rcSum: number, costSum: number): void {
-    const { K, used, suffixUse, slack } = this;
-    if (d === this.n) {
-      if (costSum < this.cutoff) this.record(costSum, this.pick.slice());
-      return;
-    }
-    const L = this.layers[d];
-    const rest = this.suffixRc[d + 1] - this.sumLambda;
-    const next = (d + 1) * K;
-    for (let t = 0; t < L.idx.length; t++) {
-      const rc = rcSum + L.rc[t];
-      if (rc + rest >= this.cutoff) break; // sorted by reduced cost: no later child does better
-      let fits = true;
-      for (let k = 0; k < K; k++) {
-        if (used[k] + L.use[t * K + k] + suffixUse[next + k] > slack[k]) { fits = false; break; }
-      }
-      if (!fits) continue;
-      if (++this.nodes >= DIVE_NODES || (this.bestPick && ++this.nodesSinceIncumbent >= DIVE_NODES_AFTER_INCUMBENT)) {
-        this.stopped = 'budget';
-        return;
-      }
-      for (let k = 0; k < K; k++) used[k] += L.use[t * K + k];
-      const cost = costSum + L.cost[t];
-      if (!this.pruned(d + 1, cost, used, 0)) {
-        this.pick[d] = t;
-        this.dive(d + 1, rc, cost);
-      }
-      for (let k = 0; k < K; k++) used[k] -= L.use[t * K + k];
-      if (this.stopped) return;
-    }
-  }
-
-  /**
-   * Step 5, one sweep over partial policies, depth by depth, keeping those no other dominates and
-   * whose bound is below the cutoff. False when the time ran out.
-   */
-  private sweep(): boolean {
-    const { n, K, layers, suffixRc, suffixUse, slack, parents, picks } = this;
-    const { levels, kids } = sweepBuffers(K);
-    let from = levels[0], to = levels[1];
-    from.clear();
-    from.push(0, 0, -1, -1);
-    parents.length = 0;
-    picks.length = 0;
-    for (let d = 0; d < n && from.size > 0; d++) {
-      if (performance.now() > this.deadline) return false;
-      const cutoff = this.cutoff;
-      const L = layers[d];
-      const m = L.idx.length;
-      const rest = suffixRc[d + 1] - this.sumLambda;
-      const next = (d + 1) * K;
-      kids.start(m);
-      for (let s = 0; s < from.size; s++) {
-        const rcBase = from.rc[s], costBase = from.cost[s];
-        for (let t = 0; t < m; t++) {
-          const rc = rcBase + L.rc[t];
-          if (rc + rest >= cutoff) break;
-          const slot = kids.reserve(), at = slot * K;
-          let fits = true;
-          for (let k = 0; k < K; k++) {
-            const u = (kids.use[at + k] = from.use[s * K + k] + L.use[t * K + k]);
-            if (u + suffixUse[next + k] > slack[k]) { fits = false; break; }
-          }
-          if (!fits) continue;
-          const c = costBase + L.cost[t];
-          if (this.pruned(d + 1, c, kids.use, at)) continue;
-          kids.cost[slot] = c; kids.rc[slot] = rc;
-          kids.commit(s, t);
-        }
-      }
-      kids.keepNondominated(to);
-      this.states += to.size;
-      parents.push(to.parent.slice(0, to.size));
-      picks.push(to.pick.slice(0, to.size));
-      [from, to] = [to, from];
-    }
-    if (parents.length < n) return true;
-    let q = -1;
-    for (let s = 0; s < from.size; s++) if (from.cost[s] < this.cutoff && (q < 0 || from.cost[s] < from.cost[q])) q = s;
-    if (q >= 0) {
-      const path = new Int32Array(n);
-      const c = from.cost[q];
-      for (let d = n - 1; d >= 0; d--) { path[d] = picks[d][q]; q = parents[d][q]; }
-      this.record(c, path);
-    }
-    return true;
-  }
-
-  /**
-   * The sweep keeps every partial policy whose bound is below the cutoff, and their number grows
-   * steeply with the cutoff's distance from the root bound (about its 3.3th power on ResNet-50).
-   * The incumbent may sit far farther from the bound than the optimum (on some sweep points 1.7x
-   * the distance, 20x the partial policies). So sweep first with cutoffs closer to the root
-   * bound, then wider: the first sweep that finds a policy has found the optimum, since it kept
-   * every partial policy that could complete below its cutoff.
-   */
-  private sweepWidening(): boolean {
-    const { rootBound } = this;
-    if (this.bestPick) {
-      const incumbent = this.cutoff;
-      const found = this.best;
-      for (let gap = (incumbent - rootBound) / WIDENING_START; rootBound + gap < incumbent; gap *= WIDENING) {
-        this.cutoff = rootBound + gap;
-        this.sweeps++;
-        if (!this.sweep()) return false;
-        if (this.best < found) return true;
-      }
-      this.cutoff = incumbent;
-    }
-    this.sweeps++;
-    return this.sweep();
-  }
+  return core;
 }
 
 /**
- * Improve a complete policy by moving one layer, or two at once, to another choice whose reduced
- * cost is within `gap` of the layer's best (no better policy uses any other), while it stays
- * within every row and gets cheaper; until no such move helps. Changes `pick`, returns its cost.
+ * Steps 3–5 in WebAssembly: copy the prepared layers (in depth order, choices by reduced cost),
+ * suffix sums and LP tables into the module's memory, run, read the best policy back.
  */
-function improveBySwaps(layers: LayerData[], K: number, slack: Float64Array, pick: Int32Array, cost: number, gap: number): number {
+function searchInWasm(
+  layers: LayerData[], K: number, limits: Float64Array, slack: Float64Array, lambda: number[], sumLambda: number,
+  suffixRc: Float64Array, suffixUse: Float64Array, lpBounds: SuffixLpBound[], rootBound: number, deadline: number,
+): { bestPick: Int32Array | null; timedOut: boolean; nodes: number; states: number; sweeps: number } {
+  const wasm = exactSearchCore();
   const n = layers.length;
-  const used = new Float64Array(K), delta = new Float64Array(K);
-  for (let d = 0; d < n; d++) for (let k = 0; k < K; k++) used[k] += layers[d].use[pick[d] * K + k];
-  // choices are in reduced-cost order, so each layer's candidates are a prefix
-  const candidates = layers.map((L) => {
-    let m = 1;
-    while (m < L.rc.length && L.rc[m] - L.rc[0] <= gap) m++;
-    return m;
+  const starts = new Int32Array(n + 1);
+  layers.forEach((L, d) => (starts[d + 1] = starts[d] + L.idx.length));
+  const total = starts[n];
+  const rc = new Float64Array(total), cost = new Float64Array(total), use = new Float64Array(total * K);
+  layers.forEach((L, d) => { rc.set(L.rc, starts[d]); cost.set(L.cost, starts[d]); use.set(L.use, starts[d] * K); });
+  // Allocate everything first: growing the memory detaches earlier views of it.
+  wasm.reset();
+  const arrays: Array<Float64Array | Int32Array> = [starts, rc, cost, use, suffixRc, suffixUse, limits, slack, Float64Array.from(lambda)];
+  for (const b of lpBounds) arrays.push(...b.tables());
+  const at = arrays.map((a) => wasm.alloc(a.byteLength));
+  arrays.forEach((a, i) => {
+    const view = a instanceof Float64Array ? new Float64Array(wasm.memory.buffer, at[i], a.length) : new Int32Array(wasm.memory.buffer, at[i], a.length);
+    view.set(a);
   });
-  const fits = (extra: Float64Array) => {
-    for (let k = 0; k < K; k++) if (used[k] + extra[k] > slack[k]) return false;
-    return true;
-  };
-  const move = (d: number, t: number) => {
-    const L = layers[d];
-    for (let k = 0; k < K; k++) used[k] += L.use[t * K + k] - L.use[pick[d] * K + k];
-    cost += L.cost[t] - L.cost[pick[d]];
-    pick[d] = t;
-  };
-  for (let round = 0, improved = true; improved && round < 16; round++) {
-    improved = false;
-    for (let i = 0; i < n; i++) {
-      const Li = layers[i];
-      for (let ti = 0; ti < candidates[i]; ti++) {
-        if (ti === pick[i]) continue;
-        const saved = Li.cost[pick[i]] - Li.cost[ti];
-        for (let k = 0; k < K; k++) delta[k] = Li.use[ti * K + k] - Li.use[pick[i] * K + k];
-        if (saved > 0 && fits(delta)) { move(i, ti); improved = true; continue; }
-        for (let j = i + 1; j < n; j++) {
-          const Lj = layers[j];
-          for (let tj = 0; tj < candidates[j]; tj++) {
-            if (tj === pick[j] || saved + Lj.cost[pick[j]] - Lj.cost[tj] <= 0) continue;
-            let ok = true;
-            for (let k = 0; k < K && ok; k++) ok = used[k] + delta[k] + Lj.use[tj * K + k] - Lj.use[pick[j] * K + k] <= slack[k];
-            if (ok) { move(i, ti); move(j, tj); improved = true; break; }
-          }
-          if (pick[i] === ti) break;
-        }
-      }
-    }
-  }
-  return cost;
-}
-
-/**
- * A capacity of at least `atLeast`, doubling from `size`. The buffers below grow rarely and stay
- * grown: they are reused from solve to solve (see `sweepBuffers`).
- */
-function capacity(size: number, atLeast: number): number {
-  while (size < atLeast) size *= 2;
-  return size;
-}
-
-/** Copies of typed arrays with a larger capacity (one function per type keeps calls monomorphic). */
-function growF64(a: Float64Array<ArrayBuffer>, atLeast: number): Float64Array<ArrayBuffer> {
-  const b = new Float64Array(capacity(a.length, atLeast));
-  b.set(a);
-  return b;
-}
-
-function growI32(a: Int32Array<ArrayBuffer>, atLeast: number): Int32Array<ArrayBuffer> {
-  const b = new Int32Array(capacity(a.length, atLeast));
-  b.set(a);
-  return b;
-}
-
-/** The sweep's buffers for K rows, kept for the next solve (a sweep solves hundreds). */
-let buffers: { levels: [Level, Level]; kids: Children } | null = null;
-function sweepBuffers(K: number): { levels: [Level, Level]; kids: Children } {
-  if (buffers?.kids.K !== K) buffers = { levels: [new Level(K), new Level(K)], kids: new Children(K) };
-  return buffers;
-}
-
-/** Starting capacity in partial policies: ResNet-50 W3A4/CR12.2 needs ~2,500 a depth. */
-const INITIAL_STATES = 4096;
-
-/**
- * One depth's partial policies in growable typed arrays, in lexicographic order of (use per row,
- * cost): cost, reduced cost, use per row, and the parent state and choice they came from (to
- * read the policy back).
- */
-class Level {
-  size = 0;
-  cost = new Float64Array(INITIAL_STATES);
-  rc = new Float64Array(INITIAL_STATES);
-  use: Float64Array<ArrayBuffer>;
-  parent = new Int32Array(INITIAL_STATES);
-  pick = new Int32Array(INITIAL_STATES);
-
-  constructor(readonly K: number) {
-    this.use = new Float64Array(INITIAL_STATES * K);
-  }
-
-  clear() { this.size = 0; }
-
-  ensure(n: number) {
-    if (n <= this.cost.length) return;
-    this.cost = growF64(this.cost, n); this.rc = growF64(this.rc, n); this.use = growF64(this.use, n * this.K);
-    this.parent = growI32(this.parent, n); this.pick = growI32(this.pick, n);
-  }
-
-  push(cost: number, rc: number, parent: number, pick: number) {
-    this.ensure(this.size + 1);
-    const i = this.size++;
-    this.cost[i] = cost; this.rc[i] = rc; this.parent[i] = parent; this.pick[i] = pick;
-    this.use.fill(0, i * this.K, (i + 1) * this.K);
-  }
-}
-
-/**
- * The children of one depth's partial policies, in the order they were made (parent by parent).
- * Parents are in lexicographic order, so the children of one choice t are too: grouping them by
- * t gives sorted runs, and merging the runs orders all children without a sort.
- */
-class Children extends Level {
-  /** children per choice, then run starts */
-  private runs = new Int32Array(64);
-  private order = new Int32Array(INITIAL_STATES);
-  private scratch = new Int32Array(INITIAL_STATES);
-  private stairUse = new Float64Array(INITIAL_STATES);
-  private stairCost = new Float64Array(INITIAL_STATES);
-  private choices = 0;
-
-  /** Begin a depth whose layer has this many choices. */
-  start(choices: number) {
-    this.size = 0;
-    this.choices = choices;
-    if (this.runs.length < choices + 1) this.runs = new Int32Array(choices + 1);
-    this.runs.fill(0, 0, choices + 1);
-  }
-
-  /** slot for the next child (its use, cost and reduced cost are written before commit) */
-  reserve(): number {
-    this.ensure(this.size + 1);
-    return this.size;
-  }
-
-  /** Keep the reserved slot. Integers only: doubles passed to a call that is not inlined are boxed. */
-  commit(parent: number, pick: number) {
-    const i = this.size++;
-    this.parent[i] = parent; this.pick[i] = pick;
-    this.runs[pick + 1]++;
-  }
-
-  /** a before b: less use row by row, then less cost, then made first */
-  private before(a: number, b: number): boolean {
-    const { use, K } = this;
-    for (let k = 0; k < K; k++) {
-      const d = use[a * K + k] - use[b * K + k];
-      if (d !== 0) return d < 0;
-    }
-    const d = this.cost[a] - this.cost[b];
-    return d !== 0 ? d < 0 : a < b;
-  }
-
-  /** Children in lexicographic order: group by choice (sorted runs), then merge runs pairwise. */
-  private sorted(choices: number): Int32Array {
-    const m = this.size;
-    if (this.order.length < m) { this.order = growI32(this.order, m); this.scratch = new Int32Array(this.order.length); }
-    const runs = this.runs;
-    // runs[t + 1] holds the count of choice t: prefix sums give where each run starts
-    const starts: number[] = [0];
-    for (let t = 1; t <= choices; t++) {
-      runs[t] += runs[t - 1];
-      if (runs[t] > starts[starts.length - 1]) starts.push(runs[t]);
-    }
-    let src = this.order, dst = this.scratch;
-    const fill = runs.slice(0, choices);
-    for (let i = 0; i < m; i++) src[fill[this.pick[i]]++] = i;
-    let bounds = starts;
-    while (bounds.length > 2) {
-      const merged: number[] = [0];
-      for (let r = 0; r + 1 < bounds.length; r += 2) {
-        const lo = bounds[r], mid = bounds[r + 1], hi = r + 2 < bounds.length ? bounds[r + 2] : mid;
-        let i = lo, j = mid, o = lo;
-        while (i < mid && j < hi) dst[o++] = this.before(src[j], src[i]) ? src[j++] : src[i++];
-        while (i < mid) dst[o++] = src[i++];
-        while (j < hi) dst[o++] = src[j++];
-        merged.push(hi);
-      }
-      [src, dst] = [dst, src];
-      bounds = merged;
-    }
-    return src;
-  }
-
-  /**
-   * Write into `to` the children no other child dominates (no more cost, no more use in every
-   * row; of equal ones the first), in lexicographic order.
-   */
-  keepNondominated(to: Level) {
-    const { K, cost, use } = this;
-    const m = this.size;
-    to.clear();
-    if (m === 0) return;
-    const order = this.sorted(this.choices);
-    to.ensure(m);
-    const keep = (i: number) => {
-      const q = to.size++;
-      to.cost[q] = cost[i]; to.rc[q] = this.rc[i]; to.parent[q] = this.parent[i]; to.pick[q] = this.pick[i];
-      for (let k = 0; k < K; k++) to.use[q * K + k] = use[i * K + k];
-    };
-    if (K === 1) {
-      let least = Infinity;
-      for (let r = 0; r < m; r++) { const i = order[r]; if (cost[i] < least) { keep(i); least = cost[i]; } }
-    } else if (K === 2) {
-      // In first-row order, a child is dominated when an earlier one has no more second-row use
-      // and no more cost: the staircase of earlier children's (second-row use, cost), cost falling.
-      if (this.stairUse.length < m) { this.stairUse = growF64(this.stairUse, m); this.stairCost = new Float64Array(this.stairUse.length); }
-      const su = this.stairUse, sc = this.stairCost;
-      let h = 0;
-      for (let r = 0; r < m; r++) {
-        const i = order[r];
-        const v = use[i * 2 + 1], c = cost[i];
-        let lo = 0, hi = h; // first step with use > v
-        while (lo < hi) { const mid = (lo + hi) >> 1; if (su[mid] <= v) lo = mid + 1; else hi = mid; }
-        if (lo > 0 && sc[lo - 1] <= c) continue;
-        keep(i);
-        // steps from lo on with cost ≥ c are now dominated by this child
-        let q = lo;
-        while (q < h && sc[q] >= c) q++;
-        // shifts are short (a dozen steps on ResNet-50): plain loops beat copyWithin's call cost
-        if (q === lo) {
-          for (let x = h; x > lo; x--) { su[x] = su[x - 1]; sc[x] = sc[x - 1]; }
-          h++;
-        } else if (q > lo + 1) {
-          const gap = q - lo - 1;
-          for (let x = q; x < h; x++) { su[x - gap] = su[x]; sc[x - gap] = sc[x]; }
-          h -= gap;
-        }
-        su[lo] = v; sc[lo] = c;
-      }
-    } else {
-      // three or more rows (latency tables): pairwise against the survivors so far
-      for (let r = 0; r < m; r++) {
-        const i = order[r];
-        let dominated = false;
-        for (let p = 0; p < to.size && !dominated; p++) {
-          if (to.cost[p] > cost[i]) continue;
-          let le = true;
-          for (let k = 0; k < K && le; k++) le = to.use[p * K + k] <= use[i * K + k];
-          dominated = le;
-        }
-        if (!dominated) keep(i);
-      }
-    }
-  }
+  wasm.setProblem(n, K, at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7], at[8], sumLambda, rootBound, deadline);
+  lpBounds.forEach((_, e) => {
+    const t = at.slice(9 + 9 * e, 18 + 9 * e);
+    wasm.setLpTable(e, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]);
+  });
+  const timedOut = wasm.run() !== 0;
+  const bestPick = wasm.found() ? new Int32Array(wasm.memory.buffer, wasm.bestPickPointer(), n).slice() : null;
+  return { bestPick, timedOut, nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount() };
 }
 
 /**
@@ -788,7 +408,7 @@ function weightedQuantile(t: Float64Array, drop: Float64Array, n: number, need: 
   return largest;
 }
 
-/** Lookup cells per depth in SuffixLpBound. */
+/** Lookup cells per depth in SuffixLpBound (CELLS in assembly/exact-search.ts too). */
 const CELLS = 64;
 
 /**
@@ -796,7 +416,8 @@ const CELLS = 64;
  * Σ u_ij ≤ R, as a function of R (c' = cost plus the other rows priced by λ). Per layer the LP
  * walks the lower convex hull of (use, cost) from its least-use point; over all layers it takes
  * hull segments in order of cost saved per unit of use. Each suffix keeps its segments sorted
- * with prefix sums, so a node's bound is one binary search.
+ * with prefix sums, and cells that say where to start walking them for a given R, so a node's
+ * bound is a few steps (assembly/exact-search.ts `exceeds`).
  */
 class SuffixLpBound {
   private readonly baseCost: Float64Array;
@@ -835,20 +456,9 @@ class SuffixLpBound {
     cellStarts(n, this.offset, this.count, this.prefUse, this.cellScale, this.cellStart);
   }
 
-  /**
-   * Whether the LP bound for depth d with R units of the row left is at least `level` (always when
-   * even the least use exceeds R).
-   */
-  exceeds(d: number, R: number, level: number): boolean {
-    const free = R - this.baseUse[d];
-    if (free < -rowTolerance(R)) return true;
-    const off = this.offset[d], m = this.count[d];
-    const pu = this.prefUse;
-    if (free >= pu[off + m]) return this.baseCost[d] + this.prefCost[off + m] >= level;
-    // largest p with pu[p] <= free, walking from the start of free's cell
-    let lo = free > 0 ? this.cellStart[d * CELLS + ((free * this.cellScale[d]) | 0)] : 0;
-    while (lo < m && pu[off + lo + 1] <= free) lo++;
-    return this.baseCost[d] + this.prefCost[off + lo] + Math.max(0, free - pu[off + lo]) * this.slopes[off + lo] >= level;
+  /** The tables, in the order assembly/exact-search.ts setLpTable takes them. */
+  tables(): Array<Float64Array | Int32Array> {
+    return [this.baseUse, this.baseCost, this.offset, this.count, this.prefUse, this.prefCost, this.slopes, this.cellScale, this.cellStart];
   }
 }
 

@@ -1,0 +1,589 @@
+// AssemblyScript, compiled to WebAssembly by the build (asc): steps 3-5 of the exact solver (the
+// dive, the swaps, the sweeps) on tables that solvers/exact.ts prepares in this module's memory.
+//
+// Why WebAssembly: in JavaScript this search ran ~10x slower in a fresh process than once the JIT
+// had optimised it (125 ms against 9 ms on ResNet-50 W3A4/CR12.2), and every sweep worker paid
+// that warm-up again. WebAssembly is compiled before it runs. The algorithm is documented in
+// exact.ts; names here follow it.
+//
+// Memory: a bump allocator, reset by the caller before each solve; no garbage collector.
+
+@external("env", "now")
+declare function now(): f64;
+
+// ---- memory ---------------------------------------------------------------------------------
+
+let heapTop: usize = 0;
+
+/** Forget every allocation (the start of a solve). */
+export function reset(): void {
+  heapTop = (__heap_base + 15) & ~15;
+}
+
+/** `bytes` of memory, 16-byte aligned, growing the memory when needed. */
+export function alloc(bytes: i32): usize {
+  if (heapTop == 0) reset();
+  const p = (heapTop + 15) & ~15;
+  const end = p + <usize>bytes;
+  const have = (<usize>memory.size()) << 16;
+  if (end > have) {
+    const pages = <i32>((end - have + 0xffff) >> 16);
+    if (memory.grow(pages) < 0) unreachable();
+  }
+  heapTop = end;
+  return p;
+}
+
+@inline function f64at(p: usize, i: i32): f64 { return load<f64>(p + ((<usize>i) << 3)); }
+@inline function setF64(p: usize, i: i32, v: f64): void { store<f64>(p + ((<usize>i) << 3), v); }
+@inline function i32at(p: usize, i: i32): i32 { return load<i32>(p + ((<usize>i) << 2)); }
+@inline function setI32(p: usize, i: i32, v: i32): void { store<i32>(p + ((<usize>i) << 2), v); }
+@inline function f64s(count: i32): usize { return alloc(count << 3); }
+@inline function i32s(count: i32): usize { return alloc(count << 2); }
+/** f64[count] of zeros (memory is reused from solve to solve: `alloc` does not clear it) */
+function zeros(count: i32): usize {
+  const p = f64s(count);
+  memory.fill(p, 0, (<usize>count) << 3);
+  return p;
+}
+
+function growF64(p: usize, size: i32, capacity: i32): usize {
+  const q = f64s(capacity);
+  memory.copy(q, p, (<usize>size) << 3);
+  return q;
+}
+
+function growI32(p: usize, size: i32, capacity: i32): usize {
+  const q = i32s(capacity);
+  memory.copy(q, p, (<usize>size) << 2);
+  return q;
+}
+
+/** As solvers/solver.ts rowTolerance: rounding-level slack on a row's limit. */
+@inline function rowTolerance(limit: f64): f64 { return 1e-12 * Math.max(1, Math.abs(limit)); }
+
+// ---- the problem, as exact.ts prepared it ------------------------------------------------------
+
+/** Nodes the dive may spend before the sweep takes over. */
+const DIVE_NODES: i32 = 2048;
+/** Nodes the dive may spend once it has an incumbent: the swaps improve it more cheaply. */
+const DIVE_NODES_AFTER_INCUMBENT: i32 = 256;
+/** The narrowed sweeps' cutoffs (see exact.ts). */
+const WIDENING_START: f64 = 2.5;
+const WIDENING: f64 = 1.6;
+/** Lookup cells per depth in the LP tables. */
+const CELLS: i32 = 64;
+
+let n: i32 = 0;
+let K: i32 = 0;
+/** i32[n + 1]: where each depth's choices start in rc, cost (and use, times K) */
+let choiceStart: usize = 0;
+let rcP: usize = 0;
+let costP: usize = 0;
+let useP: usize = 0;
+/** f64[n + 1] and f64[(n + 1) * K]: least reduced cost and least use per row from depth d on */
+let suffixRc: usize = 0;
+let suffixUse: usize = 0;
+let limits: usize = 0;
+let slack: usize = 0;
+let lambda: usize = 0;
+let sumLambda: f64 = 0;
+let rootBound: f64 = 0;
+let deadline: f64 = Infinity;
+/** per row, 9 pointers (see setLpTable) */
+let lpTables: usize = 0;
+
+/** The problem's scalars and arrays (pointers from `alloc`, filled by the caller). */
+export function setProblem(
+  depths: i32, rows: i32, starts: usize, rc: usize, cost: usize, use: usize,
+  suffixRcP: usize, suffixUseP: usize, limitsP: usize, slackP: usize, lambdaP: usize,
+  lambdaSum: f64, bound: f64, deadlineMs: f64,
+): void {
+  n = depths; K = rows; choiceStart = starts; rcP = rc; costP = cost; useP = use;
+  suffixRc = suffixRcP; suffixUse = suffixUseP; limits = limitsP; slack = slackP; lambda = lambdaP;
+  sumLambda = lambdaSum; rootBound = bound; deadline = deadlineMs;
+  lpTables = i32s(rows * 9);
+  best = Infinity; cutoff = Infinity; hasBest = false;
+  nodes = 0; nodesSinceIncumbent = 0; states = 0; sweeps = 0; stopped = 0;
+  pick = i32s(depths);
+  bestPick = i32s(depths);
+  used = zeros(rows);
+  parents = i32s(depths);
+  picks = i32s(depths);
+  sweepDepths = 0;
+}
+
+/** Row e's LP table (exact.ts SuffixLpBound): base use/cost per depth, segments, lookup cells. */
+export function setLpTable(
+  e: i32, baseUse: usize, baseCost: usize, offset: usize, count: usize,
+  prefUse: usize, prefCost: usize, slopes: usize, cellScale: usize, cellStart: usize,
+): void {
+  const t = lpTables + <usize>(e * 9 * 4);
+  store<u32>(t, <u32>baseUse); store<u32>(t, <u32>baseCost, 4); store<u32>(t, <u32>offset, 8);
+  store<u32>(t, <u32>count, 12); store<u32>(t, <u32>prefUse, 16); store<u32>(t, <u32>prefCost, 20);
+  store<u32>(t, <u32>slopes, 24); store<u32>(t, <u32>cellScale, 28); store<u32>(t, <u32>cellStart, 32);
+}
+
+// ---- search state ------------------------------------------------------------------------------
+
+let best: f64 = Infinity;
+/** improvements below rounding level are not improvements (keeps the first optimum found) */
+let cutoff: f64 = Infinity;
+let hasBest = false;
+let bestPick: usize = 0;
+let nodes: i32 = 0;
+let nodesSinceIncumbent: i32 = 0;
+let states: f64 = 0;
+let sweeps: i32 = 0;
+/** 0: running, 1: the dive spent its node budget, 2: out of time */
+let stopped: i32 = 0;
+/** the dive's path and use */
+let pick: usize = 0;
+let used: usize = 0;
+/** per depth of the last sweep, each kept state's parent and choice (pointers) */
+let parents: usize = 0;
+let picks: usize = 0;
+let sweepDepths: i32 = 0;
+
+export function bestPickPointer(): usize { return bestPick; }
+export function found(): bool { return hasBest; }
+export function nodeCount(): i32 { return nodes; }
+export function stateCount(): f64 { return states; }
+export function sweepCount(): i32 { return sweeps; }
+
+function record(cost: f64, from: usize): void {
+  best = cost;
+  cutoff = cost - 1e-12 * Math.max(1, Math.abs(cost));
+  memory.copy(bestPick, from, (<usize>n) << 2);
+  hasBest = true;
+}
+
+// ---- bounds --------------------------------------------------------------------------------------
+
+/**
+ * Whether row e's LP bound for depth d with R units of the row left is at least `level` (always
+ * when even the least use exceeds R).
+ */
+function exceeds(e: i32, d: i32, R: f64, level: f64): bool {
+  const t = lpTables + <usize>(e * 9 * 4);
+  const baseUse = <usize>load<u32>(t), baseCost = <usize>load<u32>(t, 4);
+  const free = R - f64at(baseUse, d);
+  if (free < -rowTolerance(R)) return true;
+  const off = i32at(<usize>load<u32>(t, 8), d), m = i32at(<usize>load<u32>(t, 12), d);
+  const pu = <usize>load<u32>(t, 16), pc = <usize>load<u32>(t, 20);
+  if (free >= f64at(pu, off + m)) return f64at(baseCost, d) + f64at(pc, off + m) >= level;
+  // largest p with pu[p] <= free, walking from the start of free's cell
+  let lo = 0;
+  if (free > 0) lo = i32at(<usize>load<u32>(t, 32), d * CELLS + <i32>(free * f64at(<usize>load<u32>(t, 28), d)));
+  while (lo < m && f64at(pu, off + lo + 1) <= free) lo++;
+  return f64at(baseCost, d) + f64at(pc, off + lo) + Math.max(0, free - f64at(pu, off + lo)) * f64at(<usize>load<u32>(t, 24), off + lo) >= level;
+}
+
+/** Whether no completion of a partial policy at depth d with this cost and use (f64[K] at `at`) can beat the cutoff. */
+function pruned(d: i32, costSum: f64, at: usize): bool {
+  for (let e = 0; e < K; e++) {
+    let others: f64 = 0;
+    for (let k = 0; k < K; k++) if (k != e) others += f64at(lambda, k) * (f64at(limits, k) - f64at(at, k));
+    if (exceeds(e, d, f64at(limits, e) - f64at(at, e), cutoff - costSum + others)) return true;
+  }
+  return false;
+}
+
+// ---- step 3: the dive ----------------------------------------------------------------------------
+
+function dive(d: i32, rcSum: f64, costSum: f64): void {
+  if (d == n) {
+    if (costSum < cutoff) record(costSum, pick);
+    return;
+  }
+  const first = i32at(choiceStart, d), m = i32at(choiceStart, d + 1) - first;
+  const rest = f64at(suffixRc, d + 1) - sumLambda;
+  const next = (d + 1) * K;
+  for (let t = 0; t < m; t++) {
+    const c = first + t;
+    const rc = rcSum + f64at(rcP, c);
+    if (rc + rest >= cutoff) break; // sorted by reduced cost: no later child does better
+    let fits = true;
+    for (let k = 0; k < K; k++) {
+      if (f64at(used, k) + f64at(useP, c * K + k) + f64at(suffixUse, next + k) > f64at(slack, k)) { fits = false; break; }
+    }
+    if (!fits) continue;
+    nodes++;
+    if (hasBest) nodesSinceIncumbent++;
+    if (nodes >= DIVE_NODES || (hasBest && nodesSinceIncumbent >= DIVE_NODES_AFTER_INCUMBENT)) {
+      stopped = 1;
+      return;
+    }
+    for (let k = 0; k < K; k++) setF64(used, k, f64at(used, k) + f64at(useP, c * K + k));
+    const cost = costSum + f64at(costP, c);
+    if (!pruned(d + 1, cost, used)) {
+      setI32(pick, d, t);
+      dive(d + 1, rc, cost);
+    }
+    for (let k = 0; k < K; k++) setF64(used, k, f64at(used, k) - f64at(useP, c * K + k));
+    if (stopped != 0) return;
+  }
+}
+
+// ---- step 4: swaps -------------------------------------------------------------------------------
+
+/**
+ * Improve the policy in `p` by moving one layer, or two at once, to another choice whose reduced
+ * cost is within `gap` of the layer's best, while it stays within every row and gets cheaper;
+ * until no such move helps. Returns its cost.
+ */
+function improveBySwaps(p: usize, cost: f64, gap: f64): f64 {
+  const use = zeros(K), delta = f64s(K), candidates = i32s(n);
+  for (let d = 0; d < n; d++) {
+    const first = i32at(choiceStart, d), m = i32at(choiceStart, d + 1) - first;
+    for (let k = 0; k < K; k++) setF64(use, k, f64at(use, k) + f64at(useP, (first + i32at(p, d)) * K + k));
+    // choices are in reduced-cost order, so each layer's candidates are a prefix
+    let c = 1;
+    while (c < m && f64at(rcP, first + c) - f64at(rcP, first) <= gap) c++;
+    setI32(candidates, d, c);
+  }
+  let improved = true;
+  for (let round = 0; improved && round < 16; round++) {
+    improved = false;
+    for (let i = 0; i < n; i++) {
+      const fi = i32at(choiceStart, i);
+      for (let ti = 0; ti < i32at(candidates, i); ti++) {
+        const pi = i32at(p, i);
+        if (ti == pi) continue;
+        const saved = f64at(costP, fi + pi) - f64at(costP, fi + ti);
+        for (let k = 0; k < K; k++) setF64(delta, k, f64at(useP, (fi + ti) * K + k) - f64at(useP, (fi + pi) * K + k));
+        let fits = true;
+        for (let k = 0; k < K; k++) if (f64at(use, k) + f64at(delta, k) > f64at(slack, k)) { fits = false; break; }
+        if (saved > 0 && fits) {
+          for (let k = 0; k < K; k++) setF64(use, k, f64at(use, k) + f64at(delta, k));
+          cost += f64at(costP, fi + ti) - f64at(costP, fi + pi);
+          setI32(p, i, ti);
+          improved = true;
+          continue;
+        }
+        for (let j = i + 1; j < n; j++) {
+          const fj = i32at(choiceStart, j), pj = i32at(p, j);
+          let moved = false;
+          for (let tj = 0; tj < i32at(candidates, j); tj++) {
+            if (tj == pj || saved + f64at(costP, fj + pj) - f64at(costP, fj + tj) <= 0) continue;
+            let ok = true;
+            for (let k = 0; k < K && ok; k++) {
+              ok = f64at(use, k) + f64at(delta, k) + f64at(useP, (fj + tj) * K + k) - f64at(useP, (fj + pj) * K + k) <= f64at(slack, k);
+            }
+            if (ok) {
+              // as two moves, in this order (the same rounding as exact.ts always had)
+              for (let k = 0; k < K; k++) setF64(use, k, f64at(use, k) + f64at(delta, k));
+              cost += f64at(costP, fi + ti) - f64at(costP, fi + pi);
+              for (let k = 0; k < K; k++) setF64(use, k, f64at(use, k) + (f64at(useP, (fj + tj) * K + k) - f64at(useP, (fj + pj) * K + k)));
+              cost += f64at(costP, fj + tj) - f64at(costP, fj + pj);
+              setI32(p, i, ti);
+              setI32(p, j, tj);
+              improved = true;
+              moved = true;
+              break;
+            }
+          }
+          if (moved) break;
+        }
+      }
+    }
+  }
+  return cost;
+}
+
+// ---- step 5: sweeps ------------------------------------------------------------------------------
+
+// A level of partial policies in growable arrays (cost, reduced cost, use per row, parent, choice),
+// as a record in memory: size, capacity, then the five array pointers.
+const L_SIZE = 0, L_CAP = 4, L_COST = 8, L_RC = 12, L_USE = 16, L_PARENT = 20, L_PICK = 24, L_BYTES = 28;
+
+@inline function lsize(l: usize): i32 { return load<i32>(l, L_SIZE); }
+@inline function larr(l: usize, field: usize): usize { return <usize>load<u32>(l + field); }
+
+function newLevel(capacity: i32): usize {
+  const l = alloc(L_BYTES);
+  store<i32>(l, 0, L_SIZE); store<i32>(l, capacity, L_CAP);
+  store<u32>(l, <u32>f64s(capacity), L_COST); store<u32>(l, <u32>f64s(capacity), L_RC);
+  store<u32>(l, <u32>f64s(capacity * K), L_USE);
+  store<u32>(l, <u32>i32s(capacity), L_PARENT); store<u32>(l, <u32>i32s(capacity), L_PICK);
+  return l;
+}
+
+function ensure(l: usize, need: i32): void {
+  let cap = load<i32>(l, L_CAP);
+  if (need <= cap) return;
+  while (cap < need) cap *= 2;
+  const size = lsize(l);
+  store<u32>(l, <u32>growF64(larr(l, L_COST), size, cap), L_COST);
+  store<u32>(l, <u32>growF64(larr(l, L_RC), size, cap), L_RC);
+  store<u32>(l, <u32>growF64(larr(l, L_USE), size * K, cap * K), L_USE);
+  store<u32>(l, <u32>growI32(larr(l, L_PARENT), size, cap), L_PARENT);
+  store<u32>(l, <u32>growI32(larr(l, L_PICK), size, cap), L_PICK);
+  store<i32>(l, cap, L_CAP);
+}
+
+/** Starting capacity in partial policies: ResNet-50 W3A4/CR12.2 needs ~2,500 a depth. */
+const INITIAL_STATES: i32 = 4096;
+
+let levelA: usize = 0, levelB: usize = 0, kids: usize = 0;
+/** children per choice (runs[t + 1]), then run starts */
+let runs: usize = 0;
+let runsCapacity: i32 = 0;
+let order: usize = 0, scratch: usize = 0, orderCapacity: i32 = 0;
+let stairUse: usize = 0, stairCost: usize = 0, stairCapacity: i32 = 0;
+let bounds: usize = 0, merged: usize = 0;
+
+/** a before b: less use row by row, then less cost, then made first */
+function before(a: i32, b: i32): bool {
+  const use = larr(kids, L_USE);
+  for (let k = 0; k < K; k++) {
+    const d = f64at(use, a * K + k) - f64at(use, b * K + k);
+    if (d != 0) return d < 0;
+  }
+  const cost = larr(kids, L_COST);
+  const d = f64at(cost, a) - f64at(cost, b);
+  return d != 0 ? d < 0 : a < b;
+}
+
+/** The children in lexicographic order: grouped by choice (sorted runs), then runs merged pairwise. */
+function sorted(choices: i32): usize {
+  const m = lsize(kids);
+  if (orderCapacity < m) {
+    orderCapacity = m * 2;
+    order = i32s(orderCapacity);
+    scratch = i32s(orderCapacity);
+  }
+  // runs[t + 1] holds the count of choice t: prefix sums give where each run starts
+  let runCount = 0;
+  setI32(bounds, runCount++, 0);
+  for (let t = 1; t <= choices; t++) {
+    setI32(runs, t, i32at(runs, t) + i32at(runs, t - 1));
+    if (i32at(runs, t) > i32at(bounds, runCount - 1)) setI32(bounds, runCount++, i32at(runs, t));
+  }
+  const pickArr = larr(kids, L_PICK);
+  let src = order, dst = scratch;
+  // fill position per choice: runs[t] is the start of choice t's run
+  for (let i = 0; i < m; i++) {
+    const t = i32at(pickArr, i);
+    const at = i32at(runs, t);
+    setI32(src, at, i);
+    setI32(runs, t, at + 1);
+  }
+  while (runCount > 2) {
+    let out = 0;
+    setI32(merged, out++, 0);
+    for (let r = 0; r + 1 < runCount; r += 2) {
+      const lo = i32at(bounds, r), mid = i32at(bounds, r + 1), hi = r + 2 < runCount ? i32at(bounds, r + 2) : mid;
+      let i = lo, j = mid, o = lo;
+      while (i < mid && j < hi) {
+        if (before(i32at(src, j), i32at(src, i))) setI32(dst, o++, i32at(src, j++));
+        else setI32(dst, o++, i32at(src, i++));
+      }
+      while (i < mid) setI32(dst, o++, i32at(src, i++));
+      while (j < hi) setI32(dst, o++, i32at(src, j++));
+      setI32(merged, out++, hi);
+    }
+    const swap = src; src = dst; dst = swap;
+    const b = bounds; bounds = merged; merged = b;
+    runCount = out;
+  }
+  return src;
+}
+
+/** Copy child i into `to` as its next state. */
+function keep(to: usize, i: i32): void {
+  const q = lsize(to);
+  store<i32>(to, q + 1, L_SIZE);
+  setF64(larr(to, L_COST), q, f64at(larr(kids, L_COST), i));
+  setF64(larr(to, L_RC), q, f64at(larr(kids, L_RC), i));
+  setI32(larr(to, L_PARENT), q, i32at(larr(kids, L_PARENT), i));
+  setI32(larr(to, L_PICK), q, i32at(larr(kids, L_PICK), i));
+  const tu = larr(to, L_USE), ku = larr(kids, L_USE);
+  for (let k = 0; k < K; k++) setF64(tu, q * K + k, f64at(ku, i * K + k));
+}
+
+/**
+ * Write into `to` the children no other child dominates (no more cost, no more use in every row;
+ * of equal ones the first), in lexicographic order.
+ */
+function keepNondominated(to: usize, choices: i32): void {
+  const m = lsize(kids);
+  store<i32>(to, 0, L_SIZE);
+  if (m == 0) return;
+  const ord = sorted(choices);
+  ensure(to, m);
+  const cost = larr(kids, L_COST), use = larr(kids, L_USE);
+  if (K == 1) {
+    let least = Infinity;
+    for (let r = 0; r < m; r++) {
+      const i = i32at(ord, r);
+      if (f64at(cost, i) < least) { keep(to, i); least = f64at(cost, i); }
+    }
+  } else if (K == 2) {
+    // In first-row order, a child is dominated when an earlier one has no more second-row use and
+    // no more cost: the staircase of earlier children's (second-row use, cost), cost falling.
+    if (stairCapacity < m + 1) {
+      stairCapacity = (m + 1) * 2;
+      stairUse = f64s(stairCapacity);
+      stairCost = f64s(stairCapacity);
+    }
+    let h = 0;
+    for (let r = 0; r < m; r++) {
+      const i = i32at(ord, r);
+      const v = f64at(use, i * 2 + 1), c = f64at(cost, i);
+      let lo = 0, hi = h; // first step with use > v
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (f64at(stairUse, mid) <= v) lo = mid + 1; else hi = mid;
+      }
+      if (lo > 0 && f64at(stairCost, lo - 1) <= c) continue;
+      keep(to, i);
+      // steps from lo on with cost >= c are now dominated by this child
+      let q = lo;
+      while (q < h && f64at(stairCost, q) >= c) q++;
+      if (q == lo) {
+        for (let x = h; x > lo; x--) { setF64(stairUse, x, f64at(stairUse, x - 1)); setF64(stairCost, x, f64at(stairCost, x - 1)); }
+        h++;
+      } else if (q > lo + 1) {
+        const gap = q - lo - 1;
+        for (let x = q; x < h; x++) { setF64(stairUse, x - gap, f64at(stairUse, x)); setF64(stairCost, x - gap, f64at(stairCost, x)); }
+        h -= gap;
+      }
+      setF64(stairUse, lo, v);
+      setF64(stairCost, lo, c);
+    }
+  } else {
+    // three or more rows (latency tables): pairwise against the survivors so far
+    const toCost = larr(to, L_COST), toUse = larr(to, L_USE);
+    for (let r = 0; r < m; r++) {
+      const i = i32at(ord, r);
+      let dominated = false;
+      for (let p = 0; p < lsize(to) && !dominated; p++) {
+        if (f64at(toCost, p) > f64at(cost, i)) continue;
+        let le = true;
+        for (let k = 0; k < K && le; k++) le = f64at(toUse, p * K + k) <= f64at(use, i * K + k);
+        dominated = le;
+      }
+      if (!dominated) keep(to, i);
+    }
+  }
+}
+
+/**
+ * One sweep over partial policies, depth by depth, keeping those no other dominates and whose
+ * bound is below the cutoff. False when the time ran out.
+ */
+function sweep(): bool {
+  if (levelA == 0) {
+    levelA = newLevel(INITIAL_STATES);
+    levelB = newLevel(INITIAL_STATES);
+    kids = newLevel(INITIAL_STATES);
+  }
+  let from = levelA, to = levelB;
+  store<i32>(from, 1, L_SIZE);
+  setF64(larr(from, L_COST), 0, 0); setF64(larr(from, L_RC), 0, 0);
+  setI32(larr(from, L_PARENT), 0, -1); setI32(larr(from, L_PICK), 0, -1);
+  for (let k = 0; k < K; k++) setF64(larr(from, L_USE), k, 0);
+  sweepDepths = 0;
+  for (let d = 0; d < n && lsize(from) > 0; d++) {
+    if (now() > deadline) return false;
+    const first = i32at(choiceStart, d), m = i32at(choiceStart, d + 1) - first;
+    const rest = f64at(suffixRc, d + 1) - sumLambda;
+    const next = (d + 1) * K;
+    store<i32>(kids, 0, L_SIZE);
+    if (runsCapacity < m + 1) { runsCapacity = (m + 1) * 2; runs = i32s(runsCapacity); bounds = i32s(runsCapacity + 1); merged = i32s(runsCapacity + 1); }
+    memory.fill(runs, 0, (<usize>(m + 1)) << 2);
+    const fromSize = lsize(from);
+    const fromRc = larr(from, L_RC), fromCost = larr(from, L_COST), fromUse = larr(from, L_USE);
+    for (let s = 0; s < fromSize; s++) {
+      const rcBase = f64at(fromRc, s), costBase = f64at(fromCost, s);
+      for (let t = 0; t < m; t++) {
+        const c = first + t;
+        const rc = rcBase + f64at(rcP, c);
+        if (rc + rest >= cutoff) break;
+        const slot = lsize(kids);
+        ensure(kids, slot + 1);
+        const kidUse = larr(kids, L_USE) + ((<usize>(slot * K)) << 3);
+        let fits = true;
+        for (let k = 0; k < K; k++) {
+          const u = f64at(fromUse, s * K + k) + f64at(useP, c * K + k);
+          setF64(kidUse, k, u);
+          if (u + f64at(suffixUse, next + k) > f64at(slack, k)) { fits = false; break; }
+        }
+        if (!fits) continue;
+        const cost = costBase + f64at(costP, c);
+        if (pruned(d + 1, cost, kidUse)) continue;
+        setF64(larr(kids, L_COST), slot, cost);
+        setF64(larr(kids, L_RC), slot, rc);
+        setI32(larr(kids, L_PARENT), slot, s);
+        setI32(larr(kids, L_PICK), slot, t);
+        store<i32>(kids, slot + 1, L_SIZE);
+        setI32(runs, t + 1, i32at(runs, t + 1) + 1);
+      }
+    }
+    keepNondominated(to, m);
+    const size = lsize(to);
+    states += <f64>size;
+    // the path back: each kept state's parent and choice at this depth
+    const keptParents = i32s(size), keptPicks = i32s(size);
+    memory.copy(keptParents, larr(to, L_PARENT), (<usize>size) << 2);
+    memory.copy(keptPicks, larr(to, L_PICK), (<usize>size) << 2);
+    setI32(parents, d, <i32>keptParents);
+    setI32(picks, d, <i32>keptPicks);
+    sweepDepths = d + 1;
+    const swap = from; from = to; to = swap;
+  }
+  // the level buffers may have grown: keep them for the next sweep
+  levelA = from; levelB = to;
+  if (sweepDepths < n) return true;
+  const fromCost = larr(from, L_COST);
+  let q = -1;
+  for (let s = 0; s < lsize(from); s++) {
+    if (f64at(fromCost, s) < cutoff && (q < 0 || f64at(fromCost, s) < f64at(fromCost, q))) q = s;
+  }
+  if (q >= 0) {
+    const c = f64at(fromCost, q);
+    for (let d = n - 1; d >= 0; d--) {
+      setI32(pick, d, i32at(<usize>i32at(picks, d), q));
+      q = i32at(<usize>i32at(parents, d), q);
+    }
+    record(c, pick);
+  }
+  return true;
+}
+
+/**
+ * Sweeps with cutoffs from close to the root bound, widening, until one finds a policy (then
+ * optimal, see exact.ts) or the cutoff reaches the incumbent. False when the time ran out.
+ */
+function sweepWidening(): bool {
+  if (hasBest) {
+    const incumbent = cutoff;
+    const foundCost = best;
+    for (let gap = (incumbent - rootBound) / WIDENING_START; rootBound + gap < incumbent; gap *= WIDENING) {
+      cutoff = rootBound + gap;
+      sweeps++;
+      if (!sweep()) return false;
+      if (best < foundCost) return true;
+    }
+    cutoff = incumbent;
+  }
+  sweeps++;
+  return sweep();
+}
+
+/** Dive, swaps, sweeps: 0 when proven optimal (or infeasible), 1 when out of time. */
+export function run(): i32 {
+  levelA = 0; levelB = 0; kids = 0; runsCapacity = 0; orderCapacity = 0; stairCapacity = 0;
+  dive(0, 0, 0);
+  if (stopped == 2) return 1;
+  if (stopped == 0) return 0;
+  if (hasBest) {
+    // the closer the incumbent to the optimum, the fewer partial policies the sweep keeps
+    const p = i32s(n);
+    memory.copy(p, bestPick, (<usize>n) << 2);
+    const cost = improveBySwaps(p, best, cutoff - rootBound);
+    if (cost < cutoff) record(cost, p);
+  }
+  return sweepWidening() ? 0 : 1;
+}
