@@ -1,10 +1,10 @@
-// AssemblyScript, compiled to WebAssembly by the build (asc): steps 3-5 of the exact solver (the
-// dive, the swaps, the sweeps) on tables that solvers/exact.ts prepares in this module's memory.
+// AssemblyScript, compiled to WebAssembly by the build (asc): the exact solver's five steps, on a
+// problem that solvers/exact.ts copies into this module's memory (see its comment for the method).
 //
-// Why WebAssembly: in JavaScript this search ran ~10x slower in a fresh process than once the JIT
+// Why WebAssembly: in JavaScript the solver ran ~10x slower in a fresh process than once the JIT
 // had optimised it (125 ms against 9 ms on ResNet-50 W3A4/CR12.2), and every sweep worker paid
-// that warm-up again. WebAssembly is compiled before it runs. The algorithm is documented in
-// exact.ts; names here follow it.
+// that warm-up again. WebAssembly is compiled before it runs. The arithmetic is in the order the
+// JavaScript solver used, so results (and the choice among equal optima) did not change.
 //
 // Memory: a bump allocator, reset by the caller before each solve; no garbage collector.
 
@@ -76,11 +76,17 @@ const CELLS: i32 = 64;
 
 let n: i32 = 0;
 let K: i32 = 0;
-/** i32[n + 1]: where each depth's choices start in rc, cost (and use, times K) */
+/** per depth (layers in search order): i32[n + 1] where its choices start in rc, cost, use (times K), idx */
 let choiceStart: usize = 0;
 let rcP: usize = 0;
 let costP: usize = 0;
 let useP: usize = 0;
+/** per depth's choice: its index among the layer's choices in the problem */
+let idxP: usize = 0;
+/** per depth: the layer's index in the problem */
+let depthLayer: usize = 0;
+/** per row k, i32 pointer: each depth's choices in order of use of row k (indices from choiceStart) */
+let byUseP: usize = 0;
 /** f64[n + 1] and f64[(n + 1) * K]: least reduced cost and least use per row from depth d on */
 let suffixRc: usize = 0;
 let suffixUse: usize = 0;
@@ -90,39 +96,15 @@ let lambda: usize = 0;
 let sumLambda: f64 = 0;
 let rootBound: f64 = 0;
 let deadline: f64 = Infinity;
-/** per row, 9 pointers (see setLpTable) */
+/** per row, 9 pointers: base use, base cost, offset, count, prefix use, prefix cost, slopes, cell scale, cell start */
 let lpTables: usize = 0;
+let setupMs: f64 = 0;
+/** i32[n]: the chosen choice of each layer, in problem order */
+let choice: usize = 0;
 
-/** The problem's scalars and arrays (pointers from `alloc`, filled by the caller). */
-export function setProblem(
-  depths: i32, rows: i32, starts: usize, rc: usize, cost: usize, use: usize,
-  suffixRcP: usize, suffixUseP: usize, limitsP: usize, slackP: usize, lambdaP: usize,
-  lambdaSum: f64, bound: f64, deadlineMs: f64,
-): void {
-  n = depths; K = rows; choiceStart = starts; rcP = rc; costP = cost; useP = use;
-  suffixRc = suffixRcP; suffixUse = suffixUseP; limits = limitsP; slack = slackP; lambda = lambdaP;
-  sumLambda = lambdaSum; rootBound = bound; deadline = deadlineMs;
-  lpTables = i32s(rows * 9);
-  best = Infinity; cutoff = Infinity; hasBest = false;
-  nodes = 0; nodesSinceIncumbent = 0; states = 0; sweeps = 0; stopped = 0;
-  pick = i32s(depths);
-  bestPick = i32s(depths);
-  used = zeros(rows);
-  parents = i32s(depths);
-  picks = i32s(depths);
-  sweepDepths = 0;
-}
-
-/** Row e's LP table (exact.ts SuffixLpBound): base use/cost per depth, segments, lookup cells. */
-export function setLpTable(
-  e: i32, baseUse: usize, baseCost: usize, offset: usize, count: usize,
-  prefUse: usize, prefCost: usize, slopes: usize, cellScale: usize, cellStart: usize,
-): void {
-  const t = lpTables + <usize>(e * 9 * 4);
-  store<u32>(t, <u32>baseUse); store<u32>(t, <u32>baseCost, 4); store<u32>(t, <u32>offset, 8);
-  store<u32>(t, <u32>count, 12); store<u32>(t, <u32>prefUse, 16); store<u32>(t, <u32>prefCost, 20);
-  store<u32>(t, <u32>slopes, 24); store<u32>(t, <u32>cellScale, 28); store<u32>(t, <u32>cellStart, 32);
-}
+export function rootBoundValue(): f64 { return rootBound; }
+export function setupTime(): f64 { return setupMs; }
+export function choicePointer(): usize { return choice; }
 
 // ---- search state ------------------------------------------------------------------------------
 
@@ -572,18 +554,413 @@ function sweepWidening(): bool {
   return sweep();
 }
 
-/** Dive, swaps, sweeps: 0 when proven optimal (or infeasible), 1 when out of time. */
-export function run(): i32 {
-  levelA = 0; levelB = 0; kids = 0; runsCapacity = 0; orderCapacity = 0; stairCapacity = 0;
-  dive(0, 0, 0);
-  if (stopped == 2) return 1;
-  if (stopped == 0) return 0;
-  if (hasBest) {
-    // the closer the incumbent to the optimum, the fewer partial policies the sweep keeps
-    const p = i32s(n);
-    memory.copy(p, bestPick, (<usize>n) << 2);
-    const cost = improveBySwaps(p, best, cutoff - rootBound);
-    if (cost < cutoff) record(cost, p);
+// ---- steps 1-2: the prepared problem ------------------------------------------------------------
+
+/**
+ * Indices 0..m-1 in order of key[keyAt + t * stride] (ties: lower index first), by insertion, into
+ * out[outAt..]: m is a layer's choice count, small enough that this beats a sort.
+ */
+function orderBy(key: usize, keyAt: i32, stride: i32, m: i32, out: usize, outAt: i32): void {
+  for (let t = 0; t < m; t++) {
+    const v = f64at(key, keyAt + t * stride);
+    let r = t;
+    while (r > 0 && f64at(key, keyAt + i32at(out, outAt + r - 1) * stride) > v) {
+      setI32(out, outAt + r, i32at(out, outAt + r - 1));
+      r--;
+    }
+    setI32(out, outAt + r, t);
   }
-  return sweepWidening() ? 0 : 1;
+}
+
+// Step 1, per layer: the choices no other choice dominates (no more cost and no more use in every
+// row; of identical choices the first), in problem order, with per row their order of use.
+let keptStart: usize = 0;
+let keptIdx: usize = 0;
+let keptCost: usize = 0;
+let keptUse: usize = 0;
+/** per row k, i32 pointer: each layer's kept choices in order of use (indices from keptStart) */
+let keptByUse: usize = 0;
+
+function undominated(starts: usize, cost: usize, use: usize): void {
+  const total = i32at(starts, n);
+  keptStart = i32s(n + 1);
+  keptIdx = i32s(total); keptCost = f64s(total); keptUse = f64s(total * K);
+  let kept = 0;
+  for (let i = 0; i < n; i++) {
+    setI32(keptStart, i, kept);
+    const s0 = i32at(starts, i), m = i32at(starts, i + 1) - s0;
+    for (let j = 0; j < m; j++) {
+      const cj = f64at(cost, s0 + j);
+      let dominated = false;
+      for (let q = 0; q < m && !dominated; q++) {
+        const cq = f64at(cost, s0 + q);
+        if (q == j || cq > cj) continue;
+        let le = true, strict = cq < cj;
+        for (let k = 0; k < K; k++) {
+          const dq = f64at(use, (s0 + q) * K + k), dj = f64at(use, (s0 + j) * K + k);
+          if (dq > dj) { le = false; break; }
+          if (dq < dj) strict = true;
+        }
+        dominated = le && (strict || q < j);
+      }
+      if (!dominated) {
+        setI32(keptIdx, kept, j);
+        setF64(keptCost, kept, cj);
+        for (let k = 0; k < K; k++) setF64(keptUse, kept * K + k, f64at(use, (s0 + j) * K + k));
+        kept++;
+      }
+    }
+  }
+  setI32(keptStart, n, kept);
+  keptByUse = i32s(K);
+  for (let k = 0; k < K; k++) {
+    const order = i32s(kept);
+    setI32(keptByUse, k, <i32>order);
+    for (let i = 0; i < n; i++) {
+      const ks = i32at(keptStart, i);
+      orderBy(keptUse, ks * K + k, K, i32at(keptStart, i + 1) - ks, order, ks);
+    }
+  }
+}
+
+/**
+ * The lower convex hull of the points (u[p], c[p]), p visited in the order byUse[at..at+m) (use
+ * ascending): written to `hull` from the least-use point, its size returned. Of points with equal
+ * use only the cheapest counts.
+ */
+function lowerHull(u: usize, c: usize, byUse: usize, at: i32, m: i32, hull: usize): i32 {
+  let h = 0;
+  for (let r = 0; r < m; r++) {
+    const p = i32at(byUse, at + r);
+    if (h > 0 && f64at(u, i32at(hull, h - 1)) == f64at(u, p)) {
+      if (f64at(c, p) >= f64at(c, i32at(hull, h - 1))) continue;
+      h--;
+    }
+    while (h >= 2) {
+      const a = i32at(hull, h - 2), b = i32at(hull, h - 1);
+      if ((f64at(c, b) - f64at(c, a)) * (f64at(u, p) - f64at(u, a)) >= (f64at(c, p) - f64at(c, a)) * (f64at(u, b) - f64at(u, a))) h--;
+      else break;
+    }
+    setI32(hull, h++, p);
+  }
+  return h;
+}
+
+/** The first hull point of least cost: where the hull stops saving cost as use grows. */
+function cheapestOnHull(c: usize, hull: usize, h: i32): i32 {
+  let top = 0;
+  for (let x = 1; x < h; x++) if (f64at(c, i32at(hull, x)) < f64at(c, i32at(hull, top))) top = x;
+  return top;
+}
+
+/**
+ * The least t[e] such that the drops of the events up to it (in order of t) sum to at least
+ * `need`; the largest t when they never do, 0 without events. Quickselect.
+ */
+function weightedQuantile(t: usize, drop: usize, count: i32, need: f64, idx: usize): f64 {
+  if (count == 0) return 0;
+  for (let e = 0; e < count; e++) setI32(idx, e, e);
+  let lo = 0, hi = count;
+  let largest = -Infinity;
+  for (let e = 0; e < count; e++) largest = Math.max(largest, f64at(t, e));
+  while (lo < hi) {
+    const pivot = f64at(t, i32at(idx, (lo + hi) >> 1));
+    // three-way partition of idx[lo, hi) into t < pivot, t = pivot, t > pivot
+    let lt = lo, i = lo, gt = hi;
+    let below: f64 = 0, equal: f64 = 0;
+    while (i < gt) {
+      const e = i32at(idx, i), v = f64at(t, e);
+      if (v < pivot) { setI32(idx, i, i32at(idx, lt)); setI32(idx, lt++, e); below += f64at(drop, e); i++; }
+      else if (v > pivot) { setI32(idx, i, i32at(idx, --gt)); setI32(idx, gt, e); }
+      else { equal += f64at(drop, e); i++; }
+    }
+    if (below >= need) hi = lt;
+    else if (below + equal >= need) return pivot;
+    else { need -= below + equal; lo = gt; }
+  }
+  return largest;
+}
+
+// scratch for lineMaximum
+let eventT: usize = 0, eventDrop: usize = 0, eventIdx: usize = 0, workU: usize = 0, workBase: usize = 0, workHull: usize = 0;
+
+/**
+ * The best λ_k with the other multipliers fixed: per layer the minimum over choices of
+ * base_j + t·u_j is the lower envelope of lines, whose breakpoints come from the lower convex hull
+ * of (u_j, base_j); the dual's slope in t is Σ_i u_i(t) − rhs.
+ */
+function lineMaximum(scale: usize, lam: usize, k: i32, rhs: f64): f64 {
+  let events = 0;
+  let slope = -rhs;
+  const byUse = <usize>i32at(keptByUse, k);
+  for (let i = 0; i < n; i++) {
+    const ks = i32at(keptStart, i), m = i32at(keptStart, i + 1) - ks;
+    for (let t = 0; t < m; t++) {
+      let b = f64at(keptCost, ks + t);
+      for (let r = 0; r < K; r++) if (r != k) b += f64at(lam, r) * f64at(keptUse, (ks + t) * K + r) * f64at(scale, r);
+      setF64(workU, t, f64at(keptUse, (ks + t) * K + k) * f64at(scale, k));
+      setF64(workBase, t, b);
+    }
+    const h = lowerHull(workU, workBase, byUse, ks, m, workHull);
+    // the envelope at t = 0 sits at the hull point of least base (least u among ties)
+    const top = cheapestOnHull(workBase, workHull, h);
+    slope += f64at(workU, i32at(workHull, top));
+    for (let x = top; x > 0; x--) {
+      const p = i32at(workHull, x), q = i32at(workHull, x - 1);
+      setF64(eventT, events, (f64at(workBase, q) - f64at(workBase, p)) / (f64at(workU, p) - f64at(workU, q)));
+      setF64(eventDrop, events++, f64at(workU, p) - f64at(workU, q));
+    }
+  }
+  if (slope <= 0) return 0;
+  return weightedQuantile(eventT, eventDrop, events, slope, eventIdx);
+}
+
+/**
+ * Step 2: multipliers λ ≥ 0 for the Lagrangian dual, by cyclic coordinate ascent with an exact
+ * line search per row, on rows scaled by their limits; written to `lambda` unscaled.
+ */
+function lagrangeMultipliers(maxChoices: i32): void {
+  const scale = f64s(K), rhs = f64s(K), lam = zeros(K);
+  for (let k = 0; k < K; k++) {
+    const l = f64at(limits, k);
+    setF64(scale, k, l > 0 ? 1 / l : 1);
+    setF64(rhs, k, l * f64at(scale, k));
+  }
+  const total = n * maxChoices;
+  eventT = f64s(total); eventDrop = f64s(total); eventIdx = i32s(total);
+  workU = f64s(maxChoices); workBase = f64s(maxChoices); workHull = i32s(maxChoices);
+  let last = -Infinity;
+  for (let round = 0; round < 3; round++) {
+    for (let k = 0; k < K; k++) setF64(lam, k, lineMaximum(scale, lam, k, f64at(rhs, k)));
+    let value: f64 = 0;
+    for (let k = 0; k < K; k++) value -= f64at(lam, k) * f64at(rhs, k);
+    for (let i = 0; i < n; i++) {
+      const ks = i32at(keptStart, i), m = i32at(keptStart, i + 1) - ks;
+      let least = Infinity;
+      for (let t = 0; t < m; t++) {
+        let v = f64at(keptCost, ks + t);
+        for (let k = 0; k < K; k++) v += f64at(lam, k) * f64at(keptUse, (ks + t) * K + k) * f64at(scale, k);
+        if (v < least) least = v;
+      }
+      value += least;
+    }
+    if (value <= last + 1e-12 * Math.max(1, Math.abs(value))) break;
+    last = value;
+  }
+  lambda = f64s(K);
+  sumLambda = 0;
+  for (let k = 0; k < K; k++) {
+    setF64(lambda, k, f64at(lam, k) * f64at(scale, k));
+    sumLambda += f64at(lambda, k) * f64at(limits, k);
+  }
+}
+
+/** Layer a before layer b in search order: clear decisions (wide regret) first, then problem order. */
+function searchedBefore(regret: usize, a: i32, b: i32): bool {
+  const ra = f64at(regret, a), rb = f64at(regret, b);
+  return ra != rb ? ra > rb : a < b;
+}
+
+/**
+ * Every layer's kept choices in order of reduced cost, layers in search order (close calls last,
+ * where the bounds of the short suffix are tight), into choiceStart, rcP, costP, useP, idxP,
+ * byUseP; then the suffix sums.
+ */
+function orderLayers(): void {
+  const total = i32at(keptStart, n);
+  const rcOf = f64s(total), byRc = i32s(total), regret = f64s(n);
+  for (let i = 0; i < n; i++) {
+    const ks = i32at(keptStart, i), m = i32at(keptStart, i + 1) - ks;
+    for (let t = 0; t < m; t++) {
+      let v = f64at(keptCost, ks + t);
+      for (let k = 0; k < K; k++) v += f64at(lambda, k) * f64at(keptUse, (ks + t) * K + k);
+      setF64(rcOf, ks + t, v);
+    }
+    orderBy(rcOf, ks, 1, m, byRc, ks);
+    setF64(regret, i, m > 1 ? f64at(rcOf, ks + i32at(byRc, ks + 1)) - f64at(rcOf, ks + i32at(byRc, ks)) : Infinity);
+  }
+  depthLayer = i32s(n);
+  for (let i = 0; i < n; i++) {
+    let r = i;
+    while (r > 0 && searchedBefore(regret, i, i32at(depthLayer, r - 1))) { setI32(depthLayer, r, i32at(depthLayer, r - 1)); r--; }
+    setI32(depthLayer, r, i);
+  }
+  choiceStart = i32s(n + 1);
+  rcP = f64s(total); costP = f64s(total); useP = f64s(total * K); idxP = i32s(total);
+  byUseP = i32s(K);
+  for (let k = 0; k < K; k++) setI32(byUseP, k, <i32>i32s(total));
+  const rank = i32s(total);
+  let at = 0;
+  for (let d = 0; d < n; d++) {
+    setI32(choiceStart, d, at);
+    const i = i32at(depthLayer, d);
+    const ks = i32at(keptStart, i), m = i32at(keptStart, i + 1) - ks;
+    for (let r = 0; r < m; r++) {
+      const t = i32at(byRc, ks + r);
+      setI32(rank, ks + t, r);
+      setI32(idxP, at + r, i32at(keptIdx, ks + t));
+      setF64(costP, at + r, f64at(keptCost, ks + t));
+      setF64(rcP, at + r, f64at(rcOf, ks + t));
+      for (let k = 0; k < K; k++) setF64(useP, (at + r) * K + k, f64at(keptUse, (ks + t) * K + k));
+    }
+    for (let k = 0; k < K; k++) {
+      const from = <usize>i32at(keptByUse, k), to = <usize>i32at(byUseP, k);
+      for (let r = 0; r < m; r++) setI32(to, at + r, i32at(rank, ks + i32at(from, ks + r)));
+    }
+    at += m;
+  }
+  setI32(choiceStart, n, at);
+  suffixRc = zeros(n + 1);
+  suffixUse = zeros((n + 1) * K);
+  for (let d = n - 1; d >= 0; d--) {
+    const first = i32at(choiceStart, d), m = i32at(choiceStart, d + 1) - first;
+    setF64(suffixRc, d, f64at(suffixRc, d + 1) + f64at(rcP, first));
+    for (let k = 0; k < K; k++) {
+      let lo = Infinity;
+      for (let t = 0; t < m; t++) lo = Math.min(lo, f64at(useP, (first + t) * K + k));
+      setF64(suffixUse, d * K + k, f64at(suffixUse, (d + 1) * K + k) + lo);
+    }
+  }
+}
+
+/**
+ * Row e's LP table: for the layers from depth d on, the LP relaxation of min Σ c'_ij subject to
+ * Σ u_ij ≤ R (row e; c' = cost plus the other rows priced by λ) as a function of R. Per layer
+ * the LP walks the lower convex hull of (use, cost) from its least-use point; over all layers it
+ * takes hull segments in order of cost saved per unit of use. Each suffix keeps its segments
+ * sorted, with prefix sums and cells that say where to start walking them for a given R.
+ */
+function lpTable(e: i32, maxChoices: i32): void {
+  const lam = f64s(K);
+  for (let k = 0; k < K; k++) setF64(lam, k, k == e ? 0 : f64at(lambda, k));
+  const baseCost = zeros(n + 1), baseUse = zeros(n + 1), perDepth = i32s(n);
+  const total = i32at(choiceStart, n);
+  const du = f64s(total), dc = f64s(total), slope = f64s(total);
+  const u = f64s(maxChoices), c = f64s(maxChoices), hull = i32s(maxChoices);
+  const byUse = <usize>i32at(byUseP, e);
+  let segments = 0;
+  for (let d = n - 1; d >= 0; d--) {
+    const first = i32at(choiceStart, d), m = i32at(choiceStart, d + 1) - first;
+    for (let t = 0; t < m; t++) {
+      setF64(u, t, f64at(useP, (first + t) * K + e));
+      let v = f64at(costP, first + t);
+      for (let k = 0; k < K; k++) v += f64at(lam, k) * f64at(useP, (first + t) * K + k);
+      setF64(c, t, v);
+    }
+    const last = cheapestOnHull(c, hull, lowerHull(u, c, byUse, first, m, hull));
+    setF64(baseCost, d, f64at(baseCost, d + 1) + f64at(c, i32at(hull, 0)));
+    setF64(baseUse, d, f64at(baseUse, d + 1) + f64at(u, i32at(hull, 0)));
+    for (let h = 1; h <= last; h++) {
+      const p = i32at(hull, h), q = i32at(hull, h - 1);
+      setF64(du, segments, f64at(u, p) - f64at(u, q));
+      setF64(dc, segments, f64at(c, p) - f64at(c, q));
+      setF64(slope, segments++, (f64at(c, p) - f64at(c, q)) / (f64at(u, p) - f64at(u, q)));
+    }
+    setI32(perDepth, d, last);
+  }
+  const offset = i32s(n + 1), count = i32s(n + 1);
+  let size = 0;
+  for (let d = n; d >= 0; d--) {
+    setI32(count, d, d < n ? i32at(count, d + 1) + i32at(perDepth, d) : 0);
+    setI32(offset, d, size);
+    size += i32at(count, d) + 1;
+  }
+  const pu = f64s(size), pc = f64s(size), sl = zeros(size);
+  // Segments were pushed layer by layer from the last, each layer's in order of slope (a convex
+  // hull), so layer d's sit at [count[d+1], count[d]) and depth d's list is depth d+1's with layer
+  // d's merged in: no sort needed.
+  let list = i32s(segments + 1), merged = i32s(segments + 1);
+  let listSize = 0;
+  for (let d = n; d >= 0; d--) {
+    if (d < n) {
+      const lo = i32at(count, d + 1), hi = i32at(count, d);
+      let i = 0, j = lo, o = 0;
+      while (i < listSize && j < hi) {
+        if (f64at(slope, i32at(list, i)) <= f64at(slope, j)) setI32(merged, o++, i32at(list, i++));
+        else setI32(merged, o++, j++);
+      }
+      while (i < listSize) setI32(merged, o++, i32at(list, i++));
+      while (j < hi) setI32(merged, o++, j++);
+      const swap = list; list = merged; merged = swap;
+      listSize = o;
+    }
+    let at = i32at(offset, d);
+    setF64(pu, at, 0); setF64(pc, at, 0);
+    for (let r = 0; r < listSize; r++, at++) {
+      const i = i32at(list, r);
+      setF64(sl, at, f64at(slope, i));
+      setF64(pu, at + 1, f64at(pu, at) + f64at(du, i));
+      setF64(pc, at + 1, f64at(pc, at) + f64at(dc, i));
+    }
+  }
+  // per depth, cells of equal use: where the walk along the segments starts for a budget in that cell
+  const cellScale = f64s(n + 1), cellStart = i32s((n + 1) * CELLS);
+  for (let d = 0; d <= n; d++) {
+    const off = i32at(offset, d), m = i32at(count, d);
+    const width = f64at(pu, off + m) / <f64>CELLS;
+    setF64(cellScale, d, width > 0 ? 1 / width : 0);
+    let p = 0;
+    for (let cell = 0; cell < CELLS; cell++) {
+      while (p < m && f64at(pu, off + p + 1) <= <f64>cell * width) p++;
+      setI32(cellStart, d * CELLS + cell, p);
+    }
+  }
+  const t = lpTables + <usize>(e * 9 * 4);
+  store<u32>(t, <u32>baseUse); store<u32>(t, <u32>baseCost, 4); store<u32>(t, <u32>offset, 8);
+  store<u32>(t, <u32>count, 12); store<u32>(t, <u32>pu, 16); store<u32>(t, <u32>pc, 20);
+  store<u32>(t, <u32>sl, 24); store<u32>(t, <u32>cellScale, 28); store<u32>(t, <u32>cellStart, 32);
+}
+
+/**
+ * Solve the problem: `layers` layers whose choices start at i32 starts[i] in f64 cost and use
+ * (times `rows`), budgets f64 limits[rows]. Returns 0 when done (optimal, or infeasible when no
+ * policy was found: `found`), 1 when out of time (`found` says whether a policy is in `choice`).
+ */
+export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: usize, limitsP: usize, deadlineMs: f64): i32 {
+  const t0 = now();
+  n = layers; K = rows; limits = limitsP; deadline = deadlineMs;
+  best = Infinity; cutoff = Infinity; hasBest = false;
+  nodes = 0; nodesSinceIncumbent = 0; states = 0; sweeps = 0; stopped = 0; rootBound = 0;
+  levelA = 0; levelB = 0; kids = 0; runsCapacity = 0; orderCapacity = 0; stairCapacity = 0;
+  choice = i32s(n);
+  slack = f64s(K);
+  for (let k = 0; k < K; k++) setF64(slack, k, f64at(limits, k) + rowTolerance(f64at(limits, k)));
+  undominated(starts, cost, use);
+  let maxChoices = 0;
+  for (let i = 0; i < n; i++) {
+    const m = i32at(keptStart, i + 1) - i32at(keptStart, i);
+    if (m == 0) return 0; // a layer with no choice: no policy
+    maxChoices = max(maxChoices, m);
+  }
+  lagrangeMultipliers(maxChoices);
+  orderLayers();
+  // Each row on its own: if even the least use of every layer overflows, no policy exists.
+  for (let k = 0; k < K; k++) if (f64at(suffixUse, k) > f64at(slack, k)) return 0;
+  rootBound = f64at(suffixRc, 0) - sumLambda;
+  lpTables = i32s(K * 9);
+  for (let e = 0; e < K; e++) lpTable(e, maxChoices);
+  pick = i32s(n);
+  bestPick = i32s(n);
+  used = zeros(K);
+  parents = i32s(n);
+  picks = i32s(n);
+  setupMs = now() - t0;
+
+  // steps 3-5
+  dive(0, 0, 0);
+  let timedOut = false;
+  if (stopped == 1) {
+    if (hasBest) {
+      // the closer the incumbent to the optimum, the fewer partial policies the sweep keeps
+      const p = i32s(n);
+      memory.copy(p, bestPick, (<usize>n) << 2);
+      const cost = improveBySwaps(p, best, cutoff - rootBound);
+      if (cost < cutoff) record(cost, p);
+    }
+    timedOut = !sweepWidening();
+  }
+  if (hasBest) {
+    for (let d = 0; d < n; d++) setI32(choice, i32at(depthLayer, d), i32at(idxP, i32at(choiceStart, d) + i32at(bestPick, d)));
+  }
+  return timedOut ? 1 : 0;
 }
