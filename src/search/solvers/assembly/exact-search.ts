@@ -308,6 +308,13 @@ function ensure(l: usize, need: i32): void {
 const INITIAL_STATES: i32 = 4096;
 
 let levelA: usize = 0, levelB: usize = 0, kids: usize = 0;
+/** the children's arrays (kids' fields, reloaded when they grow) */
+let kidCost: usize = 0, kidRc: usize = 0, kidUse: usize = 0, kidParent: usize = 0, kidPick: usize = 0;
+
+function loadKidArrays(): void {
+  kidCost = larr(kids, L_COST); kidRc = larr(kids, L_RC); kidUse = larr(kids, L_USE);
+  kidParent = larr(kids, L_PARENT); kidPick = larr(kids, L_PICK);
+}
 /** children per choice (runs[t + 1]), then run starts */
 let runs: usize = 0;
 let runsCapacity: i32 = 0;
@@ -315,14 +322,12 @@ let order: usize = 0, scratch: usize = 0, orderCapacity: i32 = 0;
 let stairUse: usize = 0, stairCost: usize = 0, stairCapacity: i32 = 0;
 let bounds: usize = 0, merged: usize = 0;
 
-/** a before b: less use row by row, then less cost, then made first */
-function before(a: i32, b: i32): bool {
-  const use = larr(kids, L_USE);
+/** a before b: less use row by row, then less cost, then made first (use, cost: the children's arrays) */
+@inline function before(use: usize, cost: usize, a: i32, b: i32): bool {
   for (let k = 0; k < K; k++) {
     const d = f64at(use, a * K + k) - f64at(use, b * K + k);
     if (d != 0) return d < 0;
   }
-  const cost = larr(kids, L_COST);
   const d = f64at(cost, a) - f64at(cost, b);
   return d != 0 ? d < 0 : a < b;
 }
@@ -342,7 +347,7 @@ function sorted(choices: i32): usize {
     setI32(runs, t, i32at(runs, t) + i32at(runs, t - 1));
     if (i32at(runs, t) > i32at(bounds, runCount - 1)) setI32(bounds, runCount++, i32at(runs, t));
   }
-  const pickArr = larr(kids, L_PICK);
+  const pickArr = larr(kids, L_PICK), use = larr(kids, L_USE), cost = larr(kids, L_COST);
   let src = order, dst = scratch;
   // fill position per choice: runs[t] is the start of choice t's run
   for (let i = 0; i < m; i++) {
@@ -358,7 +363,7 @@ function sorted(choices: i32): usize {
       const lo = i32at(bounds, r), mid = i32at(bounds, r + 1), hi = r + 2 < runCount ? i32at(bounds, r + 2) : mid;
       let i = lo, j = mid, o = lo;
       while (i < mid && j < hi) {
-        if (before(i32at(src, j), i32at(src, i))) setI32(dst, o++, i32at(src, j++));
+        if (before(use, cost, i32at(src, j), i32at(src, i))) setI32(dst, o++, i32at(src, j++));
         else setI32(dst, o++, i32at(src, i++));
       }
       while (i < mid) setI32(dst, o++, i32at(src, i++));
@@ -372,16 +377,16 @@ function sorted(choices: i32): usize {
   return src;
 }
 
-/** Copy child i into `to` as its next state. */
-function keep(to: usize, i: i32): void {
+/** Copy child i into `to` as its next state (`to` has room). */
+@inline function keep(to: usize, i: i32): void {
   const q = lsize(to);
   store<i32>(to, q + 1, L_SIZE);
-  setF64(larr(to, L_COST), q, f64at(larr(kids, L_COST), i));
-  setF64(larr(to, L_RC), q, f64at(larr(kids, L_RC), i));
-  setI32(larr(to, L_PARENT), q, i32at(larr(kids, L_PARENT), i));
-  setI32(larr(to, L_PICK), q, i32at(larr(kids, L_PICK), i));
-  const tu = larr(to, L_USE), ku = larr(kids, L_USE);
-  for (let k = 0; k < K; k++) setF64(tu, q * K + k, f64at(ku, i * K + k));
+  setF64(larr(to, L_COST), q, f64at(kidCost, i));
+  setF64(larr(to, L_RC), q, f64at(kidRc, i));
+  setI32(larr(to, L_PARENT), q, i32at(kidParent, i));
+  setI32(larr(to, L_PICK), q, i32at(kidPick, i));
+  const tu = larr(to, L_USE);
+  for (let k = 0; k < K; k++) setF64(tu, q * K + k, f64at(kidUse, i * K + k));
 }
 
 /**
@@ -394,7 +399,7 @@ function keepNondominated(to: usize, choices: i32): void {
   if (m == 0) return;
   const ord = sorted(choices);
   ensure(to, m);
-  const cost = larr(kids, L_COST), use = larr(kids, L_USE);
+  const cost = kidCost, use = kidUse;
   if (K == 1) {
     let least = Infinity;
     for (let r = 0; r < m; r++) {
@@ -424,11 +429,15 @@ function keepNondominated(to: usize, choices: i32): void {
       let q = lo;
       while (q < h && f64at(stairCost, q) >= c) q++;
       if (q == lo) {
-        for (let x = h; x > lo; x--) { setF64(stairUse, x, f64at(stairUse, x - 1)); setF64(stairCost, x, f64at(stairCost, x - 1)); }
+        const bytes = (<usize>(h - lo)) << 3, at = (<usize>lo) << 3;
+        memory.copy(stairUse + at + 8, stairUse + at, bytes);
+        memory.copy(stairCost + at + 8, stairCost + at, bytes);
         h++;
       } else if (q > lo + 1) {
         const gap = q - lo - 1;
-        for (let x = q; x < h; x++) { setF64(stairUse, x - gap, f64at(stairUse, x)); setF64(stairCost, x - gap, f64at(stairCost, x)); }
+        const bytes = (<usize>(h - q)) << 3, from = (<usize>q) << 3, to = (<usize>(q - gap)) << 3;
+        memory.copy(stairUse + to, stairUse + from, bytes);
+        memory.copy(stairCost + to, stairCost + from, bytes);
         h -= gap;
       }
       setF64(stairUse, lo, v);
@@ -477,39 +486,46 @@ function sweep(): bool {
     memory.fill(runs, 0, (<usize>(m + 1)) << 2);
     const fromSize = lsize(from);
     const fromRc = larr(from, L_RC), fromCost = larr(from, L_COST), fromUse = larr(from, L_USE);
+    let size = 0;
+    loadKidArrays();
     for (let s = 0; s < fromSize; s++) {
       const rcBase = f64at(fromRc, s), costBase = f64at(fromCost, s);
+      // room for every child of this parent
+      if (size + m > load<i32>(kids, L_CAP)) {
+        store<i32>(kids, size, L_SIZE);
+        ensure(kids, size + m);
+        loadKidArrays();
+      }
       for (let t = 0; t < m; t++) {
         const c = first + t;
         const rc = rcBase + f64at(rcP, c);
         if (rc + rest >= cutoff) break;
-        const slot = lsize(kids);
-        ensure(kids, slot + 1);
-        const kidUse = larr(kids, L_USE) + ((<usize>(slot * K)) << 3);
+        const at = kidUse + ((<usize>(size * K)) << 3);
         let fits = true;
         for (let k = 0; k < K; k++) {
           const u = f64at(fromUse, s * K + k) + f64at(useP, c * K + k);
-          setF64(kidUse, k, u);
+          setF64(at, k, u);
           if (u + f64at(suffixUse, next + k) > f64at(slack, k)) { fits = false; break; }
         }
         if (!fits) continue;
         const cost = costBase + f64at(costP, c);
-        if (pruned(d + 1, cost, kidUse)) continue;
-        setF64(larr(kids, L_COST), slot, cost);
-        setF64(larr(kids, L_RC), slot, rc);
-        setI32(larr(kids, L_PARENT), slot, s);
-        setI32(larr(kids, L_PICK), slot, t);
-        store<i32>(kids, slot + 1, L_SIZE);
+        if (pruned(d + 1, cost, at)) continue;
+        setF64(kidCost, size, cost);
+        setF64(kidRc, size, rc);
+        setI32(kidParent, size, s);
+        setI32(kidPick, size, t);
+        size++;
         setI32(runs, t + 1, i32at(runs, t + 1) + 1);
       }
     }
+    store<i32>(kids, size, L_SIZE);
     keepNondominated(to, m);
-    const size = lsize(to);
-    states += <f64>size;
+    const keptCount = lsize(to);
+    states += <f64>keptCount;
     // the path back: each kept state's parent and choice at this depth
-    const keptParents = i32s(size), keptPicks = i32s(size);
-    memory.copy(keptParents, larr(to, L_PARENT), (<usize>size) << 2);
-    memory.copy(keptPicks, larr(to, L_PICK), (<usize>size) << 2);
+    const keptParents = i32s(keptCount), keptPicks = i32s(keptCount);
+    memory.copy(keptParents, larr(to, L_PARENT), (<usize>keptCount) << 2);
+    memory.copy(keptPicks, larr(to, L_PICK), (<usize>keptCount) << 2);
     setI32(parents, d, <i32>keptParents);
     setI32(picks, d, <i32>keptPicks);
     sweepDepths = d + 1;
