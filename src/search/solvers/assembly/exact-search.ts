@@ -142,31 +142,59 @@ function record(cost: f64, from: usize): void {
 
 // ---- bounds --------------------------------------------------------------------------------------
 
-/**
- * Whether row e's LP bound for depth d with R units of the row left is at least `level` (always
- * when even the least use exceeds R).
- */
-function exceeds(e: i32, d: i32, R: f64, level: f64): bool {
-  const t = lpTables + <usize>(e * 9 * 4);
-  const baseUse = <usize>load<u32>(t), baseCost = <usize>load<u32>(t, 4);
-  const free = R - f64at(baseUse, d);
-  if (free < -rowTolerance(R)) return true;
-  const off = i32at(<usize>load<u32>(t, 8), d), m = i32at(<usize>load<u32>(t, 12), d);
-  const pu = <usize>load<u32>(t, 16), pc = <usize>load<u32>(t, 20);
-  if (free >= f64at(pu, off + m)) return f64at(baseCost, d) + f64at(pc, off + m) >= level;
-  // largest p with pu[p] <= free, walking from the start of free's cell
-  let lo = 0;
-  if (free > 0) lo = i32at(<usize>load<u32>(t, 32), d * CELLS + <i32>(free * f64at(<usize>load<u32>(t, 28), d)));
-  while (lo < m && f64at(pu, off + lo + 1) <= free) lo++;
-  return f64at(baseCost, d) + f64at(pc, off + lo) + Math.max(0, free - f64at(pu, off + lo)) * f64at(<usize>load<u32>(t, 24), off + lo) >= level;
+// Per row, depth d's share of its LP table, read once per depth instead of once per child
+// (prepareBounds): f64 base use, base cost, total segment use, total segment cost, cells per unit
+// of use; then pointers to the depth's prefix use, prefix cost, slopes, cells, and its segment count.
+const BOUND_F = 5, BOUND_I = 5;
+let boundF: usize = 0, boundI: usize = 0;
+
+/** Load depth d's part of every row's LP table for `exceeds`. */
+function prepareBounds(d: i32): void {
+  for (let e = 0; e < K; e++) {
+    const t = lpTables + <usize>(e * 9 * 4);
+    const off = i32at(<usize>load<u32>(t, 8), d), m = i32at(<usize>load<u32>(t, 12), d);
+    const pu = <usize>load<u32>(t, 16) + ((<usize>off) << 3), pc = <usize>load<u32>(t, 20) + ((<usize>off) << 3);
+    const f = boundF + ((<usize>(e * BOUND_F)) << 3), i = boundI + ((<usize>(e * BOUND_I)) << 2);
+    setF64(f, 0, f64at(<usize>load<u32>(t), d));
+    setF64(f, 1, f64at(<usize>load<u32>(t, 4), d));
+    setF64(f, 2, f64at(pu, m));
+    setF64(f, 3, f64at(pc, m));
+    setF64(f, 4, f64at(<usize>load<u32>(t, 28), d));
+    setI32(i, 0, <i32>pu);
+    setI32(i, 1, <i32>pc);
+    setI32(i, 2, <i32>(<usize>load<u32>(t, 24) + ((<usize>off) << 3)));
+    setI32(i, 3, <i32>(<usize>load<u32>(t, 32) + ((<usize>(d * CELLS)) << 2)));
+    setI32(i, 4, m);
+  }
 }
 
-/** Whether no completion of a partial policy at depth d with this cost and use (f64[K] at `at`) can beat the cutoff. */
-function pruned(d: i32, costSum: f64, at: usize): bool {
+/**
+ * Whether row e's LP bound, at the depth `prepareBounds` loaded, with R units of the row left is at
+ * least `level` (always when even the least use exceeds R).
+ */
+@inline function exceeds(e: i32, R: f64, level: f64): bool {
+  const f = boundF + ((<usize>(e * BOUND_F)) << 3), i = boundI + ((<usize>(e * BOUND_I)) << 2);
+  const free = R - f64at(f, 0);
+  if (free < -rowTolerance(R)) return true;
+  const baseCost = f64at(f, 1);
+  if (free >= f64at(f, 2)) return baseCost + f64at(f, 3) >= level;
+  const pu = <usize>i32at(i, 0), m = i32at(i, 4);
+  // largest p with pu[p] <= free, walking from the start of free's cell
+  let lo = 0;
+  if (free > 0) lo = i32at(<usize>i32at(i, 3), <i32>(free * f64at(f, 4)));
+  while (lo < m && f64at(pu, lo + 1) <= free) lo++;
+  return baseCost + f64at(<usize>i32at(i, 1), lo) + Math.max(0, free - f64at(pu, lo)) * f64at(<usize>i32at(i, 2), lo) >= level;
+}
+
+/**
+ * Whether no completion of a partial policy with this cost and use (f64[K] at `at`), at the depth
+ * `prepareBounds` loaded, can beat the cutoff.
+ */
+function pruned(costSum: f64, at: usize): bool {
   for (let e = 0; e < K; e++) {
     let others: f64 = 0;
     for (let k = 0; k < K; k++) if (k != e) others += f64at(lambda, k) * (f64at(limits, k) - f64at(at, k));
-    if (exceeds(e, d, f64at(limits, e) - f64at(at, e), cutoff - costSum + others)) return true;
+    if (exceeds(e, f64at(limits, e) - f64at(at, e), cutoff - costSum + others)) return true;
   }
   return false;
 }
@@ -198,7 +226,8 @@ function dive(d: i32, rcSum: f64, costSum: f64): void {
     }
     for (let k = 0; k < K; k++) setF64(used, k, f64at(used, k) + f64at(useP, c * K + k));
     const cost = costSum + f64at(costP, c);
-    if (!pruned(d + 1, cost, used)) {
+    prepareBounds(d + 1); // the recursion below loads other depths
+    if (!pruned(cost, used)) {
       setI32(pick, d, t);
       dive(d + 1, rc, cost);
     }
@@ -484,6 +513,7 @@ function sweep(): bool {
     store<i32>(kids, 0, L_SIZE);
     if (runsCapacity < m + 1) { runsCapacity = (m + 1) * 2; runs = i32s(runsCapacity); bounds = i32s(runsCapacity + 1); merged = i32s(runsCapacity + 1); }
     memory.fill(runs, 0, (<usize>(m + 1)) << 2);
+    prepareBounds(d + 1);
     const fromSize = lsize(from);
     const fromRc = larr(from, L_RC), fromCost = larr(from, L_COST), fromUse = larr(from, L_USE);
     let size = 0;
@@ -509,7 +539,7 @@ function sweep(): bool {
         }
         if (!fits) continue;
         const cost = costBase + f64at(costP, c);
-        if (pruned(d + 1, cost, at)) continue;
+        if (pruned(cost, at)) continue;
         setF64(kidCost, size, cost);
         setF64(kidRc, size, rc);
         setI32(kidParent, size, s);
@@ -955,6 +985,8 @@ export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: u
   rootBound = f64at(suffixRc, 0) - sumLambda;
   lpTables = i32s(K * 9);
   for (let e = 0; e < K; e++) lpTable(e, maxChoices);
+  boundF = f64s(K * BOUND_F);
+  boundI = i32s(K * BOUND_I);
   pick = i32s(n);
   bestPick = i32s(n);
   used = zeros(K);
