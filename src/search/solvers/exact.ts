@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { UserError } from '../../util/errors.js';
 import type { Problem } from '../problem.js';
 import type { Solution, SolveOptions, Solver } from './solver.js';
 
@@ -51,7 +52,15 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
     view.set(a);
   });
   const deadline = opts.timeLimitMs === undefined ? Infinity : t0 + opts.timeLimitMs;
-  const timedOut = wasm.solve(n, K, at[0], at[1], at[2], at[3], deadline) !== 0;
+  let timedOut: boolean;
+  try {
+    timedOut = wasm.solve(n, K, at[0], at[1], at[2], at[3], deadline) !== 0;
+  } catch (err) {
+    // `alloc` traps (unreachable) when memory cannot grow (WebAssembly's 4 GiB); any other trap is a bug
+    if (!(err instanceof WebAssembly.RuntimeError) || !/unreachable/.test(err.message)) throw err;
+    const mb = Math.round(wasm.memory.buffer.byteLength / 2 ** 20);
+    throw new UserError(`exact solver: out of memory at ${mb} MB of partial policies; give --time-limit for the best policy found in time, or try --solver highs`, 1);
+  }
   const stats = { nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rootBound: wasm.rootBoundValue(), setupMs: wasm.setupTime() };
   if (!wasm.found()) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
   const choice = Array.from(new Int32Array(wasm.memory.buffer, wasm.choicePointer(), n));
