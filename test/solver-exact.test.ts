@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { budgetRows, formulate, type Problem } from '../src/search/problem.js';
 import type { BudgetPoint, CommonFlags } from '../src/search/spec.js';
 import { searchOptions } from '../src/search/spec.js';
-import { loosestFirst, solvePoints, type SweepResult } from '../src/search/sweep.js';
+import { loosestFirst, pointGroups, solvePoints, type SweepResult } from '../src/search/sweep.js';
 import { solveExact } from '../src/search/solvers/exact.js';
 import { glpkSolver } from '../src/search/solvers/glpk.js';
 import { evaluateChoice } from '../src/search/verify.js';
@@ -81,7 +81,8 @@ test('sweeps reuse proven outcomes: loosest first, every point as if solved alon
       if (contains(order[y], order[x]) && !contains(order[x], order[y])) assert.fail(`seed ${seed}: point ${order[y]} contains ${order[x]} but comes later`);
     }
     const seen: SweepResult[] = [];
-    await solvePoints(table, ind, common, order.map((index) => ({ index, point: grid[index] })), 'exact', (index, r) => (seen[index] = r));
+    const work = pointGroups(groups.map((g) => g.map((index) => ({ index, point: grid[index] }))), false);
+    await solvePoints(table, ind, common, work, 'exact', (index, r) => (seen[index] = r));
     for (let i = 0; i < grid.length; i++) {
       const alone = solveExact(formulate(table, ind, searchOptions(common, grid[i])).problem);
       const r = seen[i];

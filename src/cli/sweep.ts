@@ -14,7 +14,7 @@ import { addProblemOptions, budgetGrid, inputSpec, parseCommon, parseNum } from 
 export function registerSweep(program: Command): void {
   addProblemOptions(program.command('sweep').description('solve every combination of budget lists on indicators loaded once'), true)
     .option('--out <dir>', 'folder for sweep.json, sweep.csv and pareto.svg (default: sweeps/<model>)')
-    .option('--jobs <n>', 'worker threads (default: both cores when the sweep is large)')
+    .option('--jobs <n>', 'threads that solve: this one and n - 1 workers (default: both cores when the sweep is large)')
     .action(action(async (o: Record<string, unknown>) => {
       const common = await parseCommon(o);
       const points = budgetGrid(o);

@@ -2,7 +2,7 @@ import type { LayerTable } from '../model/layer.js';
 import { fixedPolicyLayer, policyLayer, type PolicyLayer } from '../export/policy.js';
 import type { WiredPoint } from '../indicators/indicators.js';
 import { UserError } from '../util/errors.js';
-import { BITS_PER_MB, GIGA, type BudgetRow, type FormulatedSearch } from './problem.js';
+import { BITS_PER_MB, GIGA, type BudgetRow, type FormulatedSearch, type Problem } from './problem.js';
 import type { SolveOptions, Solver, SolveStatus } from './solvers/solver.js';
 import { evaluateChoice } from './verify.js';
 
@@ -39,6 +39,18 @@ export interface SearchResult {
   reason?: string;
 }
 
+/** Per row, the least use of any policy: each layer at its least. Kept per choices array (a sweep's points share one). */
+const leastUseOf = new WeakMap<Problem['choices'], number[]>();
+function leastUse(choices: Problem['choices']): number[] {
+  let least = leastUseOf.get(choices);
+  if (!least) {
+    const rows = choices[0]?.[0]?.use.length ?? 0;
+    least = Array.from({ length: rows }, (_, k) => choices.reduce((s, cs) => s + Math.min(...cs.map((c) => c.use[k])), 0));
+    leastUseOf.set(choices, least);
+  }
+  return least;
+}
+
 /** Solve a formulated search and describe the policy in the units users read. */
 export async function runSearch(
   table: LayerTable, f: FormulatedSearch, solver: Solver, wbab: { wb: number; ab: number } | null, opts: SolveOptions = {},
@@ -60,7 +72,7 @@ export async function runSearch(
     unit: r.unit,
     used: evaluation ? r.toUnit(evaluation.use[k] + r.fixedUse) : null,
     limit: r.toUnit(r.limit + r.fixedUse),
-    smallestReachable: r.toUnit(problem.choices.reduce((s, cs) => s + Math.min(...cs.map((c) => c.use[k])), 0) + r.fixedUse),
+    smallestReachable: r.toUnit(leastUse(problem.choices)[k] + r.fixedUse),
   }));
   const base = {
     status: sol.status,

@@ -39,43 +39,59 @@ export interface IndexedPoint {
 }
 
 /**
- * Solve points in the order given (loosest budgets first, see `loosestFirst`), each on a problem
- * formulated from the inputs loaded once, answering from earlier optima where they apply.
+ * A sweep's points in groups (see `loosestFirst`), handed out one group at a time to every thread
+ * that solves them: `next` is a counter shared by all (on a SharedArrayBuffer when threads share it),
+ * so a thread that finishes early takes more groups, and a worker that starts late takes fewer.
+ */
+export interface PointGroups {
+  groups: IndexedPoint[][];
+  next: Int32Array;
+}
+
+export function pointGroups(groups: IndexedPoint[][], shared: boolean): PointGroups {
+  return { groups, next: new Int32Array(shared ? new SharedArrayBuffer(4) : new ArrayBuffer(4)) };
+}
+
+/**
+ * Solve groups of points until none is left, each point on a problem formulated from the inputs
+ * loaded once, answering from earlier optima where they apply.
  */
 export async function solvePoints(
-  table: LayerTable, ind: LoadedIndicators, common: CommonFlags, points: IndexedPoint[], solver: string,
+  table: LayerTable, ind: LoadedIndicators, common: CommonFlags, work: PointGroups, solver: string,
   take: (index: number, r: SweepResult) => void,
 ): Promise<void> {
   const optima = new SolvedOptima();
   // Points differ only in their rows' limits: formulate once per set of rows, then swap limits in.
   const formulated = new Map<string, FormulatedSearch>();
-  for (let i = 0; i < points.length; i++) {
-    const { index, point } = points[i];
-    const options = searchOptions(common, point);
-    const rows = budgetRows(table, options);
-    const rowNames = rows.map((r) => r.name).join();
-    let f = formulated.get(rowNames);
-    if (f) f = { ...f, problem: { ...f.problem, rows } };
-    else formulated.set(rowNames, (f = formulate(table, ind, options)));
-    const reuse = { from: undefined as number | undefined };
-    const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), common.bops ? point : null);
-    take(index, {
-      point,
-      status: r.status,
-      objective: r.objective,
-      bitops: r.bitops,
-      compressionRatio: r.compressionRatio,
-      sizeMb: r.sizeMb,
-      weightBits: r.objective === null ? null : r.layers.map((l) => l.weightBits),
-      actBits: r.objective === null ? null : r.layers.map((l) => l.actBits),
-      solveMs: r.solveMs,
-      ...(reuse.from !== undefined ? { reusedFrom: reuse.from } : {}),
-      ...(r.reason ? { reason: r.reason } : {}),
-      paretoBitops: false,
-      paretoSize: false,
-      pareto: false,
-    });
-    if (i % 16 === 15) await new Promise((resolve) => setImmediate(resolve)); // let signals (Ctrl-C) and messages through
+  let solved = 0;
+  for (let g = Atomics.add(work.next, 0, 1); g < work.groups.length; g = Atomics.add(work.next, 0, 1)) {
+    for (const { index, point } of work.groups[g]) {
+      const options = searchOptions(common, point);
+      const rows = budgetRows(table, options);
+      const rowNames = rows.map((r) => r.name).join();
+      let f = formulated.get(rowNames);
+      if (f) f = { ...f, problem: { ...f.problem, rows } };
+      else formulated.set(rowNames, (f = formulate(table, ind, options)));
+      const reuse = { from: undefined as number | undefined };
+      const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), common.bops ? point : null);
+      take(index, {
+        point,
+        status: r.status,
+        objective: r.objective,
+        bitops: r.bitops,
+        compressionRatio: r.compressionRatio,
+        sizeMb: r.sizeMb,
+        weightBits: r.objective === null ? null : r.layers.map((l) => l.weightBits),
+        actBits: r.objective === null ? null : r.layers.map((l) => l.actBits),
+        solveMs: r.solveMs,
+        ...(reuse.from !== undefined ? { reusedFrom: reuse.from } : {}),
+        ...(r.reason ? { reason: r.reason } : {}),
+        paretoBitops: false,
+        paretoSize: false,
+        pareto: false,
+      });
+      if (++solved % 16 === 0) await new Promise((resolve) => setImmediate(resolve)); // let signals (Ctrl-C) and messages through
+    }
   }
 }
 
@@ -151,7 +167,7 @@ export class SolvedOptima {
  * latency; a point without a row is unlimited there). A point whose budgets contain another's sorts
  * before it, so its outcome is known when the other is solved. Grouped by the first row's limit:
  * most reuse is between points that share it (441 of 461 on the bench sweep: the same BitOps,
- * different compression ratios), so a worker takes whole groups.
+ * different compression ratios), so a thread takes whole groups.
  */
 export function loosestFirst(table: LayerTable, common: CommonFlags, points: BudgetPoint[]): number[][] {
   const names: BudgetRow['name'][] = ['bitops', 'size', 'latency'];
@@ -191,7 +207,7 @@ export function markPareto(results: SweepResult[]): void {
 
 export interface SweepOptions {
   solver: string;
-  /** worker threads; 1 solves in this thread */
+  /** threads that solve: this one and jobs - 1 workers */
   jobs: number;
   onResult?: (r: SweepResult, done: number) => void;
   /** the inputs, when the caller has loaded them already (workers load their own) */
@@ -206,8 +222,9 @@ export function defaultJobs(points: number): number {
 }
 
 /**
- * Solve every point on inputs loaded once per thread, loosest budgets first. Results come back in
- * grid order; the callback sees each as it is solved, so an interrupted sweep keeps what it has.
+ * Solve every point on inputs loaded once per thread, loosest budgets first, on `jobs` threads.
+ * Results come back in grid order; the callback sees each as it is solved, so an interrupted sweep
+ * keeps what it has.
  */
 export async function runSweep(spec: InputSpec, common: CommonFlags, points: BudgetPoint[], opts: SweepOptions): Promise<SweepResult[]> {
   const results = new Array<SweepResult>(points.length);
@@ -219,22 +236,18 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
   const { table, indicators } = opts.loaded ?? await loadSearchInputs(spec);
   const full = await withLatencyTable(common);
   const groups = loosestFirst(table, full, points).map((g) => g.map((index) => ({ index, point: points[index] })));
-  if (opts.jobs <= 1) {
-    await solvePoints(table, indicators, full, groups.flat(), opts.solver, take);
-  } else {
-    const { latencyTable: _dropped, ...portable } = common; // functions do not cross threads
-    // whole groups, from the loosest, each to the worker with the fewest points so far
-    const shares: IndexedPoint[][] = Array.from({ length: opts.jobs }, () => []);
-    for (const g of groups) shares.reduce((a, b) => (b.length < a.length ? b : a)).push(...g);
-    await Promise.all(shares.map((mine) => new Promise<void>((resolve, reject) => {
-      const worker = new Worker(new URL('./sweep-worker.js', import.meta.url), {
-        workerData: { spec, common: portable, points: mine, solver: opts.solver },
-      });
-      worker.on('message', (m: { index: number; result: SweepResult }) => take(m.index, m.result));
-      worker.on('error', reject);
-      worker.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with ${code}`))));
-    })));
-  }
+  const work = pointGroups(groups, opts.jobs > 1);
+  const { latencyTable: _dropped, ...portable } = common; // functions do not cross threads
+  // this thread solves too (it is ready while the workers load their inputs), with jobs - 1 workers
+  const workers = Array.from({ length: opts.jobs - 1 }, () => new Promise<void>((resolve, reject) => {
+    const worker = new Worker(new URL('./sweep-worker.js', import.meta.url), {
+      workerData: { spec, common: portable, work, solver: opts.solver },
+    });
+    worker.on('message', (m: { index: number; result: SweepResult }) => take(m.index, m.result));
+    worker.on('error', reject);
+    worker.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with ${code}`))));
+  }));
+  await Promise.all([solvePoints(table, indicators, full, work, opts.solver, take), ...workers]);
   markPareto(results);
   return results;
 }
