@@ -174,17 +174,6 @@ function prepareBounds(d: i32): void {
   }
 }
 
-/** The LP's value over row e's segments at the loaded depth with `free` units beyond the base use (base cost excluded). */
-@inline function segmentValue(f: usize, i: usize, free: f64): f64 {
-  if (free >= f64at(f, 2)) return f64at(f, 3);
-  const pu = <usize>i32at(i, 0), m = i32at(i, 4);
-  // largest p with pu[p] <= free, walking from the start of free's cell
-  let lo = 0;
-  if (free > 0) lo = i32at(<usize>i32at(i, 3), <i32>(free * f64at(f, 4)));
-  while (lo < m && f64at(pu, lo + 1) <= free) lo++;
-  return f64at(<usize>i32at(i, 1), lo) + Math.max(0, free - f64at(pu, lo)) * f64at(<usize>i32at(i, 2), lo);
-}
-
 /**
  * Whether row e's bound, at the depth `prepareBounds` loaded, with R units of the row left is at
  * least `level` (always when even the least use exceeds R). First the LP bound; where it does not
@@ -210,9 +199,23 @@ function exceeds(e: i32, R: f64, level: f64): bool {
   if (part <= 0) return false; // no segment taken in part: nothing to split
   if (lp + f64at(<usize>i32at(i, 5), lo) < level) return false; // a choice between the ends
   const du = f64at(pu, lo + 1) - f64at(pu, lo), dc = f64at(pc, lo + 1) - f64at(pc, lo);
-  if (baseCost + segmentValue(f, i, free + du) - dc < level) return false; // stops before it
-  if (free - du < -rowTolerance(R)) return true; // cannot take it whole
-  return baseCost + segmentValue(f, i, Math.max(0, free - du)) + dc >= level; // takes it whole
+  const sl = <usize>i32at(i, 2);
+  // stops before it: the LP without this segment, that is, at free + du less the segment (walk up from lo)
+  const up = free + du;
+  let stops = f64at(f, 3);
+  if (up < f64at(f, 2)) {
+    let j = lo;
+    while (j < m && f64at(pu, j + 1) <= up) j++;
+    stops = f64at(pc, j) + Math.max(0, up - f64at(pu, j)) * f64at(sl, j);
+  }
+  if (baseCost + stops - dc < level) return false;
+  // takes it whole: the segment, and the LP at free - du (walk down from lo)
+  if (free - du < -rowTolerance(R)) return true;
+  const down = Math.max(0, free - du);
+  let j = lo;
+  while (j > 0 && f64at(pu, j) > down) j--;
+  const whole = f64at(pc, j) + Math.max(0, down - f64at(pu, j)) * f64at(sl, j);
+  return baseCost + whole + dc >= level;
 }
 
 /**
