@@ -18,7 +18,8 @@ import type { Solution, SolveOptions, Solver } from './solver.js';
  *    alone re-explores the subtrees of dominated partial policies: on ResNet-50 W3A4/CR12.2 it
  *    needs ~10^6 nodes against ~10^4 partial policies here.
  * Bounds: per row e, the LP relaxation of the remaining layers with row e exact and the other rows
- * priced by λ, precomputed per depth as a function of the budget left (a table lookup a node).
+ * priced by λ, precomputed per depth as a function of the budget left (a table lookup a node);
+ * where that does not prune, the same LP split on the layer it takes in part.
  * All five steps run in WebAssembly (assembly/exact-search.ts), which needs no JIT warm-up; this
  * file copies the problem in and the policy out.
  * Measured on a 1,000-point ResNet-50 sweep: more multipliers per bound keep 5–13% fewer partial
