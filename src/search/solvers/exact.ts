@@ -42,26 +42,33 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   if (n === 0) return done('optimal', [], { nodes: 0 });
 
   const wasm = exactSearchCore();
-  const { starts, cost, use } = flatChoices(problem.choices, K);
+  const flat = flatChoices(problem.choices, K);
   const limits = Float64Array.from(problem.rows, (r) => r.limit);
+  // The last choices stay in the module's memory with their undominated ones: a sweep's points
+  // (and repeated solves) copy only their limits.
+  const same = flat === lastCopied?.flat;
+  if (same) wasm.resetKeepingChoices();
+  else wasm.reset();
   // Allocate everything first: growing the memory detaches earlier views of it.
-  wasm.reset();
-  const arrays = [starts, cost, use, limits];
+  const arrays = same ? [limits] : [flat.starts, flat.cost, flat.use, limits];
   const at = arrays.map((a) => wasm.alloc(a.byteLength));
   arrays.forEach((a, i) => {
     const view = a instanceof Float64Array ? new Float64Array(wasm.memory.buffer, at[i], a.length) : new Int32Array(wasm.memory.buffer, at[i], a.length);
     view.set(a);
   });
+  const [starts, cost, use] = same ? lastCopied!.at : at;
   const deadline = opts.timeLimitMs === undefined ? Infinity : t0 + opts.timeLimitMs;
+  lastCopied = null; // until this solve has kept them
   let timedOut: boolean;
   try {
-    timedOut = wasm.solve(n, K, at[0], at[1], at[2], at[3], deadline) !== 0;
+    timedOut = wasm.solve(n, K, starts, cost, use, at[at.length - 1], deadline, same ? 1 : 0) !== 0;
   } catch (err) {
     // `alloc` traps (unreachable) when memory cannot grow (WebAssembly's 4 GiB); any other trap is a bug
     if (!(err instanceof WebAssembly.RuntimeError) || !/unreachable/.test(err.message)) throw err;
     const mb = Math.round(wasm.memory.buffer.byteLength / 2 ** 20);
     throw new UserError(`exact solver: out of memory at ${mb} MB of partial policies; give --time-limit for the best policy found in time, or try --solver highs`, 1);
   }
+  lastCopied = { flat, at: [starts, cost, use] };
   const stats = { nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rootBound: wasm.rootBoundValue(), setupMs: wasm.setupTime() };
   if (!wasm.found()) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
   const choice = Array.from(new Int32Array(wasm.memory.buffer, wasm.choicePointer(), n));
@@ -73,7 +80,8 @@ interface ExactSearchCore {
   memory: WebAssembly.Memory;
   reset(): void;
   alloc(bytes: number): number;
-  solve(layers: number, rows: number, starts: number, cost: number, use: number, limits: number, deadline: number): number;
+  solve(layers: number, rows: number, starts: number, cost: number, use: number, limits: number, deadline: number, sameChoices: number): number;
+  resetKeepingChoices(): void;
   found(): number;
   choicePointer(): number;
   nodeCount(): number;
@@ -84,6 +92,8 @@ interface ExactSearchCore {
 }
 
 let core: ExactSearchCore | null = null;
+/** the choices in the module's memory (pointers to starts, cost, use), kept from the last solve */
+let lastCopied: { flat: FlatChoices; at: number[] } | null = null;
 
 /** The compiled module, instantiated once per thread (a few milliseconds, then reused). */
 function exactSearchCore(): ExactSearchCore {

@@ -20,6 +20,14 @@ export function reset(): void {
   heapTop = (__heap_base + 15) & ~15;
 }
 
+/** The heap's top after the last new choices and their step 1: a solve of the same choices keeps what lies below. */
+let keptTop: usize = 0;
+
+/** Forget every allocation but the last choices and their undominated ones (a sweep's points share them). */
+export function resetKeepingChoices(): void {
+  heapTop = keptTop;
+}
+
 /** `bytes` of memory, 16-byte aligned, growing the memory when needed. */
 export function alloc(bytes: i32): usize {
   if (heapTop == 0) reset();
@@ -1009,8 +1017,9 @@ function lpTable(e: i32, maxChoices: i32): void {
  * Solve the problem: `layers` layers whose choices start at i32 starts[i] in f64 cost and use
  * (times `rows`), budgets f64 limits[rows]. Returns 0 when done (optimal, or infeasible when no
  * policy was found: `found`), 1 when out of time (`found` says whether a policy is in `choice`).
+ * `sameChoices`: the choices are the last solve's, kept by `resetKeepingChoices`.
  */
-export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: usize, limitsP: usize, deadlineMs: f64): i32 {
+export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: usize, limitsP: usize, deadlineMs: f64, sameChoices: bool): i32 {
   const t0 = now();
   n = layers; K = rows; limits = limitsP; deadline = deadlineMs;
   best = Infinity; cutoff = Infinity; hasBest = false;
@@ -1019,7 +1028,10 @@ export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: u
   choice = i32s(n);
   slack = f64s(K);
   for (let k = 0; k < K; k++) setF64(slack, k, f64at(limits, k) + rowTolerance(f64at(limits, k)));
-  undominated(starts, cost, use);
+  if (!sameChoices) {
+    undominated(starts, cost, use);
+    keptTop = heapTop;
+  }
   let maxChoices = 0;
   for (let i = 0; i < n; i++) {
     const m = i32at(keptStart, i + 1) - i32at(keptStart, i);
