@@ -236,13 +236,26 @@ function exceeds(e: i32, R: f64, level: f64): bool {
  * `prepareBounds` loaded, can beat the cutoff.
  */
 function pruned(costSum: f64, at: usize): bool {
-  for (let e = 0; e < K; e++) {
+  for (let r = 0; r < K; r++) {
+    const e = i32at(rowOrder, r);
     let others: f64 = 0;
     for (let k = 0; k < K; k++) if (k != e) others += f64at(lambda, k) * (f64at(limits, k) - f64at(at, k));
-    if (exceeds(e, f64at(limits, e) - f64at(at, e), cutoff - costSum + others)) return true;
+    if (exceeds(e, f64at(limits, e) - f64at(at, e), cutoff - costSum + others)) {
+      // rows that prune more often are asked first (on W3A4/CR12.2 the size row, 2:1)
+      const count = i32at(prunes, e) + 1;
+      setI32(prunes, e, count);
+      if (r > 0 && count > i32at(prunes, i32at(rowOrder, r - 1))) {
+        setI32(rowOrder, r, i32at(rowOrder, r - 1));
+        setI32(rowOrder, r - 1, e);
+      }
+      return true;
+    }
   }
   return false;
 }
+
+/** the rows in the order `pruned` asks them, and how often each pruned in this solve */
+let rowOrder: usize = 0, prunes: usize = 0;
 
 // ---- step 3: the dive ----------------------------------------------------------------------------
 
@@ -1047,6 +1060,9 @@ export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: u
   for (let e = 0; e < K; e++) lpTable(e, maxChoices);
   boundF = f64s(K * BOUND_F);
   boundI = i32s(K * BOUND_I);
+  rowOrder = i32s(K);
+  prunes = i32s(K);
+  for (let k = 0; k < K; k++) { setI32(rowOrder, k, k); setI32(prunes, k, 0); }
   pick = i32s(n);
   bestPick = i32s(n);
   used = zeros(K);
