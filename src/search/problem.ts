@@ -57,7 +57,11 @@ export interface BudgetRow {
   unit: string;
 }
 
-/** The search problem: one choice per layer, minimise Σ cost, every row within its limit. */
+/**
+ * The search problem: one choice per layer, minimise Σ cost, every row within its limit. `choices`
+ * is not changed once built: the exact solver and reports keep work per choices array, which a
+ * sweep's points share.
+ */
 export interface Problem {
   layerNames: string[];
   choices: Choice[][];
