@@ -121,16 +121,9 @@ export class SolvedOptima {
       if (!row || row.limit > limit) return false;
     }
     if (known.choice === null) return true;
-    for (const row of problem.rows) {
-      let used = known.use.get(row.name);
-      if (used === undefined) {
-        const k = problem.rows.indexOf(row);
-        used = known.choice.reduce((s, j, i) => s + problem.choices[i][j].use[k], 0);
-        known.use.set(row.name, used);
-      }
-      if (used > row.limit + rowTolerance(row.limit)) return false;
-    }
-    return true;
+    // a row the solved point did not have (an unlimited budget there): its use under this problem
+    if (problem.rows.some((r) => !known.use.has(r.name))) SolvedOptima.noteUse(known.use, problem, known.choice);
+    return problem.rows.every((r) => known.use.get(r.name)! <= r.limit + rowTolerance(r.limit));
   }
 
   find(problem: Problem): KnownOutcome | null {
@@ -139,8 +132,13 @@ export class SolvedOptima {
 
   add(index: number, problem: Problem, choice: number[] | null): void {
     const use = new Map<BudgetRow['name'], number>();
-    if (choice) evaluateChoice(problem, choice).use.forEach((u, k) => use.set(problem.rows[k].name, u));
+    if (choice) SolvedOptima.noteUse(use, problem, choice);
     this.known.push({ index, limits: new Map(problem.rows.map((r) => [r.name, r.limit])), choice, use });
+  }
+
+  /** The choice's use of each of the problem's rows, by row name. */
+  private static noteUse(use: Map<BudgetRow['name'], number>, problem: Problem, choice: number[]): void {
+    evaluateChoice(problem, choice).use.forEach((u, k) => use.set(problem.rows[k].name, u));
   }
 
   /** `inner`, answering from known outcomes first and remembering what it proves. */
