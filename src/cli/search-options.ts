@@ -50,7 +50,7 @@ type Raw = Record<string, unknown>;
 
 export async function parseCommon(o: Raw): Promise<CommonFlags> {
   const alpha = parseNum('--alpha', String(o.alpha), 'nonnegative');
-  // zod (behind the latency table reader) is loaded only when a table is given
+  // the latency table reader is loaded only when a table is given
   const latencyTable = o.latencyTable ? (await import('../search/latency.js')).readLatencyTable(String(o.latencyTable)) : undefined;
   const hasMaxLatency = o.maxLatency !== undefined;
   if (latencyTable && !hasMaxLatency) throw new UserError('--latency-table needs --max-latency');

@@ -51,7 +51,7 @@ export function registerSearch(program: Command): void {
         const policy = policyFromSearch(table, indicators, common, point, result, command);
         const label = `${table.model}-${budgetLabel(common, point)}`;
         const policyPath = typeof o.out === 'string' ? o.out : `policies/${label}.json`;
-        const { writePolicy } = await import('../export/policy-file.js'); // zod: only when writing
+        const { writePolicy } = await import('../export/policy-file.js'); // policy schema: only when writing
         if (o.out !== undefined) {
           writePolicy(policyPath, policy);
           written.push(policyPath);

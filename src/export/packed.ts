@@ -32,9 +32,9 @@
  * groupSize is absent), as IntegerForm. A float payload is product(shape) little-endian float32s.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
-import { describeZodError } from '../util/json-file.js';
+import { describeIssues, jsonObject } from '../util/schema.js';
 
 export const PACKED_MAGIC = 'MPQP';
 export const PACKED_VERSION = 3;
@@ -225,9 +225,8 @@ export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedMo
   } catch (err) {
     fail(`index is not valid UTF-8 JSON (${(err as Error).message.replace(/\s+/g, ' ')})`);
   }
-  const result = indexSchema.safeParse(parsed);
-  if (!result.success) fail(`bad index: ${describeZodError(result.error)}`);
-  const index = result.data!;
+  const result = v.safeParse(indexSchema, parsed);
+  const index = result.success ? result.output : fail(`bad index: ${describeIssues(result.issues)}`);
 
   const dataStart = align4(4 + indexLength);
   const names = new Set<string>();
@@ -296,28 +295,31 @@ function codebookProblem(length: number, bits: number, count: number, groupSize:
   return length > groups * 2 ** bits ? `${length} codebook entries exceed ${groups} groups × 2^${bits}` : undefined;
 }
 
-const indexEntrySchema = z.strictObject({
-  name: z.string().min(1),
-  shape: z.array(z.number().int().nonnegative()),
-  bits: z.number().int().min(1).max(MAX_BITS),
-  scales: z.array(z.number()).min(1),
-  codebook: z.array(z.number()).min(1).optional(),
-  groupSize: z.number().int().positive().optional(),
-  offset: z.number().int().nonnegative(),
-  byteLength: z.number().int().nonnegative(),
+const count = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected an integer ≥ 0'));
+const name = v.pipe(v.string(), v.minLength(1, 'expected a non-empty name'));
+const numbers = v.pipe(v.array(v.number()), v.minLength(1, 'expected at least one number'));
+const indexEntrySchema = v.strictObject({
+  name,
+  shape: v.array(count),
+  bits: v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, `expected bits in 1..${MAX_BITS}`), v.maxValue(MAX_BITS, `expected bits in 1..${MAX_BITS}`)),
+  scales: numbers,
+  codebook: v.optional(numbers),
+  groupSize: v.optional(v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, 'expected a positive integer'))),
+  offset: count,
+  byteLength: count,
 });
 
 /** [name, shape] */
-const floatEntrySchema = z.tuple([z.string().min(1), z.array(z.number().int().nonnegative())]);
+const floatEntrySchema = v.tuple([name, v.array(count)]);
 
-const indexSchema = z.strictObject({
-  meta: z.record(z.string(), z.unknown()),
-  layers: z.array(indexEntrySchema),
-  floats: z.array(floatEntrySchema).optional(),
-});
+const indexSchema = jsonObject(v.strictObject({
+  meta: v.record(v.string(), v.unknown()),
+  layers: v.array(indexEntrySchema),
+  floats: v.optional(v.array(floatEntrySchema)),
+}), 'expected a JSON object');
 
-type IndexEntry = z.infer<typeof indexEntrySchema>;
-type FloatEntry = z.infer<typeof floatEntrySchema>;
+type IndexEntry = v.InferOutput<typeof indexEntrySchema>;
+type FloatEntry = v.InferOutput<typeof floatEntrySchema>;
 
 /**
  * Each float32 value as the number with the shortest decimal form that rounds to the same float32:

@@ -1,30 +1,32 @@
-import { z } from 'zod';
+import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
-import { parseWithSchema, readJsonFile } from '../util/json-file.js';
+import { readJsonFile } from '../util/json-file.js';
+import { jsonObject, parseWithSchema } from '../util/schema.js';
 import type { FixedLayer, Layer, LayerTable } from './layer.js';
 
-const count = z.number().int('expected an integer').nonnegative('expected a count ≥ 0');
-const layerSchema = z.object({
-  name: z.string().min(1),
+const count = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected a count ≥ 0'));
+const layerEntries = {
+  name: v.pipe(v.string(), v.minLength(1, 'expected a non-empty name')),
   params: count,
-  macs: z.number().nonnegative().finite(),
-  kind: z.enum(['conv', 'dwconv', 'linear']).optional(),
-  in_channels: count.optional(),
-  out_channels: count.optional(),
-  kernel: z.tuple([count, count]).optional(),
-  stride: count.optional(),
-  groups: count.optional(),
-  output_size: z.tuple([count, count]).optional(),
-});
-const bits = z.number().int().min(1).max(32);
-const tableSchema = z.object({
-  model: z.string().default('custom'),
-  input: z.array(count).optional(),
-  layers: z.array(layerSchema).min(1, 'expected at least one searchable layer'),
-  fixed: z.array(layerSchema.extend({ weight_bits: bits, act_bits: bits })).default([]),
-});
+  macs: v.pipe(v.number(), v.minValue(0, 'expected a number ≥ 0'), v.finite('expected a finite number')),
+  kind: v.optional(v.picklist(['conv', 'dwconv', 'linear'], "expected 'conv', 'dwconv' or 'linear'")),
+  in_channels: v.optional(count),
+  out_channels: v.optional(count),
+  kernel: v.optional(v.tuple([count, count])),
+  stride: v.optional(count),
+  groups: v.optional(count),
+  output_size: v.optional(v.tuple([count, count])),
+};
+const layerSchema = v.object(layerEntries);
+const bits = v.pipe(v.number(), v.integer('expected a bit-width in 1..32'), v.minValue(1, 'expected a bit-width in 1..32'), v.maxValue(32, 'expected a bit-width in 1..32'));
+const tableSchema = jsonObject(v.object({
+  model: v.optional(v.string(), 'custom'),
+  input: v.optional(v.array(count)),
+  layers: v.pipe(v.array(layerSchema), v.minLength(1, 'expected at least one searchable layer')),
+  fixed: v.optional(v.array(v.object({ ...layerEntries, weight_bits: bits, act_bits: bits })), []),
+}), 'expected a JSON object (a layer table)');
 
-type LayerJson = z.infer<typeof layerSchema>;
+type LayerJson = v.InferOutput<typeof layerSchema>;
 
 function fromJson(l: LayerJson): Layer {
   const out: Layer = { name: l.name, params: l.params, macs: l.macs };

@@ -7,44 +7,53 @@
  * when present, are checked against the derived ones.
  */
 import { basename, dirname, resolve } from 'node:path';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
-import { describeZodError, readJsonFile } from '../util/json-file.js';
+import { readJsonFile } from '../util/json-file.js';
+import { describeIssues, parseWithSchema } from '../util/schema.js';
 import { convLayer, tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
 
 /** A tensor shape without the batch axis. */
 type Shape = number[];
 
-const positive = z.number().int().positive();
-const pair = z.union([positive, z.tuple([positive, positive])]).transform((v): [number, number] => (typeof v === 'number' ? [v, v] : v));
-const dataFormat = z.enum(['channels_last', 'channels_first']).default('channels_last');
-const padding = z.enum(['valid', 'same'], { message: "expected 'valid' or 'same'" }).default('valid');
-const count = z.number().int().nonnegative();
+const positive = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, 'expected a positive integer'));
+const pair = v.pipe(
+  v.union([positive, v.tuple([positive, positive])], 'expected n or [rows, cols] (positive integers)'),
+  v.transform((x): [number, number] => (typeof x === 'number' ? [x, x] : x)),
+);
+const dataFormat = v.optional(v.picklist(['channels_last', 'channels_first'], "expected 'channels_last' or 'channels_first'"), 'channels_last');
+const padding = v.optional(v.picklist(['valid', 'same'], "expected 'valid' or 'same'"), 'valid');
+const count = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected an integer ≥ 0'));
 /** ZeroPadding2D / Cropping2D amounts: n, [rows, cols] or [[top, bottom], [left, right]] */
-const sides = z.union([count, z.tuple([count, count]), z.tuple([z.tuple([count, count]), z.tuple([count, count])])])
-  .transform((v): [[number, number], [number, number]] => {
-    if (typeof v === 'number') return [[v, v], [v, v]];
-    if (typeof v[0] === 'number') return [[v[0], v[0]], [v[1] as number, v[1] as number]];
-    return v as [[number, number], [number, number]];
-  });
-const windowed = { kernel_size: pair, strides: pair.default([1, 1]), padding, data_format: dataFormat, dilation_rate: pair.default([1, 1]) };
+const sides = v.pipe(
+  v.union([count, v.tuple([count, count]), v.tuple([v.tuple([count, count]), v.tuple([count, count])])],
+    'expected n, [rows, cols] or [[top, bottom], [left, right]] (integers ≥ 0)'),
+  v.transform((x): [[number, number], [number, number]] => {
+    if (typeof x === 'number') return [[x, x], [x, x]];
+    if (typeof x[0] === 'number') return [[x[0], x[0]], [x[1] as number, x[1] as number]];
+    return x as [[number, number], [number, number]];
+  }),
+);
+const shape = v.optional(v.array(v.nullable(positive)));
+const windowed = {
+  kernel_size: pair, strides: v.optional(pair, [1, 1]), padding, data_format: dataFormat, dilation_rate: v.optional(pair, [1, 1]),
+};
 
 const configSchemas = {
-  Conv2D: z.object({ ...windowed, filters: positive, groups: positive.default(1) }),
-  DepthwiseConv2D: z.object({ ...windowed, depth_multiplier: positive.default(1) }),
-  SeparableConv2D: z.object({ ...windowed, filters: positive, depth_multiplier: positive.default(1) }),
-  Dense: z.object({ units: positive }),
-  Pooling2D: z.object({ pool_size: pair.default([2, 2]), strides: pair.nullish(), padding, data_format: dataFormat }),
-  GlobalPooling2D: z.object({ data_format: dataFormat, keepdims: z.boolean().default(false) }),
-  ZeroPadding2D: z.object({ padding: sides.default([[1, 1], [1, 1]]), data_format: dataFormat }),
-  Cropping2D: z.object({ cropping: sides.default([[0, 0], [0, 0]]), data_format: dataFormat }),
-  UpSampling2D: z.object({ size: pair.default([2, 2]), data_format: dataFormat }),
-  Reshape: z.object({ target_shape: z.array(z.number().int().min(-1)).min(1) }),
-  Concatenate: z.object({ axis: z.number().int().default(-1) }),
-  Input: z.object({
-    batch_input_shape: z.array(z.number().int().positive().nullable()).optional(),
-    batch_shape: z.array(z.number().int().positive().nullable()).optional(),
+  Conv2D: v.object({ ...windowed, filters: positive, groups: v.optional(positive, 1) }),
+  DepthwiseConv2D: v.object({ ...windowed, depth_multiplier: v.optional(positive, 1) }),
+  SeparableConv2D: v.object({ ...windowed, filters: positive, depth_multiplier: v.optional(positive, 1) }),
+  Dense: v.object({ units: positive }),
+  Pooling2D: v.object({ pool_size: v.optional(pair, [2, 2]), strides: v.nullish(pair), padding, data_format: dataFormat }),
+  GlobalPooling2D: v.object({ data_format: dataFormat, keepdims: v.optional(v.boolean(), false) }),
+  ZeroPadding2D: v.object({ padding: v.optional(sides, [[1, 1], [1, 1]]), data_format: dataFormat }),
+  Cropping2D: v.object({ cropping: v.optional(sides, [[0, 0], [0, 0]]), data_format: dataFormat }),
+  UpSampling2D: v.object({ size: v.optional(pair, [2, 2]), data_format: dataFormat }),
+  Reshape: v.object({
+    target_shape: v.pipe(v.array(v.pipe(v.number(), v.integer('expected an integer'), v.minValue(-1, 'expected an integer ≥ -1'))), v.minLength(1, 'expected at least one dimension')),
   }),
+  Concatenate: v.object({ axis: v.optional(v.pipe(v.number(), v.integer('expected an integer')), -1) }),
+  Input: v.object({ batch_input_shape: shape, batch_shape: shape }),
 };
 
 /** Layers that change neither shape nor weight count the search sees. */
@@ -61,32 +70,32 @@ const SUPPORTED = [
   'Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Dense', ...POOLING, ...GLOBAL_POOLING, ...SHAPING, ...MERGE, ...ELEMENTWISE,
 ];
 
-const layerSchema = z.object({
-  class_name: z.string(),
-  name: z.string().optional(),
-  config: z.record(z.string(), z.unknown()),
-  inbound_nodes: z.array(z.unknown()).optional(),
+const layerSchema = v.object({
+  class_name: v.string(),
+  name: v.optional(v.string()),
+  config: v.record(v.string(), v.unknown()),
+  inbound_nodes: v.optional(v.array(v.unknown())),
 });
-const topologySchema = z.object({
-  class_name: z.string(),
-  config: z.union([
-    z.array(layerSchema),
-    z.object({
-      name: z.string().optional(),
-      layers: z.array(layerSchema),
-      input_layers: z.unknown().optional(),
-      build_input_shape: z.array(z.number().int().positive().nullable()).optional(),
+const topologySchema = v.object({
+  class_name: v.string(),
+  config: v.union([
+    v.array(layerSchema),
+    v.object({
+      name: v.optional(v.string()),
+      layers: v.array(layerSchema),
+      input_layers: v.optional(v.unknown()),
+      build_input_shape: shape,
     }),
-  ]),
+  ], 'expected a list of layers or an object with layers'),
 });
-const fileSchema = z.object({
-  modelTopology: z.object({ model_config: topologySchema.optional() }).loose(),
-  weightsManifest: z.array(z.object({
-    weights: z.array(z.object({ name: z.string(), shape: z.array(z.number().int().nonnegative()) })),
-  })).optional(),
+const fileSchema = v.object({
+  modelTopology: v.looseObject({ model_config: v.optional(topologySchema) }),
+  weightsManifest: v.optional(v.array(v.object({
+    weights: v.array(v.object({ name: v.string(), shape: v.array(count) })),
+  }))),
 });
 
-type LayerJson = z.infer<typeof layerSchema>;
+type LayerJson = v.InferOutput<typeof layerSchema>;
 
 /** True for parsed JSON that is a tfjs model file (it has `modelTopology`) rather than a layer table. */
 
@@ -108,17 +117,16 @@ export function tfjsLayerTable(data: unknown, path: string, opts: TfjsImportOpti
   if ((data as { format?: unknown }).format === 'graph-model') {
     throw new UserError(`${path}: a tfjs graph model (format 'graph-model') has no layers to read; export a LayersModel (format 'layers-model')`);
   }
-  const parsed = fileSchema.safeParse(data);
-  if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
-  const rawTopology = parsed.data.modelTopology.model_config ?? parsed.data.modelTopology;
-  const field = parsed.data.modelTopology.model_config ? 'modelTopology.model_config' : 'modelTopology';
-  const topology = topologySchema.safeParse(rawTopology);
-  if (!topology.success) throw new UserError(`${path}: ${field}.${describeZodError(topology.error)}`);
+  const parsed = parseWithSchema(fileSchema, data, path);
+  const rawTopology = parsed.modelTopology.model_config ?? parsed.modelTopology;
+  const field = parsed.modelTopology.model_config ? 'modelTopology.model_config' : 'modelTopology';
+  const topology = v.safeParse(topologySchema, rawTopology);
+  if (!topology.success) throw new UserError(`${path}: ${field}.${describeIssues(topology.issues)}`);
   const manifest = new Map<string, number[]>();
-  for (const group of parsed.data.weightsManifest ?? []) for (const w of group.weights) manifest.set(w.name, w.shape);
+  for (const group of parsed.weightsManifest ?? []) for (const w of group.weights) manifest.set(w.name, w.shape);
 
   const importer = new Importer(path, manifest);
-  const { class_name: kind, config } = topology.data;
+  const { class_name: kind, config } = topology.output;
   const layers = Array.isArray(config) ? config : config.layers;
   let input: Shape;
   if (kind === 'Sequential') {
@@ -253,11 +261,12 @@ class Importer {
     return names;
   }
 
-  private config<K extends keyof typeof configSchemas>(key: K, layer: LayerJson, name: string): z.infer<(typeof configSchemas)[K]> {
-    const parsed = configSchemas[key].safeParse(layer.config);
-    if (!parsed.success) throw new UserError(`${this.path}: layer '${name}' (${layer.class_name}): config.${describeZodError(parsed.error)}`);
-    if ('data_format' in parsed.data) this.inputFormat ??= parsed.data.data_format;
-    return parsed.data as z.infer<(typeof configSchemas)[K]>;
+  private config<K extends keyof typeof configSchemas>(key: K, layer: LayerJson, name: string): v.InferOutput<(typeof configSchemas)[K]> {
+    const parsed = v.safeParse(configSchemas[key] as v.GenericSchema, layer.config);
+    if (!parsed.success) throw new UserError(`${this.path}: layer '${name}' (${layer.class_name}): config.${describeIssues(parsed.issues)}`);
+    const config = parsed.output as v.InferOutput<(typeof configSchemas)[K]>;
+    if ('data_format' in config) this.inputFormat ??= config.data_format;
+    return config;
   }
 
   private fail(layer: LayerJson, name: string, message: string): never {

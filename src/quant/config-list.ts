@@ -1,6 +1,7 @@
-import { z } from 'zod';
+import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
-import { describeZodError, readJsonFile } from '../util/json-file.js';
+import { readJsonFile } from '../util/json-file.js';
+import { describeIssues, isUnknownKey, pathTo, strictFields } from '../util/schema.js';
 import {
   bitsProblem, MAX_BITS, MIN_BITS, QUANT_TYPES, QUANTIZER_CONVENTIONS, type QuantizerName, type QuantType,
 } from './conventions.js';
@@ -23,73 +24,81 @@ const OP_TYPE_KINDS: Record<string, readonly OpKind[]> = {
 };
 const LAYER_KINDS: readonly OpKind[] = ['conv', 'linear'];
 
-const bitsSchema = z
-  .number({ error: `expected an integer bit-width in ${MIN_BITS}..${MAX_BITS}` })
-  .int({ error: `expected an integer bit-width in ${MIN_BITS}..${MAX_BITS}` })
-  .min(MIN_BITS, { error: `expected an integer bit-width in ${MIN_BITS}..${MAX_BITS}` })
-  .max(MAX_BITS, { error: `expected an integer bit-width in ${MIN_BITS}..${MAX_BITS}` });
-const bitsByTypeSchema = z.strictObject({ weight: bitsSchema.optional(), input: bitsSchema.optional(), output: bitsSchema.optional() });
-type BitsByType = z.infer<typeof bitsByTypeSchema>;
+const BITS_MESSAGE = `expected an integer bit-width in ${MIN_BITS}..${MAX_BITS}`;
+const bitsSchema = v.pipe(v.number(BITS_MESSAGE), v.integer(BITS_MESSAGE), v.minValue(MIN_BITS, BITS_MESSAGE), v.maxValue(MAX_BITS, BITS_MESSAGE));
+const bitsByTypeSchema = v.strictObject({ weight: v.optional(bitsSchema), input: v.optional(bitsSchema), output: v.optional(bitsSchema) });
+type BitsByType = v.InferOutput<typeof bitsByTypeSchema>;
 const BITS_EXPECTED = 'an integer bit-width or an object {weight, input, output: bits}';
-const nonEmptyNames = (what: string) => z
-  .array(z.string({ error: `expected ${what}` }).min(1, { error: `expected ${what}` }), { error: `expected a list of ${what}s` })
-  .min(1, { error: `expected at least one ${what}` });
+const nonEmptyNames = (what: string) => v.pipe(
+  v.array(v.pipe(v.string(`expected ${what}`), v.minLength(1, `expected ${what}`)), `expected a list of ${what}s`),
+  v.minLength(1, `expected at least one ${what}`),
+);
+const START_STEP_MESSAGE = 'expected an integer >= 0';
 
-const entrySchema = z
-  .strictObject({
-    quant_types: z.array(z.enum(QUANT_TYPES, { error: `expected one of ${QUANT_TYPES.map((t) => `'${t}'`).join(', ')}` }),
-      { error: 'expected a list of quant types' }).min(1, { error: 'expected at least one quant type' }).optional(),
-    // checked below, by its JSON type, so that a bad value inside the object is named by its path
-    quant_bits: z.unknown().optional(),
-    quant_start_step: z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' })
-      .nonnegative({ error: 'expected an integer >= 0' }).optional(),
-    op_types: nonEmptyNames('op type').optional(),
-    op_names: nonEmptyNames('layer name').optional(),
-    exclude: z.boolean({ error: 'expected true or false' }).optional(),
-  }, { error: 'expected a config entry object' })
-  .superRefine((e, ctx) => {
-    if (!e.op_types && !e.op_names) ctx.addIssue({ code: 'custom', path: [], message: 'give op_types or op_names (the ops this entry applies to)' });
+const entryFields = strictFields({
+  quant_types: v.optional(v.pipe(
+    v.array(v.picklist(QUANT_TYPES, `expected one of ${QUANT_TYPES.map((t) => `'${t}'`).join(', ')}`), 'expected a list of quant types'),
+    v.minLength(1, 'expected at least one quant type'),
+  )),
+  // checked below, by its JSON type, so that a bad value inside the object is named by its path
+  quant_bits: v.optional(v.unknown()),
+  quant_start_step: v.optional(v.pipe(v.number(START_STEP_MESSAGE), v.integer(START_STEP_MESSAGE), v.minValue(0, START_STEP_MESSAGE))),
+  op_types: v.optional(nonEmptyNames('op type')),
+  op_names: v.optional(nonEmptyNames('layer name')),
+  exclude: v.optional(v.boolean('expected true or false')),
+}, 'expected a config entry object');
+type EntryFields = v.InferOutput<typeof entryFields>;
+
+const entrySchema = v.pipe(
+  entryFields,
+  v.rawCheck<EntryFields>(({ dataset, addIssue }) => {
+    // an unknown field leaves the others checked: they may say what it was meant to be
+    if (!dataset.typed && !dataset.issues?.every(isUnknownKey)) return;
+    const e = dataset.value as EntryFields;
+    const issue = (message: string, ...keys: Array<string | number>) => addIssue({ message, ...(keys.length > 0 && { path: pathTo(...keys) }) });
+    if (!e.op_types && !e.op_names) issue('give op_types or op_names (the ops this entry applies to)');
     e.op_types?.forEach((t, i) => {
-      if (!(t in OP_TYPE_KINDS)) {
-        ctx.addIssue({ code: 'custom', path: ['op_types', i], message: `'${t}' is not an op type mpq quantizes (${Object.keys(OP_TYPE_KINDS).join(', ')})` });
-      }
+      if (!(t in OP_TYPE_KINDS)) issue(`'${t}' is not an op type mpq quantizes (${Object.keys(OP_TYPE_KINDS).join(', ')})`, 'op_types', i);
     });
     if (e.exclude) {
       for (const key of ['quant_types', 'quant_bits', 'quant_start_step'] as const) {
-        if (e[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'not used in an entry with exclude: true' });
+        if (e[key] !== undefined) issue('not used in an entry with exclude: true', key);
       }
       return;
     }
-    if (!e.quant_types) ctx.addIssue({ code: 'custom', path: ['quant_types'], message: 'missing (expected a list of weight, input, output)' });
+    if (!e.quant_types) issue('missing (expected a list of weight, input, output)', 'quant_types');
     if (e.quant_bits === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['quant_bits'], message: `missing (expected ${BITS_EXPECTED})` });
+      issue(`missing (expected ${BITS_EXPECTED})`, 'quant_bits');
       return;
     }
     const byType = typeof e.quant_bits === 'object' && e.quant_bits !== null && !Array.isArray(e.quant_bits);
-    const checked = (byType ? bitsByTypeSchema : bitsSchema).safeParse(e.quant_bits);
+    const checked = v.safeParse(byType ? bitsByTypeSchema : bitsSchema, e.quant_bits);
     if (!checked.success) {
-      const first = checked.error.issues[0]!;
-      const message = first.code === 'unrecognized_keys' ? `unknown field ${first.keys.map((k) => `'${k}'`).join(', ')}`
-        : typeof e.quant_bits === 'number' || byType ? first.message : `expected ${BITS_EXPECTED}`;
-      ctx.addIssue({ code: 'custom', path: ['quant_bits', ...first.path.map((k) => (typeof k === 'symbol' ? String(k) : k))], message });
+      const first = checked.issues[0]!;
+      const keys = (first.path ?? []).map((item) => item.key as string | number);
+      if (isUnknownKey(first)) issue(`unknown field '${String(keys.at(-1))}'`, 'quant_bits', ...keys.slice(0, -1));
+      else issue(typeof e.quant_bits === 'number' || byType ? first.message : `expected ${BITS_EXPECTED}`, 'quant_bits', ...keys);
       return;
     }
     if (!e.quant_types || !byType) return;
     const bits = e.quant_bits as BitsByType;
     for (const t of e.quant_types) {
-      if (bits[t] === undefined) ctx.addIssue({ code: 'custom', path: ['quant_bits'], message: `no bits for quant type '${t}'` });
+      if (bits[t] === undefined) issue(`no bits for quant type '${t}'`, 'quant_bits');
     }
     for (const key of Object.keys(bits) as QuantType[]) {
-      if (!e.quant_types.includes(key)) ctx.addIssue({ code: 'custom', path: ['quant_bits', key], message: `'${key}' is not in quant_types` });
+      if (!e.quant_types.includes(key)) issue(`'${key}' is not in quant_types`, 'quant_bits', key);
     }
-  });
+  }),
+);
 
-const configListSchema = z.strictObject({
-  config_list: z.array(entrySchema, { error: 'expected a JSON array of config entries (an NNI config_list)' })
-    .min(1, { error: 'expected at least one config entry' }),
+const configListSchema = v.strictObject({
+  config_list: v.pipe(
+    v.array(entrySchema, 'expected a JSON array of config entries (an NNI config_list)'),
+    v.minLength(1, 'expected at least one config entry'),
+  ),
 });
 
-export type ConfigEntry = Omit<z.infer<typeof entrySchema>, 'quant_bits'> & { quant_bits?: number | BitsByType };
+export type ConfigEntry = Omit<v.InferOutput<typeof entrySchema>, 'quant_bits'> & { quant_bits?: number | BitsByType };
 
 function bitsOf(entry: ConfigEntry, type: QuantType): number {
   return typeof entry.quant_bits === 'number' ? entry.quant_bits : entry.quant_bits![type]!;
@@ -111,9 +120,9 @@ function fieldError(source: string, path: Array<string | number>, message: strin
  * can apply to.
  */
 export function parseConfigList(data: unknown, source: string, quantizer: QuantizerName): ConfigEntry[] {
-  const parsed = configListSchema.safeParse({ config_list: data });
-  if (!parsed.success) throw new UserError(`${source}: ${describeZodError(parsed.error)}`);
-  const entries = parsed.data.config_list as ConfigEntry[];
+  const parsed = v.safeParse(configListSchema, { config_list: data });
+  if (!parsed.success) throw new UserError(`${source}: ${describeIssues(parsed.issues)}`);
+  const entries = parsed.output.config_list as ConfigEntry[];
   const convention = QUANTIZER_CONVENTIONS[quantizer];
   entries.forEach((e, i) => {
     if (e.exclude) return;

@@ -1,7 +1,8 @@
-import { z } from 'zod';
+import * as v from 'valibot';
 import { canonicalLayerName } from '../indicators/indicators.js';
 import { UserError } from '../util/errors.js';
-import { parseWithSchema, readJsonFile } from '../util/json-file.js';
+import { readJsonFile } from '../util/json-file.js';
+import { jsonObject, parseWithSchema } from '../util/schema.js';
 
 /**
  * A user's hardware cost table: per layer, a measured cost for each (weight bits, act bits) pair,
@@ -15,14 +16,17 @@ export interface LatencyTable {
   fixedCost(layer: string, w: number, a: number): number;
 }
 
-const latencySchema = z.object({
-  unit: z.string().default('ms'),
-  layers: z.record(z.string(), z.record(z.string().regex(/^w\d+a\d+$/, 'keys look like w4a8'), z.number().finite().nonnegative())),
-});
+const latencySchema = jsonObject(v.object({
+  unit: v.optional(v.string(), 'ms'),
+  layers: v.record(v.string(), v.record(
+    v.pipe(v.string(), v.regex(/^w\d+a\d+$/, 'keys look like w4a8')),
+    v.pipe(v.number(), v.finite('expected a finite number'), v.minValue(0, 'expected a cost ≥ 0')),
+  )),
+}), 'expected a JSON object (a latency table)');
 
 export function readLatencyTable(path: string): LatencyTable {
   const parsed = parseWithSchema(latencySchema, readJsonFile(path, 'latency table'), path);
-  const byLayer = new Map(Object.entries(parsed.layers).map(([k, v]) => [canonicalLayerName(k), v]));
+  const byLayer = new Map(Object.entries(parsed.layers).map(([name, costs]) => [canonicalLayerName(name), costs]));
   const lookup = (layer: string, w: number, a: number) => byLayer.get(canonicalLayerName(layer))?.[`w${w}a${a}`];
   return {
     unit: parsed.unit,

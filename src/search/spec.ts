@@ -78,7 +78,7 @@ async function resolveLayerTable(modelSpec: string, fixFirstLast: boolean): Prom
   if (!existsSync(modelSpec)) {
     throw new UserError(`--model: '${modelSpec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a layer-table or tfjs model.json file`);
   }
-  // the parsers (and zod) are loaded only for the kind of file given: they cost start-up time
+  // the parsers are loaded only for the kind of file given: they cost start-up time
   const data = readJsonFile(modelSpec, 'model');
   if (isTfjsModelJson(data)) return (await import('../model/tfjs-import.js')).tfjsLayerTable(data, modelSpec, { fixFirstLast });
   return (await import('../model/table-file.js')).layerTableFrom(data, modelSpec);

@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { readJsonFile } from '../util/json-file.js';
+import { jsonObject, parseWithSchema } from '../util/schema.js';
 
 /**
  * Checkpoints are directories in the spirit of tfjs's model format: `model.json` lists every
@@ -14,19 +16,20 @@ import { writeFileAtomic } from '../util/fs.js';
  */
 export const CHECKPOINT_MANIFEST = 'model.json';
 
-const manifestSchema = z.object({
-  format: z.literal('mpq-checkpoint'),
-  version: z.literal(1),
-  model: z.string(),
-  bits: z.array(z.number().int()),
-  weightsFile: z.string(),
-  variables: z.array(z.object({ name: z.string(), shape: z.array(z.number().int().nonnegative()), offset: z.number().int().nonnegative() })),
+const count = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected an integer ≥ 0'));
+const manifestSchema = jsonObject(v.object({
+  format: v.literal('mpq-checkpoint', "expected 'mpq-checkpoint'"),
+  version: v.literal(1, 'expected 1 (the only checkpoint version this mpq reads)'),
+  model: v.string(),
+  bits: v.array(v.pipe(v.number(), v.integer('expected an integer'))),
+  weightsFile: v.string(),
+  variables: v.array(v.object({ name: v.string(), shape: v.array(count), offset: count })),
   /** where training stands, for --resume */
-  training: z.object({ stage: z.string(), epochsDone: z.number().int().nonnegative(), epochs: z.number().int().nonnegative() }).passthrough(),
-  meta: z.record(z.string(), z.unknown()),
-});
+  training: v.looseObject({ stage: v.string(), epochsDone: count, epochs: count }),
+  meta: v.record(v.string(), v.unknown()),
+}), 'expected a JSON object (an mpq checkpoint manifest)');
 
-export type CheckpointManifest = z.infer<typeof manifestSchema>;
+export type CheckpointManifest = v.InferOutput<typeof manifestSchema>;
 export type CheckpointTraining = CheckpointManifest['training'];
 
 export interface Checkpoint {
@@ -68,21 +71,24 @@ export function hasCheckpoint(dir: string): boolean {
   return existsSync(join(dir, CHECKPOINT_MANIFEST));
 }
 
-export function readCheckpoint(dir: string): Checkpoint {
+/** The checkpoint's manifest alone (names, shapes, training state, meta), validated. */
+export function readCheckpointManifest(dir: string): CheckpointManifest {
   const path = join(dir, CHECKPOINT_MANIFEST);
   if (!existsSync(path)) throw new UserError(`${dir}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new UserError(`${path}: not valid JSON (${(err as Error).message})`);
-  }
-  const result = manifestSchema.safeParse(parsed);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    throw new UserError(`${path}: field '${issue.path.join('.')}': ${issue.message}`);
-  }
-  const manifest = result.data;
+  return parseWithSchema(manifestSchema, readJsonFile(path, 'checkpoint manifest'), path);
+}
+
+/** An LSQ weight step size's name: `<layer>.quan_w_fn.s.<bits>` */
+const WEIGHT_STEP = /\.quan_w_fn\.s\.\d+$/;
+
+/** The checkpoint's LSQ weight step sizes are vectors, one per output channel. */
+export function savedPerChannelWeightSteps(manifest: CheckpointManifest): boolean {
+  return manifest.variables.some((v) => WEIGHT_STEP.test(v.name) && v.shape.length > 0);
+}
+
+export function readCheckpoint(dir: string): Checkpoint {
+  const path = join(dir, CHECKPOINT_MANIFEST);
+  const manifest = readCheckpointManifest(dir);
   const weightsPath = join(dir, manifest.weightsFile);
   if (!existsSync(weightsPath)) throw new UserError(`${path}: weights file ${manifest.weightsFile} is missing`);
   const buf = readFileSync(weightsPath);
@@ -111,17 +117,37 @@ function fullPrecisionBnName(name: string): string | undefined {
  * from data (and an FP checkpoint has none for another quantizer).
  */
 function isQuantizerState(name: string): boolean {
-  return /\.quan_[wa]_fn\./.test(name);
+  return quantizerOf(name) !== undefined;
 }
+
+/** `<layer>.quan_w_fn.` or `<layer>.quan_a_fn.` for a quantizer's state, else undefined */
+function quantizerOf(name: string): string | undefined {
+  return /^(.*\.quan_[wa]_fn\.)/.exec(name)?.[1];
+}
+
+const sameShape = (a: tf.Tensor, b: tf.Tensor): boolean => a.shape.join('x') === b.shape.join('x');
 
 /**
  * Assigns checkpoint values to the model's variables. A batch-norm set for a bit-width the
  * checkpoint lacks starts from the checkpoint's full-precision set (so an FP checkpoint starts any
- * quantized run); missing step sizes are initialised on the first training batch. Anything else
- * missing or mis-shaped is an error naming the directory and variable.
+ * quantized run); missing step sizes are initialised on the first training batch. With
+ * `restartReshapedQuantizers` (a run's starting point), a quantizer whose state has another shape
+ * in the checkpoint (per-tensor steps, per-channel model) is left whole to initialise from data.
+ * Anything else missing or mis-shaped is an error naming the directory and variable.
  */
-export function loadIntoVariables(dir: string, checkpoint: Checkpoint, variables: Map<string, tf.Variable>): void {
+export function loadIntoVariables(
+  dir: string, checkpoint: Checkpoint, variables: Map<string, tf.Variable>, options: { restartReshapedQuantizers?: boolean } = {},
+): void {
+  const restarted = new Set<string>();
+  if (options.restartReshapedQuantizers) {
+    for (const [name, variable] of variables) {
+      const value = checkpoint.tensors.get(name);
+      const quantizer = quantizerOf(name);
+      if (value && quantizer !== undefined && !sameShape(value, variable)) restarted.add(quantizer);
+    }
+  }
   for (const [name, variable] of variables) {
+    if (restarted.has(quantizerOf(name) ?? '')) continue;
     let value = checkpoint.tensors.get(name);
     if (!value) {
       const fp = fullPrecisionBnName(name);
@@ -131,8 +157,9 @@ export function loadIntoVariables(dir: string, checkpoint: Checkpoint, variables
       if (isQuantizerState(name)) continue;
       throw new UserError(`${dir}: checkpoint has no variable '${name}' (model ${checkpoint.manifest.model})`);
     }
-    if (value.shape.join('x') !== variable.shape.join('x')) {
-      throw new UserError(`${dir}: variable '${name}' has shape [${value.shape}], the model expects [${variable.shape}]`);
+    if (!sameShape(value, variable)) {
+      const steps = WEIGHT_STEP.test(name) ? ' (weight step sizes per tensor or per channel: --per-channel-weights must match the run that saved it)' : '';
+      throw new UserError(`${dir}: variable '${name}' has shape [${value.shape}], the model expects [${variable.shape}]${steps}`);
     }
     variable.assign(value);
   }
