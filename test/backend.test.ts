@@ -253,7 +253,8 @@ test('unsupported wasm gradient configurations fail with a clear UserError', asy
 
 test('a data-parallel step returns the shard-size-weighted mean of per-shard gradients, metrics and changed state', async () => {
   await initBackend('wasm');
-  const options: ModelReplicaOptions = { model: 'mnist-cnn', bits: [4] };
+  // per-channel weight steps: the replica is rebuilt with them (vector state and gradients)
+  const options: ModelReplicaOptions = { model: 'mnist-cnn', bits: [4], perChannelWeights: true };
   // The reference runs the same replica code in this thread, one shard at a time from the same state.
   const replica = createReplica(options);
   const task: ModelReplicaTask = { passes: [{ label: 'w4a4', policy: uniformPolicy(createModel('mnist-cnn', { bits: [4] }), 4) }], labelSmoothing: 0.1 };

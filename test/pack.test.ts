@@ -198,3 +198,46 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
     assert.match(errors[0]!, message);
   }
 });
+
+test('per-channel weight steps: finetune restarts a per-tensor checkpoint\'s steps from data; eval and pack follow the checkpoint; resuming per-tensor is refused', async (t) => {
+  const dir = tempDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const fp = join(dir, 'fp');
+  const fpModel = createModel('mnist-cnn', { seed: 3 });
+  saveCheckpoint(fp, { model: 'mnist-cnn', training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {}, bits: [] }, namedVariables(fpModel));
+  disposeModel(fpModel);
+  const run = { model: 'mnist-cnn', policyPath: SHIPPED_POLICY, epochs: 1, seed: 1, limit: 100, batchSize: 50, backend: 'wasm' as const, progress: false, log: () => {} };
+  const perTensor = join(dir, 'pt');
+  await finetuneAtPolicy({ ...run, from: fp, checkpoint: perTensor });
+  const perChannel = join(dir, 'pc');
+  const result = await finetuneAtPolicy({ ...run, from: perTensor, checkpoint: perChannel, perChannelWeights: true });
+  assert.equal(result.quantization.weight_steps, 'per-channel');
+
+  const saved = readCheckpoint(perChannel);
+  const shapeOf = (name: string) => saved.tensors.get(name)?.shape;
+  const policyFile = readPolicy(SHIPPED_POLICY);
+  const conv3 = policyFile.layers.find((l) => l.name === 'conv3')!;
+  assert.deepEqual(shapeOf(`conv3.quan_w_fn.s.${conv3.weightBits}`), [64], 'a step per output channel of conv3');
+  assert.deepEqual(shapeOf(`conv3.quan_a_fn.s.${conv3.actBits}`), [], 'activation steps stay per tensor');
+  const steps = saved.tensors.get(`conv3.quan_w_fn.s.${conv3.weightBits}`)!.dataSync();
+  assert.ok(new Set(steps).size > 1, 'the channels learned steps of their own');
+  assert.equal(saved.manifest.meta.weight_steps, 'per-channel');
+  for (const tensor of saved.tensors.values()) tensor.dispose();
+
+  const evaluated = runCli(['eval', '--model', 'mnist-cnn', '--from', perChannel, '--policy', SHIPPED_POLICY, '--limit', '100', '--json']);
+  assert.equal(evaluated.status, 0, evaluated.stderr);
+  assert.equal(JSON.parse(evaluated.stdout).top1, result.test.top1, 'eval rebuilds the per-channel model and reproduces the finetune');
+  const out = join(dir, 'pc.mpqp');
+  const pack = runCli(['pack', '--model', 'mnist-cnn', '--from', perChannel, '--policy', SHIPPED_POLICY, '--out', out, '--json']);
+  assert.equal(pack.status, 0, pack.stderr);
+  const packed = runCli(['eval', '--packed', out, '--limit', '100', '--json']);
+  assert.equal(packed.status, 0, packed.stderr);
+  assert.equal(JSON.parse(packed.stdout).top1, result.test.top1, 'the packed per-channel codes score what the checkpoint scores');
+  assert.equal(readPacked(readFileSync(out), out).layers.find((l) => l.name === 'conv3')!.scales.length, 64);
+
+  const resumed = runCli(['finetune', '--model', 'mnist-cnn', '--from', fp, '--policy', SHIPPED_POLICY, '--epochs', '2', '--limit', '100',
+    '--checkpoint', perChannel, '--resume', '--no-progress', '--backend', 'wasm']);
+  assert.equal(resumed.status, 2, resumed.stderr);
+  assert.match(resumed.stderr, /quan_w_fn\.s\.\d+' has shape \[\d+\], the model expects \[\].*--per-channel-weights/);
+  assert.doesNotMatch(resumed.stderr, /\n\s+at /);
+});

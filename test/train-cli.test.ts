@@ -29,6 +29,8 @@ test('training commands: bad input is one line naming the flag or file, exit 2',
   assertUserError(mpq(['eval', '--model', 'mnist-cnn', '--from', '/nonexistent/ck']), /--from \/nonexistent\/ck: no model.json/);
   assertUserError(mpq(['pretrain', '--model', 'mnist-cnn', '--from', '/nonexistent', '--bits', '4', 'x', '--epochs', '1']), /--bits: 'x'/);
   assertUserError(mpq(['finetune', '--model', 'mnist-cnn', '--from', '/nonexistent', '--policy', 'p.json', '--epochs', '1', '--resume']), /--resume: needs --checkpoint/);
+  assertUserError(mpq(['finetune', '--model', 'mnist-cnn', '--from', '/nonexistent', '--weight-bits', '4', '--epochs', '1', '--quantizer', 'nuq', '--per-channel-weights']),
+    /--per-channel-weights: LSQ step sizes only, not --quantizer nuq/);
 });
 
 test('train → pretrain → finetune → eval on 32 digits', (t) => {

@@ -84,10 +84,11 @@ export function registerFinetune(program: Command): void {
     .requiredOption('--from <dir>', 'full-precision checkpoint to start from')
     .option('--policy <file>', 'policy JSON (policies/…) giving each layer its bits')
     .option('--checkpoint <dir>', 'save the finetuned model here after every epoch')
+    .option('--per-channel-weights', 'LSQ weight step sizes per output channel (default: one per tensor, as LIMPQ); eval and pack follow the checkpoint')
     .option('--json', 'print a JSON summary (top1 0–1, the policy bits) as the last line')
     .action(action(async (o: Record<string, unknown>) => {
       const result = await finetuneAtPolicy({
-        ...runOptions(o), ...quantizeRequest(o), from: String(o.from),
+        ...runOptions(o), ...quantizeRequest(o), perChannelWeights: o.perChannelWeights === true, from: String(o.from),
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });

@@ -6,7 +6,7 @@ import { samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
 import { int8Calibration, tensorRtCache } from '../simulate/deploy.js';
 import { disposeModel } from '../train/models.js';
 import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
-import { disposeCheckpoint, readCheckpoint } from '../train/checkpoint.js';
+import { disposeCheckpoint, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
 import { createModel } from '../train/models.js';
 import { policyBits, policyFromFile } from '../train/policies.js';
 import { assertStepSizesTrained, loadWeights, prepare } from '../train/run.js';
@@ -43,7 +43,7 @@ export function registerPack(program: Command): void {
       const file = readPolicy(policyPath);
       const { model, data } = await prepare(
         { model: String(o.model), from, backend: backendFlag(o.backend), dataDir: o.data as string | undefined, log: (line) => process.stderr.write(`${line}\n`) },
-        () => createModel(String(o.model), { bits: policyBits(file) }),
+        () => createModel(String(o.model), { bits: policyBits(file), perChannelWeights: savedPerChannelWeightSteps(readCheckpointManifest(from)) }),
       );
       const policy = policyFromFile(model, file, policyPath);
       loadWeights(model, from);

@@ -40,8 +40,9 @@ export class PassThroughQuantizer implements Quantizer {
 /** A factory that also records the sites it built quantizers for (config lists map onto them). */
 export type RecordingFactory = QuantizerFactory & { sites: QuantizerSite[] };
 
-export function quantizerFactory(choice: QuantizerChoice): RecordingFactory {
-  const lsq = lsqQuantizers();
+/** `perChannelWeights`: LSQ weight step sizes per output channel (QuantizerChoice 'lsq' only). */
+export function quantizerFactory(choice: QuantizerChoice, perChannelWeights = false): RecordingFactory {
+  const lsq = lsqQuantizers(perChannelWeights);
   const activations = QUANTIZER_CONVENTIONS[choice.name].activations;
   const sites: QuantizerSite[] = [];
   const build = (site: QuantizerSite): Quantizer => {

@@ -26,6 +26,8 @@ export interface QuantizeRequest {
   actBits?: number;
   /** NNI config list: bits and start steps per layer */
   configPath?: string;
+  /** LSQ weight step sizes per output channel instead of per tensor */
+  perChannelWeights?: boolean;
   /**
    * first/last layers at 8 bits (their batch norms exist for 8 bits and FP only) or unquantized;
    * default: as a policy file says (8), else the quantizer's convention (NUQ: unquantized)
@@ -38,6 +40,8 @@ export interface QuantizationPlan {
   bits: number[];
   /** absent: the model's default quantizers (LSQ) */
   quantizers?: RecordingFactory;
+  /** LSQ weight steps per output channel (ModelOptions.perChannelWeights) */
+  perChannelWeights: boolean;
   /**
    * Binds the plan to the built model: the bits of every layer, with QAT's start steps and batch-norm
    * folds set on its quantizers.
@@ -60,9 +64,13 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
   if (sources.length > 1) throw new UserError(`${sources.join(' and ')}: give one source of bits (a policy file, uniform bits or a config list)`);
   if (req.actBits !== undefined && req.weightBits === undefined) throw new UserError('--act-bits: needs --weight-bits (uniform bits)');
   const choice = req.quantizer ?? { name: 'lsq' as const };
-  const quantizers = req.quantizer ? quantizerFactory(req.quantizer) : undefined;
+  const perChannelWeights = req.perChannelWeights === true;
+  if (perChannelWeights && choice.name !== 'lsq') throw new UserError(`--per-channel-weights: LSQ step sizes only, not --quantizer ${choice.name}`);
+  const quantizers = req.quantizer ? quantizerFactory(req.quantizer, perChannelWeights) : undefined;
   const convention = QUANTIZER_CONVENTIONS[choice.name];
-  const describe: Record<string, unknown> = { quantizer: choice.name, ...(choice.nuq && { nuq: choice.nuq }) };
+  const describe: Record<string, unknown> = {
+    quantizer: choice.name, ...(choice.nuq && { nuq: choice.nuq }), ...(perChannelWeights && { weight_steps: 'per-channel' }),
+  };
   const bindQat = (model: QuantModel) => {
     const folded = bindBatchNormFolds(model);
     if (folded.length > 0) describe.bn_folded = folded;
@@ -84,7 +92,7 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
     }
     Object.assign(describe, { policy: path });
     return {
-      bits: policyBits(file), quantizers, describe,
+      bits: policyBits(file), quantizers, perChannelWeights, describe,
       attach(model) {
         bindQat(model);
         return firstLast(model, policyFromFile(model, file, path), true);
@@ -102,7 +110,7 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
     if (weightBits === NOT_QUANTIZED && actBits === NOT_QUANTIZED) throw new UserError('--weight-bits 32 --act-bits 32: nothing to quantize');
     Object.assign(describe, { weight_bits: weightBits, act_bits: actBits });
     return {
-      bits: [...new Set([weightBits, actBits])].filter((b) => b < NOT_QUANTIZED).sort((a, b) => b - a), quantizers, describe,
+      bits: [...new Set([weightBits, actBits])].filter((b) => b < NOT_QUANTIZED).sort((a, b) => b - a), quantizers, perChannelWeights, describe,
       attach(model) {
         bindQat(model);
         const searchable = Object.fromEntries(model.searchableLayerNames.map((n) => [n, { weightBits, actBits }]));
@@ -117,10 +125,10 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
     const path = req.configPath;
     const entries = readConfigList(path, choice.name);
     // the sites tell which layers take a ReLU's output (an unsigned input)
-    const recording = quantizers ?? quantizerFactory(choice);
+    const recording = quantizers ?? quantizerFactory(choice, perChannelWeights);
     Object.assign(describe, { config: path });
     return {
-      bits: configListBits(entries), quantizers: recording, describe,
+      bits: configListBits(entries), quantizers: recording, perChannelWeights, describe,
       attach(model) {
         const resolved = resolveConfigList(entries, model.layers.map((l) => ({
           name: l.name, kind: l.kind,

@@ -7,6 +7,7 @@ import {
   type LayerBits, type QuantLayerOptions, type QuantizerFactory,
 } from './layers.js';
 import { Prng } from '../util/prng.js';
+import { LsqQuantizer } from '../quant/index.js';
 
 /** Bits of every quantized layer by name; a layer left out runs in full precision. */
 export type BitsPolicy = Record<string, LayerBits>;
@@ -49,6 +50,8 @@ export interface ModelOptions {
   seed?: number;
   /** builds every layer's quantizers; LSQ when absent */
   quantizers?: QuantizerFactory;
+  /** LSQ weight step sizes per output channel (default: one per tensor, as LIMPQ) */
+  perChannelWeights?: boolean;
 }
 
 export const TRAIN_MODEL_NAMES = ['mnist-cnn', 'resnet20', 'mobilenet-mini', 'mobilenet-mini-cifar'] as const;
@@ -59,11 +62,17 @@ export function createModel(name: string, options: ModelOptions = {}): QuantMode
   const layerOptions = (fixed: boolean, inputSignedness: QuantLayerOptions['inputSignedness']): QuantLayerOptions => ({
     // fixed layers only ever run at FIXED_LAYER_BITS
     bitsList: fixed ? [FIXED_LAYER_BITS] : bits, inputSignedness, quantizers: options.quantizers,
+    perChannelWeights: options.perChannelWeights,
   });
   if (name === 'mnist-cnn') return mnistCnn(bits, rng, layerOptions);
   if (name === 'resnet20') return resnet20(bits, rng, layerOptions);
   if (Object.hasOwn(TRAINABLE_MOBILENETS, name)) return mobilenet(name, TRAINABLE_MOBILENETS[name], bits, rng, layerOptions);
   throw new UserError(`--model: '${name}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}`);
+}
+
+/** Whether the model's LSQ weight quantizers hold a step size per output channel. */
+export function hasPerChannelWeightSteps(model: QuantModel): boolean {
+  return model.layers.some((l) => l.weightQuantizer instanceof LsqQuantizer && l.weightQuantizer.options.channels !== undefined);
 }
 
 /** Every named variable of the model (weights, biases, BN sets, quantizer state), for checkpoints. */

@@ -2,7 +2,10 @@ import { LsqQuantizer } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
-import { CHECKPOINT_MANIFEST, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, type Checkpoint } from './checkpoint.js';
+import {
+  CHECKPOINT_MANIFEST, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps,
+  type Checkpoint,
+} from './checkpoint.js';
 import { loadDataset, subset, type Dataset } from './data.js';
 import { extractIndicators, type IndicatorsFile } from './indicators.js';
 import {
@@ -74,14 +77,16 @@ function hyperparameters(stage: Stage, o: RunOptions): Hyperparameters {
  * Loads a checkpoint into the model's variables (only those `include` accepts, when given). A
  * checkpoint passed in stays the caller's to dispose (a grid reads it once).
  */
-export function loadWeights(model: QuantModel, dir: string, o: { checkpoint?: Checkpoint; include?: (name: string) => boolean } = {}): void {
+export function loadWeights(
+  model: QuantModel, dir: string, o: { checkpoint?: Checkpoint; include?: (name: string) => boolean; restartReshapedQuantizers?: boolean } = {},
+): void {
   const source = o.checkpoint ?? readCheckpoint(dir);
   try {
     if (source.manifest.model !== model.name) {
       throw new UserError(`--from ${dir}: checkpoint is for model '${source.manifest.model}', not '${model.name}'`);
     }
     const variables = namedVariables(model);
-    loadIntoVariables(dir, source, o.include ? new Map([...variables].filter(([name]) => o.include!(name))) : variables);
+    loadIntoVariables(dir, source, o.include ? new Map([...variables].filter(([name]) => o.include!(name))) : variables, o);
   } finally {
     if (!o.checkpoint) disposeCheckpoint(source);
   }
@@ -185,11 +190,14 @@ export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
   validateOptions(o);
   const plan = planQuantization(o);
   if (!plan) throw new UserError('finetune: give --policy FILE or --weight-bits B (the bits to finetune at)');
-  const ctx = await prepare(o, () => createModel(o.model, { bits: plan.bits, seed: o.seed, quantizers: plan.quantizers }));
+  const ctx = await prepare(o, () => createModel(o.model, {
+    bits: plan.bits, seed: o.seed, quantizers: plan.quantizers, perChannelWeights: plan.perChannelWeights,
+  }));
   const { model } = ctx;
   const started = performance.now();
   const policy = plan.attach(model);
-  loadWeights(model, o.from);
+  // per-tensor steps of a pretrained checkpoint cannot start per-channel ones: those start from data
+  loadWeights(model, o.from, { restartReshapedQuantizers: true });
   const hyper = hyperparameters('finetune', o);
   const reports = await trainLoop(model, ctx.data, {
     stage: 'finetune', hyper, seed: o.seed, limit: o.limit, passes: () => [{ label: 'policy', policy }],
@@ -232,7 +240,10 @@ export async function evaluateCheckpoint(o: QuantizeRequest & {
   model: string; from: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<EvaluateResult> {
   const plan = planQuantization(o);
-  const ctx = await prepare(o, () => createModel(o.model, { bits: plan?.bits ?? [], quantizers: plan?.quantizers }));
+  // the checkpoint's step sizes say how its weight quantizers were built
+  const ctx = await prepare(o, () => createModel(o.model, {
+    bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights: savedPerChannelWeightSteps(readCheckpointManifest(o.from)),
+  }));
   const { model } = ctx;
   const policy = plan ? plan.attach(model) : FULL_PRECISION;
   loadWeights(model, o.from);
