@@ -42,6 +42,7 @@ export function registerSweep(program: Command): void {
         solver: String(o.solver),
         jobs,
         loaded: { table, indicators },
+        meanwhile: loadPlot,
         onResult: (r, n) => {
           done.push(r);
           bar.update(n, { rate: (n / ((performance.now() - t0) / 1000)).toFixed(1) });
@@ -61,6 +62,9 @@ export function registerSweep(program: Command): void {
     }));
 }
 
+/** vega is heavy: loaded only by sweeps, while their workers solve */
+const loadPlot = () => import('../report/pareto-plot.js');
+
 async function writeOutputs(dir: string, results: SweepResult[], meta: Record<string, unknown> | null): Promise<void> {
   if (!meta) markPareto(results); // an interrupted sweep marks its partial front
   const entries = results.map(sweepEntry);
@@ -68,7 +72,7 @@ async function writeOutputs(dir: string, results: SweepResult[], meta: Record<st
   writeFileAtomic(join(dir, 'sweep.csv'), sweepCsv(results));
   const plotted = results.filter((r) => r.objective !== null).map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) }));
   if (plotted.length) {
-    const { paretoSvg } = await import('../report/pareto-plot.js'); // vega is heavy: load it only here
+    const { paretoSvg } = await loadPlot();
     writeFileAtomic(join(dir, 'pareto.svg'), await paretoSvg(plotted));
   }
   else if (results.length && !meta) throw new UserError('no point of the sweep was solved');

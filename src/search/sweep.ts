@@ -210,6 +210,11 @@ export interface SweepOptions {
   onResult?: (r: SweepResult, done: number) => void;
   /** the inputs, when the caller has loaded them already (workers load their own) */
   loaded?: { table: LayerTable; indicators: LoadedIndicators };
+  /**
+   * Work for this thread while the workers start solving, before it joins them (the CLI loads the
+   * plot's modules then: after the sweep, the other core would sit idle while it did)
+   */
+  meanwhile?: () => Promise<unknown>;
 }
 
 /** Below this many points a sweep stays in one thread: starting workers costs more than it saves. */
@@ -245,6 +250,8 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
     worker.on('error', reject);
     worker.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with ${code}`))));
   }));
+  for (const w of workers) w.catch(() => {}); // a failure is reported by Promise.all below, not as unhandled meanwhile
+  if (workers.length > 0) await opts.meanwhile?.();
   await Promise.all([solvePoints(table, indicators, full, work, opts.solver, take), ...workers]);
   markPareto(results);
   return results;
