@@ -5,6 +5,7 @@ import { defaultJobs, markPareto, runSweep, type SweepResult } from '../search/s
 import { solverByName } from '../search/solvers/index.js';
 import { loadSearchInputs } from '../search/spec.js';
 import { sweepCsv, sweepEntry, sweepLabel } from '../report/sweep-files.js';
+import type { ParetoPlot } from '../report/pareto-plot.js';
 import { textTable } from '../report/search-report.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { UserError } from '../util/errors.js';
@@ -42,7 +43,7 @@ export function registerSweep(program: Command): void {
         solver: String(o.solver),
         jobs,
         loaded: { table, indicators },
-        meanwhile: loadPlot,
+        meanwhile: preparePlot,
         onResult: (r, n) => {
           done.push(r);
           bar.update(n, { rate: (n / ((performance.now() - t0) / 1000)).toFixed(1) });
@@ -62,8 +63,9 @@ export function registerSweep(program: Command): void {
     }));
 }
 
-/** vega is heavy: loaded only by sweeps, while their workers solve */
-const loadPlot = () => import('../report/pareto-plot.js');
+let plot: Promise<ParetoPlot> | undefined;
+/** vega is heavy: loaded and its view built only by sweeps, while their workers solve */
+const preparePlot = () => (plot ??= import('../report/pareto-plot.js').then((m) => m.paretoPlot()));
 
 async function writeOutputs(dir: string, results: SweepResult[], meta: Record<string, unknown> | null): Promise<void> {
   if (!meta) markPareto(results); // an interrupted sweep marks its partial front
@@ -72,8 +74,7 @@ async function writeOutputs(dir: string, results: SweepResult[], meta: Record<st
   writeFileAtomic(join(dir, 'sweep.csv'), sweepCsv(results));
   const plotted = results.filter((r) => r.objective !== null).map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) }));
   if (plotted.length) {
-    const { paretoSvg } = await loadPlot();
-    writeFileAtomic(join(dir, 'pareto.svg'), await paretoSvg(plotted));
+    writeFileAtomic(join(dir, 'pareto.svg'), await (await preparePlot()).svg(plotted));
   }
   else if (results.length && !meta) throw new UserError('no point of the sweep was solved');
 }

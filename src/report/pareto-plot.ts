@@ -65,23 +65,22 @@ function panel(x: { field: string; title: string; front: string }): PanelSpec {
   };
 }
 
+/** The plot, its spec compiled and its vega view built: ready for a sweep's points, once. */
+export interface ParetoPlot {
+  /** the SVG of these points (the view is freed after) */
+  svg(points: PlotPoint[]): Promise<string>;
+}
+
 /**
  * An SVG of a sweep's trade-offs: objective against BitOps (G) and against model size (MB), side
  * by side, with the Pareto-optimal points coloured, diamond-shaped, labelled and joined.
- * Compiled from a vega-lite spec and rendered by vega's headless view (no canvas needed).
+ * Compiled from a vega-lite spec and rendered by vega's headless view (no canvas needed). The
+ * data are a named set filled in at the end, so a sweep can build all this while it solves.
  */
-export async function paretoSvg(points: PlotPoint[]): Promise<string> {
-  const values = points.map((p) => ({
-    objective: p.objective,
-    bitopsG: p.bitops,
-    sizeMb: p.sizeMb,
-    frontBitops: p.paretoBitops ? PARETO : DOMINATED,
-    frontSize: p.paretoSize ? PARETO : DOMINATED,
-    label: p.label,
-  }));
+export function paretoPlot(): ParetoPlot {
   const spec: TopLevelSpec = {
     title: 'Sweep: objective against cost',
-    data: { values },
+    data: { name: 'points' },
     hconcat: [
       panel({ field: 'bitopsG', title: 'BitOps (G)', front: 'frontBitops' }),
       panel({ field: 'sizeMb', title: 'model size (MB)', front: 'frontSize' }),
@@ -89,9 +88,25 @@ export async function paretoSvg(points: PlotPoint[]): Promise<string> {
     config: { legend: { orient: 'bottom' } },
   };
   const view = new View(parse(compile(spec).spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
+  return {
+    async svg(points) {
+      try {
+        view.data('points', points.map((p) => ({
+          objective: p.objective,
+          bitopsG: p.bitops,
+          sizeMb: p.sizeMb,
+          frontBitops: p.paretoBitops ? PARETO : DOMINATED,
+          frontSize: p.paretoSize ? PARETO : DOMINATED,
+          label: p.label,
+        })));
+        return await view.toSVG();
+      } finally {
+        view.finalize();
+      }
+    },
+  };
+}
+
+export function paretoSvg(points: PlotPoint[]): Promise<string> {
+  return paretoPlot().svg(points);
 }
