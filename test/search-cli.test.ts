@@ -124,7 +124,13 @@ test('bad input: one line naming the flag or file, exit 2, no output file', () =
   usageError(['search', '--model', model, '--indicators', indicators, '--bits', '8', '4'], /has no indicator for 8 bits/);
   const badTable = join(dir, 'bad-table.json');
   writeFileSync(badTable, JSON.stringify({ layers: [{ name: 'c1', params: -3, macs: 1 }] }));
-  usageError(['search', '--model', badTable, '--indicators', indicators], /bad-table\.json: layers\[0\]\.params/);
+  usageError(['search', '--model', badTable, '--indicators', indicators], /bad-table\.json: layers\[0\]\.params: expected a count ≥ 0$/);
+  writeFileSync(badTable, JSON.stringify({ layers: [{ name: 'c1', params: '3', macs: 1 }], fixed: 'none' }));
+  usageError(['search', '--model', badTable, '--indicators', indicators], /bad-table\.json: layers\[0\]\.params: expected number, got "3" \(and 1 more problem\)$/);
+  writeFileSync(badTable, JSON.stringify({ model: 'x' }));
+  usageError(['search', '--model', badTable, '--indicators', indicators], /bad-table\.json: layers: missing$/);
+  writeFileSync(badTable, JSON.stringify([{ name: 'c1', params: 3, macs: 1 }]));
+  usageError(['search', '--model', badTable, '--indicators', indicators], /bad-table\.json: expected a JSON object \(a layer table\)$/);
   assert.equal(existsSync(out), false);
 });
 
