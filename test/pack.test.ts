@@ -227,6 +227,9 @@ test('per-channel weight steps: finetune restarts a per-tensor checkpoint\'s ste
   const evaluated = runCli(['eval', '--model', 'mnist-cnn', '--from', perChannel, '--policy', SHIPPED_POLICY, '--limit', '100', '--json']);
   assert.equal(evaluated.status, 0, evaluated.stderr);
   assert.equal(JSON.parse(evaluated.stdout).top1, result.test.top1, 'eval rebuilds the per-channel model and reproduces the finetune');
+  const named = runCli(['eval', '--model', 'mnist-cnn', '--from', perChannel, '--policy', SHIPPED_POLICY, '--limit', '100', '--quantizer', 'lsq', '--json']);
+  assert.equal(named.status, 0, named.stderr);
+  assert.equal(JSON.parse(named.stdout).top1, result.test.top1, 'with --quantizer lsq named, too');
   const out = join(dir, 'pc.mpqp');
   const pack = runCli(['pack', '--model', 'mnist-cnn', '--from', perChannel, '--policy', SHIPPED_POLICY, '--out', out, '--json']);
   assert.equal(pack.status, 0, pack.stderr);

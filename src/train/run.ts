@@ -239,11 +239,11 @@ export interface EvaluateResult {
 export async function evaluateCheckpoint(o: QuantizeRequest & {
   model: string; from: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<EvaluateResult> {
-  const plan = planQuantization(o);
-  // the checkpoint's step sizes say how its weight quantizers were built
-  const ctx = await prepare(o, () => createModel(o.model, {
-    bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights: savedPerChannelWeightSteps(readCheckpointManifest(o.from)),
-  }));
+  // the checkpoint's step sizes say how its LSQ weight quantizers were built
+  const perChannelWeights = (o.quantizer === undefined || o.quantizer.name === 'lsq')
+    && hasCheckpoint(o.from) && savedPerChannelWeightSteps(readCheckpointManifest(o.from));
+  const plan = planQuantization({ ...o, perChannelWeights });
+  const ctx = await prepare(o, () => createModel(o.model, { bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights }));
   const { model } = ctx;
   const policy = plan ? plan.attach(model) : FULL_PRECISION;
   loadWeights(model, o.from);
