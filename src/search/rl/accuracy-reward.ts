@@ -92,7 +92,8 @@ export class AccuracyReward implements RewardFunction {
     if (problem.layerNames.length !== expected.length || problem.layerNames.some((n, i) => n !== expected[i])) {
       throw new UserError(`--reward accuracy: the search's layers [${problem.layerNames.join(', ')}] are not ${o.model}'s searchable layers [${expected.join(', ')}] (its first and last stay at 8 bits: drop --no-fix-first-last)`);
     }
-    loadWeights(model, o.from);
+    // a starting point, as finetune's: step sizes of another layout (per channel) start from data
+    loadWeights(model, o.from, { restartReshapedQuantizers: true });
     if (o.holdout >= data.train.count) {
       throw new UserError(`--reward-holdout: ${o.holdout} is not less than the ${data.train.count} training images`);
     }
