@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { zooLayerTable, zooLayers } from '../src/model/zoo.js';
 import { initBackend } from '../src/train/backend/index.js';
-import { saveCheckpoint } from '../src/train/checkpoint.js';
 import { loadMnistPackage, subset, type Dataset } from '../src/train/data.js';
 import { QuantDepthwiseConv2d, lsqQuantizers } from '../src/train/layers.js';
 import { DEFAULT_HYPERPARAMETERS, fullPrecisionPasses, trainLoop } from '../src/train/loops.js';
 import { createModel, describeLayers, namedVariables, TRAIN_MODEL_NAMES } from '../src/train/models.js';
 import { FULL_PRECISION, uniformPolicy } from '../src/train/policies.js';
 import { Prng } from '../src/util/prng.js';
+import { saveUntrainedCheckpoint } from './checkpoints.js';
 import { runCli, tempDir } from './support.js';
 
 const backend = await initBackend('wasm');
@@ -87,8 +87,7 @@ test('mpq pretrain → search on mobilenet-mini: the indicators name the zoo tab
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // an untrained FP checkpoint is enough to check the names (training is tested above)
   const fp = join(dir, 'fp');
-  saveCheckpoint(fp, { model: 'mobilenet-mini', bits: [], training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {} },
-    namedVariables(createModel('mobilenet-mini', { seed: 3 })));
+  saveUntrainedCheckpoint(fp, 'mobilenet-mini', 3);
   const indicators = join(dir, 'indicators.json');
   const pretrain = runCli(['pretrain', '--model', 'mobilenet-mini', '--from', fp, '--bits', '4', '2', '--epochs', '1', '--limit', '16',
     '--batch-size', '16', '--seed', '3', '--no-progress', '--out', indicators]);

@@ -10,12 +10,13 @@ import { disposeModel } from '../src/train/models.js';
 import { simulatedModel, type SimulateContext } from '../src/simulate/simulate.js';
 import { samplePerClass } from '../src/simulate/calibrate.js';
 import { initBackend } from '../src/train/backend/index.js';
-import { readCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
+import { readCheckpoint } from '../src/train/checkpoint.js';
 import { loadMnistPackage, subset } from '../src/train/data.js';
 import { evaluate } from '../src/train/loops.js';
-import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../src/train/models.js';
+import { createModel, type BitsPolicy, type QuantModel } from '../src/train/models.js';
 import { policyBits, policyFromFile } from '../src/train/policies.js';
 import { finetuneAtPolicy, loadWeights } from '../src/train/run.js';
+import { saveUntrainedCheckpoint } from './checkpoints.js';
 import { REPO_ROOT, runCli, tempDir } from './support.js';
 
 await initBackend('wasm');
@@ -84,9 +85,7 @@ test('packed size for the shipped W3A4 policy: codes = FP32 weights / compressio
 test('a simulated (min-max, per-channel, merged, KL-calibrated) model packs and loads back to the same outputs', (t) => {
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const fp = createModel('mnist-cnn', { seed: 9 });
-  saveCheckpoint(dir, { model: 'mnist-cnn', bits: [], training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {} }, namedVariables(fp));
-  disposeModel(fp);
+  saveUntrainedCheckpoint(dir, 'mnist-cnn', 9);
   const checkpoint = readCheckpoint(dir);
   const ctx: SimulateContext = {
     modelName: 'mnist-cnn', from: dir, checkpoint, calibSet: samplePerClass(mnist.train, 2, 10, 1), groupSize: 8, calibEpoch: 1, batchSize: 10,
@@ -126,9 +125,7 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // checkpoints made in process: an FP one, and one fine-tuned at the policy (tiny: 200 digits, 1 epoch)
   const fp = join(dir, 'fp');
-  const fpModel = createModel('mnist-cnn', { seed: 3 });
-  saveCheckpoint(fp, { model: 'mnist-cnn', training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {}, bits: [] }, namedVariables(fpModel));
-  disposeModel(fpModel);
+  saveUntrainedCheckpoint(fp, 'mnist-cnn', 3);
   const ft = join(dir, 'ft');
   await finetuneAtPolicy({ model: 'mnist-cnn', from: fp, policyPath: SHIPPED_POLICY, epochs: 1, seed: 1, limit: 200, batchSize: 50, backend: 'wasm', checkpoint: ft, progress: false, log: () => {} });
   const policyFile = readPolicy(SHIPPED_POLICY);
@@ -203,9 +200,7 @@ test('per-channel weight steps: finetune restarts a per-tensor checkpoint\'s ste
   const dir = tempDir();
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const fp = join(dir, 'fp');
-  const fpModel = createModel('mnist-cnn', { seed: 3 });
-  saveCheckpoint(fp, { model: 'mnist-cnn', training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {}, bits: [] }, namedVariables(fpModel));
-  disposeModel(fpModel);
+  saveUntrainedCheckpoint(fp, 'mnist-cnn', 3);
   const run = { model: 'mnist-cnn', policyPath: SHIPPED_POLICY, epochs: 1, seed: 1, limit: 100, batchSize: 50, backend: 'wasm' as const, progress: false, log: () => {} };
   const perTensor = join(dir, 'pt');
   await finetuneAtPolicy({ ...run, from: fp, checkpoint: perTensor });

@@ -11,13 +11,13 @@ import { calibrateInputs, klTargetBins, samplePerClass } from '../src/simulate/c
 import { IDENTITY_VARIANCE, layerBatchNorms, mergeBatchNorm, minMaxQuantizers, useFullPrecisionBatchNorm } from '../src/simulate/model.js';
 import { expandGrid, SEED_GRID, simulatePolicy } from '../src/simulate/simulate.js';
 import { settingsFromFlags } from '../src/cli/simulate.js';
-import { saveCheckpoint } from '../src/train/checkpoint.js';
 import { initBackend } from '../src/train/backend/index.js';
 import { batches, loadMnistPackage, subset } from '../src/train/data.js';
 import { SwitchableBatchNorm } from '../src/train/layers.js';
-import { createModel, namedVariables } from '../src/train/models.js';
+import { createModel } from '../src/train/models.js';
 import { FULL_PRECISION } from '../src/train/policies.js';
 import { Prng } from '../src/util/prng.js';
+import { saveUntrainedCheckpoint } from './checkpoints.js';
 import { runCli, tempDir } from './support.js';
 
 await initBackend('wasm');
@@ -175,8 +175,7 @@ test('mpq simulate: a grid prints the table and writes JSON, CSV and markdown; 1
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // an untrained model is checkpoint enough for the wiring
   const fp = join(dir, 'fp');
-  const model = createModel('mnist-cnn', { seed: 2 });
-  saveCheckpoint(fp, { model: 'mnist-cnn', bits: [], training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {} }, namedVariables(model));
+  saveUntrainedCheckpoint(fp, 'mnist-cnn', 2);
   const common = ['simulate', '--model', 'mnist-cnn', '--from', fp, '--limit', '40', '--num-sample', '2', '--batch-size', '20'];
 
   const [csv, markdown] = [join(dir, 'sim.csv'), join(dir, 'sim.md')];
