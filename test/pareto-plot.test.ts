@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { paretoSvg, type PlotPoint } from '../src/report/pareto-plot.js';
+import { paretoPlot, type PlotPoint } from '../src/report/pareto-plot.js';
 
 // each panel has its own front: cr10 is on the BitOps front only
 const points: PlotPoint[] = [
@@ -28,8 +28,8 @@ function pointMarks(svg: string): string[] {
   return [...svg.matchAll(/<path [^>]*aria-roledescription="point"[^>]*>/g)].map((m) => m[0]);
 }
 
-test('paretoSvg is a well-formed SVG with two panels: objective against BitOps (G) and model size (MB)', async () => {
-  const svg = await paretoSvg(points);
+test('paretoPlot is a well-formed SVG with two panels: objective against BitOps (G) and model size (MB)', async () => {
+  const svg = await paretoPlot().svg(points);
   assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   assert.ok(svg.trimEnd().endsWith('</svg>'));
   assertWellFormed(svg);
@@ -38,8 +38,8 @@ test('paretoSvg is a well-formed SVG with two panels: objective against BitOps (
   assert.equal(svg.match(/class="mark-symbol role-mark/g)?.length, 2, 'one point layer per panel');
 });
 
-test('paretoSvg draws one mark per point in each panel and marks the Pareto points apart', async () => {
-  const svg = await paretoSvg(points);
+test('paretoPlot draws one mark per point in each panel and marks the Pareto points apart', async () => {
+  const svg = await paretoPlot().svg(points);
   const marks = pointMarks(svg);
   assert.equal(marks.length, 2 * points.length);
   const pareto = marks.filter((m) => /front\w*: Pareto-optimal/.test(m));
@@ -55,8 +55,8 @@ test('paretoSvg draws one mark per point in each panel and marks the Pareto poin
   for (const p of points) assert.ok(marks.some((m) => m.includes(`label: ${p.label}`)), `no mark for ${p.label}`);
 });
 
-test('paretoSvg connects the Pareto points with one line per panel and labels them', async () => {
-  const svg = await paretoSvg(points);
+test('paretoPlot connects the Pareto points with one line per panel and labels them', async () => {
+  const svg = await paretoPlot().svg(points);
   const lines = [...svg.matchAll(/<g class="mark-line role-mark[^"]*"[^>]*>(.*?)<\/g>/g)].map((m) => m[1]!);
   assert.equal(lines.length, 2);
   // polylines through each panel's front: 3 points against BitOps, 2 against size

@@ -34,7 +34,7 @@
 import { deflateSync, inflateSync } from 'node:zlib';
 import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
-import { describeIssues, jsonObject } from '../util/schema.js';
+import { describeIssues, jsonObject, nonNegativeInteger as count } from '../util/schema.js';
 
 export const PACKED_MAGIC = 'MPQP';
 export const PACKED_VERSION = 3;
@@ -295,7 +295,6 @@ function codebookProblem(length: number, bits: number, count: number, groupSize:
   return length > groups * 2 ** bits ? `${length} codebook entries exceed ${groups} groups × 2^${bits}` : undefined;
 }
 
-const count = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected an integer ≥ 0'));
 const name = v.pipe(v.string(), v.minLength(1, 'expected a non-empty name'));
 const numbers = v.pipe(v.array(v.number()), v.minLength(1, 'expected at least one number'));
 const indexEntrySchema = v.strictObject({

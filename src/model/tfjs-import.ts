@@ -10,7 +10,7 @@ import { basename, dirname, resolve } from 'node:path';
 import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
-import { describeIssues, parseWithSchema } from '../util/schema.js';
+import { describeIssues, nonNegativeInteger as count, parseWithSchema } from '../util/schema.js';
 import { convLayer, tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
 
 /** A tensor shape without the batch axis. */
@@ -23,7 +23,6 @@ const pair = v.pipe(
 );
 const dataFormat = v.optional(v.picklist(['channels_last', 'channels_first'], "expected 'channels_last' or 'channels_first'"), 'channels_last');
 const padding = v.optional(v.picklist(['valid', 'same'], "expected 'valid' or 'same'"), 'valid');
-const count = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected an integer ≥ 0'));
 /** ZeroPadding2D / Cropping2D amounts: n, [rows, cols] or [[top, bottom], [left, right]] */
 const sides = v.pipe(
   v.union([count, v.tuple([count, count]), v.tuple([v.tuple([count, count]), v.tuple([count, count])])],

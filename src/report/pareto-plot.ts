@@ -106,7 +106,3 @@ export function paretoPlot(): ParetoPlot {
     },
   };
 }
-
-export function paretoSvg(points: PlotPoint[]): Promise<string> {
-  return paretoPlot().svg(points);
-}

@@ -6,7 +6,7 @@ import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { readJsonFile } from '../util/json-file.js';
-import { jsonObject, parseWithSchema } from '../util/schema.js';
+import { jsonObject, nonNegativeInteger as count, parseWithSchema } from '../util/schema.js';
 
 /**
  * Checkpoints are directories in the spirit of tfjs's model format: `model.json` lists every
@@ -16,7 +16,6 @@ import { jsonObject, parseWithSchema } from '../util/schema.js';
  */
 export const CHECKPOINT_MANIFEST = 'model.json';
 
-const count = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected an integer ≥ 0'));
 const manifestSchema = jsonObject(v.object({
   format: v.literal('mpq-checkpoint', "expected 'mpq-checkpoint'"),
   version: v.literal(1, 'expected 1 (the only checkpoint version this mpq reads)'),

@@ -57,6 +57,9 @@ function fieldPath(path: readonly { key: unknown }[]): string {
   );
 }
 
+/** A whole number ≥ 0 (counts, shapes, offsets). */
+export const nonNegativeInteger = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(0, 'expected an integer ≥ 0'));
+
 /** `schema` for a JSON object: an array or any other value is `message` (valibot takes arrays for objects). */
 export function jsonObject<S extends v.GenericSchema<Record<string, unknown>>>(schema: S, message: string) {
   return v.pipe(v.custom<Record<string, unknown>>((x) => typeof x === 'object' && x !== null && !Array.isArray(x), message), schema);
