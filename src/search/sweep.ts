@@ -241,7 +241,7 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
   const groups = loosestFirst(table, full, points).map((g) => g.map((index) => ({ index, point: points[index] })));
   const work = pointGroups(groups, opts.jobs > 1);
   const { latencyTable: _dropped, ...portable } = common; // functions do not cross threads
-  // this thread solves too (it is ready while the workers load their inputs), with jobs - 1 workers
+  // this thread solves too, with jobs - 1 workers, once it has done `meanwhile` (the workers load their inputs then)
   const workers = Array.from({ length: opts.jobs - 1 }, () => new Promise<void>((resolve, reject) => {
     const worker = new Worker(new URL('./sweep-worker.js', import.meta.url), {
       workerData: { spec, common: portable, work, solver: opts.solver },
