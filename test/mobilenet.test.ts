@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { zooLayerTable, zooLayers } from '../src/model/zoo.js';
 import { initBackend } from '../src/train/backend/index.js';
 import { loadMnistPackage, subset, type Dataset } from '../src/train/data.js';
-import { QuantDepthwiseConv2d, lsqQuantizers } from '../src/train/layers.js';
+import { QuantConv2d, lsqQuantizers } from '../src/train/layers.js';
 import { DEFAULT_HYPERPARAMETERS, fullPrecisionPasses, trainLoop } from '../src/train/loops.js';
 import { createModel, describeLayers, namedVariables, TRAIN_MODEL_NAMES } from '../src/train/models.js';
 import { FULL_PRECISION, uniformPolicy } from '../src/train/policies.js';
@@ -35,8 +35,8 @@ test('mobilenet-mini(-cifar) are trainable and their layer tables read off tfjs 
   assert.deepEqual(createModel('mobilenet-mini-cifar').inputShape, [32, 32, 3]);
 });
 
-test('QuantDepthwiseConv2d at full precision: one 3x3 filter per channel, zero padding, stride', () => {
-  const layer = new QuantDepthwiseConv2d('dw', { channels: 2, kernel: 3, stride: 1, padding: 1 }, new Prng(0), { bitsList: [4], inputSignedness: 'unsigned' });
+test('a depthwise QuantConv2d at full precision: one 3x3 filter per channel, zero padding, stride', () => {
+  const layer = new QuantConv2d('dw', { inChannels: 2, outChannels: 2, groups: 2, kernel: 3, stride: 1, padding: 1 }, new Prng(0), { bitsList: [4], inputSignedness: 'unsigned' });
   assert.deepEqual(layer.weight.shape, [3, 3, 1, 2], 'output channels on the last axis, as a conv weight');
   // channel 0: the centre tap 2; channel 1: every tap 1 (a 3x3 box sum)
   const w = new Float32Array(18);
@@ -52,10 +52,10 @@ test('QuantDepthwiseConv2d at full precision: one 3x3 filter per channel, zero p
   assert.deepEqual(values.filter((_, i) => i % 2 === 0), [2, 4, 6, 8, 10, 12, 14, 16, 18]);
   // box sums of ones with zero padding: corners see 4, edges 6, the centre 9
   assert.deepEqual(values.filter((_, i) => i % 2 === 1), [4, 6, 4, 6, 9, 6, 4, 6, 4]);
-  const strided = new QuantDepthwiseConv2d('dw2', { channels: 2, kernel: 3, stride: 2, padding: 1 }, new Prng(0), { bitsList: [4], inputSignedness: 'unsigned' });
+  const strided = new QuantConv2d('dw2', { inChannels: 2, outChannels: 2, groups: 2, kernel: 3, stride: 2, padding: 1 }, new Prng(0), { bitsList: [4], inputSignedness: 'unsigned' });
   assert.deepEqual(strided.apply(x, fp, false).shape, [1, 2, 2, 2]);
   // per-channel weight quantizers see the channels on the last axis
-  const perChannel = new QuantDepthwiseConv2d('dw3', { channels: 5, kernel: 3, stride: 1, padding: 1 }, new Prng(0),
+  const perChannel = new QuantConv2d('dw3', { inChannels: 5, outChannels: 5, groups: 5, kernel: 3, stride: 1, padding: 1 }, new Prng(0),
     { bitsList: [4], inputSignedness: 'unsigned', quantizers: lsqQuantizers(true) });
   const step = [...perChannel.weightQuantizer.namedState()].find(([k]) => k.startsWith('s.'))!;
   assert.equal(step[1].size, 5, `step sizes ${step[0]}`);

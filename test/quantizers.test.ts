@@ -206,7 +206,7 @@ test('QAT batch-norm folding: BN(conv(x, q(w·s)/s)) at inference equals conv(x,
   set.beta.assign(tf.tensor1d([0.1, 0.2, -0.3]));
   set.movingMean.assign(tf.tensor1d([0.4, -0.1, 0.2]));
   set.movingVar.assign(tf.tensor1d([0.25, 4, 1]));
-  assert.deepEqual(bindBatchNormFolds({ layers: [conv], batchNorms: [bn] } as unknown as QuantModel), ['c']);
+  assert.deepEqual(bindBatchNormFolds({ layers: [conv], batchNorms: [bn], layerBatchNorms: new Map([['c', bn]]) } as unknown as QuantModel), ['c']);
   const x = tf.tensor4d([0.3, 1.2, 0.8, 0.1, 2, 0.5, 0, 1], [1, 2, 2, 2]);
   const viaModel = bn.apply(conv.apply(x, { weightBits: 4, actBits: 32 }, false), '4', false);
 

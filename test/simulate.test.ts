@@ -8,7 +8,7 @@ import { histogramOf, klThreshold } from '../src/calibrate/kl.js';
 import { MinMaxInputQuantizer, MinMaxWeightQuantizer } from '../src/quant/minmax.js';
 import { dequantize } from '../src/quant/quantizer.js';
 import { calibrateInputs, klTargetBins, samplePerClass } from '../src/simulate/calibrate.js';
-import { IDENTITY_VARIANCE, layerBatchNorms, mergeBatchNorm, minMaxQuantizers, useFullPrecisionBatchNorm } from '../src/simulate/model.js';
+import { identityVariance, mergeBatchNorm, minMaxQuantizers, useFullPrecisionBatchNorm } from '../src/simulate/model.js';
 import { expandGrid, SEED_GRID, simulatePolicy } from '../src/simulate/simulate.js';
 import { settingsFromFlags } from '../src/cli/simulate.js';
 import { initBackend } from '../src/train/backend/index.js';
@@ -124,8 +124,7 @@ test('merge-bn: every conv finds its batch norm, and folding them keeps the FP o
     fp.movingMean.assign(random(-0.5, 0.5));
     fp.movingVar.assign(random(0.2, 3));
   }
-  const pairs = layerBatchNorms(model);
-  assert.deepEqual([...pairs].map(([layer, bn]) => [layer.name, bn.name]), [1, 2, 3, 4, 5].map((i) => [`conv${i}`, `bn${i}`]));
+  assert.deepEqual([...model.layerBatchNorms].map(([layer, bn]) => [layer, bn.name]), [1, 2, 3, 4, 5].map((i) => [`conv${i}`, `bn${i}`]));
   const x = tf.tensor4d(subset(mnist.test, 16).images, [16, 28, 28, 1]);
   const before = model.forward(x, FULL_PRECISION, false);
   mergeBatchNorm(model);
@@ -135,7 +134,7 @@ test('merge-bn: every conv finds its batch norm, and folding them keeps the FP o
   assert.ok(diff < 1e-5 * Math.max(1, scale), `max abs diff ${diff} (logits up to ${scale})`);
   assert.notDeepEqual(values(before), new Array(before.size).fill(0));
   // the merged sets multiply by exactly 1: mean 0, γ 1, float32(var + ε) = 1
-  assert.equal(Math.fround(IDENTITY_VARIANCE + Math.fround(SwitchableBatchNorm.EPSILON)), 1);
+  assert.equal(Math.fround(identityVariance(model.batchNorms[2]!) + Math.fround(model.batchNorms[2]!.epsilon)), 1);
   const set = model.batchNorms[2]!.set('fp');
   const y = tf.randomNormal([1, 2, 2, 64]) as tf.Tensor4D;
   assert.deepEqual(values(model.batchNorms[2]!.apply(y, 'fp', false)), values(tf.add(y, set.beta)));

@@ -1,149 +1,158 @@
 /**
- * The model zoo as layer tables: every conv / linear layer of a few standard networks, with the
- * names, shapes, weight counts and per-sample MACs the bit-width search needs. Entries are written
- * as in the PyTorch model definitions; a builder tracks the feature-map shape between them.
+ * The model zoo as graphs (src/model/graph.ts): a few standard networks written as in their
+ * PyTorch definitions, with torchvision / LIMPQ module names. Their layer tables (every conv /
+ * linear layer with the names, shapes, weight counts and per-sample MACs the search needs) and the
+ * trainable models (src/train/graph-model.ts) are both derived from these graphs.
  */
 import { UserError } from '../util/errors.js';
-import { convLayer, tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
-
-interface FeatureMap {
-  channels: number;
-  height: number;
-  width: number;
-}
+import { GraphBuilder, graphLayers, type ActivationFn, type Graph, type NodeSpec } from './graph.js';
+import { tableWithFixedEnds, type Layer, type LayerTable } from './layer.js';
 
 interface ConvOptions {
   stride?: number;
   padding?: number;
   groups?: number;
   dilation?: number;
+  bias?: boolean;
 }
 
-/** PyTorch's output size for conv and pooling (floor mode). */
-function convOutputSize(size: number, kernel: number, stride: number, padding: number, dilation: number): number {
-  return Math.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride) + 1;
-}
-
-/** Records layers in forward order while tracking the current feature map. Options default as in PyTorch. */
+/**
+ * Records a network's nodes in forward order, PyTorch-style (square kernels, symmetric padding,
+ * options defaulting as in torch.nn), on a GraphBuilder: `at` is the node the next one reads.
+ */
 class NetworkBuilder {
-  readonly layers: Layer[] = [];
-  private map: FeatureMap;
+  private readonly b: GraphBuilder;
+  at: string;
 
-  constructor([channels, height, width]: [number, number, number]) {
-    this.map = { channels, height, width };
+  constructor(name: string, [channels, height, width]: [number, number, number]) {
+    this.b = new GraphBuilder(name, 'zoo');
+    this.at = this.b.input('input', [height, width, channels]);
   }
 
-  get featureMap(): FeatureMap {
-    return { ...this.map };
+  private push(name: string, spec: NodeSpec, inputs = [this.at]): this {
+    this.at = this.b.add(name, spec, inputs);
+    return this;
+  }
+
+  channels(node = this.at): number {
+    const shape = this.b.shape(node);
+    return shape[shape.length - 1];
   }
 
   conv(name: string, outChannels: number, kernel: number, opts: ConvOptions = {}): this {
-    const { stride = 1, padding = 0, groups = 1, dilation = 1 } = opts;
-    const { channels: inChannels, height, width } = this.map;
-    if (inChannels % groups !== 0 || outChannels % groups !== 0) {
-      throw new Error(`${name}: groups ${groups} must divide ${inChannels} -> ${outChannels} channels`);
-    }
-    const outH = convOutputSize(height, kernel, stride, padding, dilation);
-    const outW = convOutputSize(width, kernel, stride, padding, dilation);
-    this.layers.push(convLayer({ name, inChannels, outChannels, kernel: [kernel, kernel], stride, groups, outputSize: [outH, outW] }));
-    this.map = { channels: outChannels, height: outH, width: outW };
-    return this;
+    const { stride = 1, padding = 0, groups = 1, dilation = 1, bias = false } = opts;
+    return this.push(name, {
+      op: 'conv', filters: outChannels, kernel: [kernel, kernel], strides: [stride, stride], dilations: [dilation, dilation],
+      pads: [padding, padding, padding, padding], groups, bias,
+    });
   }
 
   /** Depthwise conv: one filter per input channel. */
   dwconv(name: string, kernel: number, opts: Omit<ConvOptions, 'groups'> = {}): this {
-    return this.conv(name, this.map.channels, kernel, { ...opts, groups: this.map.channels });
+    return this.conv(name, this.channels(), kernel, { ...opts, groups: this.channels() });
   }
 
-  /** Max or average pooling: changes the spatial size only. */
-  pool(kernel: number, stride: number, padding = 0): this {
-    this.map.height = convOutputSize(this.map.height, kernel, stride, padding, 1);
-    this.map.width = convOutputSize(this.map.width, kernel, stride, padding, 1);
-    return this;
+  bn(name: string): this {
+    return this.push(name, { op: 'batchnorm', epsilon: 1e-5 });
   }
 
-  globalPool(): this {
-    this.map.height = 1;
-    this.map.width = 1;
-    return this;
+  act(name: string, fn: ActivationFn = 'relu'): this {
+    return this.push(name, { op: 'activation', fn });
   }
 
-  /** Fully connected layer on the flattened feature map. */
+  /** conv → batch norm → activation (none: `act` false) */
+  convBn(conv: string, bn: string, outChannels: number, kernel: number, opts: ConvOptions & { act?: ActivationFn | false; actName?: string } = {}): this {
+    this.conv(conv, outChannels, kernel, opts).bn(bn);
+    return opts.act === false ? this : this.act(opts.actName ?? `${bn}.act`, opts.act ?? 'relu');
+  }
+
+  maxPool(name: string, kernel: number, stride: number, padding = 0): this {
+    return this.push(name, { op: 'maxpool', kernel: [kernel, kernel], strides: [stride, stride], pads: [padding, padding, padding, padding] });
+  }
+
+  globalPool(name = 'avgpool'): this {
+    return this.push(name, { op: 'globalavgpool', keepDims: false });
+  }
+
+  add(name: string, other: string, act?: ActivationFn): this {
+    this.push(name, { op: 'add' }, [this.at, other]);
+    return act ? this.act(`${name}.act`, act) : this;
+  }
+
+  /** Fully connected layer (with bias, as torch.nn.Linear) on the current features. */
   linear(name: string, outFeatures: number): this {
-    const inFeatures = this.map.channels * this.map.height * this.map.width;
-    this.layers.push({
-      name,
-      kind: 'linear',
-      inChannels: inFeatures,
-      outChannels: outFeatures,
-      kernel: [1, 1],
-      stride: 1,
-      groups: 1,
-      outputSize: [1, 1],
-      params: inFeatures * outFeatures,
-      macs: inFeatures * outFeatures,
-    });
-    this.map = { channels: outFeatures, height: 1, width: 1 };
-    return this;
+    return this.push(name, { op: 'dense', units: outFeatures, bias: true });
   }
 
-  /**
-   * A projection shortcut: layers applied to `input` whose result is added to the main path, so it
-   * must come out in the main path's shape. The main path's feature map is kept.
-   */
-  shortcut(input: FeatureMap, layers: (branch: this) => void): this {
-    const main = this.featureMap;
-    this.map = { ...input };
-    layers(this);
-    const { channels, height, width } = this.map;
-    if (channels !== main.channels || height !== main.height || width !== main.width) {
-      throw new Error(
-        `shortcut output ${channels}x${height}x${width} does not match ${main.channels}x${main.height}x${main.width}`,
-      );
-    }
-    this.map = main;
-    return this;
+  /** Option-A shortcut of CIFAR ResNets: strided subsampling and zero channel padding, no weights. */
+  subsampleShortcut(prefix: string, from: string, stride: number, channels: number): string {
+    const [h, w, c] = this.b.shape(from);
+    const main = this.at;
+    this.at = from;
+    this.push(`${prefix}.shortcut.subsample`, { op: 'slice', ranges: [[0, h, stride], [0, w, stride], [0, c, 1]] });
+    const extra = channels - c;
+    this.push(`${prefix}.shortcut.pad`, { op: 'pad', pads: [[0, 0], [0, 0], [Math.floor(extra / 2), extra - Math.floor(extra / 2)]], value: 0 });
+    const shortcut = this.at;
+    this.at = main;
+    return shortcut;
+  }
+
+  build(): Graph {
+    return this.b.build(this.at).graph;
   }
 }
 
 /** torchvision ResNet: `blocks` per stage, basic (2 convs) or bottleneck (3 convs, stride on conv2: v1.5). */
-function resnet(blocks: [number, number, number, number], bottleneck: boolean): Layer[] {
+function resnet(name: string, blocks: [number, number, number, number], bottleneck: boolean): Graph {
   const expansion = bottleneck ? 4 : 1;
-  const b = new NetworkBuilder([3, 224, 224]);
-  b.conv('conv1', 64, 7, { stride: 2, padding: 3 }).pool(3, 2, 1);
+  const b = new NetworkBuilder(name, [3, 224, 224]);
+  b.convBn('conv1', 'bn1', 64, 7, { stride: 2, padding: 3, actName: 'relu' }).maxPool('maxpool', 3, 2, 1);
   blocks.forEach((count, stage) => {
     const planes = 64 * 2 ** stage;
     for (let i = 0; i < count; i++) {
       const prefix = `layer${stage + 1}.${i}`;
       const stride = stage > 0 && i === 0 ? 2 : 1;
-      const input = b.featureMap;
+      const input = b.at;
+      const inChannels = b.channels();
       if (bottleneck) {
-        b.conv(`${prefix}.conv1`, planes, 1)
-          .conv(`${prefix}.conv2`, planes, 3, { stride, padding: 1 })
-          .conv(`${prefix}.conv3`, planes * expansion, 1);
+        b.convBn(`${prefix}.conv1`, `${prefix}.bn1`, planes, 1)
+          .convBn(`${prefix}.conv2`, `${prefix}.bn2`, planes, 3, { stride, padding: 1 })
+          .convBn(`${prefix}.conv3`, `${prefix}.bn3`, planes * expansion, 1, { act: false });
       } else {
-        b.conv(`${prefix}.conv1`, planes, 3, { stride, padding: 1 }).conv(`${prefix}.conv2`, planes, 3, { padding: 1 });
+        b.convBn(`${prefix}.conv1`, `${prefix}.bn1`, planes, 3, { stride, padding: 1 })
+          .convBn(`${prefix}.conv2`, `${prefix}.bn2`, planes, 3, { padding: 1, act: false });
       }
-      if (stride !== 1 || input.channels !== planes * expansion) {
-        b.shortcut(input, (s) => s.conv(`${prefix}.downsample.0`, planes * expansion, 1, { stride }));
+      let shortcut = input;
+      if (stride !== 1 || inChannels !== planes * expansion) {
+        const main = b.at;
+        b.at = input;
+        b.convBn(`${prefix}.downsample.0`, `${prefix}.downsample.1`, planes * expansion, 1, { stride, act: false });
+        shortcut = b.at;
+        b.at = main;
       }
+      b.add(`${prefix}.add`, shortcut, 'relu');
     }
   });
-  return b.globalPool().linear('fc', 1000).layers;
+  return b.globalPool().linear('fc', 1000).build();
 }
 
 /** CIFAR ResNet-20 (He et al. 2016): option-A shortcuts (strided identity, zero-padded channels) have no weights. */
-function resnet20(): Layer[] {
-  const b = new NetworkBuilder([3, 32, 32]);
-  b.conv('conv1', 16, 3, { padding: 1 });
+function resnet20(): Graph {
+  const b = new NetworkBuilder('resnet20', [3, 32, 32]);
+  b.convBn('conv1', 'bn1', 16, 3, { padding: 1, actName: 'relu' });
   [16, 32, 64].forEach((planes, stage) => {
     for (let i = 0; i < 3; i++) {
       const prefix = `layer${stage + 1}.${i}`;
       const stride = stage > 0 && i === 0 ? 2 : 1;
-      b.conv(`${prefix}.conv1`, planes, 3, { stride, padding: 1 }).conv(`${prefix}.conv2`, planes, 3, { padding: 1 });
+      const input = b.at;
+      const inPlanes = b.channels();
+      b.convBn(`${prefix}.conv1`, `${prefix}.bn1`, planes, 3, { stride, padding: 1 })
+        .convBn(`${prefix}.conv2`, `${prefix}.bn2`, planes, 3, { padding: 1, act: false });
+      const shortcut = stride !== 1 || inPlanes !== planes ? b.subsampleShortcut(prefix, input, stride, planes) : input;
+      b.add(`${prefix}.add`, shortcut, 'relu');
     }
   });
-  return b.globalPool().linear('fc', 10).layers;
+  return b.globalPool().linear('fc', 10).build();
 }
 
 /** A MobileNetV1-style network: a 3x3 stem conv, stages of depthwise-separable units, global pooling, fc. */
@@ -202,23 +211,24 @@ export function mobileNetUnitName(stage: number, unit: number): string {
   return `features.stage${stage + 1}.unit${unit + 1}`;
 }
 
-function mobilenet(spec: MobileNetSpec): Layer[] {
-  const b = new NetworkBuilder(spec.input);
-  b.conv('first_conv.0', spec.stem.channels, 3, { stride: spec.stem.stride, padding: 1 });
+/** LIMPQ's mobilenet.py modules: first_conv (conv, BN, ReLU) → units of dw_conv / pw_conv (conv, bn, relu) → pool → fc. */
+function mobilenet(name: string, spec: MobileNetSpec): Graph {
+  const b = new NetworkBuilder(name, spec.input);
+  b.convBn('first_conv.0', 'first_conv.1', spec.stem.channels, 3, { stride: spec.stem.stride, padding: 1, actName: 'first_conv.2' });
   spec.stages.forEach(({ channels, depth, stride }, stage) => {
     for (let unit = 0; unit < depth; unit++) {
       const prefix = mobileNetUnitName(stage, unit);
-      b.dwconv(`${prefix}.dw_conv.conv`, 3, { stride: unit === 0 ? stride : 1, padding: 1 })
-        .conv(`${prefix}.pw_conv.conv`, channels, 1);
+      b.dwconv(`${prefix}.dw_conv.conv`, 3, { stride: unit === 0 ? stride : 1, padding: 1 }).bn(`${prefix}.dw_conv.bn`).act(`${prefix}.dw_conv.relu`)
+        .convBn(`${prefix}.pw_conv.conv`, `${prefix}.pw_conv.bn`, channels, 1, { actName: `${prefix}.pw_conv.relu` });
     }
   });
-  return b.globalPool().linear('fc', spec.classes).layers;
+  return b.globalPool().linear('fc', spec.classes).build();
 }
 
 /** torchvision MobileNetV2, width 1.0. */
-function mobilenetv2(): Layer[] {
-  const b = new NetworkBuilder([3, 224, 224]);
-  b.conv('features.0.0', 32, 3, { stride: 2, padding: 1 });
+function mobilenetv2(): Graph {
+  const b = new NetworkBuilder('mobilenetv2', [3, 224, 224]);
+  b.convBn('features.0.0', 'features.0.1', 32, 3, { stride: 2, padding: 1, act: 'relu6', actName: 'features.0.2' });
   // [expansion t, output channels c, repeats n, first stride s], as in the paper's table 2
   const settings: [number, number, number, number][] = [
     [1, 16, 1, 1],
@@ -232,57 +242,62 @@ function mobilenetv2(): Layer[] {
   let index = 1;
   for (const [expansion, channels, repeats, firstStride] of settings) {
     for (let i = 0; i < repeats; i++) {
-      const prefix = `features.${index++}.conv`;
+      const block = `features.${index++}`;
+      const prefix = `${block}.conv`;
       const stride = i === 0 ? firstStride : 1;
-      const hidden = b.featureMap.channels * expansion;
+      const input = b.at;
+      const inChannels = b.channels();
+      const hidden = inChannels * expansion;
+      const relu6 = { act: 'relu6' as const };
       // torchvision omits the expansion conv when t = 1, which shifts the submodule indices
       if (expansion === 1) {
-        b.dwconv(`${prefix}.0.0`, 3, { stride, padding: 1 }).conv(`${prefix}.1`, channels, 1);
+        b.dwconv(`${prefix}.0.0`, 3, { stride, padding: 1 }).bn(`${prefix}.0.1`).act(`${prefix}.0.2`, 'relu6')
+          .convBn(`${prefix}.1`, `${prefix}.2`, channels, 1, { act: false });
       } else {
-        b.conv(`${prefix}.0.0`, hidden, 1)
-          .dwconv(`${prefix}.1.0`, 3, { stride, padding: 1 })
-          .conv(`${prefix}.2`, channels, 1);
+        b.convBn(`${prefix}.0.0`, `${prefix}.0.1`, hidden, 1, { ...relu6, actName: `${prefix}.0.2` })
+          .dwconv(`${prefix}.1.0`, 3, { stride, padding: 1 }).bn(`${prefix}.1.1`).act(`${prefix}.1.2`, 'relu6')
+          .convBn(`${prefix}.2`, `${prefix}.3`, channels, 1, { act: false });
       }
+      if (stride === 1 && inChannels === channels) b.add(`${block}.add`, input);
     }
   }
-  b.conv(`features.${index}.0`, 1280, 1);
-  return b.globalPool().linear('classifier.1', 1000).layers;
+  b.convBn(`features.${index}.0`, `features.${index}.1`, 1280, 1, { act: 'relu6', actName: `features.${index}.2` });
+  return b.globalPool().linear('classifier.1', 1000).build();
 }
 
-/** The small MNIST model the training engine trains (its tfjs version follows the same spec). */
-function mnistCnn(): Layer[] {
-  return new NetworkBuilder([1, 28, 28])
-    .conv('conv1', 16, 3, { padding: 1 })
-    .conv('conv2', 32, 3, { stride: 2, padding: 1 })
-    .conv('conv3', 64, 3, { padding: 1 })
-    .conv('conv4', 64, 3, { stride: 2, padding: 1 })
-    .conv('conv5', 128, 3, { padding: 1 })
-    .globalPool()
-    .linear('fc', 10).layers;
+/** The small MNIST model the training engine trains: five conv-BN-ReLU, global average pool, fc. */
+function mnistCnn(): Graph {
+  const b = new NetworkBuilder('mnist-cnn', [1, 28, 28]);
+  const convs: Array<[number, number]> = [[16, 1], [32, 2], [64, 1], [64, 2], [128, 1]];
+  convs.forEach(([channels, stride], i) => b.convBn(`conv${i + 1}`, `bn${i + 1}`, channels, 3, { stride, padding: 1, actName: `relu${i + 1}` }));
+  return b.globalPool().linear('fc', 10).build();
 }
 
 const IMAGENET_INPUT: [number, number, number] = [3, 224, 224];
 
 interface ZooEntry {
   input: [number, number, number];
-  build: () => Layer[];
+  build: () => Graph;
 }
 
-const mobilenetEntry = (spec: MobileNetSpec): ZooEntry => ({ input: spec.input, build: () => mobilenet(spec) });
+const mobilenetEntry = (name: string, spec: MobileNetSpec): ZooEntry => ({ input: spec.input, build: () => mobilenet(name, spec) });
 
 const ZOO: Record<string, ZooEntry> = {
-  resnet18: { input: IMAGENET_INPUT, build: () => resnet([2, 2, 2, 2], false) },
-  resnet34: { input: IMAGENET_INPUT, build: () => resnet([3, 4, 6, 3], false) },
-  resnet50: { input: IMAGENET_INPUT, build: () => resnet([3, 4, 6, 3], true) },
+  resnet18: { input: IMAGENET_INPUT, build: () => resnet('resnet18', [2, 2, 2, 2], false) },
+  resnet34: { input: IMAGENET_INPUT, build: () => resnet('resnet34', [3, 4, 6, 3], false) },
+  resnet50: { input: IMAGENET_INPUT, build: () => resnet('resnet50', [3, 4, 6, 3], true) },
   resnet20: { input: [3, 32, 32], build: resnet20 },
-  mobilenetv1: mobilenetEntry(MOBILENET_V1),
+  mobilenetv1: mobilenetEntry('mobilenetv1', MOBILENET_V1),
   mobilenetv2: { input: IMAGENET_INPUT, build: mobilenetv2 },
   'mnist-cnn': { input: [1, 28, 28], build: mnistCnn },
-  'mobilenet-mini': mobilenetEntry(TRAINABLE_MOBILENETS['mobilenet-mini']),
-  'mobilenet-mini-cifar': mobilenetEntry(TRAINABLE_MOBILENETS['mobilenet-mini-cifar']),
+  'mobilenet-mini': mobilenetEntry('mobilenet-mini', TRAINABLE_MOBILENETS['mobilenet-mini']),
+  'mobilenet-mini-cifar': mobilenetEntry('mobilenet-mini-cifar', TRAINABLE_MOBILENETS['mobilenet-mini-cifar']),
 };
 
 export const ZOO_MODEL_NAMES: readonly string[] = Object.freeze(Object.keys(ZOO));
+
+/** The zoo models with a dataset here (MNIST digits or CIFAR-10): the ones `mpq train` takes by name. */
+export const TRAINABLE_ZOO_MODELS: readonly string[] = Object.freeze(['mnist-cnn', 'resnet20', 'mobilenet-mini', 'mobilenet-mini-cifar']);
 
 export function isZooModel(name: string): boolean {
   return Object.hasOwn(ZOO, name);
@@ -295,9 +310,14 @@ function zooEntry(name: string): ZooEntry {
   return ZOO[name];
 }
 
+/** The model as a graph (no weights: the training engine initialises them). */
+export function zooGraph(name: string): Graph {
+  return zooEntry(name).build();
+}
+
 /** Every conv / linear layer of the model, in forward order. */
 export function zooLayers(name: string): Layer[] {
-  return zooEntry(name).build();
+  return graphLayers(zooGraph(name));
 }
 
 /** Input shape [c, h, w]. */

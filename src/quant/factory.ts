@@ -72,23 +72,18 @@ export function modelQuantizers(model: QuantModel): Quantizer[] {
 /**
  * QAT's batch-norm folding: each conv's QAT weight quantizer gets the fold scale γ/√(σ²+ε) of the
  * batch norm after it (the BN set its weight bits select), computed by foldBatchNorm on a unit
- * kernel. The trainable models list their convs and batch norms in the same forward order, one BN
- * per conv; a model where they do not pair up (count or channels) is left unfolded. Returns the
- * names of the folded layers.
+ * kernel. Each conv's batch norm is the one right after it in the model's graph; a conv without
+ * one is left unfolded. Returns the names of the folded layers.
  */
 export function bindBatchNormFolds(model: QuantModel): string[] {
-  const convs = model.layers.filter((l) => l.kind === 'conv');
-  const paired = convs.length === model.batchNorms.length
-    && convs.every((c, i) => c.weight.shape[c.weight.shape.length - 1] === model.batchNorms[i]!.channels);
-  if (!paired) return [];
   const folded: string[] = [];
-  convs.forEach((conv, i) => {
+  for (const conv of model.layers) {
     const q = conv.weightQuantizer;
-    if (!(q instanceof QatQuantizer)) return;
-    const bn = model.batchNorms[i]!;
+    const bn = model.layerBatchNorms.get(conv.name);
+    if (conv.kind !== 'conv' || !bn || !(q instanceof QatQuantizer)) continue;
     q.foldScale = (bits) => foldScaleOf(bn, bits);
     folded.push(conv.name);
-  });
+  }
   return folded;
 }
 
@@ -98,6 +93,6 @@ function foldScaleOf(bn: SwitchableBatchNorm, bits: number): Float32Array | unde
   const unit = new Float32Array(bn.channels).fill(1);
   return foldBatchNorm(unit, { shape: [1, bn.channels] }, undefined, {
     gamma: set.gamma.dataSync(), beta: set.beta.dataSync(), movingMean: set.movingMean.dataSync(),
-    movingVariance: set.movingVar.dataSync(), epsilon: SwitchableBatchNorm.EPSILON,
+    movingVariance: set.movingVar.dataSync(), epsilon: bn.epsilon,
   }).weights;
 }

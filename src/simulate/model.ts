@@ -10,7 +10,7 @@ import { MinMaxInputQuantizer, MinMaxWeightQuantizer, type InputRangeMode } from
 import type { Checkpoint } from '../train/checkpoint.js';
 import { loadWeights } from '../train/run.js';
 import { SwitchableBatchNorm, type QuantizerFactory } from '../train/layers.js';
-import { type QuantLayerModule, type QuantModel } from '../train/models.js';
+import type { QuantModel } from '../train/models.js';
 import { UserError } from '../util/errors.js';
 
 export interface MinMaxFactoryOptions {
@@ -45,59 +45,34 @@ export function loadWeightsOnly(model: QuantModel, dir: string, checkpoint?: Che
 }
 
 /**
- * The batch norm that normalises each layer's output, found by running one zero image through the
- * model: the layer trace hands over each layer's output tensor, and the batch norm that receives
- * that very tensor is the layer's. Works for any model built from conv → BN pairs.
+ * A variance v with float32(v + ε) = 1 exactly (ε the batch norm's own), so that a batch-norm set
+ * with mean 0, variance v and γ 1 multiplies by exactly 1: the set then only adds β.
  */
-export function layerBatchNorms(model: QuantModel): Map<QuantLayerModule, SwitchableBatchNorm> {
-  const outputs = new Map<tf.Tensor, QuantLayerModule>();
-  const pairs = new Map<QuantLayerModule, SwitchableBatchNorm>();
-  const originals = model.batchNorms.map((bn) => bn.apply);
-  model.batchNorms.forEach((bn, i) => {
-    bn.apply = (x, key, training) => {
-      const layer = outputs.get(x);
-      if (layer) pairs.set(layer, bn);
-      return originals[i]!.call(bn, x, key, training);
-    };
-  });
-  try {
-    tf.tidy(() => {
-      model.forward(tf.zeros([1, ...model.inputShape]) as tf.Tensor4D, {}, false, (layer, output) => outputs.set(output, layer));
-    });
-  } finally {
-    model.batchNorms.forEach((bn) => {
-      // drop the instance override; the class method shows through again
-      delete (bn as { apply?: unknown }).apply;
-    });
-  }
-  return pairs;
+export function identityVariance(bn: SwitchableBatchNorm): number {
+  return Math.fround(1 - bn.epsilon);
 }
-
-/**
- * A variance v with float32(v + ε) = 1 exactly, so that a batch-norm set with mean 0, variance v
- * and γ 1 multiplies by exactly 1: the set then only adds β.
- */
-export const IDENTITY_VARIANCE = Math.fround(1 - SwitchableBatchNorm.EPSILON);
 
 /**
  * `--merge-bn`: folds each layer's full-precision batch-norm set into its weights (foldBatchNorm)
  * and turns every set of that batch norm into an identity plus the folded bias (mean 0,
- * variance IDENTITY_VARIANCE, γ 1, β the bias), so the model's own forward pass runs the merged
+ * variance identityVariance(bn), γ 1, β the bias), so the model's own forward pass runs the merged
  * network and the quantizers see the merged weights. FP outputs are preserved up to rounding.
  */
 export function mergeBatchNorm(model: QuantModel): void {
-  for (const [layer, bn] of layerBatchNorms(model)) {
+  for (const layer of model.layers) {
+    const bn = model.layerBatchNorms.get(layer.name);
+    if (!bn) continue;
     const fp = bn.set('fp');
     const folded = foldBatchNorm(layer.weight.dataSync() as Float32Array, { shape: layer.weight.shape }, undefined, {
       gamma: fp.gamma.dataSync(), beta: fp.beta.dataSync(), movingMean: fp.movingMean.dataSync(),
-      movingVariance: fp.movingVar.dataSync(), epsilon: SwitchableBatchNorm.EPSILON,
+      movingVariance: fp.movingVar.dataSync(), epsilon: bn.epsilon,
     });
     layer.weight.assign(tf.tensor(folded.weights, layer.weight.shape));
     for (const set of bn.sets.values()) {
       set.gamma.assign(tf.onesLike(set.gamma));
       set.beta.assign(tf.tensor1d(folded.bias));
       set.movingMean.assign(tf.zerosLike(set.movingMean));
-      set.movingVar.assign(tf.fill(set.movingVar.shape, IDENTITY_VARIANCE));
+      set.movingVar.assign(tf.fill(set.movingVar.shape, identityVariance(bn)));
     }
   }
 }

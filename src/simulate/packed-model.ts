@@ -9,7 +9,7 @@
  *   `s.<bits>`, `s_init.<bits>`; min-max: the calibrated `max`);
  * - each batch-norm set the policy's forward pass reads, as one [4, channels] float32 tensor
  *   `<bn>.bns.<key>` of rows γ, β, running mean, running variance (after `--merge-bn`: 1, the
- *   folded bias, 0, IDENTITY_VARIANCE);
+ *   folded bias, 0, identityVariance(bn));
  * - meta: the model, its candidate bits, the policy, and which input quantizers to rebuild.
  *
  * Loading builds the same model, assigns the float tensors, sets each quantized layer's weight to
@@ -68,22 +68,7 @@ export class StoredCodesQuantizer implements Quantizer {
 
 /** Batch-norm sets (`<bn>.bns.<key>`) the model's forward pass at `policy` reads. */
 export function batchNormSetsUsed(model: QuantModel, policy: BitsPolicy): Set<string> {
-  const used = new Set<string>();
-  const originals = model.batchNorms.map((bn) => bn.set);
-  model.batchNorms.forEach((bn, i) => {
-    bn.set = (key) => {
-      used.add(`${bn.name}.bns.${key}`);
-      return originals[i]!.call(bn, key);
-    };
-  });
-  try {
-    tf.tidy(() => {
-      model.forward(tf.zeros([1, ...model.inputShape]) as tf.Tensor4D, policy, false);
-    });
-  } finally {
-    for (const bn of model.batchNorms) delete (bn as { set?: unknown }).set;
-  }
-  return used;
+  return new Set(model.batchNorms.map((bn) => `${bn.name}.bns.${model.batchNormKey(bn, policy)}`));
 }
 
 /** Per-bit-width quantizer state is named `<key>.<bits>`; state without a bits suffix always applies. */

@@ -97,76 +97,143 @@ abstract class QuantLayer {
 export interface Conv2dConfig {
   inChannels: number;
   outChannels: number;
-  kernel: number;
-  stride: number;
-  padding: number;
+  /** k or [kh, kw] */
+  kernel: number | [number, number];
+  /** s or [sh, sw] */
+  stride: number | [number, number];
+  /** p on every side, or [top, left, bottom, right] */
+  padding: number | [number, number, number, number];
+  /** d or [dh, dw] (default 1) */
+  dilation?: number | [number, number];
+  /** input and output channels split into this many groups (default 1; in-channels: depthwise) */
+  groups?: number;
+  /** a full-precision bias after the convolution (default none: a batch norm follows) */
+  bias?: boolean;
 }
 
-/** Quantized 2-D convolution without bias (a batch norm follows), NHWC, symmetric zero padding. */
-export class QuantConv2d extends QuantLayer {
-  declare readonly kind: 'conv';
-
-  constructor(name: string, readonly config: Conv2dConfig, rng: Prng, options: QuantLayerOptions) {
-    const { kernel, inChannels, outChannels } = config;
-    super('conv', name, [kernel, kernel, inChannels, outChannels], kernel * kernel * inChannels, rng, options);
-  }
-
-  apply(x: tf.Tensor4D, bits: LayerBits, training: boolean): tf.Tensor4D {
-    const [input, weight] = this.quantizedOperands(x, bits, training);
-    return tf.conv2d(input as tf.Tensor4D, weight as tf.Tensor4D, this.config.stride, this.config.padding);
-  }
+/** A conv's shape with every option spelled out. */
+export interface ConvShape {
+  inChannels: number;
+  outChannels: number;
+  kernel: [number, number];
+  strides: [number, number];
+  pads: [number, number, number, number];
+  dilations: [number, number];
+  groups: number;
 }
 
-export interface DepthwiseConv2dConfig {
-  channels: number;
-  kernel: number;
-  stride: number;
-  padding: number;
+const pair = (x: number | [number, number]): [number, number] => (typeof x === 'number' ? [x, x] : [...x]);
+
+function convShape(c: Conv2dConfig): ConvShape {
+  const pads = typeof c.padding === 'number' ? [c.padding, c.padding, c.padding, c.padding] as ConvShape['pads'] : [...c.padding] as ConvShape['pads'];
+  return {
+    inChannels: c.inChannels, outChannels: c.outChannels, kernel: pair(c.kernel), strides: pair(c.stride), pads,
+    dilations: pair(c.dilation ?? 1), groups: c.groups ?? 1,
+  };
 }
 
 /**
- * Quantized depthwise 2-D convolution (one filter per channel, PyTorch's groups = channels),
- * without bias, NHWC. The weight is held as [kh, kw, 1, channels] so that its last axis is the
- * output channel as for QuantConv2d (per-channel quantizers and BN folding work unchanged);
- * tf.depthwiseConv2d takes it as [kh, kw, channels, 1].
+ * A kernel with dilation d as the equivalent dense kernel: d − 1 zeros between taps. tfjs has
+ * no gradients for dilated convolutions; this form is differentiable, at d² times the MACs.
  */
-export class QuantDepthwiseConv2d extends QuantLayer {
-  declare readonly kind: 'conv';
+function dilateKernel(w: tf.Tensor4D, [dh, dw]: [number, number]): tf.Tensor4D {
+  if (dh === 1 && dw === 1) return w;
+  const [kh, kw, ci, co] = w.shape;
+  const spread = tf.pad(tf.reshape(w, [kh, 1, kw, 1, ci, co]), [[0, 0], [0, dh - 1], [0, 0], [0, dw - 1], [0, 0], [0, 0]]);
+  const dense = tf.reshape(spread, [kh * dh, kw * dw, ci, co]);
+  return tf.slice(dense, [0, 0, 0, 0], [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ci, co]) as tf.Tensor4D;
+}
 
-  constructor(name: string, readonly config: DepthwiseConv2dConfig, rng: Prng, options: QuantLayerOptions) {
-    const { kernel, channels } = config;
-    super('conv', name, [kernel, kernel, 1, channels], kernel * kernel, rng, options);
+/**
+ * NHWC convolution of any groups (1, depthwise with a channel multiplier, or in between), strides,
+ * dilations and padding. `weight` is [kh, kw, in/groups, out], output channel o reading group
+ * o / (out/groups) as in PyTorch and ONNX. Symmetric padding goes to the convolution (the tested
+ * fast path); asymmetric padding (TensorFlow's `same` at stride 2) is an explicit zero pad first.
+ */
+export function convolve(x: tf.Tensor4D, weight: tf.Tensor4D, s: ConvShape): tf.Tensor4D {
+  const [top, left, bottom, right] = s.pads;
+  let input = x;
+  let pad: number | 'valid' = top;
+  if (!(top === bottom && top === left && left === right)) {
+    input = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]]);
+    pad = 'valid';
+  }
+  const filter = dilateKernel(weight, s.dilations);
+  const { groups, inChannels, outChannels } = s;
+  if (groups === 1) return tf.conv2d(input, filter, s.strides, pad);
+  const [kh, kw] = filter.shape;
+  if (groups === inChannels) {
+    // [kh, kw, 1, C·M] holds output channel c·M + m at the index [kh, kw, C, M] puts (c, m)
+    return tf.depthwiseConv2d(input, tf.reshape(filter, [kh, kw, inChannels, outChannels / inChannels]) as tf.Tensor4D, s.strides, pad);
+  }
+  const inputs = tf.split(input, groups, 3) as tf.Tensor4D[];
+  const filters = tf.split(filter, groups, 3) as tf.Tensor4D[];
+  return tf.concat(inputs.map((xi, g) => tf.conv2d(xi, filters[g], s.strides, pad)), 3) as tf.Tensor4D;
+}
+
+/** Quantized 2-D convolution, NHWC: any groups (depthwise too), strides, dilations, padding, optional bias. */
+export class QuantConv2d extends QuantLayer {
+  declare readonly kind: 'conv';
+  readonly shape: ConvShape;
+  readonly bias?: tf.Variable;
+
+  constructor(name: string, config: Conv2dConfig, rng: Prng, options: QuantLayerOptions) {
+    const shape = convShape(config);
+    const { kernel: [kh, kw], inChannels, outChannels, groups } = shape;
+    if (inChannels % groups !== 0 || outChannels % groups !== 0) {
+      throw new RangeError(`${name}: groups ${groups} must divide ${inChannels} input and ${outChannels} output channels`);
+    }
+    super('conv', name, [kh, kw, inChannels / groups, outChannels], kh * kw * (inChannels / groups), rng, options);
+    this.shape = shape;
+    if (config.bias) this.bias = tf.variable(tf.zeros([outChannels]), true);
+  }
+
+  /** A depthwise conv (one filter per input channel, or several: a channel multiplier). */
+  get depthwise(): boolean {
+    return this.shape.groups > 1 && this.shape.groups === this.shape.inChannels;
   }
 
   apply(x: tf.Tensor4D, bits: LayerBits, training: boolean): tf.Tensor4D {
     const [input, weight] = this.quantizedOperands(x, bits, training);
-    const { kernel, channels, stride, padding } = this.config;
-    const filter = tf.reshape(weight, [kernel, kernel, channels, 1]) as tf.Tensor4D;
-    return tf.depthwiseConv2d(input as tf.Tensor4D, filter, stride, padding);
-  }
-}
-
-/** Quantized fully connected layer with a (full-precision) bias. */
-export class QuantDense extends QuantLayer {
-  declare readonly kind: 'linear';
-  readonly bias: tf.Variable;
-
-  constructor(name: string, readonly inFeatures: number, readonly outFeatures: number, rng: Prng, options: QuantLayerOptions) {
-    super('linear', name, [inFeatures, outFeatures], inFeatures, rng, options);
-    this.bias = tf.variable(tf.zeros([outFeatures]), true);
-  }
-
-  apply(x: tf.Tensor2D, bits: LayerBits, training: boolean): tf.Tensor2D {
-    const [input, weight] = this.quantizedOperands(x, bits, training);
-    return tf.add(tf.matMul(input as tf.Tensor2D, weight as tf.Tensor2D), this.bias);
+    const y = convolve(input as tf.Tensor4D, weight as tf.Tensor4D, this.shape);
+    return this.bias ? tf.add(y, this.bias) : y;
   }
 
   override namedState(): Map<string, tf.Variable> {
-    return new Map([...super.namedState(), [`${this.name}.bias`, this.bias]]);
+    return this.bias ? new Map([...super.namedState(), [`${this.name}.bias`, this.bias]]) : super.namedState();
   }
 
   override trainableVariables(): tf.Variable[] {
-    return [...super.trainableVariables(), this.bias];
+    return this.bias ? [...super.trainableVariables(), this.bias] : super.trainableVariables();
+  }
+}
+
+/** Quantized fully connected layer with a (full-precision) bias, on the last axis of its input. */
+export class QuantDense extends QuantLayer {
+  declare readonly kind: 'linear';
+  readonly bias?: tf.Variable;
+
+  constructor(name: string, readonly inFeatures: number, readonly outFeatures: number, rng: Prng, options: QuantLayerOptions, bias = true) {
+    super('linear', name, [inFeatures, outFeatures], inFeatures, rng, options);
+    if (bias) this.bias = tf.variable(tf.zeros([outFeatures]), true);
+  }
+
+  apply(x: tf.Tensor, bits: LayerBits, training: boolean): tf.Tensor {
+    const [input, weight] = this.quantizedOperands(x, bits, training);
+    // [..., in] · [in, out]: leading axes (a sequence, a feature map) are positions
+    const lead = input.shape.slice(0, -1);
+    const flat = input.rank === 2 ? input as tf.Tensor2D : tf.reshape(input, [-1, this.inFeatures]) as tf.Tensor2D;
+    const y = tf.matMul(flat, weight as tf.Tensor2D);
+    const biased = this.bias ? tf.add(y, this.bias) : y;
+    return input.rank === 2 ? biased : tf.reshape(biased, [...lead, this.outFeatures]);
+  }
+
+  override namedState(): Map<string, tf.Variable> {
+    return this.bias ? new Map([...super.namedState(), [`${this.name}.bias`, this.bias]]) : super.namedState();
+  }
+
+  override trainableVariables(): tf.Variable[] {
+    return this.bias ? [...super.trainableVariables(), this.bias] : super.trainableVariables();
   }
 }
 
@@ -189,10 +256,11 @@ interface BatchNormSet {
  */
 export class SwitchableBatchNorm {
   static readonly MOMENTUM = 0.1;
+  /** PyTorch's default; imported batch norms keep their own (Keras: 1e-3) */
   static readonly EPSILON = 1e-5;
   readonly sets = new Map<string, BatchNormSet>();
 
-  constructor(readonly name: string, readonly channels: number, bitsList: readonly number[]) {
+  constructor(readonly name: string, readonly channels: number, bitsList: readonly number[], readonly epsilon = SwitchableBatchNorm.EPSILON) {
     for (const key of ['fp', ...bitsList.map(String)]) {
       this.sets.set(key, {
         gamma: tf.variable(tf.ones([channels]), true),
@@ -210,12 +278,12 @@ export class SwitchableBatchNorm {
   }
 
   /** Training: batch statistics, and the set's moving statistics are updated. Else moving statistics. */
-  apply(x: tf.Tensor4D, key: string, training: boolean): tf.Tensor4D {
+  apply<T extends tf.Tensor>(x: T, key: string, training: boolean): T {
     const { gamma, beta, movingMean, movingVar } = this.set(key);
     if (!training) {
-      return tf.tidy(() => tf.add(tf.mul(tf.sub(x, movingMean), tf.mul(tf.rsqrt(tf.add(movingVar, SwitchableBatchNorm.EPSILON)), gamma)), beta));
+      return tf.tidy(() => tf.add(tf.mul(tf.sub(x, movingMean), tf.mul(tf.rsqrt(tf.add(movingVar, this.epsilon)), gamma)), beta)) as T;
     }
-    const { y, mean, variance } = batchNormTrain(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, SwitchableBatchNorm.EPSILON);
+    const { y, mean, variance } = batchNormTrain(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, this.epsilon);
     const n = x.size / this.channels;
     tf.tidy(() => {
       const m = SwitchableBatchNorm.MOMENTUM;

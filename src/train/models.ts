@@ -1,9 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { convKind, type Layer } from '../model/layer.js';
-import { mobileNetUnitName, TRAINABLE_MOBILENETS, type MobileNetSpec } from '../model/zoo.js';
+import {
+  inputShapeOf, isQuantizable, layerRow, nodeMap, quantizableNodes, type Graph, type GraphModel, type GraphNode, type GraphWeights,
+  type QuantizableNode,
+} from '../model/graph.js';
+import type { Layer } from '../model/layer.js';
+import { TRAINABLE_ZOO_MODELS, isZooModel, zooGraph } from '../model/zoo.js';
 import { UserError } from '../util/errors.js';
 import {
-  bnKey, QuantConv2d, QuantDense, QuantDepthwiseConv2d, SwitchableBatchNorm,
+  bnKey, QuantConv2d, QuantDense, SwitchableBatchNorm,
   type LayerBits, type QuantLayerOptions, type QuantizerFactory,
 } from './layers.js';
 import { Prng } from '../util/prng.js';
@@ -15,59 +19,70 @@ export type BitsPolicy = Record<string, LayerBits>;
 /** LIMPQ keeps the first and last layer at 8/8 bits in quantized runs. */
 export const FIXED_LAYER_BITS = 8;
 
-export type QuantLayerModule = QuantConv2d | QuantDepthwiseConv2d | QuantDense;
+export type QuantLayerModule = QuantConv2d | QuantDense;
 
 /** Called with each quantized layer and its output during a forward pass (for shape tracing). */
 export type LayerTrace = (layer: QuantLayerModule, output: tf.Tensor) => void;
 
 /**
  * A network built from quantized layers and switchable batch norms, held as plain objects of
- * tf.Variables, with a forward function that takes the bits policy. Not tf.layers: switchable
- * parts and custom quantizers are simpler this way.
+ * tf.Variables, with a forward function that takes the bits policy: the graph it was built from
+ * (src/model/graph.ts), run node by node. Not tf.layers: switchable parts and custom quantizers
+ * are simpler this way.
  */
 export interface QuantModel {
   name: string;
-  /** input [h, w, c] (NHWC) */
+  /** what the model was built from (checkpoints and packed files record its structure) */
+  graph: Graph;
+  /** the image a forward pass takes, [h, w, c] (NHWC); a model with a flat input reshapes it */
   inputShape: [number, number, number];
   numClasses: number;
   /** candidate bit-widths of the searchable layers */
   bitsList: readonly number[];
   /** every quantized layer, in forward order */
   layers: QuantLayerModule[];
-  /** names of the layers kept at FIXED_LAYER_BITS (first and last) */
+  /** names of the layers kept at FIXED_LAYER_BITS (by default the first and last) */
   fixedLayerNames: string[];
   /** names of the searchable layers, in order */
   searchableLayerNames: string[];
   batchNorms: SwitchableBatchNorm[];
-  /** logits [n, classes] */
+  /** the batch norm right after a layer (conv → BN), by layer name: BN folding reads it */
+  layerBatchNorms: Map<string, SwitchableBatchNorm>;
+  /** the set of `bn` a forward pass at `policy` reads */
+  batchNormKey(bn: SwitchableBatchNorm, policy: BitsPolicy): string;
+  /** logits [n, classes] (a softmax at the graph's output is left out: the loss applies it) */
   forward(x: tf.Tensor4D, policy: BitsPolicy, training: boolean, trace?: LayerTrace): tf.Tensor2D;
 }
 
 export interface ModelOptions {
   /** candidate bit-widths for the searchable layers (none: full-precision training only) */
   bits?: readonly number[];
-  /** seed for weight initialisation */
+  /** seed for weight initialisation (of the weights the graph does not bring) */
   seed?: number;
   /** builds every layer's quantizers; LSQ when absent */
   quantizers?: QuantizerFactory;
   /** LSQ weight step sizes per output channel (default: one per tensor, as LIMPQ) */
   perChannelWeights?: boolean;
+  /** layers kept at FIXED_LAYER_BITS (default: the first and last conv / dense, as LIMPQ) */
+  fixed?: readonly string[];
 }
 
-export const TRAIN_MODEL_NAMES = ['mnist-cnn', 'resnet20', 'mobilenet-mini', 'mobilenet-mini-cifar'] as const;
+/** The zoo models the engine trains by name (each with a dataset here). */
+export const TRAIN_MODEL_NAMES: readonly string[] = TRAINABLE_ZOO_MODELS;
 
-export function createModel(name: string, options: ModelOptions = {}): QuantModel {
-  const bits = [...(options.bits ?? [])];
-  const rng = new Prng(options.seed ?? 0);
-  const layerOptions = (fixed: boolean, inputSignedness: QuantLayerOptions['inputSignedness']): QuantLayerOptions => ({
-    // fixed layers only ever run at FIXED_LAYER_BITS
-    bitsList: fixed ? [FIXED_LAYER_BITS] : bits, inputSignedness, quantizers: options.quantizers,
-    perChannelWeights: options.perChannelWeights,
-  });
-  if (name === 'mnist-cnn') return mnistCnn(bits, rng, layerOptions);
-  if (name === 'resnet20') return resnet20(bits, rng, layerOptions);
-  if (Object.hasOwn(TRAINABLE_MOBILENETS, name)) return mobilenet(name, TRAINABLE_MOBILENETS[name], bits, rng, layerOptions);
-  throw new UserError(`--model: '${name}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}`);
+/** A trainable model: a zoo name, or a graph (imported, with or without weights). */
+export function createModel(model: string | GraphModel, options: ModelOptions = {}): QuantModel {
+  if (typeof model !== 'string') return buildFromGraph(model.graph, model.weights, options);
+  if (!isZooModel(model) || !TRAIN_MODEL_NAMES.includes(model)) {
+    throw new UserError(`--model: '${model}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}, or an ONNX / tfjs model file`);
+  }
+  return buildFromGraph(zooGraph(model), undefined, options);
+}
+
+/** LIMPQ's default: the first and last quantizable layer are fixed, the rest searchable. */
+export function defaultFixedLayers(graph: Graph): string[] {
+  const names = quantizableNodes(graph).map((n) => n.name);
+  return names.length <= 1 ? names : [names[0], names[names.length - 1]];
 }
 
 /** Whether the model's LSQ weight quantizers hold a step size per output channel. */
@@ -99,190 +114,254 @@ export function decayedVariables(model: QuantModel): tf.Variable[] {
 
 /**
  * The layer table (names, weight counts, per-sample MACs, shapes) read off the tfjs model by
- * running one zero image through it, so it can be checked against the zoo's table.
+ * running one zero image through it, so the interpreter's shapes can be checked against the
+ * graph's shape rules (graphLayers).
  */
 export function describeLayers(model: QuantModel): Layer[] {
   const layers: Layer[] = [];
+  const nodes = nodeMap(model.graph);
   tf.tidy(() => {
     model.forward(tf.zeros([1, ...model.inputShape]) as tf.Tensor4D, {}, false, (layer, output) => {
-      const params = layer.weight.size;
-      if (!(layer instanceof QuantDense)) {
-        const [, h, w] = output.shape;
-        const { kernel, stride } = layer.config;
-        const [inChannels, outChannels, groups] = layer instanceof QuantDepthwiseConv2d
-          ? [layer.config.channels, layer.config.channels, layer.config.channels]
-          : [layer.config.inChannels, layer.config.outChannels, 1];
-        layers.push({
-          name: layer.name, kind: convKind(inChannels, groups), params, macs: params * h! * w!, inChannels, outChannels,
-          kernel: [kernel, kernel], stride, groups, outputSize: [h!, w!],
-        });
-      } else {
-        layers.push({
-          name: layer.name, kind: 'linear', params, macs: params, inChannels: layer.inFeatures,
-          outChannels: layer.outFeatures, outputSize: [1, 1],
-        });
-      }
+      const node = nodes.get(layer.name) as QuantizableNode;
+      layers.push(layerRow({ ...node, shape: output.shape.slice(1) }, inputShapeOf(model.graph, node, nodes)));
     });
   });
   return layers;
 }
 
-/** Options of a layer: first/last layers are `fixed`; the input is signed only for the image. */
-type LayerOptionsOf = (fixed: boolean, inputSignedness: QuantLayerOptions['inputSignedness']) => QuantLayerOptions;
-
-function bitsOf(policy: BitsPolicy, name: string): LayerBits {
-  return policy[name] ?? { weightBits: 32, actBits: 32 };
-}
-
-/** conv → switchable BN (set chosen by the conv's weight bits) → optional ReLU */
-function convBn(conv: QuantConv2d | QuantDepthwiseConv2d, bn: SwitchableBatchNorm, x: tf.Tensor4D, policy: BitsPolicy, training: boolean, trace?: LayerTrace, relu = true): tf.Tensor4D {
-  const bits = bitsOf(policy, conv.name);
-  const y = conv.apply(x, bits, training);
-  trace?.(conv, y);
-  const z = bn.apply(y, bnKey(bits.weightBits), training);
-  return relu ? tf.relu(z) : z;
-}
-
-/**
- * mnist-cnn, as zoo.ts: 1x28x28 → conv1 16 (3x3 s1 p1) → conv2 32 (s2) → conv3 64 → conv4 64 (s2)
- * → conv5 128 → global average pool → fc 10; BN + ReLU after each conv.
- */
-function mnistCnn(bits: number[], rng: Prng, layerOptions: LayerOptionsOf): QuantModel {
-  const specs: Array<[string, number, number, number]> = [
-    ['conv1', 1, 16, 1], ['conv2', 16, 32, 2], ['conv3', 32, 64, 1], ['conv4', 64, 64, 2], ['conv5', 64, 128, 1],
-  ];
-  const convs = specs.map(([name, inChannels, outChannels, stride], i) =>
-    new QuantConv2d(name, { inChannels, outChannels, kernel: 3, stride, padding: 1 }, rng,
-      layerOptions(i === 0, i === 0 ? 'signed' : 'unsigned')));
-  const bns = convs.map((c, i) => new SwitchableBatchNorm(`bn${i + 1}`, c.config.outChannels, i === 0 ? [FIXED_LAYER_BITS] : bits));
-  const fc = new QuantDense('fc', 128, 10, rng, layerOptions(true, 'unsigned'));
-  return {
-    name: 'mnist-cnn',
-    inputShape: [28, 28, 1],
-    numClasses: 10,
-    bitsList: bits,
-    layers: [...convs, fc],
-    fixedLayerNames: ['conv1', 'fc'],
-    searchableLayerNames: ['conv2', 'conv3', 'conv4', 'conv5'],
-    batchNorms: bns,
-    forward(x, policy, training, trace) {
-      return tf.tidy(() => {
-        let h = x;
-        for (let i = 0; i < convs.length; i++) h = convBn(convs[i], bns[i], h, policy, training, trace);
-        const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
-        const logits = fc.apply(pooled, bitsOf(policy, 'fc'), training);
-        trace?.(fc, logits);
-        return logits;
-      });
-    },
-  };
-}
-
-/**
- * CIFAR ResNet-20 (He et al. 2016): conv1 16 → three stages of three basic blocks (16, 32, 64
- * channels; stride 2 entering stages 2 and 3) with option-A shortcuts (stride-2 subsampling and
- * zero channel padding, no parameters) → global average pool → fc 10.
- */
-function resnet20(bits: number[], rng: Prng, layerOptions: LayerOptionsOf): QuantModel {
-  const conv1 = new QuantConv2d('conv1', { inChannels: 3, outChannels: 16, kernel: 3, stride: 1, padding: 1 }, rng,
-    layerOptions(true, 'signed'));
-  const bn1 = new SwitchableBatchNorm('bn1', 16, [FIXED_LAYER_BITS]);
-  const blocks: Array<{ conv1: QuantConv2d; bn1: SwitchableBatchNorm; conv2: QuantConv2d; bn2: SwitchableBatchNorm; stride: number; inPlanes: number; planes: number }> = [];
-  let inPlanes = 16;
-  [16, 32, 64].forEach((planes, stage) => {
-    for (let i = 0; i < 3; i++) {
-      const prefix = `layer${stage + 1}.${i}`;
-      const stride = stage > 0 && i === 0 ? 2 : 1;
-      const options = layerOptions(false, 'unsigned');
-      blocks.push({
-        conv1: new QuantConv2d(`${prefix}.conv1`, { inChannels: inPlanes, outChannels: planes, kernel: 3, stride, padding: 1 }, rng, options),
-        bn1: new SwitchableBatchNorm(`${prefix}.bn1`, planes, bits),
-        conv2: new QuantConv2d(`${prefix}.conv2`, { inChannels: planes, outChannels: planes, kernel: 3, stride: 1, padding: 1 }, rng, options),
-        bn2: new SwitchableBatchNorm(`${prefix}.bn2`, planes, bits),
-        stride, inPlanes, planes,
-      });
-      inPlanes = planes;
+/** Which sign an activation can take: unsigned inputs get LSQ's [0, 2^b − 1] grid. */
+function nonNegativeOutputs(graph: Graph): Set<string> {
+  const nonNegative = new Set<string>();
+  const passThrough = new Set(['maxpool', 'avgpool', 'globalavgpool', 'globalmaxpool', 'flatten', 'reshape', 'identity', 'slice']);
+  for (const node of graph.nodes) {
+    const all = node.inputs.length > 0 && node.inputs.every((i) => nonNegative.has(i));
+    let yes = false;
+    if (node.op === 'activation') {
+      yes = ['relu', 'relu6', 'sigmoid', 'hardsigmoid', 'softmax'].includes(node.fn) || (node.fn === 'clip' && (node.min ?? -Infinity) >= 0);
+    } else if (passThrough.has(node.op) || node.op === 'add' || node.op === 'concat') {
+      yes = all;
+    } else if (node.op === 'pad') {
+      yes = all && node.value >= 0;
     }
-  });
-  const fc = new QuantDense('fc', 64, 10, rng, layerOptions(true, 'unsigned'));
-  const convs = blocks.flatMap((b) => [b.conv1, b.conv2]);
+    if (yes) nonNegative.add(node.name);
+  }
+  return nonNegative;
+}
+
+/** The node the logits come from: the output, or what a final softmax reads. */
+function logitsNode(graph: Graph, nodes: Map<string, GraphNode>): GraphNode {
+  const out = nodes.get(graph.output)!;
+  return out.op === 'activation' && out.fn === 'softmax' ? nodes.get(out.inputs[0])! : out;
+}
+
+/** The image shape a graph's input takes: an image as it is, a flat input as one row of pixels. */
+function imageInput(graph: Graph): [number, number, number] {
+  const shape = graph.nodes[0].shape;
+  if (shape.length === 3) return shape as [number, number, number];
+  if (shape.length === 1) return [1, 1, shape[0]];
+  throw new UserError(`${graph.name}: input [${shape.join(', ')}]: the training engine takes images [h, w, c] or flat vectors`);
+}
+
+const TRAINABLE_OPS = new Set(['input', 'conv', 'dense', 'batchnorm', 'activation', 'add', 'concat', 'maxpool', 'avgpool',
+  'globalavgpool', 'globalmaxpool', 'flatten', 'reshape', 'pad', 'slice', 'identity']);
+
+function initialWeights(weights: GraphWeights | undefined, node: string, param: string, shape: number[]): tf.Tensor | undefined {
+  const values = weights?.get(`${node}.${param}`);
+  return values ? tf.tensor(values, shape) : undefined;
+}
+
+/**
+ * The graph interpreter: conv / dense nodes become quantized layers (weights and input
+ * quantized), a batch norm right after a quantized layer becomes switchable (one set per
+ * bit-width, chosen by that layer's weight bits, as LIMPQ), every other node is its tfjs op.
+ * Weights the graph brings are loaded (batch-norm statistics into every set); the rest are
+ * He-initialised from `seed` in forward order.
+ */
+function buildFromGraph(graph: Graph, weights: GraphWeights | undefined, options: ModelOptions): QuantModel {
+  const unsupported = graph.nodes.find((n) => !TRAINABLE_OPS.has(n.op));
+  if (unsupported) {
+    const kind = unsupported.op === 'opaque' ? unsupported.kind : unsupported.op;
+    throw new UserError(`${graph.name}: layer '${unsupported.name}' (${kind}) cannot be trained: the engine runs conv, dense, batch norm, activations, add, concat, pooling, flatten, reshape, pad, slice (the model can still be searched as a layer table)`);
+  }
+  const bits = [...(options.bits ?? [])];
+  const rng = new Prng(options.seed ?? 0);
+  const nodes = nodeMap(graph);
+  const quantizable = quantizableNodes(graph);
+  const fixed = [...(options.fixed ?? defaultFixedLayers(graph))];
+  for (const name of fixed) {
+    const node = nodes.get(name);
+    if (!node || !isQuantizable(node)) throw new UserError(`--fixed: '${name}' is not a conv or dense layer of ${graph.name}`);
+  }
+  const unsigned = nonNegativeOutputs(graph);
+  const layers = new Map<string, QuantLayerModule>();
+  /** the bit-widths each layer (and the batch norm after it) holds state for */
+  const layerBits = new Map<string, readonly number[]>();
+  for (const node of quantizable) {
+    const input = nodes.get(node.inputs[0])!;
+    // fixed layers only ever run at FIXED_LAYER_BITS
+    layerBits.set(node.name, fixed.includes(node.name) ? [FIXED_LAYER_BITS] : bits);
+    const layerOptions: QuantLayerOptions = {
+      bitsList: layerBits.get(node.name)!, inputSignedness: unsigned.has(input.name) ? 'unsigned' : 'signed',
+      quantizers: options.quantizers, perChannelWeights: options.perChannelWeights,
+    };
+    const layer = node.op === 'conv'
+      ? new QuantConv2d(node.name, {
+        inChannels: input.shape[2], outChannels: node.filters, kernel: node.kernel, stride: node.strides, padding: node.pads,
+        dilation: node.dilations, groups: node.groups, bias: node.bias,
+      }, rng, layerOptions)
+      : new QuantDense(node.name, input.shape[input.shape.length - 1], node.units, rng, layerOptions, node.bias);
+    const w = initialWeights(weights, node.name, 'weight', layer.weight.shape);
+    if (w) layer.weight.assign(w);
+    const b = layer.bias && initialWeights(weights, node.name, 'bias', layer.bias.shape);
+    if (b) layer.bias!.assign(b);
+    tf.dispose([w, b].filter((t): t is tf.Tensor => t !== undefined));
+    layers.set(node.name, layer);
+  }
+  const batchNorms = new Map<string, SwitchableBatchNorm>();
+  /** the quantized layer each batch norm follows */
+  const bnLayer = new Map<SwitchableBatchNorm, string>();
+  const layerBatchNorms = new Map<string, SwitchableBatchNorm>();
+  for (const node of graph.nodes) {
+    if (node.op !== 'batchnorm') continue;
+    const channels = node.shape[node.shape.length - 1];
+    const producer = layers.get(node.inputs[0]);
+    const bn = new SwitchableBatchNorm(node.name, channels, producer ? layerBits.get(producer.name)! : [], node.epsilon);
+    const stats = ['gamma', 'beta', 'mean', 'variance'].map((p) => initialWeights(weights, node.name, p, [channels]));
+    if (stats.every((t) => t !== undefined)) {
+      for (const set of bn.sets.values()) [set.gamma, set.beta, set.movingMean, set.movingVar].forEach((v, i) => v.assign(stats[i]!));
+    }
+    tf.dispose(stats.filter((t): t is tf.Tensor => t !== undefined));
+    batchNorms.set(node.name, bn);
+    if (producer) {
+      bnLayer.set(bn, producer.name);
+      if (graph.nodes.filter((n) => n.inputs.includes(producer.name)).length === 1) layerBatchNorms.set(producer.name, bn);
+    }
+  }
+  const bitsOf = (policy: BitsPolicy, name: string): LayerBits => policy[name] ?? { weightBits: 32, actBits: 32 };
+  const batchNormKey = (bn: SwitchableBatchNorm, policy: BitsPolicy): string => {
+    const layer = bnLayer.get(bn);
+    return layer === undefined ? 'fp' : bnKey(bitsOf(policy, layer).weightBits);
+  };
+  const last = logitsNode(graph, nodes);
+  if (last.shape.length !== 1) throw new UserError(`${graph.name}: output '${last.name}' has shape [${last.shape.join(', ')}]; the engine trains classifiers (logits [classes])`);
+  const order = graph.nodes.slice(0, graph.nodes.indexOf(last) + 1);
+  const inputShape = imageInput(graph);
+  const flatInput = graph.nodes[0].shape.length === 1;
+
+  const run = (node: GraphNode, xs: tf.Tensor[], policy: BitsPolicy, training: boolean, trace?: LayerTrace): tf.Tensor => {
+    const [x] = xs;
+    switch (node.op) {
+      case 'conv':
+      case 'dense': {
+        const layer = layers.get(node.name)!;
+        const y = layer instanceof QuantConv2d ? layer.apply(x as tf.Tensor4D, bitsOf(policy, node.name), training) : layer.apply(x, bitsOf(policy, node.name), training);
+        trace?.(layer, y);
+        return y;
+      }
+      case 'batchnorm': {
+        const bn = batchNorms.get(node.name)!;
+        return bn.apply(x, batchNormKey(bn, policy), training);
+      }
+      case 'activation':
+        return activation(node, x);
+      case 'add':
+        return xs.slice(1).reduce((sum, t) => tf.add(sum, t), x);
+      case 'concat':
+        return tf.concat(xs, node.axis < 0 ? node.axis : node.axis + 1);
+      case 'maxpool':
+      case 'avgpool':
+        return pool(node, x as tf.Tensor4D);
+      case 'globalavgpool':
+        return tf.mean(x, [1, 2], node.keepDims);
+      case 'globalmaxpool':
+        return tf.max(x, [1, 2], node.keepDims);
+      case 'flatten': {
+        // an NCHW source flattened channels first: the dense weights after it read that order
+        const ordered = node.channelsFirst && x.rank === 4 ? tf.transpose(x, [0, 3, 1, 2]) : x;
+        return tf.reshape(ordered, [x.shape[0], -1]);
+      }
+      case 'reshape':
+        return tf.reshape(x, [x.shape[0], ...node.target]);
+      case 'pad':
+        return tf.pad(x, [[0, 0], ...node.pads], node.value);
+      case 'slice': {
+        const begin = [0, ...node.ranges.map((r) => r[0])];
+        const end = [x.shape[0], ...node.ranges.map((r) => r[1])];
+        return tf.stridedSlice(x, begin, end, [1, ...node.ranges.map((r) => r[2])]);
+      }
+      case 'identity':
+        return x;
+      default:
+        throw new Error(`${node.name}: op '${node.op}' has no interpreter`);
+    }
+  };
+
   return {
-    name: 'resnet20',
-    inputShape: [32, 32, 3],
-    numClasses: 10,
+    name: graph.name,
+    graph,
+    inputShape,
+    numClasses: last.shape[0],
     bitsList: bits,
-    layers: [conv1, ...convs, fc],
-    fixedLayerNames: ['conv1', 'fc'],
-    searchableLayerNames: convs.map((c) => c.name),
-    batchNorms: [bn1, ...blocks.flatMap((b) => [b.bn1, b.bn2])],
+    layers: [...layers.values()],
+    fixedLayerNames: quantizable.filter((n) => fixed.includes(n.name)).map((n) => n.name),
+    searchableLayerNames: quantizable.filter((n) => !fixed.includes(n.name)).map((n) => n.name),
+    batchNorms: [...batchNorms.values()],
+    layerBatchNorms,
+    batchNormKey,
     forward(x, policy, training, trace) {
       return tf.tidy(() => {
-        let h = convBn(conv1, bn1, x, policy, training, trace);
-        for (const b of blocks) {
-          const y = convBn(b.conv1, b.bn1, h, policy, training, trace);
-          const z = convBn(b.conv2, b.bn2, y, policy, training, trace, false);
-          let shortcut = h;
-          if (b.stride !== 1 || b.inPlanes !== b.planes) {
-            const sub = tf.stridedSlice(h, [0, 0, 0, 0], h.shape, [1, b.stride, b.stride, 1]) as tf.Tensor4D;
-            const extra = b.planes - b.inPlanes;
-            shortcut = tf.pad(sub, [[0, 0], [0, 0], [0, 0], [Math.floor(extra / 2), extra - Math.floor(extra / 2)]]) as tf.Tensor4D;
-          }
-          h = tf.relu(tf.add(z, shortcut)) as tf.Tensor4D;
-        }
-        const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
-        const logits = fc.apply(pooled, bitsOf(policy, 'fc'), training);
-        trace?.(fc, logits);
-        return logits;
+        const values = new Map<string, tf.Tensor>();
+        const input = flatInput ? flattenInput(x, graph.inputLayout) : x;
+        values.set(order[0].name, input);
+        for (const node of order.slice(1)) values.set(node.name, run(node, node.inputs.map((i) => values.get(i)!), policy, training, trace));
+        return values.get(last.name) as tf.Tensor2D;
       });
     },
   };
 }
 
+/** Images as the flat vectors a model with a flat input takes, in its source's pixel order. */
+function flattenInput(x: tf.Tensor4D, layout: Graph['inputLayout']): tf.Tensor2D {
+  const ordered = layout === 'nchw' && x.shape[3] > 1 ? tf.transpose(x, [0, 3, 1, 2]) : x;
+  return tf.reshape(ordered, [x.shape[0], -1]);
+}
+
+function activation(node: Extract<GraphNode, { op: 'activation' }>, x: tf.Tensor): tf.Tensor {
+  switch (node.fn) {
+    case 'relu': return tf.relu(x);
+    case 'relu6': return tf.relu6(x);
+    case 'clip': return tf.clipByValue(x, node.min ?? -Infinity, node.max ?? Infinity);
+    case 'sigmoid': return tf.sigmoid(x);
+    case 'tanh': return tf.tanh(x);
+    // x · relu6(x + 3) / 6 (ONNX HardSwish, torch.nn.Hardswish)
+    case 'hardswish': return tf.mul(x, tf.div(tf.relu6(tf.add(x, 3)), 6));
+    // max(0, min(1, αx + β)), ONNX defaults α 0.2, β 0.5 (PyTorch exports α 1/6)
+    case 'hardsigmoid': return tf.clipByValue(tf.add(tf.mul(x, node.alpha ?? 0.2), node.beta ?? 0.5), 0, 1);
+    // the exact (erf) GELU, as torch.nn.GELU and ONNX Gelu
+    case 'gelu': return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.div(x, Math.SQRT2))));
+    case 'swish': return tf.mul(x, tf.sigmoid(x));
+    case 'leakyrelu': return tf.leakyRelu(x, node.alpha ?? 0.01);
+    case 'elu': return tf.elu(x);
+    case 'softmax': return tf.softmax(x);
+  }
+}
+
 /**
- * A MobileNetV1-style net from its zoo spec, LIMPQ's module names: first_conv (3x3 conv, BN, ReLU;
- * fixed) → depthwise-separable units (`…dw_conv.conv` 3x3 depthwise + BN + ReLU, `…pw_conv.conv`
- * 1x1 + BN + ReLU) → global average pool → fc (fixed).
+ * Max / average pooling with explicit pads: max pools pad with −∞, average pools divide by the
+ * window's count of real pixels (ONNX count_include_pad 0, TensorFlow `same`) or by the whole
+ * window (count_include_pad 1).
  */
-function mobilenet(name: string, spec: MobileNetSpec, bits: number[], rng: Prng, layerOptions: LayerOptionsOf): QuantModel {
-  const [inChannels, height, width] = spec.input;
-  const firstConv = new QuantConv2d('first_conv.0', { inChannels, outChannels: spec.stem.channels, kernel: 3, stride: spec.stem.stride, padding: 1 }, rng,
-    layerOptions(true, 'signed'));
-  const firstBn = new SwitchableBatchNorm('first_conv.1', spec.stem.channels, [FIXED_LAYER_BITS]);
-  const units: Array<{ conv: QuantConv2d | QuantDepthwiseConv2d; bn: SwitchableBatchNorm }> = [];
-  let channels = spec.stem.channels;
-  spec.stages.forEach((stage, s) => {
-    for (let u = 0; u < stage.depth; u++) {
-      const prefix = mobileNetUnitName(s, u);
-      const options = layerOptions(false, 'unsigned');
-      const stride = u === 0 ? stage.stride : 1;
-      units.push(
-        { conv: new QuantDepthwiseConv2d(`${prefix}.dw_conv.conv`, { channels, kernel: 3, stride, padding: 1 }, rng, options),
-          bn: new SwitchableBatchNorm(`${prefix}.dw_conv.bn`, channels, bits) },
-        { conv: new QuantConv2d(`${prefix}.pw_conv.conv`, { inChannels: channels, outChannels: stage.channels, kernel: 1, stride: 1, padding: 0 }, rng, options),
-          bn: new SwitchableBatchNorm(`${prefix}.pw_conv.bn`, stage.channels, bits) },
-      );
-      channels = stage.channels;
-    }
-  });
-  const fc = new QuantDense('fc', channels, spec.classes, rng, layerOptions(true, 'unsigned'));
-  return {
-    name,
-    inputShape: [height, width, inChannels],
-    numClasses: spec.classes,
-    bitsList: bits,
-    layers: [firstConv, ...units.map((u) => u.conv), fc],
-    fixedLayerNames: [firstConv.name, fc.name],
-    searchableLayerNames: units.map((u) => u.conv.name),
-    batchNorms: [firstBn, ...units.map((u) => u.bn)],
-    forward(x, policy, training, trace) {
-      return tf.tidy(() => {
-        let h = convBn(firstConv, firstBn, x, policy, training, trace);
-        for (const { conv, bn } of units) h = convBn(conv, bn, h, policy, training, trace);
-        const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
-        const logits = fc.apply(pooled, bitsOf(policy, fc.name), training);
-        trace?.(fc, logits);
-        return logits;
-      });
-    },
-  };
+function pool(node: Extract<GraphNode, { op: 'maxpool' | 'avgpool' }>, x: tf.Tensor4D): tf.Tensor4D {
+  const [top, left, bottom, right] = node.pads;
+  const padded = top + left + bottom + right > 0;
+  const pads: Array<[number, number]> = [[0, 0], [top, bottom], [left, right], [0, 0]];
+  if (node.op === 'maxpool') {
+    return tf.maxPool(padded ? tf.pad(x, pads, -Infinity) : x, node.kernel, node.strides, 'valid');
+  }
+  if (!padded) return tf.avgPool(x, node.kernel, node.strides, 'valid');
+  const sum = tf.avgPool(tf.pad(x, pads), node.kernel, node.strides, 'valid');
+  if (node.countIncludePad) return sum;
+  // the share of real pixels in each window (a constant of the shapes)
+  const share = tf.avgPool(tf.pad(tf.ones([1, x.shape[1], x.shape[2], 1]) as tf.Tensor4D, pads), node.kernel, node.strides, 'valid');
+  return tf.div(sum, share);
 }
