@@ -254,7 +254,7 @@ test('unsupported wasm gradient configurations fail with a clear UserError', asy
 test('a data-parallel step returns the shard-size-weighted mean of per-shard gradients, metrics and changed state', async () => {
   await initBackend('wasm');
   // per-channel weight steps: the replica is rebuilt with them (vector state and gradients)
-  const options: ModelReplicaOptions = { model: 'mnist-cnn', bits: [4], perChannelWeights: true };
+  const options: ModelReplicaOptions = { model: 'mnist-cnn', bits: [4], perChannelWeights: true, fixed: ['conv1', 'fc'] };
   // The reference runs the same replica code in this thread, one shard at a time from the same state.
   const replica = createReplica(options);
   const task: ModelReplicaTask = { passes: [{ label: 'w4a4', policy: uniformPolicy(createModel('mnist-cnn', { bits: [4] }), 4) }], labelSmoothing: 0.1 };

@@ -88,7 +88,7 @@ test('a simulated (min-max, per-channel, merged, KL-calibrated) model packs and 
   saveUntrainedCheckpoint(dir, 'mnist-cnn', 9);
   const checkpoint = readCheckpoint(dir);
   const ctx: SimulateContext = {
-    modelName: 'mnist-cnn', from: dir, checkpoint, calibSet: samplePerClass(mnist.train, 2, 10, 1), groupSize: 8, calibEpoch: 1, batchSize: 10,
+    source: 'mnist-cnn', from: dir, checkpoint, calibSet: samplePerClass(mnist.train, 2, 10, 1), groupSize: 8, calibEpoch: 1, batchSize: 10,
   };
   const setting = { quantType: 'channel', weightBits: 4, inputBits: 6, inputSigned: false, calib: 'kl', mergeBn: true, excludeFirstConv: true } as const;
   const { model, policy } = simulatedModel(ctx, setting);

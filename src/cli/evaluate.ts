@@ -5,11 +5,11 @@ import { evaluateCheckpoint } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { addBitsOptions, addQuantizerOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
-import { backendFlag } from './train.js';
+import { addModelOptions, backendFlag } from './train.js';
+import { layerSelection } from './search-options.js';
 
 export function registerEvaluate(program: Command): void {
-  addBitsOptions(addQuantizerOptions(program.command('eval').description('test top-1 of a checkpoint, in full precision or at a policy, or of a packed model')))
-    .option('--model <name>', 'model: mnist-cnn | resnet20 (with --from)')
+  addModelOptions(addBitsOptions(addQuantizerOptions(program.command('eval').description('test top-1 of a checkpoint, in full precision or at a policy, or of a packed model'))))
     .option('--from <dir>', 'checkpoint directory')
     .option('--packed <file>', 'evaluate a packed model (mpq pack / simulate --pack) instead of a checkpoint')
     .option('--policy <file>', 'policy JSON to evaluate at (default: full precision)')
@@ -36,15 +36,17 @@ export function registerEvaluate(program: Command): void {
           : `test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images; ${result.model} from ${bytes.length} packed bytes\n`);
         return;
       }
-      if (o.model === undefined || o.from === undefined) throw new UserError('eval: give --model and --from (a checkpoint), or --packed FILE');
+      if (o.from === undefined) throw new UserError('eval: give --from (a checkpoint), or --packed FILE');
+      const layers = layerSelection(o);
       const result = await evaluateCheckpoint({
-        model: String(o.model), from: String(o.from), ...quantizeRequest(o),
+        ...(o.model !== undefined ? { model: String(o.model) } : {}), ...(Object.keys(layers).length > 0 ? { layers } : {}),
+        from: String(o.from), ...quantizeRequest(o),
         limit: o.limit as number | undefined, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
         log: (line) => process.stderr.write(`${line}\n`),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: String(o.model), from: String(o.from), policy: o.policy ?? null, top1: result.test.top1,
+          model: result.model, from: String(o.from), policy: o.policy ?? null, top1: result.test.top1,
           loss: result.test.loss, count: result.test.count, backend: result.backend,
         })}\n`);
       } else {

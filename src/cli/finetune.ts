@@ -81,20 +81,20 @@ export function quantizeRequest(o: Record<string, unknown>): QuantizeRequest {
 export function registerFinetune(program: Command): void {
   const cmd = program.command('finetune').description('quantization-aware finetuning (LSQ by default) at a policy or uniform bits, from an FP checkpoint');
   addBitsOptions(addQuantizerOptions(addTrainingOptions(cmd)))
-    .requiredOption('--from <dir>', 'full-precision checkpoint to start from')
+    .option('--from <dir>', 'full-precision checkpoint to start from (default: an imported model\'s own weights)')
     .option('--policy <file>', 'policy JSON (policies/…) giving each layer its bits')
     .option('--checkpoint <dir>', 'save the finetuned model here after every epoch')
     .option('--per-channel-weights', 'LSQ weight step sizes per output channel (default: one per tensor, as LIMPQ); eval and pack follow the checkpoint')
     .option('--json', 'print a JSON summary (top1 0–1, the policy bits) as the last line')
     .action(action(async (o: Record<string, unknown>) => {
       const result = await finetuneAtPolicy({
-        ...runOptions(o), ...quantizeRequest(o), perChannelWeights: o.perChannelWeights === true, from: String(o.from),
+        ...runOptions(o), ...quantizeRequest(o), perChannelWeights: o.perChannelWeights === true, ...(o.from !== undefined ? { from: String(o.from) } : {}),
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: String(o.model), policy: o.policy ?? null, ...result.quantization, top1: result.test.top1, count: result.test.count,
+          model: result.model, policy: o.policy ?? null, ...result.quantization, top1: result.test.top1, count: result.test.count,
           layers: Object.entries(result.policy).map(([name, b]) => ({ name, ...b })),
           epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);

@@ -13,12 +13,12 @@ import { assertStepSizesTrained, loadWeights, prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
-import { backendFlag } from './train.js';
+import { addModelOptions, backendFlag } from './train.js';
+import { layerSelection } from './search-options.js';
 
 export function registerPack(program: Command): void {
-  program.command('pack')
-    .description('write a checkpoint at a policy as a bit-packed mixed-precision model (and int8 deployment tables)')
-    .requiredOption('--model <name>', 'model: mnist-cnn | resnet20 | …')
+  addModelOptions(program.command('pack')
+    .description('write a checkpoint at a policy as a bit-packed mixed-precision model (and int8 deployment tables)'))
     .requiredOption('--from <dir>', 'checkpoint with learned step sizes at the policy (mpq finetune)')
     .requiredOption('--policy <file>', 'policy JSON giving each layer its bits')
     .requiredOption('--out <file>', 'packed model file (MPQP)')
@@ -41,9 +41,16 @@ export function registerPack(program: Command): void {
       const policyPath = String(o.policy);
       const from = String(o.from);
       const file = readPolicy(policyPath);
-      const { model, data } = await prepare(
-        { model: String(o.model), from, backend: backendFlag(o.backend), dataDir: o.data as string | undefined, log: (line) => process.stderr.write(`${line}\n`) },
-        () => createModel(String(o.model), { bits: policyBits(file), perChannelWeights: savedPerChannelWeightSteps(readCheckpointManifest(from)) }),
+      const layers = layerSelection(o);
+      const { model, data, source } = await prepare(
+        {
+          ...(o.model !== undefined ? { model: String(o.model) } : {}), from, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
+          log: (line) => process.stderr.write(`${line}\n`),
+        },
+        (m) => createModel(m, {
+          bits: policyBits(file), perChannelWeights: savedPerChannelWeightSteps(readCheckpointManifest(from)),
+          layers: Object.keys(layers).length > 0 ? layers : { fixed: file.fixed.map((l) => l.name), fixedFrom: `${policyPath}: field 'fixed'` },
+        }),
       );
       const policy = policyFromFile(model, file, policyPath);
       loadWeights(model, from);
@@ -57,7 +64,7 @@ export function registerPack(program: Command): void {
         const checkpoint = readCheckpoint(from);
         try {
           const layers = int8Calibration({
-            modelName: String(o.model), from, checkpoint, calibSet: samplePerClass(data.train, numSample, data.numClasses, o.seed as number),
+            source, from, checkpoint, calibSet: samplePerClass(data.train, numSample, data.numClasses, o.seed as number),
             groupSize: 1, calibEpoch: 3, batchSize: 128,
           }, calib as CalibrationMode);
           if (o.ncnnTable !== undefined) outputs.push([String(o.ncnnTable), writeNcnnTable(layers)]);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { pretrainIndicators } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action } from './run.js';
+import { modelName } from '../model/names.js';
 import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
 
 function parseBits(values: string[]): number[] {
@@ -14,15 +15,15 @@ function parseBits(values: string[]): number[] {
 
 export function registerPretrain(program: Command): void {
   addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'))
-    .requiredOption('--from <dir>', 'full-precision checkpoint to start from')
+    .option('--from <dir>', 'full-precision checkpoint to start from (default: an imported model\'s own weights)')
     .requiredOption('--bits <b...>', 'candidate bit-widths, e.g. 6 5 4 3 2')
     .option('--out <file>', 'indicators JSON to write (default: indicators/<model>.json)')
     .option('--checkpoint <dir>', 'also save the pretrained model here after every epoch')
     .action(action(async (o: Record<string, unknown>) => {
       const common = runOptions(o);
-      const out = typeof o.out === 'string' ? o.out : `indicators/${common.model}.json`;
+      const out = typeof o.out === 'string' ? o.out : `indicators/${modelName(common.model ?? String(o.from))}.json`;
       const result = await pretrainIndicators({
-        ...common, from: String(o.from), bits: parseBits(o.bits as string[]), out,
+        ...common, ...(o.from !== undefined ? { from: String(o.from) } : {}), bits: parseBits(o.bits as string[]), out,
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });

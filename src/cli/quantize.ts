@@ -11,7 +11,7 @@ export function registerQuantize(program: Command): void {
     .description('apply an NNI config_list with a quantizer (qat, dorefa, naive, lsq, nuq): finetune from a checkpoint, or with --epochs 0 evaluate post-training');
   addQuantizerOptions(addTrainingOptions(cmd, 1))
     .requiredOption('--config <file>', 'NNI config_list JSON: [{quant_types, quant_bits, quant_start_step?, op_types | op_names, exclude?}]')
-    .requiredOption('--from <dir>', 'checkpoint to start from (full precision, or one this quantizer finetuned)')
+    .option('--from <dir>', 'checkpoint to start from (full precision, or one this quantizer finetuned; default: an imported model\'s own weights)')
     .option('--checkpoint <dir>', 'save the quantized model here after every epoch')
     .option('--json', 'print a JSON summary (top1 0–1, the bits of every layer) as the last line')
     .action(action(async (o: Record<string, unknown>) => {
@@ -20,13 +20,13 @@ export function registerQuantize(program: Command): void {
       const epochs = o.epochs as number;
       if (epochs < 0) throw new UserError(`--epochs: must be 0 (evaluate only) or more, got ${epochs}`);
       const result = await quantizeWithConfig({
-        ...runOptions(o), quantizer, configPath: String(o.config), from: String(o.from),
+        ...runOptions(o), quantizer, configPath: String(o.config), ...(o.from !== undefined ? { from: String(o.from) } : {}),
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: String(o.model), ...result.quantization, top1: result.test.top1, count: result.test.count,
+          model: result.model, ...result.quantization, top1: result.test.top1, count: result.test.count,
           layers: Object.entries(result.policy).map(([name, b]) => ({ name, ...b })), calibrated: result.calibrated,
           epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
 import type { BudgetPoint, CommonFlags, InputSpec } from '../search/spec.js';
+import type { LayerSelection } from '../model/graph-table.js';
 
 /** Flags shared by `search` and `sweep`. In a sweep the budget flags take lists. */
 export function addProblemOptions(cmd: Command, lists: boolean): Command {
   const v = lists ? '<values...>' : '<value>';
   return cmd
-    .option('--model <name|file>', 'zoo model or layer-table JSON (default: the indicators\' model)')
+    .option('--model <name|file>', 'zoo model, ONNX file, tfjs model.json or layer-table JSON (default: the indicators\' model)')
     .option('--indicators <file>', 'indicators JSON or LIMPQ .pkl (default: cached in indicators/)')
     .option('--bits <bits...>', 'candidate bit-widths', ['6', '5', '4', '3', '2'])
     .option('--alpha <a>', 'weight of the weight indicators in the objective', '2')
@@ -21,7 +22,9 @@ export function addProblemOptions(cmd: Command, lists: boolean): Command {
     .option('--w-bit-min <bits>', 'smallest weight bit-width a layer may take (PocketFlow w_bit_min; within --bits)')
     .option('--w-bit-max <bits>', 'largest weight bit-width a layer may take (PocketFlow w_bit_max; within --bits)')
     .option('--equivalent-bits <bits>', 'size budget of B bits per searchable weight on average (PocketFlow equivalent_bits)')
-    .option('--no-fix-first-last', 'search the first and last layer of a zoo model too (LIMPQ keeps them at 8 bits)')
+    .option('--no-fix-first-last', 'search the first and last layer too (LIMPQ keeps them at 8 bits)')
+    .option('--fixed <names...>', 'layers kept at 8 bits (default: the first and last conv / dense)')
+    .option('--searchable <names...>', 'layers to search; every other conv / dense is kept at 8 bits')
     .option('--solver <name>', 'exact | glpk | highs', 'exact')
     .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found');
 }
@@ -117,7 +120,17 @@ export function inputSpec(o: Raw): InputSpec {
   return {
     ...(o.model !== undefined ? { model: String(o.model) } : {}),
     ...(o.indicators !== undefined ? { indicators: String(o.indicators) } : {}),
-    fixFirstLast: o.fixFirstLast !== false,
+    layers: layerSelection(o),
+  };
+}
+
+/** `--fixed`, `--searchable`, `--no-fix-first-last`: which layers keep fixed bits (every command takes them). */
+export function layerSelection(o: Raw): LayerSelection {
+  const list = (key: string) => (o[key] === undefined ? undefined : (o[key] as string[]).map(String));
+  return {
+    ...(list('fixed') ? { fixed: list('fixed') } : {}),
+    ...(list('searchable') ? { searchable: list('searchable') } : {}),
+    ...(o.fixFirstLast === false ? { fixFirstLast: false } : {}),
   };
 }
 
@@ -129,7 +142,7 @@ export type SearcherChoice =
 /** How the agent's rollouts are scored. `backend` is the raw flag value (checked where tfjs loads). */
 export type RewardChoice =
   | { kind: 'indicators' }
-  | { kind: 'accuracy'; from: string; steps: number; holdout: number; backend: string; dataDir?: string };
+  | { kind: 'accuracy'; from?: string; steps: number; holdout: number; backend: string; dataDir?: string };
 
 export const REWARD_KINDS = ['indicators', 'accuracy'] as const;
 
@@ -144,7 +157,7 @@ export function addSearcherOptions(cmd: Command): Command {
     .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default 20)')
     .option('--seed <n>', 'rl: seed of the networks, the exploration and the reward\'s fine-tune (default 0)')
     .option('--reward <kind>', 'rl: indicators (−LIMPQ objective, instant; default) | accuracy (held-out top-1 after a short LSQ fine-tune)')
-    .option('--from <dir>', 'rl accuracy: full-precision checkpoint of the model (mpq train) every fine-tune starts from')
+    .option('--from <dir>', 'rl accuracy: full-precision checkpoint of the model (mpq train) every fine-tune starts from (default: an imported model\'s own weights)')
     .option('--reward-steps <n>', 'rl accuracy: fine-tune batches (of 64) per scored policy (default 20)')
     .option('--reward-holdout <n>', 'rl accuracy: training images held out to score on (default 1000)')
     .option('--backend <name>', 'rl accuracy: tfjs backend: auto | wasm | cpu | tensorflow (default auto)')
@@ -175,9 +188,8 @@ export function parseSearcher(o: Raw, solverGiven: boolean): SearcherChoice {
   if (!(REWARD_KINDS as readonly string[]).includes(kind)) throw new UserError(`--reward: unknown reward '${kind}' (choose from ${REWARD_KINDS.join(', ')})`);
   let reward: RewardChoice = { kind: 'indicators' };
   if (kind === 'accuracy') {
-    if (o.from === undefined) throw new UserError('--reward accuracy needs --from DIR (a full-precision checkpoint of the model, from mpq train)');
     reward = {
-      kind: 'accuracy', from: String(o.from),
+      kind: 'accuracy', ...(o.from !== undefined ? { from: String(o.from) } : {}),
       steps: integer('rewardSteps', '--reward-steps', 20, 1),
       holdout: integer('rewardHoldout', '--reward-holdout', 1000, 1),
       backend: o.backend === undefined ? 'auto' : String(o.backend),

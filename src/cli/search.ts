@@ -10,7 +10,7 @@ import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
 import { action } from './run.js';
-import { budgetLabel, loadSearchInputs, searchOptions } from '../search/spec.js';
+import { budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
 import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseTimeLimit, type SearcherChoice } from './search-options.js';
 
 const EXPORT_EXT: Record<ExportFormat, string> = { 'limpq-yaml': '.yaml', nni: '.nni.json', hawq: '.hawq.json' };
@@ -29,9 +29,10 @@ export function registerSearch(program: Command): void {
       const timeLimitMs = parseTimeLimit(o);
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
-      const { table, indicators } = await loadSearchInputs(inputSpec(o));
+      const spec = inputSpec(o);
+      const { table, indicators } = await loadSearchInputs(spec);
       const formulated = formulate(table, indicators, searchOptions(common, point));
-      const rl = searcher.kind === 'rl' ? await startRl(searcher, table, formulated.problem, common.bits) : null;
+      const rl = searcher.kind === 'rl' ? await startRl(searcher, table, formulated.problem, common.bits, spec) : null;
       let result: SearchResult;
       try {
         result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
@@ -86,7 +87,7 @@ export function registerSearch(program: Command): void {
  * The DDPG searcher with its reward, its progress bar on stderr, its reward curve and run record
  * (tfjs loads only on this path; the training engine only for the accuracy reward).
  */
-async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerTable, problem: Problem, bits: number[]) {
+async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerTable, problem: Problem, bits: number[], spec: InputSpec) {
   const { DDPG_DEFAULTS } = await import('../search/rl/ddpg.js');
   const { INDICATORS_REWARD_FORMULA, rewardCurveCsv, rlSearcher } = await import('../search/rl/searcher.js');
   const started = performance.now();
@@ -95,7 +96,8 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
     const { AccuracyReward } = await import('../search/rl/accuracy-reward.js');
     const { backendFlag } = await import('./train.js');
     accuracy = await AccuracyReward.create(problem, {
-      model: table.model, from: c.reward.from, bits, steps: c.reward.steps, holdout: c.reward.holdout, seed: c.seed,
+      // the model as named (a file path for an imported model), and the search's fixed layers
+      model: spec.model ?? table.model, layers: spec.layers, ...(c.reward.from !== undefined ? { from: c.reward.from } : {}), bits, steps: c.reward.steps, holdout: c.reward.holdout, seed: c.seed,
       backend: backendFlag(c.reward.backend), ...(c.reward.dataDir !== undefined ? { dataDir: c.reward.dataDir } : {}),
       log: (line) => process.stderr.write(`${line}\n`),
     });

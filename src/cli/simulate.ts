@@ -11,7 +11,7 @@ import { disposeCheckpoint } from '../train/checkpoint.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
-import { backendFlag } from './train.js';
+import { addModelOptions, backendFlag } from './train.js';
 
 type Raw = Record<string, unknown>;
 type Grid = { [K in keyof SimulateSetting]: Array<SimulateSetting[K]> };
@@ -81,9 +81,8 @@ function positive(flag: string, value: unknown): number {
 }
 
 export function registerSimulate(program: Command): void {
-  program.command('simulate')
-    .description('post-training simulated quantization (min-max) of an FP checkpoint: top-1 per setting against FP')
-    .requiredOption('--model <name>', 'model: mnist-cnn | resnet20 | …')
+  addModelOptions(program.command('simulate')
+    .description('post-training simulated quantization (min-max) of an FP checkpoint: top-1 per setting against FP'))
     .requiredOption('--from <dir>', 'full-precision checkpoint')
     .option('--quant-type <types...>', 'weight ranges: layer | group | channel (default layer)')
     .option('--weight-bits <bits...>', 'weight bit-width (default 8)')
@@ -108,7 +107,7 @@ export function registerSimulate(program: Command): void {
     .action(action(async (o: Raw) => {
       const settings = settingsFromFlags(o);
       const common = {
-        model: String(o.model), from: String(o.from), groupSize: positive('--group-size', o.groupSize),
+        ...(o.model !== undefined ? { model: String(o.model) } : {}), from: String(o.from), groupSize: positive('--group-size', o.groupSize),
         numSample: positive('--num-sample', o.numSample), calibEpoch: positive('--calib-epoch', o.calibEpoch),
         batchSize: positive('--batch-size', o.batchSize), seed: o.seed as number,
         limit: o.limit === undefined ? undefined : positive('--limit', o.limit),
@@ -130,9 +129,9 @@ export function registerSimulate(program: Command): void {
     }));
 }
 
-function summary(result: SimulateResult, o: { model: string; from: string; groupSize: number; numSample: number; calibEpoch: number; batchSize: number; seed: number }) {
+function summary(result: SimulateResult, o: { model?: string; from: string; groupSize: number; numSample: number; calibEpoch: number; batchSize: number; seed: number }) {
   return {
-    model: o.model, from: o.from, backend: result.backend, dataset: result.dataset, test_count: result.testCount,
+    model: result.model, from: o.from, backend: result.backend, dataset: result.dataset, test_count: result.testCount,
     calibration_count: result.calibrationCount, group_size: o.groupSize, num_sample: o.numSample, calib_epoch: o.calibEpoch,
     batch_size: o.batchSize, seed: o.seed, fp_top1: result.fp.top1,
     rows: result.rows.map(({ seconds: _s, ...r }) => r),

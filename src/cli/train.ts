@@ -4,10 +4,12 @@ import type { EpochReport } from '../train/loops.js';
 import { trainFullPrecision, type RunOptions } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger, parseNumber } from './run.js';
+import { layerSelection } from './search-options.js';
+import { TRAIN_MODEL_NAMES } from '../train/models.js';
 
 /** Flags every training command shares (train, pretrain, finetune, quantize); `defaultEpochs` makes --epochs optional. */
 export function addTrainingOptions(cmd: Command, defaultEpochs?: number): Command {
-  cmd.requiredOption('--model <name>', 'model to train: mnist-cnn | resnet20 | mobilenet-mini | mobilenet-mini-cifar');
+  addModelOptions(cmd);
   if (defaultEpochs === undefined) cmd.requiredOption('--epochs <n>', 'epochs', parseInteger('--epochs'));
   else cmd.option('--epochs <n>', `epochs (0: evaluate only)`, parseInteger('--epochs'), defaultEpochs);
   return cmd
@@ -23,6 +25,14 @@ export function addTrainingOptions(cmd: Command, defaultEpochs?: number): Comman
     .option('--no-progress', 'no progress bar');
 }
 
+/** --model and the fixed-layer flags of every command that builds a model. */
+export function addModelOptions(cmd: Command, fromCheckpoint = true): Command {
+  return cmd
+    .option('--model <name|file>', `model: ${TRAIN_MODEL_NAMES.join(' | ')}, an ONNX file or a tfjs model.json (weights included)${fromCheckpoint ? '; default: the --from checkpoint\'s' : ''}`)
+    .option('--fixed <names...>', 'layers kept at 8 bits (default: the policy\'s, else the first and last conv / dense)')
+    .option('--searchable <names...>', 'the layers to quantize at searched bits; every other conv / dense is kept at 8 bits');
+}
+
 export function backendFlag(value: unknown): BackendName {
   const name = String(value);
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
@@ -33,8 +43,10 @@ export function backendFlag(value: unknown): BackendName {
 
 /** RunOptions from the shared flags; progress lines go to stderr. */
 export function runOptions(o: Record<string, unknown>): RunOptions {
+  const layers = layerSelection(o);
   return {
-    model: String(o.model),
+    ...(o.model !== undefined ? { model: String(o.model) } : {}),
+    ...(Object.keys(layers).length > 0 ? { layers } : {}),
     epochs: o.epochs as number,
     seed: o.seed as number,
     limit: o.limit as number | undefined,
@@ -61,6 +73,7 @@ export function registerTrain(program: Command): void {
   addTrainingOptions(program.command('train').description('train a model in full precision (SGD, cosine LR, label smoothing)'))
     .requiredOption('--checkpoint <dir>', 'checkpoint directory (written after every epoch)')
     .action(action(async (o: Record<string, unknown>) => {
+      if (o.model === undefined) throw new UserError('--model: required (what to train)');
       const result = await trainFullPrecision({
         ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),

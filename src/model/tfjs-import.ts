@@ -10,16 +10,18 @@
  * quantization).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, resolve, sep } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import { describeIssues, nonNegativeInteger as count, parseWithSchema } from '../util/schema.js';
 import {
-  ACTIVATIONS, GraphBuilder, GraphError, graphLayers, samePadding, tableInput, windowOutput,
+  ACTIVATIONS, GraphBuilder, GraphError, samePadding, windowOutput,
   type ActivationFn, type GraphModel, type NodeSpec, type Pads2d, type Shape,
 } from './graph.js';
-import { tableWithFixedEnds, type LayerTable } from './layer.js';
+import { graphLayerTable, type LayerSelection } from './graph-table.js';
+import type { LayerTable } from './layer.js';
+import { modelName } from './names.js';
 
 const positive = v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, 'expected a positive integer'));
 const pair = v.pipe(
@@ -130,10 +132,8 @@ type LayerJson = v.InferOutput<typeof layerSchema>;
 type WeightEntry = v.InferOutput<typeof weightEntry>;
 type Manifest = NonNullable<v.InferOutput<typeof fileSchema>['weightsManifest']>;
 
-export interface TfjsImportOptions {
-  /** first and last table layer at 8/8 bits (LIMPQ's default); false: every layer searchable */
-  fixFirstLast?: boolean;
-}
+/** Which layers of the table are fixed (default: the first and last at 8/8 bits, as LIMPQ). */
+export type TfjsImportOptions = LayerSelection;
 
 /** Read a tfjs `model.json` and derive its layer table (no weights are read). */
 export function readTfjsLayerTable(path: string, opts: TfjsImportOptions = {}): LayerTable {
@@ -145,25 +145,12 @@ export function readTfjsLayerTable(path: string, opts: TfjsImportOptions = {}): 
  * after the file (after its directory for `model.json`, tfjs's one-model-per-directory layout).
  */
 export function tfjsLayerTable(data: unknown, path: string, opts: TfjsImportOptions = {}): LayerTable {
-  const { graph } = tfjsGraph(data, path);
-  const rows = graphLayers(graph);
-  if (rows.length === 0) throw new UserError(`${path}: no Conv2D, DepthwiseConv2D, SeparableConv2D or Dense layer to quantize`);
-  const fixFirstLast = opts.fixFirstLast ?? true;
-  if (fixFirstLast && rows.length < 3) {
-    throw new UserError(`${path}: ${rows.length} quantizable layer(s): with the first and last fixed at 8 bits none is left to search (--no-fix-first-last searches all)`);
-  }
-  return tableWithFixedEnds(graph.name, tableInput(graph), rows, { fixFirstLast });
+  return graphLayerTable(tfjsGraph(data, path).graph, path, opts);
 }
 
 /** A tfjs model file as a graph, with the weights of its shards (beside the file). */
 export function readTfjsModel(path: string, opts: { weights?: boolean } = {}): GraphModel {
   return tfjsGraph(readJsonFile(path, 'tfjs model'), path, opts.weights ? { weightsDir: dirname(path) } : {});
-}
-
-/** The model's name: its directory for `model.json` (tfjs's one model per directory), else the file name. */
-export function tfjsModelName(path: string): string {
-  const file = basename(path);
-  return /^model\.json$/i.test(file) ? basename(dirname(resolve(path))) : file.replace(/\.json$/i, '');
 }
 
 /** Parsed tfjs model JSON as a graph; with `weightsDir`, its weight shards are read from there. */
@@ -180,7 +167,7 @@ export function tfjsGraph(data: unknown, path: string, opts: { weightsDir?: stri
   const weights = opts.weightsDir === undefined ? undefined : readWeightShards(path, opts.weightsDir, manifest);
   const { class_name: kind, config } = topology.output;
   const layers = Array.isArray(config) ? config : config.layers;
-  const importer = new Importer(path, tfjsModelName(path), layers, manifest, weights);
+  const importer = new Importer(path, modelName(path), layers, manifest, weights);
   if (kind === 'Sequential') return importer.sequential(Array.isArray(config) ? undefined : config.build_input_shape);
   if (kind === 'Model' || kind === 'Functional') return importer.functional(Array.isArray(config) ? undefined : config.output_layers);
   throw new UserError(`${path}: ${field}.class_name: '${kind}' is not a LayersModel (expected Sequential, Model or Functional)`);

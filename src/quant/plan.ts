@@ -1,4 +1,5 @@
 import { readPolicy } from '../export/policy-file.js';
+import type { LayerSelection } from '../model/graph-table.js';
 import type { ImageSet } from '../train/data.js';
 import { evaluate } from '../train/loops.js';
 import { FIXED_LAYER_BITS, type BitsPolicy, type QuantModel } from '../train/models.js';
@@ -42,6 +43,8 @@ export interface QuantizationPlan {
   quantizers?: RecordingFactory;
   /** LSQ weight steps per output channel (ModelOptions.perChannelWeights) */
   perChannelWeights: boolean;
+  /** the fixed layers a policy file names (the model must be built with them) */
+  layers?: LayerSelection;
   /**
    * Binds the plan to the built model: the bits of every layer, with QAT's start steps and batch-norm
    * folds set on its quantizers.
@@ -92,7 +95,7 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
     }
     Object.assign(describe, { policy: path });
     return {
-      bits: policyBits(file), quantizers, perChannelWeights, describe,
+      bits: policyBits(file), quantizers, perChannelWeights, describe, layers: { fixed: file.fixed.map((l) => l.name), fixedFrom: `${path}: field 'fixed'` },
       attach(model) {
         bindQat(model);
         return firstLast(model, policyFromFile(model, file, path), true);

@@ -1,10 +1,9 @@
-import { isTfjsModelJson, type LayerTable } from '../model/layer.js';
-import { existsSync } from 'node:fs';
-import { isZooModel, ZOO_MODEL_NAMES, zooLayerTable } from '../model/zoo.js';
+import type { LayerTable } from '../model/layer.js';
+import type { LayerSelection } from '../model/graph-table.js';
+import { searchLayerTable } from '../model/resolve.js';
 import { readIndicators, type LoadedIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
 import { UserError } from '../util/errors.js';
-import { readJsonFile } from '../util/json-file.js';
 import type { LatencyTable } from './latency.js';
 import type { SearchOptions } from './problem.js';
 
@@ -61,7 +60,8 @@ export function budgetLabel(c: CommonFlags, p: BudgetPoint): string {
 export interface InputSpec {
   model?: string;
   indicators?: string;
-  fixFirstLast: boolean;
+  /** which layers are fixed (LIMPQ: the first and last; `fixFirstLast: false` searches all) */
+  layers: LayerSelection;
 }
 
 /** The model and indicators a search runs on: as given, or the cached indicators and their model. */
@@ -69,19 +69,7 @@ export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerT
   const indicators = readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
   if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
-  return { table: await resolveLayerTable(modelSpec, spec.fixFirstLast), indicators };
-}
-
-/** `--model`: a zoo name, a layer-table JSON file or a tfjs model.json (a file with `modelTopology`). */
-async function resolveLayerTable(modelSpec: string, fixFirstLast: boolean): Promise<LayerTable> {
-  if (isZooModel(modelSpec)) return zooLayerTable(modelSpec, { fixFirstLast });
-  if (!existsSync(modelSpec)) {
-    throw new UserError(`--model: '${modelSpec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a layer-table or tfjs model.json file`);
-  }
-  // the parsers are loaded only for the kind of file given: they cost start-up time
-  const data = readJsonFile(modelSpec, 'model');
-  if (isTfjsModelJson(data)) return (await import('../model/tfjs-import.js')).tfjsLayerTable(data, modelSpec, { fixFirstLast });
-  return (await import('../model/table-file.js')).layerTableFrom(data, modelSpec);
+  return { table: await searchLayerTable(modelSpec, spec.layers), indicators };
 }
 
 /** Read the latency table named in the flags (again, in a worker thread). */

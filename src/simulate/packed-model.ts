@@ -24,6 +24,8 @@ import { lsqQuantizers, type QuantizerFactory } from '../train/layers.js';
 import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../train/models.js';
 import { UserError } from '../util/errors.js';
 import { batchNormSet, minMaxQuantizers } from './model.js';
+import { parseGraphJson } from '../model/graph-file.js';
+import { recordedGraph } from '../train/checkpoint.js';
 
 export const PACKED_MODEL_FORMAT = 'mpq-packed-model';
 
@@ -118,8 +120,9 @@ export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQu
       floats.push({ name, shape: [4, bn.channels], values });
     }
   }
+  const graph = recordedGraph(model.graph);
   return writePacked(layers, {
-    format: PACKED_MODEL_FORMAT, model: model.name, bits: [...model.bitsList],
+    format: PACKED_MODEL_FORMAT, model: model.name, ...(graph ? { graph } : {}), fixed: model.fixedLayerNames, bits: [...model.bitsList],
     policy: Object.fromEntries(Object.entries(policy).map(([name, b]) => [name, [b.weightBits, b.actBits]])),
     inputs, ...meta,
   }, floats);
@@ -152,7 +155,10 @@ export function loadPackedModel(packed: PackedModel, source: string): LoadedPack
     policy[name] = { weightBits: (pair as number[])[0]!, actBits: (pair as number[])[1]! };
   }
 
-  const model = createModel(String(meta.model), { bits: bitsList as number[], quantizers: factoryFor(inputs!) });
+  const fixed = meta.fixed;
+  if (fixed !== undefined && (!Array.isArray(fixed) || !fixed.every((n) => typeof n === 'string'))) fail('meta.fixed is not a list of layer names');
+  const modelSource = meta.graph !== undefined ? { graph: parseGraphJson(meta.graph, `${source}: meta.graph`) } : String(meta.model);
+  const model = createModel(modelSource, { bits: bitsList as number[], quantizers: factoryFor(inputs!), ...(fixed ? { layers: { fixed: fixed as string[] } } : {}) });
   const batchNorms = new Map(model.batchNorms.map((bn) => [bn.name, bn]));
   const variables = namedVariables(model);
   for (const f of packed.floats) {

@@ -9,6 +9,7 @@ import { subset, type ImageSet } from '../train/data.js';
 import { bnKey } from '../train/layers.js';
 import { evaluate, type Evaluation } from '../train/loops.js';
 import { createModel, disposeModel, type BitsPolicy, type QuantModel } from '../train/models.js';
+import { sourceName, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION } from '../train/policies.js';
 import { prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
@@ -48,7 +49,8 @@ export function expandGrid(grid: { [K in keyof SimulateSetting]: Array<SimulateS
 }
 
 export interface SimulateOptions {
-  model: string;
+  /** default: the checkpoint's model */
+  model?: string;
   from: string;
   settings: SimulateSetting[];
   /** output channels per weight range for quant type 'group' */
@@ -77,6 +79,7 @@ export interface SimulateRow extends SimulateSetting {
 }
 
 export interface SimulateResult {
+  model: string;
   backend: string;
   dataset: string;
   fp: Evaluation;
@@ -87,7 +90,7 @@ export interface SimulateResult {
 
 /** What every setting of a run shares: the checkpoint (read once), the samples, the options. */
 export interface SimulateContext {
-  modelName: string;
+  source: ModelSource;
   from: string;
   checkpoint: Checkpoint;
   calibSet: ImageSet;
@@ -117,7 +120,7 @@ export function simulatePolicy(model: QuantModel, s: SimulateSetting): BitsPolic
  * setting says. The caller disposes the model (disposeModel).
  */
 export function simulatedModel(ctx: SimulateContext, s: SimulateSetting): { model: QuantModel; policy: BitsPolicy; thresholds?: Map<string, number> } {
-  const model = createModel(ctx.modelName, {
+  const model = createModel(ctx.source, {
     quantizers: minMaxQuantizers({ granularity: s.quantType, groupSize: ctx.groupSize, inputMode: s.calib === 'none' ? 'online' : 'calibrated', inputSigned: s.inputSigned }),
   });
   try {
@@ -145,13 +148,13 @@ export function simulatedModel(ctx: SimulateContext, s: SimulateSetting): { mode
  */
 export async function simulateContext(o: SimulateOptions): Promise<{ ctx: SimulateContext; fpModel: QuantModel; backend: string; test: ImageSet; dataset: string }> {
   const granularity = o.settings.some((s) => s.quantType === 'group') ? 'group' : 'layer';
-  const prepared = await prepare(o, () => createModel(o.model, { quantizers: minMaxQuantizers({ granularity, groupSize: o.groupSize, inputMode: 'online', inputSigned: false }) }));
+  const prepared = await prepare(o, (source) => createModel(source, { quantizers: minMaxQuantizers({ granularity, groupSize: o.groupSize, inputMode: 'online', inputSigned: false }) }));
   const checkpoint = readCheckpoint(o.from);
   try {
     loadWeightsOnly(prepared.model, o.from, checkpoint);
     const calibSet = samplePerClass(prepared.data.train, o.numSample, prepared.data.numClasses, o.seed);
     return {
-      ctx: { modelName: o.model, from: o.from, checkpoint, calibSet, groupSize: o.groupSize, calibEpoch: o.calibEpoch, batchSize: o.batchSize, klCache: new Map() },
+      ctx: { source: prepared.source, from: o.from, checkpoint, calibSet, groupSize: o.groupSize, calibEpoch: o.calibEpoch, batchSize: o.batchSize, klCache: new Map() },
       fpModel: prepared.model, backend: prepared.backend, test: subset(prepared.data.test, o.limit), dataset: prepared.data.name,
     };
   } catch (err) {
@@ -190,7 +193,7 @@ export async function runSimulation(o: SimulateOptions): Promise<SimulateResult>
         disposeModel(model);
       }
     }
-    return { backend, dataset, fp, testCount: test.count, calibrationCount: ctx.calibSet.count, rows };
+    return { model: sourceName(ctx.source), backend, dataset, fp, testCount: test.count, calibrationCount: ctx.calibSet.count, rows };
   } finally {
     disposeCheckpoint(ctx.checkpoint);
   }

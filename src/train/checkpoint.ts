@@ -7,6 +7,9 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { readJsonFile } from '../util/json-file.js';
 import { jsonObject, nonNegativeInteger as count, parseWithSchema } from '../util/schema.js';
+import { graphToJson, type Graph, type GraphJson } from '../model/graph.js';
+import { parseGraphJson } from '../model/graph-file.js';
+import type { ModelSource } from '../model/resolve.js';
 
 /**
  * Checkpoints are directories in the spirit of tfjs's model format: `model.json` lists every
@@ -26,6 +29,8 @@ const manifestSchema = jsonObject(v.object({
   /** where training stands, for --resume */
   training: v.looseObject({ stage: v.string(), epochsDone: count, epochs: count }),
   meta: v.record(v.string(), v.unknown()),
+  /** the structure of a model that is not a zoo model (an imported one), checked when it is used */
+  graph: v.optional(v.unknown()),
 }), 'expected a JSON object (an mpq checkpoint manifest)');
 
 export type CheckpointManifest = v.InferOutput<typeof manifestSchema>;
@@ -38,7 +43,7 @@ export interface Checkpoint {
 
 export function saveCheckpoint(
   dir: string,
-  header: { model: string; bits: readonly number[]; training: CheckpointTraining; meta: Record<string, unknown> },
+  header: { model: string; graph?: GraphJson; bits: readonly number[]; training: CheckpointTraining; meta: Record<string, unknown> },
   variables: Map<string, tf.Variable>,
 ): void {
   const entries: CheckpointManifest['variables'] = [];
@@ -60,7 +65,7 @@ export function saveCheckpoint(
   writeFileAtomic(join(dir, weightsFile), bytes);
   const manifest: CheckpointManifest = {
     format: 'mpq-checkpoint', version: 1, model: header.model, bits: [...header.bits], weightsFile,
-    variables: entries, training: header.training, meta: header.meta,
+    variables: entries, training: header.training, meta: header.meta, ...(header.graph ? { graph: header.graph } : {}),
   };
   writeFileAtomic(join(dir, CHECKPOINT_MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
   for (const f of readdirSync(dir)) if (/^weights-[0-9a-f]+\.bin$/.test(f) && f !== weightsFile) rmSync(join(dir, f), { force: true });
@@ -75,6 +80,18 @@ export function readCheckpointManifest(dir: string): CheckpointManifest {
   const path = join(dir, CHECKPOINT_MANIFEST);
   if (!existsSync(path)) throw new UserError(`${dir}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
   return parseWithSchema(manifestSchema, readJsonFile(path, 'checkpoint manifest'), path);
+}
+
+/** The model a checkpoint is of: its zoo name, or the graph it records (an imported model). */
+export function checkpointModel(dir: string): ModelSource {
+  const manifest = readCheckpointManifest(dir);
+  if (manifest.graph !== undefined) return { graph: parseGraphJson(manifest.graph, `${join(dir, CHECKPOINT_MANIFEST)}: graph`) };
+  return manifest.model;
+}
+
+/** The graph a model's checkpoints and packed files record: none for a zoo model (its name rebuilds it). */
+export function recordedGraph(graph: Graph): GraphJson | undefined {
+  return graph.source === 'zoo' ? undefined : graphToJson(graph);
 }
 
 /** An LSQ weight step size's name: `<layer>.quan_w_fn.s.<bits>` */

@@ -186,17 +186,29 @@ export function loadCifar10Directory(dir: string): Dataset {
 }
 
 /**
- * The dataset for a model: `dataDir` given → IDX (1-channel models) or CIFAR-10 binary (3-channel)
- * files from it; else the bundled mnist package digits.
+ * The dataset for a model's input ([h, w, c], or [1, 1, features] for a flat input): `dataDir`
+ * given → IDX (one channel, or 784 features) or CIFAR-10 binary (three channels, or 3,072) files
+ * from it; else the bundled mnist package digits. A model whose input the images do not fit is
+ * one line naming both shapes.
  */
 export function loadDataset(inputShape: [number, number, number], dataDir?: string, splitSeed = 0): Dataset {
-  const channels = inputShape[2];
+  const flat = inputShape[0] === 1 && inputShape[1] === 1;
+  const size = inputShape[0] * inputShape[1] * inputShape[2];
+  const grey = flat ? size === 28 * 28 : inputShape[2] === 1;
+  let data: Dataset;
   if (dataDir !== undefined) {
     if (!existsSync(dataDir)) throw new UserError(`--data: directory ${dataDir} does not exist`);
-    return channels === 1 ? loadIdxDirectory(dataDir) : loadCifar10Directory(dataDir);
+    data = grey ? loadIdxDirectory(dataDir) : loadCifar10Directory(dataDir);
+  } else {
+    if (!grey) throw new UserError(`--data: a model with input ${inputShape.join('x')} needs a dataset directory (CIFAR-10 binary)`);
+    data = loadMnistPackage(splitSeed);
   }
-  if (channels !== 1) throw new UserError(`--data: a ${inputShape.join('x')} model needs a dataset directory (CIFAR-10 binary)`);
-  return loadMnistPackage(splitSeed);
+  const images = data.train.shape;
+  const fits = flat ? imageSize(images) === size : images.every((d, i) => d === inputShape[i]);
+  if (!fits) {
+    throw new UserError(`--model: the model takes input [${flat ? size : inputShape.join(', ')}] (${flat ? 'features' : 'h, w, c'}); the ${data.name} images are [${images.join(', ')}]`);
+  }
+  return data;
 }
 
 export interface Batch {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  hasCheckpoint, readCheckpoint, disposeCheckpoint, loadIntoVariables, saveCheckpoint, type CheckpointTraining,
+  hasCheckpoint, readCheckpoint, disposeCheckpoint, loadIntoVariables, recordedGraph, saveCheckpoint, type CheckpointTraining,
 } from './checkpoint.js';
 import { batches, epochOrder, subset, type Dataset, type ImageSet } from './data.js';
 import { decayedVariables, namedVariables, trainableVariables, type BitsPolicy, type QuantModel } from './models.js';
@@ -269,7 +269,7 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
       reports.push(report);
       if (options.checkpointDir) {
         const training: CheckpointTraining = { stage, epochsDone: epoch + 1, epochs: hyper.epochs, seed: options.seed, testTop1: test.top1 };
-        saveCheckpoint(options.checkpointDir, { model: model.name, bits: model.bitsList, training, meta: options.meta ?? {} },
+        saveCheckpoint(options.checkpointDir, { model: model.name, graph: recordedGraph(model.graph), bits: model.bitsList, training, meta: options.meta ?? {} },
           new Map([...names, ...optimizer.namedState(names)]));
       }
       options.onEpoch?.(report);

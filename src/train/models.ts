@@ -1,9 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
+import { FIXED_BITS, fixedLayerNames, type LayerSelection } from '../model/graph-table.js';
 import {
-  inputShapeOf, isQuantizable, layerRow, nodeMap, quantizableNodes, type Graph, type GraphModel, type GraphNode, type GraphWeights,
+  inputShapeOf, layerRow, nodeMap, quantizableNodes, type Graph, type GraphModel, type GraphNode, type GraphWeights,
   type QuantizableNode,
 } from '../model/graph.js';
 import type { Layer } from '../model/layer.js';
+import type { ModelSource } from '../model/resolve.js';
 import { TRAINABLE_ZOO_MODELS, isZooModel, zooGraph } from '../model/zoo.js';
 import { UserError } from '../util/errors.js';
 import {
@@ -17,7 +19,7 @@ import { LsqQuantizer } from '../quant/index.js';
 export type BitsPolicy = Record<string, LayerBits>;
 
 /** LIMPQ keeps the first and last layer at 8/8 bits in quantized runs. */
-export const FIXED_LAYER_BITS = 8;
+export const FIXED_LAYER_BITS = FIXED_BITS;
 
 export type QuantLayerModule = QuantConv2d | QuantDense;
 
@@ -64,25 +66,19 @@ export interface ModelOptions {
   /** LSQ weight step sizes per output channel (default: one per tensor, as LIMPQ) */
   perChannelWeights?: boolean;
   /** layers kept at FIXED_LAYER_BITS (default: the first and last conv / dense, as LIMPQ) */
-  fixed?: readonly string[];
+  layers?: LayerSelection;
 }
 
 /** The zoo models the engine trains by name (each with a dataset here). */
 export const TRAIN_MODEL_NAMES: readonly string[] = TRAINABLE_ZOO_MODELS;
 
 /** A trainable model: a zoo name, or a graph (imported, with or without weights). */
-export function createModel(model: string | GraphModel, options: ModelOptions = {}): QuantModel {
+export function createModel(model: ModelSource, options: ModelOptions = {}): QuantModel {
   if (typeof model !== 'string') return buildFromGraph(model.graph, model.weights, options);
   if (!isZooModel(model) || !TRAIN_MODEL_NAMES.includes(model)) {
     throw new UserError(`--model: '${model}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}, or an ONNX / tfjs model file`);
   }
   return buildFromGraph(zooGraph(model), undefined, options);
-}
-
-/** LIMPQ's default: the first and last quantizable layer are fixed, the rest searchable. */
-export function defaultFixedLayers(graph: Graph): string[] {
-  const names = quantizableNodes(graph).map((n) => n.name);
-  return names.length <= 1 ? names : [names[0], names[names.length - 1]];
 }
 
 /** Whether the model's LSQ weight quantizers hold a step size per output channel. */
@@ -187,11 +183,7 @@ function buildFromGraph(graph: Graph, weights: GraphWeights | undefined, options
   const rng = new Prng(options.seed ?? 0);
   const nodes = nodeMap(graph);
   const quantizable = quantizableNodes(graph);
-  const fixed = [...(options.fixed ?? defaultFixedLayers(graph))];
-  for (const name of fixed) {
-    const node = nodes.get(name);
-    if (!node || !isQuantizable(node)) throw new UserError(`--fixed: '${name}' is not a conv or dense layer of ${graph.name}`);
-  }
+  const fixed = fixedLayerNames(graph, options.layers);
   const unsigned = nonNegativeOutputs(graph);
   const layers = new Map<string, QuantLayerModule>();
   /** the bit-widths each layer (and the batch norm after it) holds state for */

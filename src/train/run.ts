@@ -3,7 +3,7 @@ import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
 import {
-  CHECKPOINT_MANIFEST, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps,
+  CHECKPOINT_MANIFEST, checkpointModel, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps,
   type Checkpoint,
 } from './checkpoint.js';
 import { loadDataset, subset, type Dataset } from './data.js';
@@ -12,7 +12,9 @@ import {
   DEFAULT_HYPERPARAMETERS, evaluate, fullPrecisionPasses, jointPretrainPasses, trainLoop,
   type EpochReport, type Evaluation, type Hyperparameters, type Stage,
 } from './loops.js';
-import { createModel, namedVariables, TRAIN_MODEL_NAMES, type BitsPolicy, type QuantModel } from './models.js';
+import { createModel, namedVariables, type BitsPolicy, type QuantModel } from './models.js';
+import type { LayerSelection } from '../model/graph-table.js';
+import { trainingModel, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION, uniformPolicy } from './policies.js';
 import type { QuantizerChoice } from '../quant/factory.js';
 import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from '../quant/plan.js';
@@ -26,7 +28,10 @@ import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type Q
 export const DATA_SPLIT_SEED = 0;
 
 export interface RunOptions {
-  model: string;
+  /** a trainable zoo model or an ONNX / tfjs model file; absent: the model of the `from` checkpoint */
+  model?: string;
+  /** which layers keep fixed bits (default: the policy's, else the first and last) */
+  layers?: LayerSelection;
   epochs: number;
   seed: number;
   limit?: number;
@@ -50,22 +55,38 @@ interface Context {
   data: Dataset;
 }
 
+/**
+ * The model a run builds: `--model` (a trainable zoo name, or an ONNX / tfjs file with its
+ * weights), else the model the `--from` checkpoint records (its zoo name or its graph).
+ */
+export async function resolveModel(o: { model?: string; from?: string }): Promise<ModelSource> {
+  if (o.model !== undefined) return trainingModel(o.model);
+  if (o.from !== undefined) return checkpointModel(o.from);
+  throw new UserError('--model: give a model (a zoo name, an ONNX file or a tfjs model.json) or --from a checkpoint');
+}
+
 /** Starts the backend (and says which), builds the model, loads the dataset it takes. */
 export async function prepare(
-  options: { model: string; from?: string; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
-  build: () => QuantModel,
-): Promise<Context & { model: QuantModel }> {
+  options: { model?: string; from?: string; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
+  build: (source: ModelSource) => QuantModel,
+): Promise<Context & { model: QuantModel; source: ModelSource }> {
   // input errors first, before the backend starts (and tfjs prints anything)
-  if (!(TRAIN_MODEL_NAMES as readonly string[]).includes(options.model)) {
-    throw new UserError(`--model: '${options.model}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}`);
-  }
   if (options.from !== undefined && !hasCheckpoint(options.from)) {
     throw new UserError(`--from ${options.from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
   }
+  const source = await resolveModel(options);
   const backend = await initBackend(options.backend ?? 'auto');
   options.log?.(`backend: ${backend}`);
-  const model = build();
-  return { backend, model, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
+  const model = build(source);
+  return { backend, model, source, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
+}
+
+/** A run that starts from weights: a checkpoint, or the imported model's own. */
+export function startingWeights(model: QuantModel, source: ModelSource, from: string | undefined, o: Parameters<typeof loadWeights>[2] = {}): void {
+  if (from !== undefined) loadWeights(model, from, o);
+  else if (typeof source === 'string' || !source.weights) {
+    throw new UserError(`--from: ${model.name} has no weights of its own; give --from DIR (a checkpoint of the model, from mpq train)`);
+  }
 }
 
 function hyperparameters(stage: Stage, o: RunOptions): Hyperparameters {
@@ -98,15 +119,17 @@ function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new UserError(`--limit: must be a positive integer, got ${o.limit}`);
 }
 
-function runMeta(stage: Stage, o: RunOptions, ctx: Context, hyper: Hyperparameters): Record<string, unknown> {
+function runMeta(stage: Stage, o: RunOptions, ctx: Context & { model: QuantModel }, hyper: Hyperparameters): Record<string, unknown> {
   return {
-    stage, model: o.model, seed: o.seed, epochs: o.epochs, limit: o.limit ?? null, hyperparameters: hyper,
+    stage, model: o.model ?? ctx.model.name, seed: o.seed, fixed: ctx.model.fixedLayerNames, epochs: o.epochs, limit: o.limit ?? null, hyperparameters: hyper,
     dataset: ctx.data.name, split: ctx.data.split, backend: ctx.backend, command: o.command ?? null,
     created_at: new Date().toISOString(),
   };
 }
 
 export interface TrainResult {
+  /** the model's name (a zoo name, or the imported file's) */
+  model: string;
   backend: string;
   reports: EpochReport[];
   test: Evaluation;
@@ -116,7 +139,7 @@ export interface TrainResult {
 /** Full-precision training from scratch into a checkpoint directory (resumable). */
 export async function trainFullPrecision(o: RunOptions & { checkpoint: string; resume?: boolean }): Promise<TrainResult> {
   validateOptions(o);
-  const ctx = await prepare(o, () => createModel(o.model, { seed: o.seed }));
+  const ctx = await prepare(o, (source) => createModel(source, { seed: o.seed, layers: o.layers }));
   const { model } = ctx;
   const started = performance.now();
   const hyper = hyperparameters('train', o);
@@ -126,10 +149,12 @@ export async function trainFullPrecision(o: RunOptions & { checkpoint: string; r
     workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), FULL_PRECISION);
-  return { backend: ctx.backend, reports, test, seconds: (performance.now() - started) / 1000 };
+  return { model: model.name, backend: ctx.backend, reports, test, seconds: (performance.now() - started) / 1000 };
 }
 
 export interface PretrainResult {
+  /** the model's name (a zoo name, or the imported file's) */
+  model: string;
   backend: string;
   reports: EpochReport[];
   indicators: IndicatorsFile;
@@ -143,15 +168,16 @@ export interface PretrainResult {
  * indicators JSON (`out`) with the command, seed and run settings in its meta.
  */
 export async function pretrainIndicators(o: RunOptions & {
-  from: string; bits: number[]; out?: string; checkpoint?: string; resume?: boolean;
+  from?: string; bits: number[]; out?: string; checkpoint?: string; resume?: boolean;
 }): Promise<PretrainResult> {
   validateOptions(o);
   if (o.bits.length === 0) throw new UserError('--bits: give at least one candidate bit-width');
   for (const b of o.bits) if (!Number.isInteger(b) || b < 2 || b > 16) throw new UserError(`--bits: ${b} is not a bit-width in 2..16`);
-  const ctx = await prepare(o, () => createModel(o.model, { bits: o.bits, seed: o.seed }));
+  const ctx = await prepare(o, (source) => createModel(source, { bits: o.bits, seed: o.seed, layers: o.layers }));
   const { model } = ctx;
+  if (model.searchableLayerNames.length === 0) throw new UserError(`--fixed: every layer of ${model.name} is fixed; nothing is left to pretrain indicators for`);
   const started = performance.now();
-  loadWeights(model, o.from);
+  startingWeights(model, ctx.source, o.from);
   const hyper = hyperparameters('pretrain', o);
   const meta = runMeta('pretrain', o, ctx, hyper);
   const reports = await trainLoop(model, ctx.data, {
@@ -163,14 +189,16 @@ export async function pretrainIndicators(o: RunOptions & {
   const uniformTop1 = Object.fromEntries(o.bits.map((b) => [String(b), evaluate(model, testSet, uniformPolicy(model, b)).top1]));
   const seconds = (performance.now() - started) / 1000;
   const indicators = extractIndicators(model, {
-    ...meta, bits: o.bits, from: o.from, produced_by: 'mpq pretrain (LIMPQ joint indicator pretraining, LSQ step sizes)',
+    ...meta, bits: o.bits, from: o.from ?? null, produced_by: 'mpq pretrain (LIMPQ joint indicator pretraining, LSQ step sizes)',
     test_top1_uniform: uniformTop1, seconds: Math.round(seconds),
   });
   if (o.out) writeFileAtomic(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
-  return { backend: ctx.backend, reports, indicators, uniformTop1, seconds };
+  return { model: model.name, backend: ctx.backend, reports, indicators, uniformTop1, seconds };
 }
 
 export interface FinetuneResult {
+  /** the model's name (a zoo name, or the imported file's) */
+  model: string;
   backend: string;
   reports: EpochReport[];
   test: Evaluation;
@@ -185,28 +213,28 @@ export interface FinetuneResult {
  * bits, uniform bits or an NNI config list's.
  */
 export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
-  from: string; checkpoint?: string; resume?: boolean;
+  from?: string; checkpoint?: string; resume?: boolean;
 }): Promise<FinetuneResult> {
   validateOptions(o);
   const plan = planQuantization(o);
   if (!plan) throw new UserError('finetune: give --policy FILE or --weight-bits B (the bits to finetune at)');
-  const ctx = await prepare(o, () => createModel(o.model, {
-    bits: plan.bits, seed: o.seed, quantizers: plan.quantizers, perChannelWeights: plan.perChannelWeights,
+  const ctx = await prepare(o, (source) => createModel(source, {
+    bits: plan.bits, seed: o.seed, quantizers: plan.quantizers, perChannelWeights: plan.perChannelWeights, layers: o.layers ?? plan.layers,
   }));
   const { model } = ctx;
   const started = performance.now();
   const policy = plan.attach(model);
   // per-tensor steps of a pretrained checkpoint cannot start per-channel ones: those start from data
-  loadWeights(model, o.from, { restartReshapedQuantizers: true });
+  startingWeights(model, ctx.source, o.from, { restartReshapedQuantizers: true });
   const hyper = hyperparameters('finetune', o);
   const reports = await trainLoop(model, ctx.data, {
     stage: 'finetune', hyper, seed: o.seed, limit: o.limit, passes: () => [{ label: 'policy', policy }],
     evalPolicy: policy, checkpointDir: o.checkpoint, resume: o.resume,
-    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, from: o.from }, progress: o.progress, onEpoch: o.onEpoch,
+    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, from: o.from ?? null }, progress: o.progress, onEpoch: o.onEpoch,
     workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
-  return { backend: ctx.backend, reports, test, policy, quantization: plan.describe, seconds: (performance.now() - started) / 1000 };
+  return { model: model.name, backend: ctx.backend, reports, test, policy, quantization: plan.describe, seconds: (performance.now() - started) / 1000 };
 }
 
 /** Every step size a policy uses must have been learned (finetuned), else the numbers mean nothing. */
@@ -223,6 +251,8 @@ export function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, di
 }
 
 export interface EvaluateResult {
+  /** the model's name (a zoo name, or the imported file's) */
+  model: string;
   backend: string;
   test: Evaluation;
   policy: BitsPolicy;
@@ -237,23 +267,27 @@ export interface EvaluateResult {
  * to CALIBRATION_IMAGES training images.
  */
 export async function evaluateCheckpoint(o: QuantizeRequest & {
-  model: string; from: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
+  model?: string; from: string; layers?: LayerSelection; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<EvaluateResult> {
   // the checkpoint's step sizes say how its LSQ weight quantizers were built
   const perChannelWeights = (o.quantizer === undefined || o.quantizer.name === 'lsq')
     && hasCheckpoint(o.from) && savedPerChannelWeightSteps(readCheckpointManifest(o.from));
   const plan = planQuantization({ ...o, perChannelWeights });
-  const ctx = await prepare(o, () => createModel(o.model, { bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights }));
+  const ctx = await prepare(o, (source) => createModel(source, {
+    bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights, layers: o.layers ?? plan?.layers,
+  }));
   const { model } = ctx;
   const policy = plan ? plan.attach(model) : FULL_PRECISION;
   loadWeights(model, o.from);
   assertStepSizesTrained(model, policy, o.from);
   const calibrated = calibrateActivationRanges(model, subset(ctx.data.train, Math.min(o.limit ?? CALIBRATION_IMAGES, CALIBRATION_IMAGES)), policy);
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
-  return { backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe };
+  return { model: model.name, backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe };
 }
 
 export interface QuantizeResult {
+  /** the model's name (a zoo name, or the imported file's) */
+  model: string;
   backend: string;
   /** empty when only evaluated (--epochs 0) */
   reports: EpochReport[];
@@ -269,7 +303,7 @@ export interface QuantizeResult {
  * checkpoint, or (epochs 0) evaluated as it is, post-training.
  */
 export async function quantizeWithConfig(o: RunOptions & {
-  from: string; configPath: string; quantizer: QuantizerChoice; checkpoint?: string; resume?: boolean;
+  from?: string; configPath: string; quantizer: QuantizerChoice; checkpoint?: string; resume?: boolean;
 }): Promise<QuantizeResult> {
   const started = performance.now();
   if (o.epochs !== 0) {
@@ -279,6 +313,7 @@ export async function quantizeWithConfig(o: RunOptions & {
   for (const [flag, given] of [['--checkpoint', o.checkpoint !== undefined], ['--resume', o.resume === true]] as const) {
     if (given) throw new UserError(`${flag}: nothing is trained with --epochs 0`);
   }
-  const r = await evaluateCheckpoint(o);
+  if (o.from === undefined) throw new UserError('--from: --epochs 0 evaluates a checkpoint; give --from DIR');
+  const r = await evaluateCheckpoint({ ...o, from: o.from });
   return { ...r, reports: [], quantization: r.quantization!, seconds: (performance.now() - started) / 1000 };
 }

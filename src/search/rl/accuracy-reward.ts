@@ -4,7 +4,8 @@ import { epochOrder, pick, type ImageSet } from '../../train/data.js';
 import { DEFAULT_HYPERPARAMETERS, evaluate, trainLoop, type Hyperparameters } from '../../train/loops.js';
 import { createModel, disposeModel, namedVariables, type BitsPolicy, type QuantModel } from '../../train/models.js';
 import { FULL_PRECISION, withFixedLayers } from '../../train/policies.js';
-import { loadWeights, prepare } from '../../train/run.js';
+import { prepare, startingWeights } from '../../train/run.js';
+import type { LayerSelection } from '../../model/graph-table.js';
 import { UserError } from '../../util/errors.js';
 import type { Problem } from '../problem.js';
 import type { RewardFunction, RewardScore } from './searcher.js';
@@ -18,10 +19,12 @@ export const ACCURACY_REWARD_FORMULA =
   'reward = top-1 (0-1) on the held-out split after the fine-tune; the agent learns from 10 * (top-1 - full-precision top-1) on every layer\'s transition (HAQ: 0.1 * delta top-1 in %)';
 
 export interface AccuracyRewardOptions {
-  /** trainable model (TRAIN_MODEL_NAMES) */
+  /** a trainable zoo model or an ONNX / tfjs model file */
   model: string;
-  /** checkpoint of the model to start every fine-tune from (full precision, from mpq train) */
-  from: string;
+  /** checkpoint of the model to start every fine-tune from (full precision, from mpq train); default: an imported model's own weights */
+  from?: string;
+  /** the search's fixed layers (the model is built with the same) */
+  layers?: LayerSelection;
   /** candidate bit-widths of the search: the model holds step sizes and BN sets for these */
   bits: number[];
   /** fine-tune batches per scored policy */
@@ -42,7 +45,7 @@ export interface AccuracyRewardSettings {
   kind: 'accuracy';
   formula: string;
   model: string;
-  from: string;
+  from: string | null;
   steps: number;
   batch_size: number;
   lr: number;
@@ -87,13 +90,13 @@ export class AccuracyReward implements RewardFunction {
     const low = o.bits.find((b) => b < 2);
     if (low !== undefined) throw new UserError(`--bits: ${low} cannot be fine-tuned (LSQ takes 2..16 bits)`);
     // the training commands' own checks (trainable model, --from a checkpoint) come before the backend starts
-    const { backend, model, data } = await prepare(o, () => createModel(o.model, { bits: o.bits }));
+    const { backend, model, data, source } = await prepare(o, (m) => createModel(m, { bits: o.bits, layers: o.layers }));
     const expected = model.searchableLayerNames;
     if (problem.layerNames.length !== expected.length || problem.layerNames.some((n, i) => n !== expected[i])) {
       throw new UserError(`--reward accuracy: the search's layers [${problem.layerNames.join(', ')}] are not ${o.model}'s searchable layers [${expected.join(', ')}] (its first and last stay at 8 bits: drop --no-fix-first-last)`);
     }
     // a starting point, as finetune's: step sizes of another layout (per channel) start from data
-    loadWeights(model, o.from, { restartReshapedQuantizers: true });
+    startingWeights(model, source, o.from, { restartReshapedQuantizers: true });
     if (o.holdout >= data.train.count) {
       throw new UserError(`--reward-holdout: ${o.holdout} is not less than the ${data.train.count} training images`);
     }
@@ -104,7 +107,7 @@ export class AccuracyReward implements RewardFunction {
     const snapshot = new Map([...namedVariables(model).values()].map((v) => [v, v.clone()]));
     const fp = evaluate(model, heldOut, FULL_PRECISION);
     const settings: AccuracyRewardSettings = {
-      kind: 'accuracy', formula: ACCURACY_REWARD_FORMULA, model: o.model, from: o.from,
+      kind: 'accuracy', formula: ACCURACY_REWARD_FORMULA, model: o.model, from: o.from ?? null,
       steps: Math.ceil(finetuneSet.count / hyper.batchSize), batch_size: hyper.batchSize, lr: hyper.lr,
       finetune_images: finetuneSet.count, finetune_seed: o.seed, holdout: heldOut.count, holdout_split_seed: HOLDOUT_SPLIT_SEED,
       dataset: data.name, backend, fp_top1: fp.top1,

@@ -1,6 +1,6 @@
 /**
  * Data-parallel training of a QuantModel (DataParallelGradients): the replica module the workers
- * import (createReplica: the model rebuilt from its name, candidate bits and LSQ quantizers, whose
+ * import (createReplica: the model rebuilt from its name or graph, candidate bits and LSQ quantizers, whose
  * steps run the training loop's passes on one shard; its state is namedVariables' — weights,
  * batch-norm sets, quantizer state — and its gradients trainableVariables', both in the caller's
  * order), and the caller's side (startWorkers, workerGradients) used by loops.ts trainStep.
@@ -11,11 +11,16 @@ import { UserError } from '../../util/errors.js';
 import { accumulateGradients, type Pass, type PassMetrics, type StepState } from '../loops.js';
 import { createModel, hasPerChannelWeightSteps, namedVariables, trainableVariables, type QuantModel } from '../models.js';
 import { DataParallelGradients, splitBatch, type Replica } from './data-parallel.js';
+import { graphFromJson, type GraphJson } from '../../model/graph.js';
+import { recordedGraph } from '../checkpoint.js';
 
 export interface ModelReplicaOptions {
   model: string;
+  /** the structure of an imported model (a zoo model is rebuilt from its name) */
+  graph?: GraphJson;
   bits: number[];
   perChannelWeights: boolean;
+  fixed: string[];
 }
 
 /** One step's work for a worker: the passes, as trainStep runs them. */
@@ -26,7 +31,8 @@ export interface ModelReplicaTask {
 
 /** The worker's replica: the model, its state and the gradients of the task's passes on a shard. */
 export function createReplica(options: ModelReplicaOptions): Replica {
-  const model = createModel(options.model, { bits: options.bits, perChannelWeights: options.perChannelWeights });
+  const source = options.graph ? { graph: graphFromJson(options.graph) } : options.model;
+  const model = createModel(source, { bits: options.bits, perChannelWeights: options.perChannelWeights, layers: { fixed: options.fixed } });
   const variables = trainableVariables(model);
   return {
     state: [...namedVariables(model).values()],
@@ -48,7 +54,10 @@ export async function startWorkers(model: QuantModel, count: number): Promise<Da
   if (!Number.isInteger(count) || count < 1) throw new UserError(`--workers: must be a positive integer, got ${count}`);
   const other = model.layers.flatMap((l) => [l.weightQuantizer, l.inputQuantizer]).find((q) => !(q instanceof LsqQuantizer));
   if (other) throw new UserError(`--workers: data-parallel training supports LSQ quantizers only, the model has '${other.kind}'`);
-  const replica: ModelReplicaOptions = { model: model.name, bits: [...model.bitsList], perChannelWeights: hasPerChannelWeightSteps(model) };
+  const replica: ModelReplicaOptions = {
+    model: model.name, graph: recordedGraph(model.graph), bits: [...model.bitsList], perChannelWeights: hasPerChannelWeightSteps(model),
+    fixed: model.fixedLayerNames,
+  };
   const workers = await DataParallelGradients.start({
     workers: count, replicaModule: import.meta.url, replicaOptions: replica, backend: 'wasm',
   });

@@ -1,0 +1,68 @@
+/**
+ * What `--model` names: a zoo model, an ONNX file, a tfjs LayersModel `model.json` or (for the
+ * search only) a layer-table JSON file; or, where a checkpoint is given instead, the model the
+ * checkpoint records. The parsers load only for the kind of file given: they cost start-up time.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, extname } from 'node:path';
+import { UserError } from '../util/errors.js';
+import { readJsonFile } from '../util/json-file.js';
+import type { GraphModel } from './graph.js';
+import type { LayerSelection } from './graph-table.js';
+import { isTfjsModelJson, type LayerTable } from './layer.js';
+export { modelName } from './names.js';
+import { isZooModel, TRAINABLE_ZOO_MODELS, ZOO_MODEL_NAMES, zooGraph } from './zoo.js';
+
+/** A model the training engine builds: a trainable zoo model by name, or a graph (imported, with its weights). */
+export type ModelSource = string | GraphModel;
+
+/** The name a model source goes by (checkpoints, policies and indicators record it). */
+export function sourceName(source: ModelSource): string {
+  return typeof source === 'string' ? source : source.graph.name;
+}
+
+const isOnnxPath = (path: string): boolean => extname(path).toLowerCase() === '.onnx';
+
+function missing(spec: string): UserError {
+  return new UserError(`--model: '${spec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor an ONNX, tfjs model.json or layer-table file`);
+}
+
+/**
+ * The graph of a model file or zoo name, with the file's weights when `weights` (the search needs
+ * the structure only, and a tfjs model's shards are then not read).
+ */
+export async function loadGraphModel(spec: string, opts: { weights?: boolean } = {}): Promise<GraphModel> {
+  if (isZooModel(spec)) return { graph: zooGraph(spec) };
+  if (!existsSync(spec)) throw missing(spec);
+  if (isOnnxPath(spec)) return (await import('./onnx-import.js')).readOnnxModel(spec, opts);
+  const data = readJsonFile(spec, 'model');
+  if (!isTfjsModelJson(data)) {
+    throw new UserError(`--model ${spec}: a layer table can be searched but not trained (it has no layers to run); give an ONNX file or a tfjs model.json`);
+  }
+  return (await import('./tfjs-import.js')).tfjsGraph(data, spec, opts.weights ? { weightsDir: dirname(spec) } : {});
+}
+
+/** `--model` for the training engine: a trainable zoo name as it is, a file as its graph with weights. */
+export async function trainingModel(spec: string): Promise<ModelSource> {
+  if (isZooModel(spec)) {
+    if (!TRAINABLE_ZOO_MODELS.includes(spec)) {
+      throw new UserError(`--model: '${spec}' cannot be trained here (no dataset for it); trainable models: ${TRAINABLE_ZOO_MODELS.join(', ')}, or an ONNX / tfjs model file`);
+    }
+    return spec;
+  }
+  return loadGraphModel(spec, { weights: true });
+}
+
+/** `--model` for the search: a zoo model's table, a model file's (ONNX, tfjs) or a layer-table file. */
+export async function searchLayerTable(spec: string, selection: LayerSelection): Promise<LayerTable> {
+  const { graphLayerTable } = await import('./graph-table.js');
+  if (isZooModel(spec)) return graphLayerTable(zooGraph(spec), spec, selection);
+  if (!existsSync(spec)) throw missing(spec);
+  if (isOnnxPath(spec)) return graphLayerTable((await import('./onnx-import.js')).readOnnxModel(spec, { weights: false }).graph, spec, selection);
+  // a JSON file: a tfjs model (it has `modelTopology`) or a layer table
+  const data = readJsonFile(spec, 'model');
+  if (isTfjsModelJson(data)) return graphLayerTable((await import('./tfjs-import.js')).tfjsGraph(data, spec).graph, spec, selection);
+  if (selection.fixed || selection.searchable) throw new UserError(`--fixed / --searchable: ${spec} is a layer table, which says itself which layers are fixed`);
+  return (await import('./table-file.js')).layerTableFrom(data, spec);
+}
+
