@@ -194,6 +194,9 @@ const MODEL_FIELDS: Record<number, { name: string; wire: number }> = {
   26: { name: 'configuration', wire: 2 },
 };
 
+/** protobuf's size limit for one message (and so for an .onnx file without external data) */
+const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
 function hex(bytes: Uint8Array): string {
   return Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
 }
@@ -240,10 +243,8 @@ function checkFraming(bytes: Uint8Array, path: string): void {
         throw new UserError(`${path}: truncated ONNX file (the length of ${name} at byte ${at} runs past the end)`);
       }
       const left = reader.len - reader.pos;
-      if (length > left) {
-        const kind = length > bytes.length ? 'corrupt or truncated' : 'truncated';
-        throw new UserError(`${path}: ${kind} ONNX file (${name} at byte ${at} declares ${length} bytes, only ${left} are left of ${bytes.length})`);
-      }
+      if (length > PROTOBUF_LIMIT) throw new UserError(`${path}: corrupt ONNX file (${name} at byte ${at} declares ${length} bytes, more than a protobuf message can hold, 2 GiB)`);
+      if (length > left) throw new UserError(`${path}: truncated or corrupt ONNX file (${name} at byte ${at} declares ${length} bytes, the file has ${left} left)`);
       reader.skip(length);
     }
   }
@@ -314,7 +315,8 @@ function decodeValueInfo(v: ValueInfoMessage, where: string, path: string): Onnx
     const kind = type === undefined ? 'no type' : (Object.keys(type).find((k) => k.endsWith('_type')) ?? 'an unknown type');
     throw new UserError(`${path}: ${where} ${JSON.stringify(name)} has ${kind.replace(/_type$/, ' type')}; mpq reads tensor values only`);
   }
-  const shape = tensor.shape?.dim?.map((d) => (d.dim_value !== undefined ? int64(d.dim_value) : d.dim_param !== undefined && d.dim_param !== '' ? d.dim_param : null));
+  // a shape with no dims is a scalar's; no shape at all is an unknown rank
+  const shape = tensor.shape && (tensor.shape.dim ?? []).map((d) => (d.dim_value !== undefined ? int64(d.dim_value) : d.dim_param !== undefined && d.dim_param !== '' ? d.dim_param : null));
   return { name, elemType: tensor.elem_type ?? 0, shape };
 }
 
