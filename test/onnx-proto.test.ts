@@ -303,6 +303,11 @@ test('bad files: empty, JSON, random bytes, truncated, huge declared length: one
   // ir_version, then a graph (field 7) declaring 2^40 bytes
   const huge = Uint8Array.from([0x08, 0x08, 0x3a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 0x0a, 0x00]);
   assert.match(decodeError(huge), /corrupt ONNX file \(graph at byte 2 declares 1099511627776 bytes, more than a protobuf message can hold/);
+  // the same inside the graph: an initializer's raw_data (field 9) declaring 2^40 bytes
+  const tensor = Buffer.concat([Buffer.from([0x10, 0x01, 0x42, 0x01, 0x77]), Buffer.from([0x4a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20]), Buffer.alloc(16, 1)]);
+  const graph = Buffer.concat([Buffer.from([0x2a, tensor.length]), tensor]);
+  const nested = Buffer.concat([Buffer.from([0x08, 0x08, 0x3a, graph.length]), graph, Buffer.from([0x42, 0x02, 0x10, 0x0d])]);
+  assert.match(decodeError(nested), /corrupt ONNX file \(invalid length encoding\)/);
 });
 
 test('bad tensors: external data, data of the wrong size, unsupported types: one line naming file and tensor', () => {

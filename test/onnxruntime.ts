@@ -19,9 +19,6 @@ try {
 /** false when onnxruntime-node loaded, else the reason to skip. */
 export const ORT_SKIP: string | false = ort === undefined ? `onnxruntime-node does not load: ${loadError}` : false;
 
-/** The onnxruntime-node version, e.g. '1.31.1'. */
-export const ORT_VERSION = ort?.env.versions.node ?? '';
-
 export const ONNX_FIXTURES_DIR = join(REPO_ROOT, 'test/fixtures/onnx');
 
 export interface FloatTensor {
