@@ -3,11 +3,14 @@ import { benchQuantizers, parseQuantizerBenchArgs } from './quantizers.js';
 import { benchRl } from './rl.js';
 import { benchSimulate, parseSimulateBenchArgs } from './simulate.js';
 import { benchSearch } from './search.js';
+import { benchOnnxImport, formatOnnxImport } from './onnx-import.js';
 import { benchTrainStep, formatTrainStep } from './train-step.js';
 
 await benchSearch();
 await benchRl();
 console.log(formatTrainStep(benchTrainStep()));
+// torchvision resnet18 / mobilenet_v2 through the ONNX importer (skipped without Python's torch)
+console.log(formatOnnxImport(await benchOnnxImport()));
 // the seed's simulated-quantization table and the packed W3A4 policy's size (≈10 min; --from DIR skips the FP training)
 await benchSimulate(parseSimulateBenchArgs(process.argv.slice(2)));
 // the longest (≈15 min): every quantizer fine-tuned on MNIST; `npm run bench -- --from DIR` skips its FP training

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Layer, LayerTable } from '../src/model/layer.js';
-import { readTfjsLayerTable, tfjsLayerTable } from '../src/model/tfjs-import.js';
+import { readTfjsLayerTable, tfjsGraph, tfjsLayerTable } from '../src/model/tfjs-import.js';
 import { runCli, tempDir } from './support.js';
 
 await tf.setBackend('cpu');
@@ -265,4 +265,65 @@ test('mpq search --model model.json: the imported table is searched; unsupported
   assert.equal(e.status, 2);
   assert.equal(e.stderr.trim().split('\n').length, 1, e.stderr);
   assert.match(e.stderr, /model\.json: layer 'vol' \(Conv3D\): class 'Conv3D' is not supported/);
+});
+
+// --- with weights: the imported graph computes what tfjs computes ---
+
+test('a tfjs model trained by tfjs and saved with its weights: mpq\'s logits equal model.predict', async () => {
+  const { loadMnistPackage } = await import('../src/train/data.js');
+  const { createModel } = await import('../src/train/models.js');
+  const mnist = loadMnistPackage(0);
+  const input = tf.input({ shape: [28, 28, 1], name: 'digits' });
+  const stem = tf.layers.conv2d({ name: 'stem', filters: 8, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }).apply(input) as tf.SymbolicTensor;
+  const bn = tf.layers.batchNormalization({ name: 'stem_bn' }).apply(stem) as tf.SymbolicTensor;
+  const dw = tf.layers.depthwiseConv2d({ name: 'dw', kernelSize: 3, padding: 'same', depthMultiplier: 2, activation: 'relu6' }).apply(bn) as tf.SymbolicTensor;
+  const pw = tf.layers.conv2d({ name: 'pw', filters: 16, kernelSize: 1 }).apply(dw) as tf.SymbolicTensor;
+  const sum = tf.layers.add({ name: 'sum' }).apply([pw, dw]) as tf.SymbolicTensor;
+  const sep = tf.layers.separableConv2d({ name: 'sep', filters: 8, kernelSize: 3, strides: 2, padding: 'same', activation: 'tanh' }).apply(sum) as tf.SymbolicTensor;
+  const side = tf.layers.maxPooling2d({ name: 'side', poolSize: 3, strides: 2, padding: 'same' }).apply(sum) as tf.SymbolicTensor;
+  const both = tf.layers.concatenate({ name: 'cat' }).apply([sep, side]) as tf.SymbolicTensor;
+  const padded = tf.layers.zeroPadding2d({ name: 'pad', padding: [[1, 0], [0, 1]] }).apply(both) as tf.SymbolicTensor;
+  const avg = tf.layers.averagePooling2d({ name: 'avg', poolSize: 3, strides: 2, padding: 'same' }).apply(padded) as tf.SymbolicTensor;
+  const flat = tf.layers.flatten({ name: 'flat' }).apply(avg) as tf.SymbolicTensor;
+  const drop = tf.layers.dropout({ name: 'drop', rate: 0.2 }).apply(flat) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ name: 'fc', units: 10, activation: 'softmax' }).apply(drop) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: out, name: 'trained' });
+  model.compile({ optimizer: tf.train.adam(0.01), loss: 'sparseCategoricalCrossentropy' });
+  const n = 256;
+  const x = tf.tensor4d(mnist.train.images.subarray(0, n * 784), [n, 28, 28, 1]);
+  const y = tf.tensor1d(Array.from(mnist.train.labels.subarray(0, n)), 'float32');
+  await model.fit(x, y, { epochs: 2, batchSize: 32, verbose: 0 });
+  const path = await saveLikeTfjs(model, 'trained');
+  const imported = tfjsGraph(JSON.parse(readFileSync(path, 'utf8')), path, { weightsDir: dirname(path) });
+  const ours = createModel(imported);
+  const test = tf.tensor4d(mnist.test.images.subarray(0, 64 * 784), [64, 28, 28, 1]);
+  const expected = model.predict(test) as tf.Tensor;
+  const got = tf.softmax(ours.forward(test, {}, false));
+  const diff = tf.max(tf.abs(tf.sub(got, expected))).dataSync()[0];
+  assert.ok(diff < 1e-5, `max abs diff ${diff}`);
+  // the moving statistics it learned are the batch norm's, with Keras's ε
+  const bnNode = imported.graph.nodes.find((node) => node.name === 'stem_bn')!;
+  assert.equal(bnNode.op === 'batchnorm' && bnNode.epsilon, 1e-3);
+  // a shard of the wrong size, and a missing one, are one line naming the file
+  const shard = join(dir, 'trained', 'weights.bin');
+  const bytes = readFileSync(shard);
+  writeFileSync(shard, bytes.subarray(0, bytes.length - 4));
+  assert.throws(() => tfjsGraph(JSON.parse(readFileSync(path, 'utf8')), path, { weightsDir: dirname(path) }),
+    /weight shards of group 0 \(weights\.bin\) hold \d+ bytes, the manifest needs \d+/);
+  rmSync(shard);
+  assert.throws(() => tfjsGraph(JSON.parse(readFileSync(path, 'utf8')), path, { weightsDir: dirname(path) }),
+    /weight shard .*weights\.bin is missing/);
+  model.dispose();
+});
+
+test('duplicate layer names and weights outside the model directory are refused', () => {
+  const dup = sequential([...digitsLayers().slice(0, 3), conv('c1', 16, 3), ...digitsLayers().slice(3)]);
+  assert.throws(() => tfjsLayerTable(dup, 'dup.json'), /^UserError: dup\.json: layer 'c1' \(Conv2D\): the name is used twice/);
+  const functional = residualModel((...names) => names.map((n) => [n, 0, 0, {}])) as { modelTopology: { config: { layers: Array<{ name: string; config: { name: string } }> } } };
+  functional.modelTopology.config.layers[4].name = 'a';
+  functional.modelTopology.config.layers[4].config.name = 'a';
+  assert.throws(() => tfjsLayerTable(functional, 'f.json'), /layer 'a' is defined twice/);
+  const outside = writeJson('escape/model.json', { ...sequential(digitsLayers()), weightsManifest: [{ paths: ['../../secret.bin'], weights: [] }] });
+  assert.throws(() => readTfjsLayerTable(outside) && tfjsGraph(JSON.parse(JSON.stringify({ ...sequential(digitsLayers()), weightsManifest: [{ paths: ['../../secret.bin'], weights: [] }] })), outside, { weightsDir: dirname(outside) }),
+    /'\.\.\/\.\.\/secret\.bin' is outside the model's directory/);
 });

@@ -3,7 +3,7 @@ import type { BackendName } from '../train/backend/index.js';
 import { subset } from '../train/data.js';
 import { evaluate, type Evaluation } from '../train/loops.js';
 import { prepare } from '../train/run.js';
-import { loadPackedModel, type LoadedPackedModel } from './packed-model.js';
+import { loadPackedModel, packedModelSource, type LoadedPackedModel } from './packed-model.js';
 import { disposeModel } from '../train/models.js';
 
 /** `mpq eval --packed`: test top-1 of the model a packed file holds, at its own policy. */
@@ -12,7 +12,7 @@ export async function evaluatePackedModel(o: {
 }): Promise<{ model: string; backend: string; test: Evaluation }> {
   const packed = readPacked(o.bytes, o.path);
   let loaded: LoadedPackedModel | undefined;
-  const { backend, data } = await prepare({ model: String(packed.meta.model), backend: o.backend, dataDir: o.dataDir, log: o.log }, () => {
+  const { backend, data } = await prepare({ source: packedModelSource(packed, o.path), backend: o.backend, dataDir: o.dataDir, log: o.log }, () => {
     loaded = loadPackedModel(packed, o.path);
     return loaded.model;
   });

@@ -26,6 +26,7 @@ import { UserError } from '../util/errors.js';
 import { batchNormSet, minMaxQuantizers } from './model.js';
 import { parseGraphJson } from '../model/graph-file.js';
 import { recordedGraph } from '../train/checkpoint.js';
+import type { ModelSource } from '../model/resolve.js';
 
 export const PACKED_MODEL_FORMAT = 'mpq-packed-model';
 
@@ -128,6 +129,11 @@ export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQu
   }, floats);
 }
 
+/** The model a packed file holds: its zoo name, or the graph it records (an imported model). */
+export function packedModelSource(packed: PackedModel, source: string): ModelSource {
+  return packed.meta.graph !== undefined ? { graph: parseGraphJson(packed.meta.graph, `${source}: meta.graph`) } : String(packed.meta.model);
+}
+
 export interface LoadedPackedModel {
   model: QuantModel;
   policy: BitsPolicy;
@@ -157,8 +163,7 @@ export function loadPackedModel(packed: PackedModel, source: string): LoadedPack
 
   const fixed = meta.fixed;
   if (fixed !== undefined && (!Array.isArray(fixed) || !fixed.every((n) => typeof n === 'string'))) fail('meta.fixed is not a list of layer names');
-  const modelSource = meta.graph !== undefined ? { graph: parseGraphJson(meta.graph, `${source}: meta.graph`) } : String(meta.model);
-  const model = createModel(modelSource, { bits: bitsList as number[], quantizers: factoryFor(inputs!), ...(fixed ? { layers: { fixed: fixed as string[] } } : {}) });
+  const model = createModel(packedModelSource(packed, source), { bits: bitsList as number[], quantizers: factoryFor(inputs!), ...(fixed ? { layers: { fixed: fixed as string[] } } : {}) });
   const batchNorms = new Map(model.batchNorms.map((bn) => [bn.name, bn]));
   const variables = namedVariables(model);
   for (const f of packed.floats) {

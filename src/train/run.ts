@@ -67,14 +67,14 @@ export async function resolveModel(o: { model?: string; from?: string }): Promis
 
 /** Starts the backend (and says which), builds the model, loads the dataset it takes. */
 export async function prepare(
-  options: { model?: string; from?: string; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
+  options: { model?: string; from?: string; source?: ModelSource; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
   build: (source: ModelSource) => QuantModel,
 ): Promise<Context & { model: QuantModel; source: ModelSource }> {
   // input errors first, before the backend starts (and tfjs prints anything)
   if (options.from !== undefined && !hasCheckpoint(options.from)) {
     throw new UserError(`--from ${options.from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
   }
-  const source = await resolveModel(options);
+  const source = options.source ?? await resolveModel(options);
   const backend = await initBackend(options.backend ?? 'auto');
   options.log?.(`backend: ${backend}`);
   const model = build(source);
