@@ -36,17 +36,17 @@ export function registerEvaluate(program: Command): void {
           : `test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images; ${result.model} from ${bytes.length} packed bytes\n`);
         return;
       }
-      if (o.from === undefined) throw new UserError('eval: give --from (a checkpoint), or --packed FILE');
+      if (o.from === undefined && o.model === undefined) throw new UserError('eval: give --from (a checkpoint), --model (an imported model with its weights) or --packed FILE');
       const layers = layerSelection(o);
       const result = await evaluateCheckpoint({
         ...(o.model !== undefined ? { model: String(o.model) } : {}), ...(Object.keys(layers).length > 0 ? { layers } : {}),
-        from: String(o.from), ...quantizeRequest(o),
+        ...(o.from !== undefined ? { from: String(o.from) } : {}), ...quantizeRequest(o),
         limit: o.limit as number | undefined, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
         log: (line) => process.stderr.write(`${line}\n`),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: result.model, from: String(o.from), policy: o.policy ?? null, top1: result.test.top1,
+          model: result.model, from: o.from ?? null, policy: o.policy ?? null, top1: result.test.top1,
           loss: result.test.loss, count: result.test.count, backend: result.backend,
         })}\n`);
       } else {

@@ -238,13 +238,13 @@ export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
 }
 
 /** Every step size a policy uses must have been learned (finetuned), else the numbers mean nothing. */
-export function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, dir: string): void {
+export function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, where: string): void {
   for (const layer of model.layers) {
     const bits = policy[layer.name];
     if (!bits) continue;
     for (const [q, b, side] of [[layer.weightQuantizer, bits.weightBits, 'weight'], [layer.inputQuantizer, bits.actBits, 'activation']] as const) {
       if (q instanceof LsqQuantizer && b < 32 && !q.isInitialised(b)) {
-        throw new UserError(`--from ${dir}: no learned ${side} step size for ${layer.name} at ${b} bits (finetune at this policy first)`);
+        throw new UserError(`${where.startsWith('--') ? where : `--from ${where}`}: no learned ${side} step size for ${layer.name} at ${b} bits (finetune at this policy first)`);
       }
     }
   }
@@ -267,19 +267,19 @@ export interface EvaluateResult {
  * to CALIBRATION_IMAGES training images.
  */
 export async function evaluateCheckpoint(o: QuantizeRequest & {
-  model?: string; from: string; layers?: LayerSelection; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
+  model?: string; from?: string; layers?: LayerSelection; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<EvaluateResult> {
   // the checkpoint's step sizes say how its LSQ weight quantizers were built
   const perChannelWeights = (o.quantizer === undefined || o.quantizer.name === 'lsq')
-    && hasCheckpoint(o.from) && savedPerChannelWeightSteps(readCheckpointManifest(o.from));
+    && o.from !== undefined && hasCheckpoint(o.from) && savedPerChannelWeightSteps(readCheckpointManifest(o.from));
   const plan = planQuantization({ ...o, perChannelWeights });
   const ctx = await prepare(o, (source) => createModel(source, {
     bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights, layers: o.layers ?? plan?.layers,
   }));
   const { model } = ctx;
   const policy = plan ? plan.attach(model) : FULL_PRECISION;
-  loadWeights(model, o.from);
-  assertStepSizesTrained(model, policy, o.from);
+  startingWeights(model, ctx.source, o.from);
+  assertStepSizesTrained(model, policy, o.from ?? `--model ${o.model}`);
   const calibrated = calibrateActivationRanges(model, subset(ctx.data.train, Math.min(o.limit ?? CALIBRATION_IMAGES, CALIBRATION_IMAGES)), policy);
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
   return { model: model.name, backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe };
@@ -313,7 +313,6 @@ export async function quantizeWithConfig(o: RunOptions & {
   for (const [flag, given] of [['--checkpoint', o.checkpoint !== undefined], ['--resume', o.resume === true]] as const) {
     if (given) throw new UserError(`${flag}: nothing is trained with --epochs 0`);
   }
-  if (o.from === undefined) throw new UserError('--from: --epochs 0 evaluates a checkpoint; give --from DIR');
-  const r = await evaluateCheckpoint({ ...o, from: o.from });
+  const r = await evaluateCheckpoint(o);
   return { ...r, reports: [], quantization: r.quantization!, seconds: (performance.now() - started) / 1000 };
 }
