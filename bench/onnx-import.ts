@@ -80,15 +80,16 @@ export async function benchOnnxImport(keepBn = false): Promise<OnnxImportRow[] |
   return rows;
 }
 
-export function formatOnnxImport(result: OnnxImportRow[] | string): string {
+export function formatOnnxImport(result: OnnxImportRow[] | string, keepBn = false): string {
   if (typeof result === 'string') return result;
   return [
-    'ONNX import of torchvision models (random weights), against the zoo table and onnxruntime:',
+    `ONNX import of torchvision models (random weights, batch norm ${keepBn ? 'kept as nodes' : 'folded by the exporter'}), against the zoo table and onnxruntime:`,
     ...result.map((r) => `  ${r.model}: ${r.matching}/${r.layers} layers equal the zoo's (name, weights, MACs)${r.firstMismatch ? `, first mismatch ${r.firstMismatch}` : ''}; `
       + `import ${r.importMs.toFixed(0)} ms; logits max abs diff ${r.maxAbsDiff.toExponential(2)}; forward of 2 images mpq (wasm) ${r.mpqMs.toFixed(0)} ms, onnxruntime ${r.ortMs.toFixed(0)} ms (${(r.mpqMs / r.ortMs).toFixed(1)}x)`),
   ].join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  console.log(formatOnnxImport(await benchOnnxImport(process.argv.includes('--keep-bn'))));
+  const keepBn = process.argv.includes('--keep-bn');
+  console.log(formatOnnxImport(await benchOnnxImport(keepBn), keepBn));
 }

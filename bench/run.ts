@@ -10,7 +10,7 @@ await benchSearch();
 await benchRl();
 console.log(formatTrainStep(benchTrainStep()));
 // torchvision resnet18 / mobilenet_v2 through the ONNX importer (skipped without Python's torch)
-console.log(formatOnnxImport(await benchOnnxImport()));
+for (const keepBn of [false, true]) console.log(formatOnnxImport(await benchOnnxImport(keepBn), keepBn));
 // the seed's simulated-quantization table and the packed W3A4 policy's size (≈10 min; --from DIR skips the FP training)
 await benchSimulate(parseSimulateBenchArgs(process.argv.slice(2)));
 // the longest (≈15 min): every quantizer fine-tuned on MNIST; `npm run bench -- --from DIR` skips its FP training

@@ -327,7 +327,7 @@ class OnnxImporter {
     const kernel = onnxAttribute(node, 'kernel_shape', 'ints', this.path) ?? [kh, kw];
     if (kernel[0] !== kh || kernel[1] !== kw) this.fail(node, `kernel_shape [${kernel.join(', ')}] does not match the weight's [${kh}, ${kw}]`);
     const pads = this.padsOf(node, [h, w], [kh, kw], strides, dilations);
-    const name = this.moduleName(node, wt.name);
+    const name = this.moduleName(node, node.inputs[1]);
     const weights: Record<string, Float32Array> = {};
     if (this.withWeights) {
       // OIHW → [kh, kw, in/groups, out]
@@ -455,7 +455,7 @@ class OnnxImporter {
       for (let i = 0; i < inFeatures; i++) for (let j = 0; j < units; j++) w[i * units + j] = alpha * (transB ? b[j * inFeatures + i] : b[i * units + j]);
       weights.weight = w;
     }
-    const name = this.moduleName(node, bt.name);
+    const name = this.moduleName(node, node.inputs[1]);
     this.add(node, name, { op: 'dense', units, bias: ct !== undefined }, [x], weights);
     if (biasNode) this.values.set(biasNode.outputs[0], this.values.get(node.outputs[0])!);
   }
@@ -472,6 +472,6 @@ class OnnxImporter {
       if (values.length !== channels) this.fail(node, `${p} '${params[i].name}' has ${values.length} values for ${channels} channels`);
       if (this.withWeights) weights[p] = values;
     });
-    this.add(node, this.moduleName(node, params[0].name), { op: 'batchnorm', epsilon }, [x], weights);
+    this.add(node, this.moduleName(node, node.inputs[1]), { op: 'batchnorm', epsilon }, [x], weights);
   }
 }
