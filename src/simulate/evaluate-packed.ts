@@ -12,8 +12,9 @@ export async function evaluatePackedModel(o: {
 }): Promise<{ model: string; backend: string; test: Evaluation }> {
   const packed = readPacked(o.bytes, o.path);
   let loaded: LoadedPackedModel | undefined;
-  const { backend, data } = await prepare({ source: packedModelSource(packed, o.path), backend: o.backend, dataDir: o.dataDir, log: o.log }, () => {
-    loaded = loadPackedModel(packed, o.path);
+  const source = packedModelSource(packed, o.path);
+  const { backend, data } = await prepare({ source, backend: o.backend, dataDir: o.dataDir, log: o.log }, () => {
+    loaded = loadPackedModel(packed, o.path, source);
     return loaded.model;
   });
   const test = evaluate(loaded!.model, subset(data.test, o.limit), loaded!.policy);

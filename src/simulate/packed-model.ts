@@ -144,7 +144,7 @@ export interface LoadedPackedModel {
  * The tfjs model a packed file holds (read with readPacked), at its policy. Files that are not
  * packed models, or do not fit the model they name, are one-line UserErrors naming `source`.
  */
-export function loadPackedModel(packed: PackedModel, source: string): LoadedPackedModel {
+export function loadPackedModel(packed: PackedModel, source: string, from = packedModelSource(packed, source)): LoadedPackedModel {
   const { meta } = packed;
   const fail = (message: string): never => {
     throw new UserError(`${source}: ${message}`);
@@ -163,7 +163,7 @@ export function loadPackedModel(packed: PackedModel, source: string): LoadedPack
 
   const fixed = meta.fixed;
   if (fixed !== undefined && (!Array.isArray(fixed) || !fixed.every((n) => typeof n === 'string'))) fail('meta.fixed is not a list of layer names');
-  const model = createModel(packedModelSource(packed, source), { bits: bitsList as number[], quantizers: factoryFor(inputs!), ...(fixed ? { layers: { fixed: fixed as string[] } } : {}) });
+  const model = createModel(from, { bits: bitsList as number[], quantizers: factoryFor(inputs!), ...(fixed ? { layers: { fixed: fixed as string[] } } : {}) });
   const batchNorms = new Map(model.batchNorms.map((bn) => [bn.name, bn]));
   const variables = namedVariables(model);
   for (const f of packed.floats) {
