@@ -178,7 +178,7 @@ async function writeOutputs(out: Outputs, results: SweepResult[], meta: Record<s
 /** `--json`: the counts, how long, and where each file is. */
 function report(out: Outputs, counts: ReturnType<typeof countSweep>, interrupted: boolean, seconds?: number): void {
   process.stdout.write(JSON.stringify({
-    ...counts,
+    summary: counts,
     grid_points: out.gridPoints,
     interrupted,
     ...(seconds !== undefined ? { seconds } : {}),

@@ -2,43 +2,48 @@
  * Time left for work done in uneven steps, smoothed. A sweep's points come in bursts (points
  * answered from a looser one's optimum take microseconds, hard ones seconds, and worker threads
  * post in batches), so the rate over the last few updates swings by orders of magnitude and an
- * ETA from it jumps (12 min, then 1 s). Here the rate is an exponential average over time with a
- * time constant of `tauSeconds`: a burst of n items raises it by about n / tau, a pause lowers it
- * gradually. Until tau has passed it is the plain average since the start.
+ * ETA from it jumps (12 min, then 1 s). Here updates that come within `GROUP_MS` of each other
+ * count as one batch, and the rate is an exponential average over time (time constant
+ * `tauSeconds`) of each batch's size over the time since the previous batch: a pause before a
+ * burst lowers it only as much as the burst does not make up for. Until tau has passed it is
+ * the plain average since the start.
  */
 export class SmoothedEta {
   private rate = 0;
-  private last: { t: number; done: number } | null = null;
   private start: number | null = null;
+  /** the last batch folded into `rate`, and the one still open */
+  private folded = { t: 0, done: 0 };
+  private open = { t: 0, done: 0 };
 
-  constructor(private readonly total: number, private readonly tauSeconds = 5) {}
+  constructor(private readonly total: number, private readonly tauSeconds = 20) {}
 
   /** `done` items finished at `nowMs` (performance.now() by default). */
   update(done: number, nowMs = performance.now()): void {
-    if (this.start === null || this.last === null) {
+    if (this.start === null) {
       this.start = nowMs;
-      this.last = { t: nowMs, done };
+      this.folded = this.open = { t: nowMs, done };
       return;
     }
-    const dt = (nowMs - this.last.t) / 1000;
-    const dn = done - this.last.done;
-    if (dt <= 0) {
-      // same instant: add the items to the next step's count
-      return;
-    }
+    if (nowMs - this.open.t >= GROUP_MS && this.open.done > this.folded.done) this.fold();
+    this.open = { t: nowMs, done };
     const elapsed = (nowMs - this.start) / 1000;
-    if (elapsed <= this.tauSeconds) this.rate = done / elapsed;
-    else {
+    if (elapsed > 0 && elapsed <= this.tauSeconds) this.rate = done / elapsed;
+  }
+
+  /** Close the open batch: its items over the time since the previous batch ended. */
+  private fold(): void {
+    const dt = (this.open.t - this.folded.t) / 1000;
+    if (dt > 0 && (this.open.t - this.start!) / 1000 > this.tauSeconds) {
       const w = 1 - Math.exp(-dt / this.tauSeconds);
-      this.rate += w * (dn / dt - this.rate);
+      this.rate += w * ((this.open.done - this.folded.done) / dt - this.rate);
     }
-    this.last = { t: nowMs, done };
+    this.folded = this.open;
   }
 
   /** Seconds left, or null while there is no rate yet. */
   seconds(): number | null {
-    if (!this.last || this.rate <= 0) return null;
-    return Math.max(0, this.total - this.last.done) / this.rate;
+    if (this.start === null || this.rate <= 0) return null;
+    return Math.max(0, this.total - this.open.done) / this.rate;
   }
 
   /** `ETA`-style text: `1h02m`, `3m05s`, `12s`, or `-` while unknown. */
@@ -51,3 +56,6 @@ export class SmoothedEta {
     return `${r}s`;
   }
 }
+
+/** Updates closer together than this are one batch (a worker's burst of posted points). */
+const GROUP_MS = 50;
