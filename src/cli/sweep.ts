@@ -64,7 +64,7 @@ export function registerSweep(program: Command): void {
           process.exit(code);
         }
         stopping = true;
-        const solvedSoFar = [...done]; // workers keep posting while the files are written
+        const solvedSoFar = [...done].sort((a, b) => a.index - b.index); // workers keep posting while the files are written
         if (!solvedSoFar.length) {
           process.stderr.write(`mpq: interrupted before any point was solved; ${outDir} keeps the files it had\n`);
           process.exit(code);
@@ -106,7 +106,7 @@ export function registerSweep(program: Command): void {
         if (o.quiet !== true) {
           process.stdout.write(textTable(
             ['#', 'budgets', 'status', 'objective', 'BitOps G', 'size MB', 'CR', 'Pareto', 'reused from'],
-            results.map((r, i) => [i, sweepLabel(r), r.status, r.objective === null ? '-' : r.objective.toFixed(6), r.bitops === null ? '-' : r.bitops.toFixed(3), r.sizeMb === null ? '-' : r.sizeMb.toFixed(3), r.compressionRatio === null ? '-' : r.compressionRatio.toFixed(2), frontWord(r), r.reusedFrom ?? '']),
+            results.map((r) => [r.index, sweepLabel(r), r.status, r.objective === null ? '-' : r.objective.toFixed(6), r.bitops === null ? '-' : r.bitops.toFixed(3), r.sizeMb === null ? '-' : r.sizeMb.toFixed(3), r.compressionRatio === null ? '-' : r.compressionRatio.toFixed(2), frontWord(r), r.reusedFrom ?? '']),
           ) + '\n');
         }
         process.stdout.write(`${summaryLine(counts)}; in ${seconds.toFixed(2)} s on ${jobs} thread(s); wrote ${outDir}: ${files.join(', ')}\n`);

@@ -24,7 +24,7 @@ export interface ExplorerContext {
   layers: string[];
   /** `mpq search` with the sweep's inputs and flags, shell-quoted, less the budgets */
   command: string;
-  /** each point's budget flags, shell-quoted, in grid order */
+  /** each point's budget flags, shell-quoted, in the order of the results */
   budgetFlags: string[];
 }
 
@@ -113,13 +113,14 @@ function escapeHtml(s: string): string {
  * `mpq search` command that reproduces the point.
  */
 export function sweepExplorer(results: SweepResult[], ctx: ExplorerContext): string {
-  const feasible = results.map((r, index) => ({ r, index })).filter(({ r }) => r.objective !== null);
-  const labels = frontLabels(feasible.map(({ r }) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) })));
-  const labelOf = new Map(feasible.map(({ index }, k) => [index, labels[k]]));
-  const rows: ExplorerRow[] = results.map((r, index) => {
+  const feasible = results.filter((r) => r.objective !== null);
+  const labels = frontLabels(feasible.map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) })));
+  const labelOf = new Map(feasible.map((r, k) => [r.index, labels[k]]));
+  const byIndex = new Map(results.map((r) => [r.index, r]));
+  const rows: ExplorerRow[] = results.map((r, k) => {
     const e = sweepEntry(r);
     return {
-      index,
+      index: r.index,
       wb: e.wb,
       ab: e.ab,
       cr: e.cr,
@@ -136,11 +137,11 @@ export function sweepExplorer(results: SweepResult[], ctx: ExplorerContext): str
       reused_from: e.reused_from,
       label: sweepLabel(r),
       front: frontWord(r),
-      reused: r.reusedFrom === undefined ? '' : `#${r.reusedFrom} ${sweepLabel(results[r.reusedFrom])}`,
+      reused: r.reusedFrom === undefined ? '' : [`#${r.reusedFrom}`, ...[byIndex.get(r.reusedFrom)].filter((q) => q !== undefined).map(sweepLabel)].join(' '),
       w_bits: r.weightBits?.join(' ') ?? '',
       a_bits: r.actBits?.join(' ') ?? '',
-      budget_flags: ctx.budgetFlags[index],
-      ...(labelOf.get(index) ?? { label_bitops: '', label_size: '' }),
+      budget_flags: ctx.budgetFlags[k],
+      ...(labelOf.get(r.index) ?? { label_bitops: '', label_size: '' }),
     };
   });
   const families: BudgetFamily[] = FAMILIES.map(({ key, flag }) => ({

@@ -11,6 +11,8 @@ import { loadSearchInputs, searchOptions, withLatencyTable, type BudgetPoint, ty
 
 /** One solved point of a sweep. */
 export interface SweepResult {
+  /** the point's index in the sweep's grid */
+  index: number;
   point: BudgetPoint;
   status: SolveStatus;
   objective: number | null;
@@ -73,6 +75,7 @@ export async function solvePoints(
       const reuse = { from: undefined as number | undefined };
       const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), common.bops ? point : null);
       take(index, {
+        index,
         point,
         status: r.status,
         objective: r.objective,
