@@ -179,7 +179,7 @@ dt { font-weight: bold; }
 <details><summary>What the words mean</summary><dl id="terms"></dl></details>
 <div id="controls"></div>
 <div id="chart"></div>
-<p>Drag a box in either panel to select points (double-click clears it); click a point to select it, shift-click to add one.</p>
+<p>Drag a box in either panel to select points (double-click clears it); click a point to select it, shift-click to add one, click an empty place to select none.</p>
 <h2 id="table-title"></h2>
 <div id="table-box"><table id="table"></table></div>
 <p>Reproduce a point: <button id="copy" disabled>copy</button></p>
@@ -252,16 +252,17 @@ function explorerPage(): void {
       await view.runAsync();
       showTable(picked.size || brush ? chosen : visible().filter((r) => r.pareto_bitops || r.pareto_size), Boolean(picked.size || brush));
     };
-    const refill = async () => {
-      picked.clear();
-      view.signal('dense', visible().length > data.dense).data('points', visible());
-      await update();
-    };
+    // one update at a time, each after vega's current run (listeners are called inside one)
+    let queue = Promise.resolve();
+    const schedule = (before = () => {}) => (queue = queue.then(() => new Promise((r) => setTimeout(r, 0))).then(() => {
+      before();
+      return update();
+    }));
     view.addSignalListener('brush', (_name, value) => {
       const v = value as Record<string, [number, number]> | null;
       brush = v && Object.keys(v).length ? v : null;
       if (brush) picked.clear();
-      void update();
+      void schedule();
     });
     view.addEventListener('click', (event, item) => {
       const d = item?.datum;
@@ -270,7 +271,7 @@ function explorerPage(): void {
         if (picked.has(d.index)) picked.delete(d.index);
         else picked.add(d.index);
       } else if (!event.shiftKey) picked.clear();
-      void update();
+      void schedule();
     });
 
     for (const f of data.families) {
@@ -280,21 +281,18 @@ function explorerPage(): void {
       for (const v of f.values) select.append(make('option', String(v)));
       select.addEventListener('change', () => {
         filters.set(f.key, select.selectedIndex === 0 ? null : f.values[select.selectedIndex - 1]);
-        void refill();
+        void schedule(() => {
+          picked.clear();
+          view.signal('dense', visible().length > data.dense).data('points', visible());
+        });
       });
       const label = make('label', `${f.flag} `);
       label.append(select);
       el('controls').append(label);
     }
-    const clear = make('button', 'clear selection');
-    clear.addEventListener('click', () => {
-      picked.clear();
-      brush = null;
-      view.signal('brush', {});
-      void update();
-    });
-    el('controls').append(clear);
-    void update().then(() => document.body.setAttribute('data-ready', 'true'));
+    // for scripting the page (its tests read the brush from it)
+    (globalThis as unknown as { sweepView: VegaView }).sweepView = view;
+    void schedule().then(() => document.body.setAttribute('data-ready', 'true'));
   });
 
   const fmt = (v: unknown, digits: number) => (typeof v === 'number' ? v.toFixed(digits) : '-');
