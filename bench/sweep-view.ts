@@ -35,7 +35,7 @@ export async function benchSweepView(screenshots = false): Promise<void> {
   const model = join(REF, 'layers-reference-arithmetic.json');
   const pkl = join(REF, 'importance_indicators_resnet50.pkl');
   const t0 = performance.now();
-  const results = await runSweep({ model, indicators: pkl, fixFirstLast: true }, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true }, benchGrid(), { solver: 'exact', jobs: 1 });
+  const results = await runSweep({ model, indicators: pkl, layers: {} }, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true }, benchGrid(), { solver: 'exact', jobs: 1 });
   const solveMs = performance.now() - t0;
   const points = results.filter((r) => r.objective !== null).map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) }));
   const svgMs: number[] = [];

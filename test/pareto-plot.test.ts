@@ -173,7 +173,7 @@ test('pareto plot at 1,000 points on a dense front: no two visible labels overla
 });
 
 test('pareto plot of the 1,000-point bench sweep (LIMPQ ResNet-50): no two visible labels overlap', { skip: HAS_REFERENCE ? false : `no LIMPQ reference data at ${REFERENCE_DIR}` }, async () => {
-  const spec = { model: join(REFERENCE_DIR, 'layers-reference-arithmetic.json'), indicators: join(REFERENCE_DIR, 'importance_indicators_resnet50.pkl'), fixFirstLast: true };
+  const spec = { model: join(REFERENCE_DIR, 'layers-reference-arithmetic.json'), indicators: join(REFERENCE_DIR, 'importance_indicators_resnet50.pkl'), layers: {} };
   const results = await runSweep(spec, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true }, benchGrid(), { solver: 'exact', jobs: 1 });
   assert.equal(results.length, 1000);
   const plotted = results.filter((r) => r.objective !== null).map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) }));

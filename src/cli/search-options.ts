@@ -219,7 +219,9 @@ export function searchArgs(spec: InputSpec, c: CommonFlags, solver: string): str
     ...(c.latencyTablePath !== undefined ? ['--latency-table', c.latencyTablePath] : []),
     ...(c.weightBitsRange ? ['--w-bit-min', String(c.weightBitsRange.min), '--w-bit-max', String(c.weightBitsRange.max)] : []),
     ...(c.equivalentBits !== undefined ? ['--equivalent-bits', String(c.equivalentBits)] : []),
-    ...(spec.fixFirstLast ? [] : ['--no-fix-first-last']),
+    ...(spec.layers.fixed ? ['--fixed', ...spec.layers.fixed] : []),
+    ...(spec.layers.searchable ? ['--searchable', ...spec.layers.searchable] : []),
+    ...(spec.layers.fixFirstLast === false ? ['--no-fix-first-last'] : []),
     ...(solver !== 'exact' ? ['--solver', solver] : []),
   ];
 }
