@@ -235,3 +235,27 @@ test('sweep killed at any moment (SIGKILL): the folder holds one whole run\'s fi
   assertNoLeftovers(parent, 'set');
   assert.equal(assertWholeSet(out).points.length, 18);
 });
+
+test('searchArgs + budgetArgs are the inverse of the flag parsing: every problem flag survives the round trip', async () => {
+  const { Command } = await import('commander');
+  const { addProblemOptions, budgetArgs, budgetGrid, inputSpec, parseCommon, searchArgs, shellWords } = await import('../src/cli/search-options.js');
+  const latency = join(dir, 'latency.json');
+  writeFileSync(latency, JSON.stringify({ unit: 'ms', layers: { c1: { w4a4: 0.1 } } }));
+  const parse = (argv: string[]) => addProblemOptions(new Command().exitOverride(), false).parse(argv, { from: 'user' }).opts();
+  const given = ['--model', 'my model.json', '--indicators', "it's.json", '--bits', '8', '4', '2', '--alpha', '0.5', '--no-bops', '--latency-table', latency,
+    '--w-bit-min', '2', '--w-bit-max', '4', '--equivalent-bits', '3.5', '--fixed', 'c1', 'c4', '--solver', 'highs', '--cr', '10', '--max-bitops', '2', '--max-size-mb', '1.5', '--max-latency', '7'];
+  const o = parse(given);
+  const common = await parseCommon(o);
+  const [point] = budgetGrid(o);
+  const again = parse([...searchArgs(inputSpec(o), common, String(o.solver)), ...budgetArgs(common, point)]);
+  const { latencyTable: _table, ...flags } = common; // functions: compared by the path they came from
+  const { latencyTable: _again, ...flagsAgain } = await parseCommon(again);
+  assert.deepEqual(flagsAgain, flags);
+  assert.deepEqual(inputSpec(again), inputSpec(o));
+  assert.deepEqual(budgetGrid(again), [point]);
+  assert.equal(again.solver, 'highs');
+  // quoted for a shell: sh gives back the same words
+  const words = ['mpq', 'search', ...searchArgs(inputSpec(o), common, 'highs')];
+  const echoed = spawnSync('sh', ['-c', `printf '%s\\n' ${shellWords(words)}`], { encoding: 'utf8' }).stdout.trimEnd().split('\n');
+  assert.deepEqual(echoed, words);
+});
