@@ -30,9 +30,9 @@ export interface PlotRow {
   label_size: string;
 }
 
-export const FRONT = 'Pareto front';
-export const DOMINATED = 'dominated';
-export const FRONT_COLOR = '#d62728';
+const FRONT = 'Pareto front';
+const DOMINATED = 'dominated';
+const FRONT_COLOR = '#d62728';
 const DOMINATED_COLOR = '#7f7f7f';
 const WIDTH = 420;
 const HEIGHT = 320;
@@ -174,7 +174,7 @@ export function frontLabels<T extends { objective: number; bitops: number; sizeM
 }
 
 /** The rows the static plot draws. */
-export function plotRows(points: PlotPoint[]): PlotRow[] {
+function plotRows(points: PlotPoint[]): PlotRow[] {
   const labels = frontLabels(points);
   return points.map((p, i) => ({
     objective: p.objective,

@@ -91,9 +91,12 @@ function explorerSpec(): Spec {
   }));
 }
 
-/** A file of vega's beside the module its package exports (its `unpkg` build, made for `<script>`). */
+/**
+ * A file of vega's beside the module its package exports (its `unpkg` build, made for `<script>`),
+ * with any `</script` in it escaped so that it cannot end its element early.
+ */
 function vegaBuild(pkg: string, file: string): string {
-  return readFileSync(join(dirname(fileURLToPath(import.meta.resolve(pkg))), file), 'utf8');
+  return readFileSync(join(dirname(fileURLToPath(import.meta.resolve(pkg))), file), 'utf8').replace(/<\/script/gi, '<\\/script');
 }
 
 /** JSON safe inside `<script>`: no `</script>` or `<!--` can end or change it. */
@@ -210,6 +213,7 @@ function explorerPage(): void {
     return e;
   };
   for (const [word, meaning] of Object.entries(data.terms)) el('terms').append(make('dt', word.replace('_', ' ')), make('dd', meaning));
+  el('terms').append(make('dt', 'weight / activation bits'), make('dd', `per searchable layer, in this order: ${data.layers.join(', ')}`));
 
   const filters = new Map<string, number | null>();
   const picked = new Set<number>();

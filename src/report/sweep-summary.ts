@@ -17,17 +17,15 @@ export const SWEEP_TERMS = {
   pareto_both: 'on the BitOps front and on the size front',
 } as const;
 
-export type SweepTerm = keyof typeof SWEEP_TERMS;
-
 /** How many points of a sweep each word applies to (names as in SWEEP_TERMS). */
-export type SweepCounts = Record<SweepTerm, number>;
+export type SweepCounts = Record<keyof typeof SWEEP_TERMS, number>;
 
-export function isFeasible(r: SweepResult): boolean {
+function isFeasible(r: SweepResult): boolean {
   return r.objective !== null;
 }
 
 /** The same policy: equal bits in every layer (budgets differ, the answer does not). */
-export function policyKey(r: SweepResult): string {
+function policyKey(r: SweepResult): string {
   return `${r.weightBits?.join()}/${r.actBits?.join()}`;
 }
 
