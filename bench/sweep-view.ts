@@ -71,7 +71,7 @@ async function takeScreenshots(dir: string, bench: string, svg: string): Promise
   writeFileSync(join(docs, 'sweep-pareto-1000.png'), await svgToPng(svg, 1.5));
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: process.env.MPQ_CHROMIUM ?? '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   try {

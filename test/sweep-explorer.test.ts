@@ -1,6 +1,7 @@
 /**
  * The sweep explorer (sweep.html) in a real browser: Debian's chromium, driven by playwright-core.
- * Skipped, saying why, where chromium is not installed (`apt-get install chromium`; CI installs it).
+ * Skipped, saying why, where chromium is not installed (`apt-get install chromium`; CI installs it;
+ * MPQ_CHROMIUM names another chromium binary).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,8 +12,9 @@ import type { Browser, Page } from 'playwright-core';
 import { HAS_REFERENCE, REFERENCE_DIR, runCli, tempDir, writeTinySearchInputs } from './support.js';
 import { benchGridArgs } from './sweep-support.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const noBrowser = existsSync(CHROMIUM) ? false : `no browser: ${CHROMIUM} is not installed (apt-get install chromium)`;
+/** Debian's chromium, or the browser named by MPQ_CHROMIUM */
+const CHROMIUM = process.env.MPQ_CHROMIUM ?? '/usr/bin/chromium';
+const noBrowser = existsSync(CHROMIUM) ? false : `no browser: ${CHROMIUM} is not installed (apt-get install chromium, or set MPQ_CHROMIUM)`;
 const noReference = noBrowser || (HAS_REFERENCE ? false : `no LIMPQ reference data at ${REFERENCE_DIR}`);
 
 interface Point { index: number; status: string; objective: number | null; bitops: number | null; size_mb: number | null; wb: number; ab: number; cr: number; pareto_bitops: boolean; pareto_size: boolean; weight_bits: number[] | null }
