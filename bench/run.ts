@@ -4,9 +4,11 @@ import { benchRl } from './rl.js';
 import { benchSimulate, parseSimulateBenchArgs } from './simulate.js';
 import { benchSearch } from './search.js';
 import { benchOnnxImport, formatOnnxImport } from './onnx-import.js';
+import { benchSweepView } from './sweep-view.js';
 import { benchTrainStep, formatTrainStep } from './train-step.js';
 
 await benchSearch();
+await benchSweepView();
 await benchRl();
 console.log(formatTrainStep(benchTrainStep()));
 // torchvision resnet18 / mobilenet_v2 through the ONNX importer (skipped without Python's torch)

@@ -204,3 +204,40 @@ export function parseSearcher(o: Raw, solverGiven: boolean): SearcherChoice {
     ...(o.rlOut !== undefined ? { outDir: String(o.rlOut) } : {}),
   };
 }
+
+/**
+ * The `mpq search` flags that pose the same problem as these inputs and flags, less the budgets
+ * (`budgetArgs`): the inverse of parsing them, so a sweep can say how to reproduce each point.
+ */
+export function searchArgs(spec: InputSpec, c: CommonFlags, solver: string): string[] {
+  return [
+    ...(spec.model !== undefined ? ['--model', spec.model] : []),
+    ...(spec.indicators !== undefined ? ['--indicators', spec.indicators] : []),
+    '--bits', ...c.bits.map(String),
+    '--alpha', String(c.alpha),
+    ...(c.bops ? [] : ['--no-bops']),
+    ...(c.latencyTablePath !== undefined ? ['--latency-table', c.latencyTablePath] : []),
+    ...(c.weightBitsRange ? ['--w-bit-min', String(c.weightBitsRange.min), '--w-bit-max', String(c.weightBitsRange.max)] : []),
+    ...(c.equivalentBits !== undefined ? ['--equivalent-bits', String(c.equivalentBits)] : []),
+    ...(spec.layers.fixed ? ['--fixed', ...spec.layers.fixed] : []),
+    ...(spec.layers.searchable ? ['--searchable', ...spec.layers.searchable] : []),
+    ...(spec.layers.fixFirstLast === false ? ['--no-fix-first-last'] : []),
+    ...(solver !== 'exact' ? ['--solver', solver] : []),
+  ];
+}
+
+/** One budget point's flags for `mpq search`. */
+export function budgetArgs(c: CommonFlags, p: BudgetPoint): string[] {
+  return [
+    ...(c.bops ? ['--wb', String(p.wb), '--ab', String(p.ab)] : []),
+    '--cr', String(p.cr),
+    ...(p.maxBitopsG !== undefined ? ['--max-bitops', String(p.maxBitopsG)] : []),
+    ...(p.maxSizeMb !== undefined ? ['--max-size-mb', String(p.maxSizeMb)] : []),
+    ...(p.maxLatency !== undefined ? ['--max-latency', String(p.maxLatency)] : []),
+  ];
+}
+
+/** Arguments as a POSIX shell would need them typed: quoted where they hold anything but plain characters. */
+export function shellWords(args: string[]): string {
+  return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}

@@ -1,10 +1,11 @@
 import type { SweepResult } from '../search/sweep.js';
 
-const COLUMNS = ['wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto', 'pareto_bitops', 'pareto_size', 'solve_ms', 'reused_from'] as const;
+const COLUMNS = ['index', 'wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto_bitops', 'pareto_size', 'pareto_both', 'solve_ms', 'reused_from'] as const;
 
 /** One JSON entry per point: the budgets, the outcome, the policy. */
 export function sweepEntry(r: SweepResult) {
   return {
+    index: r.index,
     wb: r.point.wb,
     ab: r.point.ab,
     cr: r.point.cr,
@@ -17,11 +18,11 @@ export function sweepEntry(r: SweepResult) {
     bitops_unit: 'G',
     compression_ratio: r.compressionRatio,
     size_mb: r.sizeMb,
-    pareto: r.pareto,
     pareto_bitops: r.paretoBitops,
     pareto_size: r.paretoSize,
+    pareto_both: r.paretoBitops && r.paretoSize,
     solve_ms: r.solveMs,
-    /** grid index of the point whose optimum (or infeasibility) this point's is too, without a solve */
+    /** `index` of the point whose optimum (or infeasibility) this point's is too, without a solve */
     reused_from: r.reusedFrom ?? null,
     weight_bits: r.weightBits,
     act_bits: r.actBits,

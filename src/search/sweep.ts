@@ -1,4 +1,4 @@
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { LayerTable } from '../model/layer.js';
 import type { LoadedIndicators } from '../indicators/indicators.js';
@@ -11,6 +11,8 @@ import { loadSearchInputs, searchOptions, withLatencyTable, type BudgetPoint, ty
 
 /** One solved point of a sweep. */
 export interface SweepResult {
+  /** the point's index in the sweep's grid */
+  index: number;
   point: BudgetPoint;
   status: SolveStatus;
   objective: number | null;
@@ -28,8 +30,6 @@ export interface SweepResult {
   paretoBitops: boolean;
   /** likewise for objective and model size */
   paretoSize: boolean;
-  /** on either front */
-  pareto: boolean;
 }
 
 /** A point of a sweep with its index in the sweep's grid. */
@@ -75,6 +75,7 @@ export async function solvePoints(
       const reuse = { from: undefined as number | undefined };
       const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), common.bops ? point : null);
       take(index, {
+        index,
         point,
         status: r.status,
         objective: r.objective,
@@ -88,7 +89,6 @@ export async function solvePoints(
         ...(r.reason ? { reason: r.reason } : {}),
         paretoBitops: false,
         paretoSize: false,
-        pareto: false,
       });
       if (++solved % 16 === 0) await new Promise((resolve) => setImmediate(resolve)); // let signals (Ctrl-C) and messages through
     }
@@ -199,7 +199,6 @@ export function markPareto(results: SweepResult[]): void {
   for (const r of solved) {
     r.paretoBitops = onFront(r, (x) => x.bitops!);
     r.paretoSize = onFront(r, (x) => x.sizeMb!);
-    r.pareto = r.paretoBitops || r.paretoSize;
   }
 }
 
@@ -220,8 +219,13 @@ export interface SweepOptions {
 /** Below this many points a sweep stays in one thread: starting workers costs more than it saves. */
 const POINTS_PER_WORKER = 32;
 
+/** At most one solving thread per core: more only queue for the cores, each with its own copy of the inputs. */
+export function maxJobs(): number {
+  return availableParallelism();
+}
+
 export function defaultJobs(points: number): number {
-  return Math.max(1, Math.min(cpus().length, Math.floor(points / POINTS_PER_WORKER)));
+  return Math.max(1, Math.min(maxJobs(), Math.floor(points / POINTS_PER_WORKER)));
 }
 
 /**
