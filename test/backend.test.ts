@@ -138,7 +138,7 @@ test('wasm convolution gradients match the cpu backend (multi-threaded wasm buil
   assert.equal(await initBackend('cpu'), 'cpu');
   for (const c of convCases) expected.set(c.name, convGradients(c));
   // The first wasm start in this process: two XNNPACK threads, whatever the machine's load.
-  assert.equal(await initBackend('wasm', { wasmThreads: 2 }), 'wasm');
+  assert.equal(await initBackend('wasm', { threads: 2 }), 'wasm');
   assert.equal(getThreadsCount(), 2);
   for (const c of convCases) {
     const got = convGradients(c);

@@ -75,8 +75,7 @@ export async function prepare(
     throw new UserError(`--from ${options.from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
   }
   const source = options.source ?? await resolveModel(options);
-  const backend = await initBackend(options.backend ?? 'auto');
-  options.log?.(`backend: ${backend}`);
+  const backend = await initBackend(options.backend ?? 'auto', { log: options.log });
   const model = build(source);
   return { backend, model, source, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
 }

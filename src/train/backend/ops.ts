@@ -9,7 +9,8 @@
  * (scaleShiftPerChannel). Same-shape elementwise ops are fast and are used as they are.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Tensor, Tensor1D } from '@tensorflow/tfjs';
+import type { GradConfig, NamedAttrMap, Tensor, Tensor1D } from '@tensorflow/tfjs';
+import { BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, nativeKernelsActive, type BatchNormAttrs } from './native.js';
 
 export interface BatchNormTrainResult<T extends Tensor> {
   /** normalised, scaled and shifted x; differentiable w.r.t. x, gamma and beta */
@@ -64,12 +65,18 @@ export function scaleShiftPerChannel<T extends Tensor>(x: T, scale: Tensor1D, sh
  * Training-mode batch normalisation over all axes but the last (channels-last), as in
  * torch.nn.BatchNorm2d.train(): y = gamma * (x - mean) / sqrt(variance + epsilon) + beta with the
  * batch's mean and biased variance. The caller disposes the returned mean/variance (or lets an
- * enclosing tf.tidy do it).
+ * enclosing tf.tidy do it). With the native kernels, one oneDNN kernel each way.
  */
 export function batchNormTrain<T extends Tensor>(x: T, gamma: Tensor1D, beta: Tensor1D, epsilon = 1e-5): BatchNormTrainResult<T> {
   const channels = x.shape[x.rank - 1];
   if (gamma.size !== channels || beta.size !== channels) {
     throw new Error(`batchNormTrain: gamma/beta have ${gamma.size}/${beta.size} values for ${channels} channels`);
+  }
+  if (nativeKernelsActive() && x.dtype === 'float32') {
+    if (tf.getGradient(BATCH_NORM_TRAIN) === undefined) tf.registerGradient(batchNormTrainGradient);
+    const attrs: BatchNormAttrs = { epsilon };
+    const [y, mean, variance] = tf.engine().runKernel(BATCH_NORM_TRAIN, { x, gamma, beta }, attrs as unknown as NamedAttrMap) as Tensor[];
+    return { y: y as T, mean: mean as Tensor1D, variance: variance as Tensor1D };
   }
   const count = x.size / channels;
   // Statistics leave the custom-gradient function kept (its forward runs inside a tidy) and are
@@ -109,3 +116,19 @@ export function batchNormTrain<T extends Tensor>(x: T, gamma: Tensor1D, beta: Te
   keptVariance?.dispose();
   return { y, mean, variance };
 }
+
+/**
+ * The native batch norm's gradient: dx, dgamma and dbeta from one kernel. It runs here, not in the
+ * returned functions: the tape runs each of those in its own tidy, which would dispose the others.
+ */
+const batchNormTrainGradient: GradConfig = {
+  kernelName: BATCH_NORM_TRAIN,
+  inputsToSave: ['x', 'gamma'],
+  outputsToSave: [false, true, true],
+  gradFunc: (dys: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
+    const [x, gamma, mean, variance] = saved;
+    const dy = (dys as Tensor[])[0];
+    const [dx, dGamma, dBeta] = tf.engine().runKernel(BATCH_NORM_TRAIN_GRAD, { x, dy, gamma, mean, variance }, attrs) as Tensor[];
+    return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
+  },
+};
