@@ -1,0 +1,275 @@
+/**
+ * mpq's native (oneDNN) kernels against the wasm kernels they replace, on random shapes, strides,
+ * paddings, dilations and depthwise multipliers: every output within 1e-5 of the wasm kernel's,
+ * relative to its largest magnitude, and of the cpu backend's (tfjs's plain loops, the referee where
+ * the wasm kernel is wrong: its Conv2D is, for 'same' padding at a stride larger than the filter).
+ * Runs when the addon is built (skips, saying why, when not; CI sets MPQ_REQUIRE_NATIVE=1 once it
+ * has installed oneDNN, and then the addon must be there).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import type { NamedAttrMap } from '@tensorflow/tfjs';
+import { batchNormTrain, initBackend, loadNative } from '../src/train/backend/index.js';
+import { useNativeKernels } from '../src/train/backend/native.js';
+import { fusedFakeQuantize } from '../src/train/backend/fake-quant.js';
+import { SgdMomentum } from '../src/train/optimizer.js';
+import { Prng } from '../src/util/prng.js';
+import { UserError } from '../src/util/errors.js';
+import { runCli, tempDir } from './support.js';
+
+const load = loadNative();
+const skip = load.addon ? false : `native kernels ${load.reason}`;
+const TOLERANCE = 1e-5;
+
+test('the native kernels are built where CI installed oneDNN', { skip: process.env.MPQ_REQUIRE_NATIVE !== '1' && 'MPQ_REQUIRE_NATIVE is not set' }, () => {
+  assert.ok(load.addon, `native kernels ${load.reason}`);
+});
+
+/** max |a − b| over max |b| */
+function relativeGap(actual: Float32Array, expected: Float32Array): number {
+  assert.equal(actual.length, expected.length);
+  let gap = 0;
+  let scale = 0;
+  for (let i = 0; i < actual.length; i++) {
+    gap = Math.max(gap, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return gap / Math.max(scale, 1e-30);
+}
+
+interface Outputs {
+  native: Float32Array[];
+  wasm: Float32Array[];
+  cpu: Float32Array[];
+}
+
+/** The tensors `run` returns, computed with the native kernels, the wasm ones and on the cpu backend. */
+async function onAll(run: () => tf.Tensor[]): Promise<Outputs> {
+  const read = () => tf.tidy(() => run().map((t) => Float32Array.from(t.dataSync())));
+  await tf.setBackend('cpu');
+  const cpu = read();
+  await tf.setBackend('wasm');
+  useNativeKernels(true);
+  const native = read();
+  useNativeKernels(false);
+  const wasm = read();
+  return { native, wasm, cpu };
+}
+
+/**
+ * Each output of `run` on the native kernels is within TOLERANCE of the wasm kernel's, or, where
+ * the wasm kernel is not within it of the cpu backend's, of the cpu backend's. Returns the outputs
+ * the wasm kernel got wrong.
+ */
+async function assertClose(label: string, run: () => tf.Tensor[], names: string[]): Promise<string[]> {
+  const { native, wasm, cpu } = await onAll(run);
+  const wasmWrong: string[] = [];
+  names.slice(0, native.length).forEach((name, i) => {
+    if (relativeGap(wasm[i], cpu[i]) > TOLERANCE) wasmWrong.push(`${label}: ${name}`);
+    const [reference, referee] = wasmWrong.at(-1) === `${label}: ${name}` ? [cpu[i], 'cpu'] : [wasm[i], 'wasm'];
+    const gap = relativeGap(native[i], reference);
+    assert.ok(gap <= TOLERANCE, `${label}: ${name} differs from the ${referee} kernel's by ${gap.toExponential(2)}`);
+  });
+  return wasmWrong;
+}
+
+/** Equal as numbers (0 and −0 alike). */
+function assertSameValues(actual: Float32Array, expected: Float32Array, label: string): void {
+  assert.equal(actual.length, expected.length);
+  const first = actual.findIndex((v, i) => v !== expected[i]);
+  assert.equal(first, -1, `${label}: element ${first} is ${actual[first]}, expected ${expected[first]}`);
+}
+
+const random = (rng: Prng, shape: number[]) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => 2 * rng.next() - 1), shape);
+const between = (rng: Prng, lo: number, hi: number) => lo + rng.int(hi - lo + 1);
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+
+interface ConvCase {
+  label: string;
+  depthwise: boolean;
+  x: [number, number, number, number];
+  filter: [number, number, number, number];
+  strides: [number, number];
+  dilations: [number, number];
+  pad: Pad;
+  outShape: number[];
+}
+
+/** A random convolution (tfjs rules: dilation only at stride 1) whose output is not empty. */
+function convCase(rng: Prng, depthwise: boolean, dilated: boolean): ConvCase {
+  for (;;) {
+    const x: ConvCase['x'] = [between(rng, 1, 3), between(rng, 4, 13), between(rng, 4, 13), between(rng, 1, 9)];
+    const kernel = [between(rng, 1, 5), between(rng, 1, 5)];
+    const filter: ConvCase['filter'] = [kernel[0], kernel[1], x[3], depthwise ? between(rng, 1, 3) : between(rng, 1, 9)];
+    const strides: [number, number] = dilated ? [1, 1] : [between(rng, 1, 3), between(rng, 1, 3)];
+    const dilations: [number, number] = dilated ? [between(rng, 1, 3), between(rng, 1, 3)] : [1, 1];
+    const choice = rng.int(3);
+    const pad: Pad = choice === 0 ? 'same' : choice === 1 ? 'valid'
+      : [[0, 0], [rng.int(4), rng.int(4)], [rng.int(4), rng.int(4)], [0, 0]];
+    const info = tf.backend_util.computeConv2DInfo(x, filter, strides, dilations, pad, undefined, depthwise, 'channelsLast');
+    if (info.outHeight < 1 || info.outWidth < 1) continue;
+    const label = `${depthwise ? 'depthwise ' : ''}x ${x} filter ${filter} strides ${strides} dilations ${dilations} pad ${JSON.stringify(pad)}`;
+    return { label, depthwise, x, filter, strides, dilations, pad, outShape: info.outShape };
+  }
+}
+
+/** Forward, backward-data and backward-weights kernels of a case, run directly. */
+function convKernels(c: ConvCase, seed: number): tf.Tensor[] {
+  const rng = new Prng(seed);
+  const x = random(rng, c.x);
+  const filter = random(rng, c.filter);
+  const dy = random(rng, c.outShape);
+  const common = { strides: c.strides, pad: c.pad, dimRoundingMode: undefined };
+  const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: object) =>
+    tf.engine().runKernel(name, inputs, attrs as unknown as NamedAttrMap) as tf.Tensor;
+  const dilated = c.dilations.some((d) => d > 1);
+  if (c.depthwise) {
+    const attrs = { ...common, dilations: c.dilations };
+    const forward = run(tf.DepthwiseConv2dNative, { x, filter }, { ...attrs, dataFormat: 'NHWC' });
+    // mpq's wasm depthwise gradients take dilation 1 only
+    if (dilated) return [forward];
+    return [
+      forward,
+      run(tf.DepthwiseConv2dNativeBackpropInput, { dy, filter }, { ...attrs, inputShape: c.x }),
+      run(tf.DepthwiseConv2dNativeBackpropFilter, { x, dy }, { ...attrs, filterShape: c.filter }),
+    ];
+  }
+  const forward = run(tf.Conv2D, { x, filter }, { ...common, dilations: c.dilations, dataFormat: 'NHWC' });
+  // tfjs's conv2d gradients take no dilation
+  if (dilated) return [forward];
+  return [
+    forward,
+    run(tf.Conv2DBackpropInput, { dy, filter }, { ...common, dataFormat: 'NHWC', inputShape: c.x }),
+    run(tf.Conv2DBackpropFilter, { x, dy }, { ...common, dataFormat: 'NHWC', filterShape: c.filter }),
+  ];
+}
+
+test('native convolutions (forward, backward-data, backward-weights; depthwise and dilated) equal the wasm kernels', { skip }, async (t) => {
+  await initBackend('native', { threads: 2 });
+  const rng = new Prng(16);
+  const cases = [
+    ...Array.from({ length: 24 }, () => convCase(rng, false, false)),
+    ...Array.from({ length: 6 }, () => convCase(rng, false, true)),
+    ...Array.from({ length: 12 }, () => convCase(rng, true, false)),
+    ...Array.from({ length: 4 }, () => convCase(rng, true, true)),
+  ];
+  const wasmWrong: string[] = [];
+  for (const [i, c] of cases.entries()) wasmWrong.push(...await assertClose(c.label, () => convKernels(c, i), ['forward', 'backward-data', 'backward-weights']));
+  if (wasmWrong.length > 0) t.diagnostic(`the wasm kernel is wrong (native matches the cpu backend) for ${wasmWrong.join('; ')}`);
+});
+
+test('native batched matrix products (transposes, broadcast batches) equal the wasm kernel', { skip }, async () => {
+  await initBackend('native', { threads: 2 });
+  const rng = new Prng(17);
+  for (let i = 0; i < 16; i++) {
+    const [m, k, n] = [between(rng, 1, 40), between(rng, 1, 40), between(rng, 1, 40)];
+    const [transposeA, transposeB] = [rng.next() < 0.5, rng.next() < 0.5];
+    const batch = between(rng, 1, 3);
+    // batches: equal, or one of them 1 (broadcast)
+    const [batchA, batchB] = i % 3 === 0 ? [1, batch] : i % 3 === 1 ? [batch, 1] : [batch, batch];
+    const label = `batch ${batchA}/${batchB} ${m}x${k} · ${k}x${n} transposes ${transposeA}/${transposeB}`;
+    await assertClose(label, () => {
+      const r = new Prng(i);
+      const a = random(r, [batchA, ...(transposeA ? [k, m] : [m, k])]);
+      const b = random(r, [batchB, ...(transposeB ? [n, k] : [k, n])]);
+      return [tf.matMul(a, b, transposeA, transposeB)];
+    }, ['product']);
+  }
+});
+
+test('native batch norm (forward and gradients) equals the wasm batchNormTrain', { skip }, async () => {
+  await initBackend('native', { threads: 2 });
+  const rng = new Prng(18);
+  for (let i = 0; i < 8; i++) {
+    const shape = i === 7 ? [37, between(rng, 1, 20)] : [between(rng, 1, 8), between(rng, 1, 9), between(rng, 1, 9), between(rng, 1, 20)];
+    const channels = shape[shape.length - 1];
+    await assertClose(`x ${shape}`, () => {
+      const r = new Prng(100 + i);
+      // a large mean: the variance must not come from E[x²] − E[x]²
+      const x = random(r, shape).mul(3).add(5);
+      const gamma = random(r, [channels]).add(1.5) as tf.Tensor1D;
+      const beta = random(r, [channels]) as tf.Tensor1D;
+      const weights = random(r, shape);
+      const { y, mean, variance } = batchNormTrain(x, gamma, beta, 1e-5);
+      const grads = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+        batchNormTrain(a, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5).y.mul(weights).sum())([x, gamma, beta]);
+      return [y, mean, variance, ...grads];
+    }, ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta']);
+  }
+});
+
+test('native fake quantization (per tensor and per channel) equals the wasm kernels, values exactly', { skip }, async () => {
+  await initBackend('native', { threads: 2 });
+  const rng = new Prng(19);
+  for (let i = 0; i < 10; i++) {
+    const shape = [between(rng, 1, 40), between(rng, 1, 30), between(rng, 1, 70)];
+    const perChannel = i % 2 === 1;
+    const [lo, hi] = i % 3 === 0 ? [0, 15] : [-8, 7];
+    const run = () => {
+      const r = new Prng(200 + i);
+      const x = random(r, shape).mul(2);
+      const step = (perChannel ? random(r, [shape[2]]) : random(r, [])).abs().add(0.05);
+      const weights = random(r, shape);
+      const [dx, dStep] = tf.grads((a: tf.Tensor, s: tf.Tensor) => fusedFakeQuantize(a, s, lo, hi).mul(weights).sum())([x, step]);
+      return [fusedFakeQuantize(x, step, lo, hi), dx, dStep];
+    };
+    const label = `x ${shape} ${perChannel ? 'per channel' : 'per tensor'} [${lo}, ${hi}]`;
+    await assertClose(label, run, ['values', 'dx', 'dstep']);
+    const { native, wasm } = await onAll(run);
+    assertSameValues(native[0], wasm[0], `${label}: values`);
+    assertSameValues(native[1], wasm[1], `${label}: dx`);
+  }
+});
+
+test('native ReLU gradient and SGD-momentum update equal the ops they replace, exactly', { skip }, async () => {
+  await initBackend('native', { threads: 2 });
+  const { native, wasm } = await onAll(() => {
+    const r = new Prng(20);
+    const x = random(r, [3, 50, 70]);
+    const weights = random(r, [3, 50, 70]);
+    const [dx] = tf.grads((a: tf.Tensor) => tf.relu(a).mul(weights).sum())([x]);
+    const w = tf.variable(random(r, [300, 7]));
+    const b = tf.variable(random(r, [7]));
+    const optimizer = new SgdMomentum(0.9, 5e-4, new Set([w]));
+    for (let step = 0; step < 3; step++) optimizer.step(new Map([[w, random(r, [300, 7])], [b, random(r, [7])]]), 0.05 / (step + 1));
+    const out = [dx, w.clone(), b.clone()];
+    optimizer.dispose();
+    w.dispose();
+    b.dispose();
+    return out;
+  });
+  ['relu dx', 'decayed weight', 'bias'].forEach((name, i) => assertSameValues(native[i], wasm[i], name));
+});
+
+test('backend native says which backend runs; auto picks it when built', { skip }, async () => {
+  const lines: string[] = [];
+  assert.equal(await initBackend('auto', { threads: 1, log: (line) => lines.push(line) }), 'native');
+  assert.equal(tf.getBackend(), 'wasm');
+  assert.deepEqual(lines, [`backend: native (oneDNN ${load.addon!.version().onednn} kernels over wasm, 1 thread)`]);
+});
+
+test('--backend native without the addon is a one-line UserError naming why; auto then runs wasm and says why', { skip: !skip && 'native kernels are built' }, async () => {
+  await assert.rejects(initBackend('native'), (error: unknown) => {
+    assert.ok(error instanceof UserError);
+    assert.match(error.message, /^--backend native: the native kernels are not built/);
+    assert.doesNotMatch(error.message, /\n/);
+    return true;
+  });
+  const lines: string[] = [];
+  assert.equal(await initBackend('auto', { threads: 1, log: (line) => lines.push(line) }), 'wasm');
+  assert.match(lines.join('\n'), /^backend: wasm \(1 thread; native kernels not built/);
+});
+
+test('a training run on the native kernels ends where the wasm run does (same seed, within one test digit)', { skip }, () => {
+  const runs = ['native', 'wasm'].map((backend) => {
+    const dir = tempDir();
+    const r = runCli(['train', '--model', 'mnist-cnn', '--epochs', '1', '--limit', '1000', '--seed', '3', '--backend', backend, '--checkpoint', dir, '--no-progress']);
+    assert.equal(r.status, 0, r.stderr);
+    const top1 = /final test top1 ([\d.]+)% on (\d+) images/.exec(r.stdout + r.stderr);
+    assert.ok(top1, r.stdout + r.stderr);
+    return { correct: Math.round((Number(top1[1]) / 100) * Number(top1[2])), images: Number(top1[2]) };
+  });
+  assert.ok(Math.abs(runs[0].correct - runs[1].correct) <= 1, `native ${runs[0].correct} vs wasm ${runs[1].correct} of ${runs[0].images} correct`);
+});
