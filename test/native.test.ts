@@ -223,24 +223,28 @@ test('native fake quantization (per tensor and per channel) equals the wasm kern
   }
 });
 
-test('native ReLU gradient and SGD-momentum update equal the ops they replace, exactly', { skip }, async () => {
+test('native elementwise kernels (add, sub, mul, ReLU and its gradient, clipping\'s gradient, SGD-momentum) equal the wasm ops, exactly', { skip }, async () => {
   await initBackend('native', { threads: 2 });
+  const names = ['add', 'sub', 'mul', 'relu', 'relu dx', 'clip dx', 'decayed weight', 'bias'];
   const { native, wasm } = await onAll(() => {
     const r = new Prng(20);
-    const x = random(r, [3, 50, 70]);
-    const weights = random(r, [3, 50, 70]);
+    // large enough to run on both threads
+    const x = random(r, [3, 50, 700]);
+    const y = random(r, [3, 50, 700]);
+    const weights = random(r, [3, 50, 700]);
     const [dx] = tf.grads((a: tf.Tensor) => tf.relu(a).mul(weights).sum())([x]);
+    const [clipDx] = tf.grads((a: tf.Tensor) => tf.clipByValue(a, -0.5, 0.25).mul(weights).sum())([x]);
     const w = tf.variable(random(r, [300, 7]));
     const b = tf.variable(random(r, [7]));
     const optimizer = new SgdMomentum(0.9, 5e-4, new Set([w]));
     for (let step = 0; step < 3; step++) optimizer.step(new Map([[w, random(r, [300, 7])], [b, random(r, [7])]]), 0.05 / (step + 1));
-    const out = [dx, w.clone(), b.clone()];
+    const out = [tf.add(x, y), tf.sub(x, y), tf.mul(x, y), tf.relu(x), dx, clipDx, w.clone(), b.clone()];
     optimizer.dispose();
     w.dispose();
     b.dispose();
     return out;
   });
-  ['relu dx', 'decayed weight', 'bias'].forEach((name, i) => assertSameValues(native[i], wasm[i], name));
+  names.forEach((name, i) => assertSameValues(native[i], wasm[i], name));
 });
 
 test('backend native says which backend runs; auto picks it when built', { skip }, async () => {

@@ -7,12 +7,13 @@
  *
  * Native here: convolution forward, backward-data and backward-weights (depthwise included), the
  * batched matrix product, training-mode batch norm (batchNormTrain, ops.ts), the fused LSQ fake
- * quantization (fake-quant.ts), ReLU's gradient and the SGD-momentum update (fusedSgdMomentum). They
- * run on OpenMP threads (setNativeThreads).
+ * quantization (fake-quant.ts), same-shape add, subtract, multiply and ReLU, ReLU's and clipping's
+ * gradients, and the SGD-momentum update (fusedSgdMomentum). They run on OpenMP threads
+ * (setNativeThreads), where the wasm kernels (but XNNPACK's, in the threaded build) run on one.
  */
 import * as tf from '@tensorflow/tfjs';
 import type {
-  BatchMatMulAttrs, GradConfig, Tensor, Conv2DAttrs, Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, DepthwiseConv2dNativeAttrs,
+  BatchMatMulAttrs, ClipByValueAttrs, GradConfig, Tensor, Conv2DAttrs, Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, DepthwiseConv2dNativeAttrs,
   DepthwiseConv2dNativeBackpropFilterAttrs, DepthwiseConv2dNativeBackpropInputAttrs, KernelConfig, KernelFunc, NamedAttrMap,
   NamedTensorInfoMap, TensorInfo,
 } from '@tensorflow/tfjs';
@@ -39,7 +40,11 @@ export interface NativeAddon {
   fakeQuantize(heap: Uint8Array, n: number, channels: number, lo: number, hi: number, steps: number, x: number, out: number): void;
   fakeQuantizeGradX(heap: Uint8Array, n: number, channels: number, lo: number, hi: number, steps: number, x: number, dy: number, dx: number): void;
   fakeQuantizeGradStep(heap: Uint8Array, n: number, channels: number, lo: number, hi: number, steps: number, x: number, dy: number, out: number): void;
+  /** op 0 add, 1 subtract, 2 multiply; same-shape operands */
+  binary(heap: Uint8Array, op: number, n: number, a: number, b: number, out: number): void;
+  relu(heap: Uint8Array, n: number, x: number, y: number): void;
   reluGrad(heap: Uint8Array, n: number, x: number, dy: number, dx: number): void;
+  clipGrad(heap: Uint8Array, n: number, x: number, dy: number, dx: number, lo: number, hi: number): void;
   sgdMomentum(heap: Uint8Array, n: number, w: number, v: number, g: number, newW: number, newV: number, lr: number, momentum: number, weightDecay: number): void;
 }
 
@@ -290,6 +295,28 @@ function fakeQuantKernel(
   };
 }
 
+/** Add, Sub, Multiply of two float32 tensors of one shape; other cases (broadcasts) stay on wasm. */
+function binaryKernel(kernelName: string, op: number): KernelConfig {
+  const kernelFunc = (args: KernelArgs): TensorInfo | TensorInfo[] => {
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    if (!isFloat(a, b) || !tf.util.arraysEqual(a.shape, b.shape)) return fallback(kernelName, args);
+    const backend = args.backend as BackendWasm;
+    const out = backend.makeOutput(a.shape, 'float32');
+    addon().binary(heap(backend), op, tf.util.sizeFromShape(a.shape), offset(backend, a), offset(backend, b), offset(backend, out));
+    return out;
+  };
+  return { kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as KernelFunc };
+}
+
+function relu(args: KernelArgs): TensorInfo | TensorInfo[] {
+  const { x } = args.inputs as { x: TensorInfo };
+  if (!isFloat(x)) return fallback(tf.Relu, args);
+  const backend = args.backend as BackendWasm;
+  const y = backend.makeOutput(x.shape, 'float32');
+  addon().relu(heap(backend), tf.util.sizeFromShape(x.shape), offset(backend, x), offset(backend, y));
+  return y;
+}
+
 /** ReLU's gradient in one pass (tfjs's is step, cast and multiply): dy where x > 0, else 0. */
 const RELU_GRAD = 'MpqReluGrad';
 
@@ -310,6 +337,30 @@ const reluGradient: GradConfig = {
     const [x] = saved;
     if (!nativeKernelsActive() || x.dtype !== 'float32') return stockReluGradient!.gradFunc(dy, saved, attrs);
     return { x: () => tf.engine().runKernel(RELU_GRAD, { x, dy: dy as Tensor }) as Tensor };
+  },
+};
+
+/** Clipping's gradient in one pass (tfjs's: two compares, and, zeros, select): dy where lo <= x <= hi. */
+const CLIP_GRAD = 'MpqClipByValueGrad';
+
+function clipGrad(args: KernelArgs): TensorInfo {
+  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+  const { clipValueMin, clipValueMax } = args.attrs as unknown as ClipByValueAttrs;
+  const backend = args.backend as BackendWasm;
+  const dx = backend.makeOutput(x.shape, 'float32');
+  addon().clipGrad(heap(backend), tf.util.sizeFromShape(x.shape), offset(backend, x), offset(backend, dy), offset(backend, dx), clipValueMin, clipValueMax);
+  return dx;
+}
+
+let stockClipGradient: GradConfig | undefined;
+
+const clipGradient: GradConfig = {
+  kernelName: tf.ClipByValue,
+  inputsToSave: ['x'],
+  gradFunc: (dy: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
+    const [x] = saved;
+    if (!nativeKernelsActive() || x.dtype !== 'float32') return stockClipGradient!.gradFunc(dy, saved, attrs);
+    return { x: () => tf.engine().runKernel(CLIP_GRAD, { x, dy: dy as Tensor }, attrs) as Tensor };
   },
 };
 
@@ -343,6 +394,7 @@ export function fusedSgdMomentum(w: Tensor, v: Tensor, g: Tensor, attrs: SgdAttr
 
 const nativeKernels: KernelConfig[] = [
   conv2d, conv2dBackpropInput, conv2dBackpropFilter, depthwiseConv2d, depthwiseBackpropInput, depthwiseBackpropFilter,
+  binaryKernel(tf.Add, 0), binaryKernel(tf.Sub, 1), binaryKernel(tf.Multiply, 2),
   ...([
     [tf.BatchMatMul, batchMatMul],
     [BATCH_NORM_TRAIN, batchNormTrain],
@@ -350,7 +402,9 @@ const nativeKernels: KernelConfig[] = [
     [FAKE_QUANTIZE, fakeQuantKernel((a, h, n, c, lo, hi, s, x, _dy, out) => a.fakeQuantize(h, n, c, lo, hi, s, x, out), 'x')],
     [FAKE_QUANTIZE_GRAD_X, fakeQuantKernel((a, h, n, c, lo, hi, s, x, dy, out) => a.fakeQuantizeGradX(h, n, c, lo, hi, s, x, dy, out), 'x')],
     [FAKE_QUANTIZE_GRAD_STEP, fakeQuantKernel((a, h, n, c, lo, hi, s, x, dy, out) => a.fakeQuantizeGradStep(h, n, c, lo, hi, s, x, dy, out), 'step')],
+    [tf.Relu, relu],
     [RELU_GRAD, reluGrad],
+    [CLIP_GRAD, clipGrad],
     [SGD_MOMENTUM, sgdMomentum],
   ] as Array<[string, (args: KernelArgs) => TensorInfo | TensorInfo[]]>).map(([kernelName, kernelFunc]) => ({
     kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as KernelFunc,
@@ -373,8 +427,11 @@ export function useNativeKernels(on: boolean): void {
   if (on) {
     addon();
     registerFakeQuantizeKernels();
+    // gradients are registered for every backend: these fall back to tfjs's when not on native
     stockReluGradient = tf.getGradient(tf.Relu);
+    stockClipGradient = tf.getGradient(tf.ClipByValue);
     tf.registerGradient(reluGradient);
+    tf.registerGradient(clipGradient);
     for (const config of nativeKernels) {
       const previous = tf.getKernel(config.kernelName, 'wasm');
       replaced.set(config.kernelName, previous);
@@ -383,6 +440,7 @@ export function useNativeKernels(on: boolean): void {
     }
   } else {
     if (stockReluGradient) tf.registerGradient(stockReluGradient);
+    if (stockClipGradient) tf.registerGradient(stockClipGradient);
     for (const config of nativeKernels) {
       tf.unregisterKernel(config.kernelName, 'wasm');
       const previous = replaced.get(config.kernelName);
