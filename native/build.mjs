@@ -25,7 +25,7 @@ function finish(built, reason, details = {}) {
   fs.writeFileSync(`${status}.tmp`, `${JSON.stringify({ built, reason, ...details, at: new Date().toISOString() })}\n`);
   fs.renameSync(`${status}.tmp`, status);
   console.log(built
-    ? `mpq: native kernels built (oneDNN ${details.onednn}); training uses them (--backend native)`
+    ? `mpq: native kernels built (oneDNN ${details.onednn}): training uses them`
     : `mpq: native kernels not built: ${reason}; training runs on wasm (README: Native kernels)`);
   process.exit(0);
 }
