@@ -10,8 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import type { NamedAttrMap } from '@tensorflow/tfjs';
-import { batchNormTrain, initBackend, loadNative } from '../src/train/backend/index.js';
-import { useNativeKernels } from '../src/train/backend/native.js';
+import { batchNormTrain, groupedConv2d, initBackend, loadNative } from '../src/train/backend/index.js';
+import { nativeKernelsActive, useNativeKernels } from '../src/train/backend/native.js';
 import { fusedFakeQuantize } from '../src/train/backend/fake-quant.js';
 import { SgdMomentum } from '../src/train/optimizer.js';
 import { Prng } from '../src/util/prng.js';
@@ -158,6 +158,57 @@ test('native convolutions (forward, backward-data, backward-weights; depthwise a
   const wasmWrong: string[] = [];
   for (const [i, c] of cases.entries()) wasmWrong.push(...await assertClose(c.label, () => convKernels(c, i), ['forward', 'backward-data', 'backward-weights']));
   if (wasmWrong.length > 0) t.diagnostic(`the wasm kernel is wrong (native matches the cpu backend) for ${wasmWrong.join('; ')}`);
+});
+
+test('groupedConv2d on the native kernels (one oneDNN convolution each way) equals tf.conv2d per group, values and gradients', { skip }, async () => {
+  await initBackend('native', { threads: 2 });
+  const rng = new Prng(21);
+  for (let i = 0; i < 12; i++) {
+    const groups = between(rng, 2, 4);
+    const x = [between(rng, 1, 3), between(rng, 5, 12), between(rng, 5, 12), groups * between(rng, 1, 4)];
+    const filter = [between(rng, 1, 3), between(rng, 1, 3), x[3] / groups, groups * between(rng, 1, 4)];
+    const strides = between(rng, 1, 2);
+    const pad = i % 2 === 0 ? 'same' : 'valid';
+    await assertClose(`x ${x} filter ${filter} groups ${groups} strides ${strides} ${pad}`, () => {
+      const r = new Prng(300 + i);
+      const [input, weights] = [random(r, x) as tf.Tensor4D, random(r, filter) as tf.Tensor4D];
+      const conv = (a: tf.Tensor, b: tf.Tensor) => groupedConv2d(a as tf.Tensor4D, b as tf.Tensor4D, { strides, pad, groups });
+      const y = conv(input, weights);
+      const upstream = random(r, y.shape);
+      return [y, ...tf.grads((a: tf.Tensor, b: tf.Tensor) => conv(a, b).mul(upstream).sum())([input, weights])];
+    }, ['y', 'dx', 'dfilter']);
+  }
+});
+
+test('dilated groupedConv2d has native gradients, equal to those of the undilated convolution with the filter spread out', { skip }, async () => {
+  await initBackend('native', { threads: 2 });
+  const rng = new Prng(22);
+  for (let i = 0; i < 8; i++) {
+    const groups = between(rng, 1, 2);
+    const x = [between(rng, 1, 2), between(rng, 9, 14), between(rng, 9, 14), groups * between(rng, 1, 3)];
+    const [kh, kw, dh, dw] = [between(rng, 2, 3), between(rng, 2, 3), between(rng, 1, 3), between(rng, 2, 3)];
+    const filter = [kh, kw, x[3] / groups, groups * between(rng, 1, 3)];
+    const pad = i % 2 === 0 ? 'same' : 'valid';
+    await assertClose(`x ${x} filter ${filter} groups ${groups} dilations ${dh},${dw} ${pad}`, () => {
+      const r = new Prng(400 + i);
+      const [input, weights] = [random(r, x) as tf.Tensor4D, random(r, filter) as tf.Tensor4D];
+      const upstream = () => random(new Prng(500 + i), y.shape);
+      let y: tf.Tensor4D;
+      if (nativeKernelsActive()) {
+        const conv = (a: tf.Tensor, b: tf.Tensor) => groupedConv2d(a as tf.Tensor4D, b as tf.Tensor4D, { pad, groups, dilations: [dh, dw] });
+        y = conv(input, weights);
+        return [y, ...tf.grads((a: tf.Tensor, b: tf.Tensor) => conv(a, b).mul(upstream()).sum())([input, weights])];
+      }
+      // the reference: the filter's taps spread dh, dw apart with zeros between, at dilation 1
+      const values = weights.arraySync() as number[][][][];
+      const spread = tf.buffer([(kh - 1) * dh + 1, (kw - 1) * dw + 1, filter[2], filter[3]]);
+      values.forEach((row, a) => row.forEach((taps, b) => taps.forEach((ins, c) => ins.forEach((v, d) => spread.set(v, a * dh, b * dw, c, d)))));
+      const conv = (a: tf.Tensor, b: tf.Tensor) => groupedConv2d(a as tf.Tensor4D, b as tf.Tensor4D, { pad, groups });
+      y = conv(input, spread.toTensor() as tf.Tensor4D);
+      const [dx, dSpread] = tf.grads((a: tf.Tensor, b: tf.Tensor) => conv(a, b).mul(upstream()).sum())([input, spread.toTensor()]);
+      return [y, dx, tf.stridedSlice(dSpread, [0, 0, 0, 0], dSpread.shape, [dh, dw, 1, 1])];
+    }, ['y', 'dx', 'dfilter']);
+  }
 });
 
 test('native batched matrix products (transposes, broadcast batches) equal the wasm kernel', { skip }, async () => {

@@ -16,8 +16,8 @@ import { defaultWasmThreads, registerThreadedWasmBackend, wasmThreadsAvailable }
 export { defaultWasmThreads } from './wasm-threads.js';
 export { loadNative, nativeKernelsActive } from './native.js';
 
-export { batchNormTrain, scaleShiftPerChannel, sumPerChannel } from './ops.js';
-export type { BatchNormTrainResult } from './ops.js';
+export { batchNormTrain, groupedConv2d, scaleShiftPerChannel, sumPerChannel } from './ops.js';
+export type { BatchNormTrainResult, GroupedConvOptions } from './ops.js';
 export { DataParallelGradients, splitBatch } from './data-parallel.js';
 export type { DataParallelOptions, Replica, ReplicaModule, TensorData } from './data-parallel.js';
 

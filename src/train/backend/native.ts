@@ -5,7 +5,8 @@
  * the addon the heap and byte offsets, so nothing is copied. Everything the addon does not run
  * stays on wasm.
  *
- * Native here: convolution forward, backward-data and backward-weights (depthwise included), the
+ * Native here: convolution forward, backward-data and backward-weights (depthwise included; grouped
+ * and dilated ones, which tfjs lacks, through groupedConv2d in ops.ts), the
  * batched matrix product, training-mode batch norm (batchNormTrain, ops.ts), the fused LSQ fake
  * quantization (fake-quant.ts), same-shape add, subtract, multiply and ReLU, ReLU's and clipping's
  * gradients, and the SGD-momentum update (fusedSgdMomentum). They run on OpenMP threads
@@ -213,6 +214,46 @@ const depthwiseBackpropFilter = convKernel(tf.DepthwiseConv2dNativeBackpropFilte
   return { info, groups: info.inChannels, inputs: [x, dy], outShape: a.filterShape };
 });
 
+// Grouped (and dilated) convolutions: tfjs has no such kernel, so these three are mpq's own, run
+// by groupedConv2d (ops.ts) when the native kernels are on. The filter is [kh, kw, in/groups, out],
+// output channels group-major.
+export const GROUPED_CONV = 'MpqConv2DGrouped';
+export const GROUPED_CONV_BACKPROP_INPUT = 'MpqConv2DGroupedBackpropInput';
+export const GROUPED_CONV_BACKPROP_FILTER = 'MpqConv2DGroupedBackpropFilter';
+
+export interface GroupedConvAttrs {
+  strides: [number, number];
+  pad: Conv2DAttrs['pad'];
+  dilations: [number, number];
+  groups: number;
+  /** the backprop kernels': the shape of what they return */
+  inputShape?: number[];
+  filterShape?: number[];
+}
+
+function groupedInfo(xShape: number[], filterShape: number[], a: GroupedConvAttrs): Conv2DInfo {
+  return tf.backend_util.computeConv2DInfo(xShape as never, filterShape as never, a.strides, a.dilations, a.pad, undefined, false, 'channelsLast');
+}
+
+const groupedConv = convKernel(GROUPED_CONV, FORWARD, ({ inputs, attrs }) => {
+  const { x, filter } = inputs as { x: TensorInfo; filter: TensorInfo };
+  const a = attrs as unknown as GroupedConvAttrs;
+  const info = groupedInfo(x.shape, filter.shape, a);
+  return { info, groups: a.groups, inputs: [x, filter], outShape: info.outShape };
+});
+
+const groupedConvBackpropInput = convKernel(GROUPED_CONV_BACKPROP_INPUT, BACKWARD_DATA, ({ inputs, attrs }) => {
+  const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+  const a = attrs as unknown as GroupedConvAttrs;
+  return { info: groupedInfo(a.inputShape!, filter.shape, a), groups: a.groups, inputs: [dy, filter], outShape: a.inputShape! };
+});
+
+const groupedConvBackpropFilter = convKernel(GROUPED_CONV_BACKPROP_FILTER, BACKWARD_WEIGHTS, ({ inputs, attrs }) => {
+  const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+  const a = attrs as unknown as GroupedConvAttrs;
+  return { info: groupedInfo(x.shape, a.filterShape!, a), groups: a.groups, inputs: [x, dy], outShape: a.filterShape! };
+});
+
 const matmulDims = new Int32Array(7);
 
 /** tfjs's BatchMatMul: the product over the last two axes, batches (the other axes) broadcast when one is 1. */
@@ -394,6 +435,7 @@ export function fusedSgdMomentum(w: Tensor, v: Tensor, g: Tensor, attrs: SgdAttr
 
 const nativeKernels: KernelConfig[] = [
   conv2d, conv2dBackpropInput, conv2dBackpropFilter, depthwiseConv2d, depthwiseBackpropInput, depthwiseBackpropFilter,
+  groupedConv, groupedConvBackpropInput, groupedConvBackpropFilter,
   binaryKernel(tf.Add, 0), binaryKernel(tf.Sub, 1), binaryKernel(tf.Multiply, 2),
   ...([
     [tf.BatchMatMul, batchMatMul],
