@@ -274,9 +274,9 @@ test('native fake quantization (per tensor and per channel) equals the wasm kern
   }
 });
 
-test('native elementwise kernels (add, sub, mul, ReLU and its gradient, clipping\'s gradient, SGD-momentum) equal the wasm ops, exactly', { skip }, async () => {
+test('native elementwise kernels (add, sub, mul, ReLU and its gradient, clipping\'s gradient, SGD-momentum, slices, padding) equal the wasm ops, exactly', { skip }, async () => {
   await initBackend('native', { threads: 2 });
-  const names = ['add', 'sub', 'mul', 'relu', 'relu dx', 'clip dx', 'decayed weight', 'bias'];
+  const names = ['add', 'sub', 'mul', 'relu', 'relu dx', 'clip dx', 'decayed weight', 'bias', 'slice', 'strided slice', 'reversed strided slice', 'pad', 'pad 1-d'];
   const { native, wasm } = await onAll(() => {
     const r = new Prng(20);
     // large enough to run on both threads
@@ -289,7 +289,15 @@ test('native elementwise kernels (add, sub, mul, ReLU and its gradient, clipping
     const b = tf.variable(random(r, [7]));
     const optimizer = new SgdMomentum(0.9, 5e-4, new Set([w]));
     for (let step = 0; step < 3; step++) optimizer.step(new Map([[w, random(r, [300, 7])], [b, random(r, [7])]]), 0.05 / (step + 1));
-    const out = [tf.add(x, y), tf.sub(x, y), tf.mul(x, y), tf.relu(x), dx, clipDx, w.clone(), b.clone()];
+    const image = random(r, [4, 33, 17, 24]);
+    const out = [
+      tf.add(x, y), tf.sub(x, y), tf.mul(x, y), tf.relu(x), dx, clipDx, w.clone(), b.clone(),
+      tf.slice(image, [1, 2, 0, 5], [2, 30, -1, 11]),
+      tf.stridedSlice(image, [0, 1, 0, 0], image.shape, [1, 2, 3, 1]),
+      tf.stridedSlice(image, [3, 30, 16, 20], [0, 2, 0, 2], [-1, -3, -2, -5]),
+      tf.pad(image, [[0, 1], [2, 0], [1, 3], [8, 8]], -0.25),
+      tf.pad(random(r, [1000]), [[3, 7]]),
+    ];
     optimizer.dispose();
     w.dispose();
     b.dispose();

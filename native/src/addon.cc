@@ -44,6 +44,7 @@ Napi::Object initAddon(Napi::Env env, Napi::Object exports) {
   initBatchNorm(env, exports);
   initFakeQuant(env, exports);
   initElementwise(env, exports);
+  initLayout(env, exports);
   return exports;
 }
 

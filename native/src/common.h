@@ -65,6 +65,7 @@ void initMatmul(Napi::Env env, Napi::Object exports);
 void initBatchNorm(Napi::Env env, Napi::Object exports);
 void initFakeQuant(Napi::Env env, Napi::Object exports);
 void initElementwise(Napi::Env env, Napi::Object exports);
+void initLayout(Napi::Env env, Napi::Object exports);
 
 State &state(const Napi::Env &env);
 

@@ -8,13 +8,14 @@
  * Native here: convolution forward, backward-data and backward-weights (depthwise included; grouped
  * and dilated ones, which tfjs lacks, through groupedConv2d in ops.ts), the
  * batched matrix product, training-mode batch norm (batchNormTrain, ops.ts), the fused LSQ fake
- * quantization (fake-quant.ts), same-shape add, subtract, multiply and ReLU, ReLU's and clipping's
- * gradients, and the SGD-momentum update (fusedSgdMomentum). They run on OpenMP threads
+ * quantization (fake-quant.ts), same-shape add, subtract, multiply and ReLU, slices, strided
+ * slices and constant padding, ReLU's and clipping's gradients, and the SGD-momentum update
+ * (fusedSgdMomentum). They run on OpenMP threads
  * (setNativeThreads), where the wasm kernels (but XNNPACK's, in the threaded build) run on one.
  */
 import * as tf from '@tensorflow/tfjs';
 import type {
-  BatchMatMulAttrs, ClipByValueAttrs, GradConfig, Tensor, Conv2DAttrs, Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, DepthwiseConv2dNativeAttrs,
+  BatchMatMulAttrs, ClipByValueAttrs, GradConfig, PadV2Attrs, SliceAttrs, Tensor, Conv2DAttrs, Conv2DBackpropFilterAttrs, Conv2DBackpropInputAttrs, DepthwiseConv2dNativeAttrs,
   DepthwiseConv2dNativeBackpropFilterAttrs, DepthwiseConv2dNativeBackpropInputAttrs, KernelConfig, KernelFunc, NamedAttrMap,
   NamedTensorInfoMap, TensorInfo,
 } from '@tensorflow/tfjs';
@@ -22,6 +23,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { stridedRead } from './gradients.js';
 import { FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD_STEP, FAKE_QUANTIZE_GRAD_X, registerFakeQuantizeKernels, type FakeQuantizeAttrs } from './fake-quant.js';
 
 /** The addon's functions (native/src/*.cc). Offsets are byte offsets into `heap`. */
@@ -46,6 +48,9 @@ export interface NativeAddon {
   relu(heap: Uint8Array, n: number, x: number, y: number): void;
   reluGrad(heap: Uint8Array, n: number, x: number, dy: number, dx: number): void;
   clipGrad(heap: Uint8Array, n: number, x: number, dy: number, dx: number, lo: number, hi: number): void;
+  /** element strides; a box of `counts` from src to dst */
+  copyBox(heap: Uint8Array, counts: Int32Array, src: number, srcStrides: Int32Array, dst: number, dstStrides: Int32Array): void;
+  fill(heap: Uint8Array, n: number, dst: number, value: number): void;
   sgdMomentum(heap: Uint8Array, n: number, w: number, v: number, g: number, newW: number, newV: number, lr: number, momentum: number, weightDecay: number): void;
 }
 
@@ -358,6 +363,52 @@ function relu(args: KernelArgs): TensorInfo | TensorInfo[] {
   return y;
 }
 
+/**
+ * Copies the box of `counts` elements from x, starting at `begin` and stepping `steps` along each
+ * axis, into `out` at `at` (contiguous when `at` is absent): Slice, StridedSlice and PadV2.
+ */
+function copyBox(backend: BackendWasm, x: TensorInfo, begin: number[], steps: number[], counts: number[], out: TensorInfo, at?: number[]): void {
+  if (counts.length === 0 || counts.some((c) => c === 0)) return;
+  const xStrides = [...tf.util.computeStrides(x.shape), 1];
+  const outStrides = [...tf.util.computeStrides(out.shape), 1];
+  const start = begin.reduce((sum, b, j) => sum + b * xStrides[j], 0);
+  const outStart = (at ?? []).reduce((sum, b, j) => sum + b * outStrides[j], 0);
+  addon().copyBox(heap(backend), Int32Array.from(counts), offset(backend, x) + 4 * start, Int32Array.from(steps, (s, j) => s * xStrides[j]),
+    offset(backend, out) + 4 * outStart, Int32Array.from(at ? outStrides : [...tf.util.computeStrides(counts), 1]));
+}
+
+function slice(args: KernelArgs): TensorInfo | TensorInfo[] {
+  const { x } = args.inputs as { x: TensorInfo };
+  if (!isFloat(x) || x.shape.length === 0) return fallback(tf.Slice, args);
+  const { begin, size } = args.attrs as unknown as SliceAttrs;
+  const [start, counts] = tf.slice_util.parseSliceParams(x as never, begin, size);
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(counts, 'float32');
+  copyBox(backend, x, start, counts.map(() => 1), counts, out);
+  return out;
+}
+
+function stridedSlice(args: KernelArgs): TensorInfo | TensorInfo[] {
+  const { x } = args.inputs as { x: TensorInfo };
+  if (!isFloat(x) || x.shape.length === 0) return fallback(tf.StridedSlice, args);
+  const { begin, strides, counts, outShape } = stridedRead(x.shape, args.attrs ?? {});
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(outShape, 'float32');
+  copyBox(backend, x, begin, strides, counts, out);
+  return out;
+}
+
+function padV2(args: KernelArgs): TensorInfo | TensorInfo[] {
+  const { x } = args.inputs as { x: TensorInfo };
+  if (!isFloat(x) || x.shape.length === 0) return fallback(tf.PadV2, args);
+  const { paddings, constantValue } = args.attrs as unknown as PadV2Attrs;
+  const backend = args.backend as BackendWasm;
+  const out = backend.makeOutput(x.shape.map((d, j) => paddings[j][0] + d + paddings[j][1]), 'float32');
+  addon().fill(heap(backend), tf.util.sizeFromShape(out.shape), offset(backend, out), constantValue);
+  copyBox(backend, x, x.shape.map(() => 0), x.shape.map(() => 1), x.shape, out, paddings.map(([before]) => before));
+  return out;
+}
+
 /** ReLU's gradient in one pass (tfjs's is step, cast and multiply): dy where x > 0, else 0. */
 const RELU_GRAD = 'MpqReluGrad';
 
@@ -445,6 +496,9 @@ const nativeKernels: KernelConfig[] = [
     [FAKE_QUANTIZE_GRAD_X, fakeQuantKernel((a, h, n, c, lo, hi, s, x, dy, out) => a.fakeQuantizeGradX(h, n, c, lo, hi, s, x, dy, out), 'x')],
     [FAKE_QUANTIZE_GRAD_STEP, fakeQuantKernel((a, h, n, c, lo, hi, s, x, dy, out) => a.fakeQuantizeGradStep(h, n, c, lo, hi, s, x, dy, out), 'step')],
     [tf.Relu, relu],
+    [tf.Slice, slice],
+    [tf.StridedSlice, stridedSlice],
+    [tf.PadV2, padV2],
     [RELU_GRAD, reluGrad],
     [CLIP_GRAD, clipGrad],
     [SGD_MOMENTUM, sgdMomentum],
