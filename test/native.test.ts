@@ -13,6 +13,7 @@ import type { NamedAttrMap } from '@tensorflow/tfjs';
 import { batchNormTrain, groupedConv2d, initBackend, loadNative } from '../src/train/backend/index.js';
 import { nativeKernelsActive, useNativeKernels } from '../src/train/backend/native.js';
 import { fusedFakeQuantize } from '../src/train/backend/fake-quant.js';
+import { convolve, type ConvShape } from '../src/train/layers.js';
 import { SgdMomentum } from '../src/train/optimizer.js';
 import { Prng } from '../src/util/prng.js';
 import { UserError } from '../src/util/errors.js';
@@ -208,6 +209,27 @@ test('dilated groupedConv2d has native gradients, equal to those of the undilate
       const [dx, dSpread] = tf.grads((a: tf.Tensor, b: tf.Tensor) => conv(a, b).mul(upstream()).sum())([input, spread.toTensor()]);
       return [y, dx, tf.stridedSlice(dSpread, [0, 0, 0, 0], dSpread.shape, [dh, dw, 1, 1])];
     }, ['y', 'dx', 'dfilter']);
+  }
+});
+
+test('the layers\' convolve runs groups, dilation and asymmetric pads as one native convolution, equal to its tfjs composition', { skip }, async () => {
+  await initBackend('native', { threads: 2 });
+  const shapes: ConvShape[] = [
+    { inChannels: 6, outChannels: 9, kernel: [3, 3], strides: [2, 2], pads: [1, 0, 1, 1], dilations: [1, 1], groups: 3 },
+    { inChannels: 4, outChannels: 8, kernel: [3, 2], strides: [1, 1], pads: [2, 1, 0, 1], dilations: [2, 3], groups: 4 },
+    // square: the composition's symmetric padding is tfjs's numeric one, which takes the filter's
+    // height and the stride's first value for both axes
+    { inChannels: 5, outChannels: 3, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], dilations: [2, 2], groups: 1 },
+  ];
+  for (const [i, shape] of shapes.entries()) {
+    await assertClose(JSON.stringify(shape), () => {
+      const r = new Prng(600 + i);
+      const x = random(r, [2, 11, 10, shape.inChannels]) as tf.Tensor4D;
+      const w = random(r, [...shape.kernel, shape.inChannels / shape.groups, shape.outChannels]) as tf.Tensor4D;
+      const y = convolve(x, w, shape);
+      const upstream = random(r, y.shape);
+      return [y, ...tf.grads((a: tf.Tensor, b: tf.Tensor) => convolve(a as tf.Tensor4D, b as tf.Tensor4D, shape).mul(upstream).sum())([x, w])];
+    }, ['y', 'dx', 'dweight']);
   }
 });
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { FULL_PRECISION_BITS, LsqQuantizer, type Quantizer, type Signedness } from '../quant/index.js';
-import { batchNormTrain } from './backend/index.js';
+import { batchNormTrain, groupedConv2d, nativeKernelsActive } from './backend/index.js';
 import type { Prng } from '../util/prng.js';
 
 /** Bit-widths of one quantized layer; FULL_PRECISION_BITS (32) leaves that side unquantized. */
@@ -158,6 +158,10 @@ function dilateKernel(w: tf.Tensor4D, [dh, dw]: [number, number]): tf.Tensor4D {
  */
 export function convolve(x: tf.Tensor4D, weight: tf.Tensor4D, s: ConvShape): tf.Tensor4D {
   const [top, left, bottom, right] = s.pads;
+  // the native kernels take every case as one convolution each way, dilated gradients included
+  if (nativeKernelsActive()) {
+    return groupedConv2d(x, weight, { strides: s.strides, dilations: s.dilations, groups: s.groups, pad: [[0, 0], [top, bottom], [left, right], [0, 0]] });
+  }
   let input = x;
   let pad: number | 'valid' = top;
   if (!(top === bottom && top === left && left === right)) {
