@@ -17,7 +17,7 @@ import { convolve, type ConvShape } from '../src/train/layers.js';
 import { SgdMomentum } from '../src/train/optimizer.js';
 import { Prng } from '../src/util/prng.js';
 import { UserError } from '../src/util/errors.js';
-import { runCli, tempDir } from './support.js';
+import { relativeGap, runCli, tempDir } from './support.js';
 
 const load = loadNative();
 const skip = load.addon ? false : `native kernels ${load.reason}`;
@@ -26,18 +26,6 @@ const TOLERANCE = 1e-5;
 test('the native kernels are built where CI installed oneDNN', { skip: process.env.MPQ_REQUIRE_NATIVE !== '1' && 'MPQ_REQUIRE_NATIVE is not set' }, () => {
   assert.ok(load.addon, `native kernels ${load.reason}`);
 });
-
-/** max |a − b| over max |b| */
-function relativeGap(actual: Float32Array, expected: Float32Array): number {
-  assert.equal(actual.length, expected.length);
-  let gap = 0;
-  let scale = 0;
-  for (let i = 0; i < actual.length; i++) {
-    gap = Math.max(gap, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return gap / Math.max(scale, 1e-30);
-}
 
 interface Outputs {
   native: Float32Array[];

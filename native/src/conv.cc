@@ -88,6 +88,13 @@ struct WeightsReorder {
                                                    : dnnl::reorder::primitive_desc(s.engine, prim, s.engine, user);
     reorder = dnnl::reorder(pd);
   }
+
+  // The filter at `user` as the primitive reads it (reordered into its buffer when needed).
+  memory toPrimitive(State &s, memory user) {
+    if (!needed) return user;
+    reorder.execute(s.stream, user, primitiveWeights);
+    return primitiveWeights;
+  }
 };
 
 struct Forward : Cached {
@@ -150,14 +157,8 @@ void conv(const Napi::CallbackInfo &info) {
   switch (kind) {
     case FORWARD: {
       auto &c = cached<Forward>(s, key, [&] { return std::make_unique<Forward>(s, g, bias); });
-      memory userW(c.d.userWeights, s.engine, w);
-      memory weights = userW;
-      if (c.weights.needed) {
-        c.weights.reorder.execute(s.stream, userW, c.weights.primitiveWeights);
-        weights = c.weights.primitiveWeights;
-      }
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(c.d.src, s.engine, x)},
-                                           {DNNL_ARG_WEIGHTS, weights},
+                                           {DNNL_ARG_WEIGHTS, c.weights.toPrimitive(s, memory(c.d.userWeights, s.engine, w))},
                                            {DNNL_ARG_DST, memory(c.d.dst, s.engine, y)}};
       if (bias) args.emplace(DNNL_ARG_BIAS, memory(c.d.bias, s.engine, b));
       c.primitive.execute(s.stream, args);
@@ -165,14 +166,8 @@ void conv(const Napi::CallbackInfo &info) {
     }
     case BACKWARD_DATA: {
       auto &c = cached<BackwardData>(s, key, [&] { return std::make_unique<BackwardData>(s, g); });
-      memory userW(c.d.userWeights, s.engine, w);
-      memory weights = userW;
-      if (c.weights.needed) {
-        c.weights.reorder.execute(s.stream, userW, c.weights.primitiveWeights);
-        weights = c.weights.primitiveWeights;
-      }
       c.primitive.execute(s.stream, {{DNNL_ARG_DIFF_DST, memory(c.d.dst, s.engine, y)},
-                                     {DNNL_ARG_WEIGHTS, weights},
+                                     {DNNL_ARG_WEIGHTS, c.weights.toPrimitive(s, memory(c.d.userWeights, s.engine, w))},
                                      {DNNL_ARG_DIFF_SRC, memory(c.d.src, s.engine, x)}});
       break;
     }

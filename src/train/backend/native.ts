@@ -420,18 +420,6 @@ function reluGrad(args: KernelArgs): TensorInfo {
   return dx;
 }
 
-let stockReluGradient: GradConfig | undefined;
-
-const reluGradient: GradConfig = {
-  kernelName: tf.Relu,
-  inputsToSave: ['x'],
-  gradFunc: (dy: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
-    const [x] = saved;
-    if (!nativeKernelsActive() || x.dtype !== 'float32') return stockReluGradient!.gradFunc(dy, saved, attrs);
-    return { x: () => tf.engine().runKernel(RELU_GRAD, { x, dy: dy as Tensor }) as Tensor };
-  },
-};
-
 /** Clipping's gradient in one pass (tfjs's: two compares, and, zeros, select): dy where lo <= x <= hi. */
 const CLIP_GRAD = 'MpqClipByValueGrad';
 
@@ -444,17 +432,27 @@ function clipGrad(args: KernelArgs): TensorInfo {
   return dx;
 }
 
-let stockClipGradient: GradConfig | undefined;
+/** tfjs's gradients that nativeGradients replace while the native kernels are on. */
+const stockGradients = new Map<string, GradConfig>();
 
-const clipGradient: GradConfig = {
-  kernelName: tf.ClipByValue,
-  inputsToSave: ['x'],
-  gradFunc: (dy: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
-    const [x] = saved;
-    if (!nativeKernelsActive() || x.dtype !== 'float32') return stockClipGradient!.gradFunc(dy, saved, attrs);
-    return { x: () => tf.engine().runKernel(CLIP_GRAD, { x, dy: dy as Tensor }, attrs) as Tensor };
-  },
-};
+/**
+ * The gradient of the one-input kernel `kernelName` as the native `gradKernel` (x, dy) → dx with
+ * the forward's attributes. Gradients are registered for every backend: off the native kernels
+ * (another backend, another dtype) it is tfjs's.
+ */
+function nativeGradient(kernelName: string, gradKernel: string): GradConfig {
+  return {
+    kernelName,
+    inputsToSave: ['x'],
+    gradFunc: (dy: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
+      const [x] = saved;
+      if (!nativeKernelsActive() || x.dtype !== 'float32') return stockGradients.get(kernelName)!.gradFunc(dy, saved, attrs);
+      return { x: () => tf.engine().runKernel(gradKernel, { x, dy: dy as Tensor }, attrs) as Tensor };
+    },
+  };
+}
+
+const nativeGradients = [nativeGradient(tf.Relu, RELU_GRAD), nativeGradient(tf.ClipByValue, CLIP_GRAD)];
 
 const SGD_MOMENTUM = 'MpqSgdMomentum';
 
@@ -523,11 +521,10 @@ export function useNativeKernels(on: boolean): void {
   if (on) {
     addon();
     registerFakeQuantizeKernels();
-    // gradients are registered for every backend: these fall back to tfjs's when not on native
-    stockReluGradient = tf.getGradient(tf.Relu);
-    stockClipGradient = tf.getGradient(tf.ClipByValue);
-    tf.registerGradient(reluGradient);
-    tf.registerGradient(clipGradient);
+    for (const gradient of nativeGradients) {
+      stockGradients.set(gradient.kernelName, tf.getGradient(gradient.kernelName));
+      tf.registerGradient(gradient);
+    }
     for (const config of nativeKernels) {
       const previous = tf.getKernel(config.kernelName, 'wasm');
       replaced.set(config.kernelName, previous);
@@ -535,8 +532,8 @@ export function useNativeKernels(on: boolean): void {
       tf.registerKernel(config);
     }
   } else {
-    if (stockReluGradient) tf.registerGradient(stockReluGradient);
-    if (stockClipGradient) tf.registerGradient(stockClipGradient);
+    for (const stock of stockGradients.values()) tf.registerGradient(stock);
+    stockGradients.clear();
     for (const config of nativeKernels) {
       tf.unregisterKernel(config.kernelName, 'wasm');
       const previous = replaced.get(config.kernelName);
