@@ -97,45 +97,39 @@ struct WeightsReorder {
   }
 };
 
-struct Forward : Cached {
-  Descs d;
-  dnnl::convolution_forward::primitive_desc pd;
-  dnnl::convolution_forward primitive;
-  WeightsReorder weights;
-  Forward(State &s, const Geometry &g, bool bias)
-      : d(descs(g, bias)), pd(forwardDesc(s, d, dnnl::prop_kind::forward_training)), primitive(pd),
-        weights(s, d.userWeights, pd.weights_desc(), true) {}
-};
+dnnl::convolution_forward::primitive_desc forwardTrainingDesc(State &s, const Descs &d) {
+  return forwardDesc(s, d, dnnl::prop_kind::forward_training);
+}
 
 dnnl::convolution_backward_data::primitive_desc backwardDataDesc(State &s, const Descs &d) {
   dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, d.src, d.anyWeights, d.dst, d.strides,
                                              d.dilates, d.padL, d.padR);
-  return dnnl::convolution_backward_data::primitive_desc(desc, s.engine, forwardDesc(s, d, dnnl::prop_kind::forward_training));
+  return dnnl::convolution_backward_data::primitive_desc(desc, s.engine, forwardTrainingDesc(s, d));
 }
 
 dnnl::convolution_backward_weights::primitive_desc backwardWeightsDesc(State &s, const Descs &d) {
   dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, d.src, d.anyWeights, d.bias, d.dst,
                                                 d.strides, d.dilates, d.padL, d.padR);
-  return dnnl::convolution_backward_weights::primitive_desc(desc, s.engine, forwardDesc(s, d, dnnl::prop_kind::forward_training));
+  return dnnl::convolution_backward_weights::primitive_desc(desc, s.engine, forwardTrainingDesc(s, d));
 }
 
-struct BackwardData : Cached {
+// A cached convolution of one direction: its descriptors, primitive and filter reorder (into the
+// primitive's layout when it reads the filter, out of it when it writes the filter's gradient).
+template <typename Primitive>
+struct Conv : Cached {
   Descs d;
-  dnnl::convolution_backward_data::primitive_desc pd;
-  dnnl::convolution_backward_data primitive;
+  typename Primitive::primitive_desc pd;
+  Primitive primitive;
   WeightsReorder weights;
-  BackwardData(State &s, const Geometry &g)
-      : d(descs(g, false)), pd(backwardDataDesc(s, d)), primitive(pd), weights(s, d.userWeights, pd.weights_desc(), true) {}
+  template <typename MakeDesc>
+  Conv(State &s, const Geometry &g, bool bias, MakeDesc makeDesc, bool readsFilter)
+      : d(descs(g, bias)), pd(makeDesc(s, d)), primitive(pd),
+        weights(s, d.userWeights, pd.query_md(readsFilter ? dnnl::query::weights_md : dnnl::query::diff_weights_md), readsFilter) {}
 };
 
-struct BackwardWeights : Cached {
-  Descs d;
-  dnnl::convolution_backward_weights::primitive_desc pd;
-  dnnl::convolution_backward_weights primitive;
-  WeightsReorder weights;
-  BackwardWeights(State &s, const Geometry &g, bool bias)
-      : d(descs(g, bias)), pd(backwardWeightsDesc(s, d)), primitive(pd), weights(s, d.userWeights, pd.diff_weights_desc(), false) {}
-};
+using Forward = Conv<dnnl::convolution_forward>;
+using BackwardData = Conv<dnnl::convolution_backward_data>;
+using BackwardWeights = Conv<dnnl::convolution_backward_weights>;
 
 CacheKey keyOf(Kind kind, const Geometry &g, bool bias) {
   return {kind, bias, g.n, g.ih, g.iw, g.ic, g.oh, g.ow, g.oc, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups};
@@ -156,7 +150,7 @@ void conv(const Napi::CallbackInfo &info) {
   const CacheKey key = keyOf(kind, g, bias);
   switch (kind) {
     case FORWARD: {
-      auto &c = cached<Forward>(s, key, [&] { return std::make_unique<Forward>(s, g, bias); });
+      auto &c = cached<Forward>(s, key, [&] { return std::make_unique<Forward>(s, g, bias, forwardTrainingDesc, true); });
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(c.d.src, s.engine, x)},
                                            {DNNL_ARG_WEIGHTS, c.weights.toPrimitive(s, memory(c.d.userWeights, s.engine, w))},
                                            {DNNL_ARG_DST, memory(c.d.dst, s.engine, y)}};
@@ -165,14 +159,14 @@ void conv(const Napi::CallbackInfo &info) {
       break;
     }
     case BACKWARD_DATA: {
-      auto &c = cached<BackwardData>(s, key, [&] { return std::make_unique<BackwardData>(s, g); });
+      auto &c = cached<BackwardData>(s, key, [&] { return std::make_unique<BackwardData>(s, g, false, backwardDataDesc, true); });
       c.primitive.execute(s.stream, {{DNNL_ARG_DIFF_DST, memory(c.d.dst, s.engine, y)},
                                      {DNNL_ARG_WEIGHTS, c.weights.toPrimitive(s, memory(c.d.userWeights, s.engine, w))},
                                      {DNNL_ARG_DIFF_SRC, memory(c.d.src, s.engine, x)}});
       break;
     }
     case BACKWARD_WEIGHTS: {
-      auto &c = cached<BackwardWeights>(s, key, [&] { return std::make_unique<BackwardWeights>(s, g, bias); });
+      auto &c = cached<BackwardWeights>(s, key, [&] { return std::make_unique<BackwardWeights>(s, g, bias, backwardWeightsDesc, false); });
       memory userW(c.d.userWeights, s.engine, w);
       memory diffWeights = c.weights.needed ? c.weights.primitiveWeights : userW;
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(c.d.src, s.engine, x)},
@@ -195,7 +189,7 @@ Napi::Value convImplementation(const Napi::CallbackInfo &info) {
   const auto kind = static_cast<Kind>(info[0].As<Napi::Number>().Int32Value());
   const Geometry g = readGeometry(info[1]);
   const Descs d = descs(g, false);
-  const std::string name = kind == FORWARD ? forwardDesc(s, d, dnnl::prop_kind::forward_training).impl_info_str()
+  const std::string name = kind == FORWARD ? forwardTrainingDesc(s, d).impl_info_str()
                      : kind == BACKWARD_DATA ? backwardDataDesc(s, d).impl_info_str()
                                              : backwardWeightsDesc(s, d).impl_info_str();
   return Napi::String::New(info.Env(), name);
