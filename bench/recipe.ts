@@ -10,6 +10,8 @@
  *    gets; its seeds scatter by a few points at 1 epoch).
  *
  *   node dist/bench/recipe.js [--epochs 1,3,10] [--seeds 1,2,3] [--limit 4000] [--no-torch]
+ *
+ * Without Python's torch it is skipped (saying so), unless --no-torch asks for mpq's runs alone.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -98,6 +100,10 @@ export async function benchRecipe(o: RecipeOptions = {}): Promise<Row[]> {
   const seeds = o.seeds ?? [1, 2, 3];
   const limit = o.limit ?? 4000;
   const withTorch = (o.torch ?? true) && spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+  if (!withTorch && o.torch !== false) {
+    console.log(`recipe: skipped (no ${PYTHON} with torch for the twin; --no-torch trains mpq alone)`);
+    return [];
+  }
   const backend = await initBackend('auto');
   const data = loadMnistPackage(DATA_SPLIT_SEED);
   const scratch = mkdtempSync(join(tmpdir(), 'mpq-bench-recipe-'));
