@@ -25,6 +25,7 @@ export function addProblemOptions(cmd: Command, lists: boolean): Command {
     .option('--no-fix-first-last', 'search the first and last layer too (LIMPQ keeps them at 8 bits)')
     .option('--fixed <names...>', 'layers kept at 8 bits (default: the first and last conv / dense)')
     .option('--searchable <names...>', 'layers to search; every other conv / dense is kept at 8 bits')
+    .option('--limpq-macs', 'count MACs as LIMPQ\'s search script (stride-2 output sizes not floored), to reproduce its published policies')
     .option('--solver <name>', 'exact | glpk | highs', 'exact')
     .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found');
 }
@@ -121,6 +122,7 @@ export function inputSpec(o: Raw): InputSpec {
     ...(o.model !== undefined ? { model: String(o.model) } : {}),
     ...(o.indicators !== undefined ? { indicators: String(o.indicators) } : {}),
     layers: layerSelection(o),
+    ...(o.limpqMacs === true ? { limpqMacs: true } : {}),
   };
 }
 
@@ -222,6 +224,7 @@ export function searchArgs(spec: InputSpec, c: CommonFlags, solver: string): str
     ...(spec.layers.fixed ? ['--fixed', ...spec.layers.fixed] : []),
     ...(spec.layers.searchable ? ['--searchable', ...spec.layers.searchable] : []),
     ...(spec.layers.fixFirstLast === false ? ['--no-fix-first-last'] : []),
+    ...(spec.limpqMacs ? ['--limpq-macs'] : []),
     ...(solver !== 'exact' ? ['--solver', solver] : []),
   ];
 }

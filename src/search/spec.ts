@@ -62,6 +62,8 @@ export interface InputSpec {
   indicators?: string;
   /** which layers are fixed (LIMPQ: the first and last; `fixFirstLast: false` searches all) */
   layers: LayerSelection;
+  /** count MACs as LIMPQ's search script (stride-2 output sizes unfloored) */
+  limpqMacs?: boolean;
 }
 
 /** The model and indicators a search runs on: as given, or the cached indicators and their model. */
@@ -69,7 +71,7 @@ export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerT
   const indicators = readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
   if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
-  return { table: await searchLayerTable(modelSpec, spec.layers), indicators };
+  return { table: await searchLayerTable(modelSpec, spec.layers, spec.limpqMacs ? { macs: 'limpq' } : {}), indicators };
 }
 
 /** Read the latency table named in the flags (again, in a worker thread). */
