@@ -33,6 +33,7 @@
  */
 import { deflateSync, inflateSync } from 'node:zlib';
 import * as v from 'valibot';
+import { bitsProblem, CODE_BITS } from '../quant/bits.js';
 import { UserError } from '../util/errors.js';
 import { describeIssues, jsonObject, nonNegativeInteger as count } from '../util/schema.js';
 
@@ -45,12 +46,11 @@ const COMPRESSED_SINCE = 3;
 /** magic, version and (version 3) the inflated payload's length, or (1, 2) the index's */
 const HEADER_BYTES = 12;
 const ZLIB_LEVEL = 9;
-const MAX_BITS = 16;
 
 export interface PackedLayer {
   name: string;
   shape: number[];
-  /** 1..16 */
+  /** CODE_BITS: 1..16 */
   bits: number;
   /** dequantisation scales: one per tensor, channel or group, as the quantizer produced them */
   scales: Float32Array;
@@ -300,7 +300,7 @@ const numbers = v.pipe(v.array(v.number()), v.minLength(1, 'expected at least on
 const indexEntrySchema = v.strictObject({
   name,
   shape: v.array(count),
-  bits: v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, `expected bits in 1..${MAX_BITS}`), v.maxValue(MAX_BITS, `expected bits in 1..${MAX_BITS}`)),
+  bits: v.pipe(v.number(), v.check((bits) => bitsProblem(bits, CODE_BITS) === undefined, `expected bits in ${CODE_BITS.min}..${CODE_BITS.max}`)),
   scales: numbers,
   codebook: v.optional(numbers),
   groupSize: v.optional(v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, 'expected a positive integer'))),
@@ -335,7 +335,8 @@ function shortestFloat32(values: Float32Array): number[] {
 }
 
 function checkBits(bits: number): void {
-  if (!Number.isInteger(bits) || bits < 1 || bits > MAX_BITS) throw new RangeError(`bit-width must be a whole number in 1..${MAX_BITS}, got ${bits}`);
+  const problem = bitsProblem(bits, CODE_BITS);
+  if (problem) throw new RangeError(`codes: ${problem}`);
 }
 
 function checkFloats(layer: string, what: string, values: Float32Array): void {

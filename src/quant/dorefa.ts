@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { IntegerForm, Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { checkBitsList, CODE_BITS, FULL_PRECISION_BITS } from './bits.js';
 import { roundSte } from './ste.js';
 
 /** Below this max |tanh(w)| the tensor is taken as all zeros (avoids 0/0). */
@@ -18,9 +18,7 @@ export class DorefaQuantizer implements Quantizer {
   activeBits: number = FULL_PRECISION_BITS;
 
   constructor(bitsList: readonly number[]) {
-    for (const bits of bitsList) {
-      if (!Number.isInteger(bits) || bits < 1) throw new RangeError(`bit-width must be a positive integer, got ${bits}`);
-    }
+    checkBitsList(bitsList, CODE_BITS, 'DoReFa');
     this.bitsList = [...bitsList];
   }
 

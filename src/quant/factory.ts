@@ -8,7 +8,7 @@ import { NAIVE_BITS, NaiveQuantizer } from './naive.js';
 import { NUQ_MAX_BITS, NuqQuantizer, type NuqBuckets, type NuqInit, type NuqOptMode } from './nuq.js';
 import { QatQuantizer } from './qat.js';
 import type { Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { FULL_PRECISION_BITS } from './bits.js';
 
 /**
  * Quantizers by name, built into a model's layers through the QuantizerFactory seam. Imported

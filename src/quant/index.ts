@@ -1,4 +1,7 @@
-export { FULL_PRECISION_BITS, quantRange, type QuantRange, type Signedness } from './range.js';
+export {
+  bitsProblem, checkBitsList, CODE_BITS, CODEBOOK_BITS, FULL_PRECISION_BITS, NAIVE_BITS, SUPPORTED_BITS, within, type BitRange,
+} from './bits.js';
+export { gridBits, quantRange, type QuantRange, type Signedness } from './range.js';
 export { roundSte, gradScale } from './ste.js';
 export { dequantize, fakeQuantize, type IntegerForm, type Quantizer } from './quantizer.js';
 export { LsqQuantizer, STEP_MIN, STEP_MAX, type LsqOptions } from './lsq.js';
@@ -8,9 +11,9 @@ export {
 } from './nuq.js';
 export { QatQuantizer, affineFakeQuantize, affineParams, QAT_EMA_DECAY, type AffineParams, type QatOptions } from './qat.js';
 export { DorefaQuantizer } from './dorefa.js';
-export { NaiveQuantizer, NAIVE_BITS } from './naive.js';
+export { NaiveQuantizer } from './naive.js';
 export {
-  bitsProblem, QUANT_TYPES, QUANTIZER_CONVENTIONS, QUANTIZER_NAMES,
+  quantizerBitsProblem, QUANT_TYPES, QUANTIZER_CONVENTIONS, QUANTIZER_NAMES,
   type QuantizerConvention, type QuantizerName, type QuantType,
 } from './conventions.js';
 export {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS, quantRange, type Signedness } from './range.js';
+import { FULL_PRECISION_BITS } from './bits.js';
+import { quantRange, type Signedness } from './range.js';
 import { gradScale } from './ste.js';
 
 /** Bounds LIMPQ clamps the learned step size to before use. */

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { minMaxRange, type RangeGranularity } from '../calibrate/ranges.js';
 import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS, quantRange, type QuantRange } from './range.js';
+import { FULL_PRECISION_BITS } from './bits.js';
+import { quantRange, type QuantRange } from './range.js';
 
 /**
  * Post-training min-max linear quantizers, as the MXNet simulated-quantization tool (seed 003)

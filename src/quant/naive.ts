@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { IntegerForm, Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { checkBitsList, FULL_PRECISION_BITS, NAIVE_BITS } from './bits.js';
 
-/** NNI's NaiveQuantizer knows one width. */
-export const NAIVE_BITS = 8;
+export { NAIVE_BITS };
 const NAIVE_MAX_CODE = 2 ** (NAIVE_BITS - 1) - 1;
 
 /** trunc(x) forward (towards zero, as a cast to int8), identity gradient. */
@@ -28,9 +27,7 @@ export class NaiveQuantizer implements Quantizer {
   private readonly scale = tf.variable(tf.scalar(0), false);
 
   constructor(bitsList: readonly number[] = [NAIVE_BITS]) {
-    for (const bits of bitsList) {
-      if (bits !== NAIVE_BITS) throw new RangeError(`the naive quantizer quantizes to ${NAIVE_BITS} bits only, got ${bits}`);
-    }
+    checkBitsList(bitsList, { min: NAIVE_BITS, max: NAIVE_BITS }, 'the naive quantizer');
     this.bitsList = [...bitsList];
   }
 

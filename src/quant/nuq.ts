@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { IntegerForm, Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { checkBitsList, CODEBOOK_BITS, FULL_PRECISION_BITS } from './bits.js';
 import { gradScale } from './ste.js';
 
 /**
@@ -26,7 +26,7 @@ export type NuqBuckets = { type: 'split'; size: number } | { type: 'channel' };
 /** The seed's defaults (PocketFlow's nuql_* flags). */
 export const NUQ_DEFAULTS = { optMode: 'weights', init: 'quantile', weightBits: 4, actBits: 32, bucketSize: 256 } as const;
 /** Codebooks hold 2^b points each; PocketFlow's largest is 8 bits. */
-export const NUQ_MAX_BITS = 8;
+export const NUQ_MAX_BITS = CODEBOOK_BITS.max;
 
 export interface NuqOptions {
   bitsList: readonly number[];
@@ -149,10 +149,8 @@ export class NuqQuantizer implements Quantizer {
     } else {
       this.bucketCount = 1;
     }
+    checkBitsList(this.bitsList, CODEBOOK_BITS, 'non-uniform quantization');
     for (const bits of this.bitsList) {
-      if (!Number.isInteger(bits) || bits < 1 || bits > NUQ_MAX_BITS) {
-        throw new RangeError(`non-uniform quantization takes 1..${NUQ_MAX_BITS} bits, got ${bits}`);
-      }
       this.codebooks.set(bits, tf.variable(tf.zeros([this.bucketCount, 2 ** bits]), this.optMode !== 'weights'));
       this.indices.set(bits, tf.variable(tf.zeros([...options.shape]), false));
       this.initialised.set(bits, tf.variable(tf.scalar(0), false));

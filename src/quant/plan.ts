@@ -6,11 +6,11 @@ import { FIXED_LAYER_BITS, type BitsPolicy, type QuantModel } from '../train/mod
 import { policyBits, policyFromFile, withFixedLayers } from '../train/policies.js';
 import { UserError } from '../util/errors.js';
 import { configListBits, readConfigList, resolveConfigList } from './config-list.js';
-import { bitsProblem, QUANTIZER_CONVENTIONS } from './conventions.js';
+import { quantizerBitsProblem, QUANTIZER_CONVENTIONS } from './conventions.js';
 import { bindBatchNormFolds, modelQuantizers, quantizerFactory, type QuantizerChoice, type RecordingFactory } from './factory.js';
 import { NUQ_DEFAULTS } from './nuq.js';
 import { QatQuantizer } from './qat.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { FULL_PRECISION_BITS } from './bits.js';
 
 /**
  * What a quantized run asks for — which quantizer, and bits from a policy file, uniform flags or an
@@ -57,7 +57,7 @@ export interface QuantizationPlan {
 const NOT_QUANTIZED = FULL_PRECISION_BITS;
 
 function checkBits(name: QuantizerChoice['name'], side: 'weight' | 'activation', bits: number, where: string): void {
-  const problem = bitsProblem(name, side, bits);
+  const problem = quantizerBitsProblem(name, side, bits);
   if (problem) throw new UserError(`${where}: ${problem}`);
 }
 

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { EmaMaxObserver } from '../calibrate/ema.js';
 import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { checkBitsList, CODE_BITS, FULL_PRECISION_BITS } from './bits.js';
 
 /** NNI's QAT_Quantizer EMA decay of tracked ranges. */
 export const QAT_EMA_DECAY = 0.99;
@@ -82,9 +82,7 @@ export class QatQuantizer implements Quantizer {
   private readonly observed = tf.variable(tf.scalar(0), false);
 
   constructor(options: QatOptions) {
-    for (const bits of options.bitsList) {
-      if (!Number.isInteger(bits) || bits < 1) throw new RangeError(`bit-width must be a positive integer, got ${bits}`);
-    }
+    checkBitsList(options.bitsList, CODE_BITS, 'QAT');
     this.bitsList = [...options.bitsList];
     this.role = options.role;
     this.decay = options.decay ?? QAT_EMA_DECAY;

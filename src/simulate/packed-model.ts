@@ -19,7 +19,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
 import { dequantize, type IntegerForm, type Quantizer } from '../quant/quantizer.js';
-import { FULL_PRECISION_BITS } from '../quant/range.js';
+import { FULL_PRECISION_BITS } from '../quant/bits.js';
 import { lsqQuantizers, type QuantizerFactory } from '../train/layers.js';
 import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../train/models.js';
 import { UserError } from '../util/errors.js';
