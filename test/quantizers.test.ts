@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { readPacked, writePacked, type PackedLayer } from '../src/export/packed.js';
 import { foldBatchNorm } from '../src/fold/bn-fold.js';
 import {
   affineFakeQuantize, affineParams, dequantize, DorefaQuantizer, initialPoints, LsqQuantizer, NaiveQuantizer, NuqQuantizer, QatQuantizer,
   type Quantizer,
 } from '../src/quant/index.js';
 import { bindBatchNormFolds, PassThroughQuantizer, quantizerFactory } from '../src/quant/factory.js';
+import { MinMaxWeightQuantizer } from '../src/quant/minmax.js';
 import { QuantConv2d, SwitchableBatchNorm } from '../src/train/layers.js';
 import type { QuantModel } from '../src/train/models.js';
 import { Prng } from '../src/util/prng.js';
@@ -296,4 +298,37 @@ test('factory: each quantizer\'s weight side and its activation convention; site
   }
   const nuq = quantizerFactory({ name: 'nuq', nuq: { optMode: 'both', init: 'uniform', buckets: { type: 'split', size: 3 } } })(weight) as NuqQuantizer;
   assert.deepEqual([nuq.optMode, nuq.init, nuq.bucketCount], ['both', 'uniform', 2]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// integer forms through the packed container
+// ---------------------------------------------------------------------------------------------
+
+test('every quantizer\'s integer form passes the packed container: written, read back, dequantized to quantize(x)', () => {
+  const rng = new Prng(11);
+  const shape = [3, 3, 2, 4];
+  const x = tf.tensor(Float32Array.from({ length: 72 }, () => rng.normal() * 0.3), shape);
+  const relu = tf.relu(x);
+  const cases: Array<[string, Quantizer, number, tf.Tensor]> = [
+    ['lsq', new LsqQuantizer({ bitsList: [3], signedness: 'signed', init: 'weight' }), 3, x],
+    ['lsq per channel', new LsqQuantizer({ bitsList: [4], signedness: 'signed', init: 'weight', channels: 4 }), 4, x],
+    ['min-max per group', new MinMaxWeightQuantizer({ bitsList: [5], granularity: 'group', shape, groupSize: 2 }), 5, x],
+    ['nuq', new NuqQuantizer({ bitsList: [3], shape }), 3, x],
+    ['nuq split buckets', new NuqQuantizer({ bitsList: [2], shape, buckets: { type: 'split', size: 16 } }), 2, x],
+    ['qat weight', new QatQuantizer({ bitsList: [4], role: 'weight' }), 4, x],
+    ['qat activation', new QatQuantizer({ bitsList: [3], role: 'activation' }), 3, relu],
+    ['dorefa', new DorefaQuantizer([2]), 2, x],
+    ['naive', new NaiveQuantizer(), 8, x],
+  ];
+  for (const [name, q, bits, input] of cases) {
+    q.activeBits = bits;
+    // a training-mode call first: learned steps, codebooks and tracked ranges start from data
+    q.quantize(input, true);
+    const expected = Float32Array.from(q.quantize(input, false).dataSync());
+    const form = q.integerForm!(input);
+    const layer: PackedLayer = { name, shape: [...input.shape], ...form };
+    const [back] = readPacked(writePacked([layer])).layers;
+    assert.deepEqual(back, layer, name);
+    assert.deepEqual(dequantize(back!), expected, name);
+  }
 });

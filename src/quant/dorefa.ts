@@ -35,7 +35,8 @@ export class DorefaQuantizer implements Quantizer {
     const codes = tf.tidy(() => tf.round(this.levels(x, bits)).dataSync());
     const half = 2 ** (bits - 1);
     const q = Int32Array.from(codes, (c) => (c >= half ? c - 2 * half : c));
-    const codebook = Float32Array.from({ length: k + 1 }, (_, c) => (2 * c) / k - 1);
+    // in quantize's float32 arithmetic, c·(2/k) − 1, so that the codes dequantize to its values exactly
+    const codebook = Float32Array.from({ length: k + 1 }, (_, c) => Math.fround(c * Math.fround(2 / k)) - 1);
     return { bits, q, scales: new Float32Array(0), codebook };
   }
 

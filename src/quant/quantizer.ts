@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { fusedFakeQuantize, fusedFakeQuantizeApplies } from '../train/backend/fake-quant.js';
-import { roundSte } from './ste.js';
+import type { IntegerForm } from './integer-form.js';
 import type { QuantRange } from './range.js';
+import { roundSte } from './ste.js';
+
+export { codebookCode, dequantize, integerFormProblem, type IntegerForm } from './integer-form.js';
 
 /**
  * What every quantizer offers the training code. Quantizers are built from small parts (an integer
@@ -31,37 +34,6 @@ export interface Quantizer {
    * dequantize(integerForm(x)) equals quantize(x, false). Absent for quantizers that cannot say.
    */
   integerForm?(x: tf.Tensor): IntegerForm;
-}
-
-/**
- * Integer codes of a quantized tensor. Uniform: value = q · scales[k], k the channel (last axis)
- * when there is one scale per channel, else 0. Non-uniform: value = codebook[g · 2^bits +
- * (q mod 2^bits)], g the element's group (index / groupSize; one group when groupSize is absent).
- */
-export interface IntegerForm {
-  bits: number;
-  /** one code per element of x, in x's (row-major) layout */
-  q: Int32Array;
-  scales: Float32Array;
-  codebook?: Float32Array;
-  groupSize?: number;
-}
-
-/** Values of an integer form (the inverse of `integerForm`), in the tensor's layout. */
-export function dequantize(form: IntegerForm): Float32Array {
-  const out = new Float32Array(form.q.length);
-  const levels = 2 ** form.bits;
-  if (form.codebook) {
-    const groupSize = form.groupSize ?? form.q.length;
-    for (let i = 0; i < out.length; i++) {
-      const code = ((form.q[i]! % levels) + levels) % levels;
-      out[i] = form.codebook[Math.floor(i / groupSize) * levels + code]!;
-    }
-    return out;
-  }
-  const channels = form.scales.length;
-  for (let i = 0; i < out.length; i++) out[i] = Math.fround(form.q[i]! * form.scales[channels === 1 ? 0 : i % channels]!);
-  return out;
 }
 
 /**

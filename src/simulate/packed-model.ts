@@ -104,11 +104,7 @@ export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQu
     const quantizer = layer.weightQuantizer;
     if (!quantizer.integerForm) throw new UserError(`${layer.name}: its '${quantizer.kind}' weight quantizer cannot give integer codes to pack`);
     quantizer.activeBits = bits.weightBits;
-    const form = quantizer.integerForm(layer.weight);
-    layers.push({
-      name: layer.name, shape: [...layer.weight.shape], bits: form.bits, scales: form.scales, q: form.q,
-      ...(form.codebook ? { codebook: form.codebook } : {}), ...(form.groupSize !== undefined ? { groupSize: form.groupSize } : {}),
-    });
+    layers.push({ name: layer.name, shape: [...layer.weight.shape], ...quantizer.integerForm(layer.weight) });
   }
   const sets = batchNormSetsUsed(model, policy);
   for (const bn of model.batchNorms) {
@@ -186,10 +182,7 @@ export function loadPackedModel(packed: PackedModel, source: string, from = pack
     const stored = byName.get(layer.name) ?? fail(`layer '${layer.name}' is quantized by the policy but has no codes`);
     if (stored.shape.join('x') !== layer.weight.shape.join('x')) fail(`layer '${layer.name}' has shape [${stored.shape}], the model expects [${layer.weight.shape}]`);
     if (stored.bits !== bits.weightBits) fail(`layer '${layer.name}' holds ${stored.bits}-bit codes, the policy says ${bits.weightBits}`);
-    const form: IntegerForm = {
-      bits: stored.bits, q: stored.q, scales: stored.scales,
-      ...(stored.codebook ? { codebook: stored.codebook } : {}), ...(stored.groupSize !== undefined ? { groupSize: stored.groupSize } : {}),
-    };
+    const { name: _name, shape: _shape, ...form } = stored;
     layer.weight.assign(tf.tensor(dequantize(form), stored.shape));
     layer.weightQuantizer = new StoredCodesQuantizer(form);
   }
