@@ -1,12 +1,13 @@
 /**
  * Backend selection for training: tfjs-node (native TensorFlow) when installed, else tfjs's wasm
  * backend, multi-threaded and with mpq's training kernels (wasm-kernels.ts); gradients tfjs lacks
- * (gradients.ts) on every backend. Also re-exports the
- * wasm-friendly training ops (ops.ts) and data-parallel gradient workers (data-parallel.ts).
+ * (gradients.ts) on every backend. Also re-exports the wasm-friendly training ops (ops.ts) and
+ * the backend names (names.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { UserError } from '../../util/errors.js';
+import { BACKEND_NAMES, type BackendName } from './names.js';
 import { registerMissingGradients } from './gradients.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import { defaultWasmThreads, registerThreadedWasmBackend, wasmThreadsAvailable } from './wasm-threads.js';
@@ -15,12 +16,7 @@ export { defaultWasmThreads } from './wasm-threads.js';
 
 export { batchNormTrain, scaleShiftPerChannel, sumPerChannel } from './ops.js';
 export type { BatchNormTrainResult } from './ops.js';
-export { DataParallelGradients, splitBatch } from './data-parallel.js';
-export type { DataParallelOptions, Replica, ReplicaModule, TensorData } from './data-parallel.js';
-
-export type BackendName = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
-
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'wasm', 'cpu', 'tensorflow'];
+export { BACKEND_NAMES, type BackendName } from './names.js';
 
 export interface InitBackendOptions {
   /**

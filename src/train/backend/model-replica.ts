@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { LsqQuantizer } from '../../quant/lsq.js';
 import { UserError } from '../../util/errors.js';
-import { accumulateGradients, type Pass, type PassMetrics, type StepState } from '../loops.js';
+import { accumulateGradients, type Pass, type PassMetrics, type StepState } from '../step.js';
 import { createModel, hasPerChannelWeightSteps, namedVariables, trainableVariables, type QuantModel } from '../models.js';
 import { DataParallelGradients, splitBatch, type Replica } from './data-parallel.js';
 import { graphFromJson, type GraphJson } from '../../model/graph.js';
