@@ -4,9 +4,9 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readPolicy } from '../src/export/policy-file.js';
 import { layerTableFrom } from '../src/model/table-file.js';
-import { parseConfigList } from '../src/quant/config-list.js';
+import { parseConfigList } from '../src/train/config-list.js';
 import { bitsProblem, checkBitsList, FULL_PRECISION_BITS, SUPPORTED_BITS } from '../src/quant/bits.js';
-import { planQuantization } from '../src/quant/plan.js';
+import { planQuantization } from '../src/train/quantization-plan.js';
 import { validateSetting } from '../src/simulate/simulate.js';
 import { runCli, tempDir, writeTinySearchInputs } from './support.js';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportPolicy } from '../src/export/formats.js';
 import { readPolicy } from '../src/export/policy-file.js';
-import { configListBits, parseConfigList, readConfigList, resolveConfigList, type ConfigLayer } from '../src/quant/index.js';
+import { configListBits, parseConfigList, readConfigList, resolveConfigList, type ConfigLayer } from '../src/train/config-list.js';
 import { REPO_ROOT } from './support.js';
 
 /** mnist-cnn as a config list sees it: conv1 takes the image, every other layer a ReLU's output. */

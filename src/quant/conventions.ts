@@ -1,7 +1,7 @@
 /**
  * The quantizers a user can pick (`--quantizer`), and what each one quantizes by convention. Kept
- * apart from factory.ts (which builds them into models) so that config-list validation needs no
- * training code.
+ * apart from the quantizers and train/quantizer-factory.ts (which builds them into models) so that
+ * config-list validation (train/config-list.ts) loads no tfjs.
  */
 import { bitsProblem, CODEBOOK_BITS, FULL_PRECISION_BITS, NAIVE_BITS, SUPPORTED_BITS, within, type BitRange } from './bits.js';
 

@@ -16,9 +16,3 @@ export {
   quantizerBitsProblem, QUANT_TYPES, QUANTIZER_CONVENTIONS, QUANTIZER_NAMES,
   type QuantizerConvention, type QuantizerName, type QuantType,
 } from './conventions.js';
-export {
-  configListBits, parseConfigList, readConfigList, resolveConfigList,
-  type ConfigEntry, type ConfigLayer, type ResolvedConfig, type ResolvedSite,
-} from './config-list.js';
-// factory.ts (quantizers by name, built into models) is imported directly: it builds on
-// train/layers.ts, which imports this file.

@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import { fusedFakeQuantize, fusedFakeQuantizeApplies } from '../train/backend/fake-quant.js';
 import type { IntegerForm } from './integer-form.js';
 import type { QuantRange } from './range.js';
 import { roundSte } from './ste.js';
@@ -36,15 +35,32 @@ export interface Quantizer {
   integerForm?(x: tf.Tensor): IntegerForm;
 }
 
+/** A faster fakeQuantize for the tensors it `applies` to: same values, same gradients. */
+export interface FakeQuantizeKernel {
+  applies(x: tf.Tensor, step: tf.Tensor): boolean;
+  run(x: tf.Tensor, step: tf.Tensor, lo: number, hi: number): tf.Tensor;
+}
+
+let kernel: FakeQuantizeKernel | undefined;
+
+/**
+ * Sets the kernel fakeQuantize prefers (undefined: tfjs ops alone). The training backends set
+ * theirs when they start (train/backend/index.ts initBackend: one fused kernel on wasm and cpu),
+ * so quant/ needs nothing of train/.
+ */
+export function useFakeQuantizeKernel(k: FakeQuantizeKernel | undefined): void {
+  kernel = k;
+}
+
 /**
  * Uniform fake quantization with a given step: round(clamp(x/step, lo, hi))·step, with a
  * straight-through round. Gradients (LSQ): d/dx = 1 inside the range, 0 outside; d/dstep =
  * round(x/step) − x/step inside, lo or hi outside. `step` broadcasts against x (per-tensor scalar or
- * per-channel vector over the last axis). On wasm and cpu this is one fused kernel
- * (train/backend/fake-quant.ts); elsewhere, and for other step shapes, fakeQuantizeUnfused.
+ * per-channel vector over the last axis). Through the kernel set by useFakeQuantizeKernel where it
+ * applies, else fakeQuantizeUnfused.
  */
 export function fakeQuantize(x: tf.Tensor, step: tf.Tensor, range: QuantRange): tf.Tensor {
-  if (fusedFakeQuantizeApplies(x, step)) return fusedFakeQuantize(x, step, range.lo, range.hi);
+  if (kernel?.applies(x, step)) return kernel.run(x, step, range.lo, range.hi);
   return fakeQuantizeUnfused(x, step, range);
 }
 

@@ -16,8 +16,8 @@ import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '.
 import type { LayerSelection } from '../model/graph-table.js';
 import { trainingModel, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION, uniformPolicy } from './policies.js';
-import type { QuantizerChoice } from '../quant/factory.js';
-import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from '../quant/plan.js';
+import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from './quantization-plan.js';
+import type { QuantizerChoice } from './quantizer-factory.js';
 
 /**
  * The stages as the CLI runs them: backend, data, model and checkpoints wired to the loops. Each

@@ -1,21 +1,18 @@
 import { readPolicy } from '../export/policy-file.js';
 import type { LayerSelection } from '../model/graph-table.js';
-import type { ImageSet } from '../train/data.js';
-import { evaluate } from '../train/loops.js';
-import { FIXED_LAYER_BITS, type BitsPolicy, type QuantModel } from '../train/models.js';
-import { policyBits, policyFromFile, withFixedLayers } from '../train/policies.js';
+import { FULL_PRECISION_BITS, NUQ_DEFAULTS, QatQuantizer, quantizerBitsProblem, QUANTIZER_CONVENTIONS } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
 import { configListBits, readConfigList, resolveConfigList } from './config-list.js';
-import { quantizerBitsProblem, QUANTIZER_CONVENTIONS } from './conventions.js';
-import { bindBatchNormFolds, modelQuantizers, quantizerFactory, type QuantizerChoice, type RecordingFactory } from './factory.js';
-import { NUQ_DEFAULTS } from './nuq.js';
-import { QatQuantizer } from './qat.js';
-import { FULL_PRECISION_BITS } from './bits.js';
+import type { ImageSet } from './data.js';
+import { evaluate } from './loops.js';
+import { FIXED_LAYER_BITS, type BitsPolicy, type QuantModel } from './models.js';
+import { policyBits, policyFromFile, withFixedLayers } from './policies.js';
+import { bindBatchNormFolds, modelQuantizers, quantizerFactory, type QuantizerChoice, type RecordingFactory } from './quantizer-factory.js';
 
 /**
  * What a quantized run asks for — which quantizer, and bits from a policy file, uniform flags or an
  * NNI config list — turned into the model's candidate bits, its quantizer factory and, once the
- * model is built, the bits of every layer. Imported directly, as factory.ts.
+ * model is built, the bits of every layer.
  */
 export interface QuantizeRequest {
   /** default: LSQ, the engine's own quantizer */

@@ -1,19 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { foldBatchNorm } from '../fold/bn-fold.js';
-import { bnKey, lsqQuantizers, SwitchableBatchNorm, type QuantizerFactory, type QuantizerSite } from '../train/layers.js';
-import type { QuantModel } from '../train/models.js';
-import { QUANTIZER_CONVENTIONS, type QuantizerName } from './conventions.js';
-import { DorefaQuantizer } from './dorefa.js';
-import { NAIVE_BITS, NaiveQuantizer } from './naive.js';
-import { NUQ_MAX_BITS, NuqQuantizer, type NuqBuckets, type NuqInit, type NuqOptMode } from './nuq.js';
-import { QatQuantizer } from './qat.js';
-import type { Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './bits.js';
+import {
+  DorefaQuantizer, FULL_PRECISION_BITS, NAIVE_BITS, NaiveQuantizer, NUQ_MAX_BITS, NuqQuantizer, QatQuantizer, QUANTIZER_CONVENTIONS,
+  type NuqBuckets, type NuqInit, type NuqOptMode, type Quantizer, type QuantizerName,
+} from '../quant/index.js';
+import { bnKey, lsqQuantizers, SwitchableBatchNorm, type QuantizerFactory, type QuantizerSite } from './layers.js';
+import type { QuantModel } from './models.js';
 
-/**
- * Quantizers by name, built into a model's layers through the QuantizerFactory seam. Imported
- * directly (not through quant/index.ts): it builds on train/layers.ts, which imports quant/.
- */
+/** Quantizers by name, built into a model's layers through the QuantizerFactory seam (the wiring of quant/ into train/). */
 
 export interface QuantizerChoice {
   name: QuantizerName;

@@ -2,10 +2,11 @@ import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import { describeIssues, isUnknownKey, pathTo, strictFields } from '../util/schema.js';
-import { SUPPORTED_BITS } from './bits.js';
+// the two tfjs-free modules of quant/: validating a config list loads no tfjs
+import { SUPPORTED_BITS } from '../quant/bits.js';
 import {
   quantizerBitsProblem, QUANT_TYPES, QUANTIZER_CONVENTIONS, type QuantizerName, type QuantType,
-} from './conventions.js';
+} from '../quant/conventions.js';
 
 /**
  * NNI's quantization config_list (v2 schema): a JSON array of entries
