@@ -23,37 +23,35 @@ export interface QuantizerConvention {
   defaultActBits(weightBits: number): number;
   /** whether the first and last layers are quantized (at 8 bits) unless told otherwise */
   quantizeFirstLast: boolean;
-  /** NNI quant types its config list may ask for */
+  /** NNI quant types its config list may ask for (any of them may give a quant_start_step: the delay wraps every quantizer) */
   quantTypes: readonly QuantType[];
-  /** takes NNI's quant_start_step */
-  startStep: boolean;
 }
 
 export const QUANTIZER_CONVENTIONS: Record<QuantizerName, QuantizerConvention> = {
   lsq: {
     summary: 'LSQ (LIMPQ): learned step size per bit-width, weights and activations',
     activations: 'lsq', weightBits: SUPPORTED_BITS, defaultActBits: (w) => w,
-    quantizeFirstLast: true, quantTypes: ['weight', 'input', 'output'], startStep: false,
+    quantizeFirstLast: true, quantTypes: ['weight', 'input', 'output'],
   },
   nuq: {
     summary: 'non-uniform (PocketFlow NUQ): 2^b learned points per layer or bucket; activations uniform (EMA min/max), off by default',
     activations: 'ema-minmax', weightBits: within(CODEBOOK_BITS), defaultActBits: () => FULL_PRECISION_BITS,
-    quantizeFirstLast: false, quantTypes: ['weight', 'input', 'output'], startStep: false,
+    quantizeFirstLast: false, quantTypes: ['weight', 'input', 'output'],
   },
   qat: {
     summary: 'QAT (Jacob et al., NNI): asymmetric min/max, EMA-tracked activation ranges, BN folded into convs',
     activations: 'ema-minmax', weightBits: SUPPORTED_BITS, defaultActBits: (w) => w,
-    quantizeFirstLast: true, quantTypes: ['weight', 'input', 'output'], startStep: true,
+    quantizeFirstLast: true, quantTypes: ['weight', 'input', 'output'],
   },
   dorefa: {
     summary: 'DoReFa (NNI): tanh-normalised weights on a uniform grid in [-1, 1]; weights only',
     activations: 'none', weightBits: SUPPORTED_BITS, defaultActBits: () => FULL_PRECISION_BITS,
-    quantizeFirstLast: true, quantTypes: ['weight'], startStep: false,
+    quantizeFirstLast: true, quantTypes: ['weight'],
   },
   naive: {
     summary: 'naive (NNI): weights to 8 bits, running max-abs scale, truncated; weights only',
     activations: 'none', weightBits: within({ min: NAIVE_BITS, max: NAIVE_BITS }), defaultActBits: () => FULL_PRECISION_BITS,
-    quantizeFirstLast: true, quantTypes: ['weight'], startStep: false,
+    quantizeFirstLast: true, quantTypes: ['weight'],
   },
 };
 

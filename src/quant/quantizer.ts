@@ -6,10 +6,10 @@ import { roundSte } from './ste.js';
 export { codebookCode, dequantize, integerFormProblem, type IntegerForm } from './integer-form.js';
 
 /**
- * What every quantizer offers the training code. Quantizers are built from small parts (an integer
- * range from bit-width and signedness, a step-size source, a rounding with its gradient estimator,
- * a clamp); LSQ is one implementation, others (min-max/EMA QAT, DoReFa, fixed-step naive,
- * learnable codebooks) plug in behind the same interface.
+ * What every quantizer offers the training code. The quantizers are built from parts
+ * (core.ts, uniform.ts): a bit-width range, a scale source (learned, observed or calibrated) with
+ * its zero point and granularity, a rounding, and the wrappers every quantizer gets — the
+ * full-precision bypass and the delay.
  */
 export interface Quantizer {
   /** e.g. 'lsq' */
@@ -18,6 +18,8 @@ export interface Quantizer {
   readonly bitsList: readonly number[];
   /** bit-width used by `quantize`; FULL_PRECISION_BITS (32) or more passes the tensor through */
   activeBits: number;
+  /** training step quantization starts at (NNI's quant_start_step; 0 or 1: the first) */
+  startStep: number;
   /**
    * Fake-quantize x at the active bit-width: values on the quantization grid, float dtype,
    * differentiable w.r.t. x and the quantizer's parameters. `training` lets data-dependent
@@ -30,9 +32,10 @@ export interface Quantizer {
   namedState(): Map<string, tf.Variable>;
   /**
    * The integer form of x at the active bit-width (what a packed model stores), such that
-   * dequantize(integerForm(x)) equals quantize(x, false). Absent for quantizers that cannot say.
+   * dequantize(integerForm(x)) equals quantize(x, false). A query: it changes no state. Undefined
+   * where there is none (full precision, before the start step, a quantizer that cannot say).
    */
-  integerForm?(x: tf.Tensor): IntegerForm;
+  integerForm(x: tf.Tensor): IntegerForm | undefined;
 }
 
 /** A faster fakeQuantize for the tensors it `applies` to: same values, same gradients. */

@@ -18,8 +18,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
-import { dequantize, type IntegerForm, type Quantizer } from '../quant/quantizer.js';
-import { FULL_PRECISION_BITS } from '../quant/bits.js';
+import { QuantizerBase } from '../quant/core.js';
+import { dequantize, type IntegerForm } from '../quant/quantizer.js';
+import { CODE_BITS, FULL_PRECISION_BITS } from '../quant/bits.js';
 import { lsqQuantizers, type QuantizerFactory } from '../train/layers.js';
 import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../train/models.js';
 import { UserError } from '../util/errors.js';
@@ -42,30 +43,20 @@ function factoryFor(spec: InputQuantizerSpec): QuantizerFactory {
 }
 
 /** A weight quantizer for weights that already are their dequantized codes: passes them through. */
-export class StoredCodesQuantizer implements Quantizer {
+export class StoredCodesQuantizer extends QuantizerBase {
   readonly kind = 'stored-codes';
-  readonly bitsList: readonly number[];
-  activeBits: number;
 
   constructor(readonly form: IntegerForm) {
-    this.bitsList = [form.bits];
+    super([form.bits], CODE_BITS, 'stored codes');
     this.activeBits = form.bits;
   }
 
-  quantize(x: tf.Tensor, _training: boolean): tf.Tensor {
+  protected quantizeAt(x: tf.Tensor): tf.Tensor {
     return x;
   }
 
-  integerForm(_x: tf.Tensor): IntegerForm {
+  protected override codesAt(): IntegerForm {
     return this.form;
-  }
-
-  trainableVariables(): tf.Variable[] {
-    return [];
-  }
-
-  namedState(): Map<string, tf.Variable> {
-    return new Map();
   }
 }
 
@@ -102,9 +93,10 @@ export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQu
     }
     if (bits.weightBits >= FULL_PRECISION_BITS) continue;
     const quantizer = layer.weightQuantizer;
-    if (!quantizer.integerForm) throw new UserError(`${layer.name}: its '${quantizer.kind}' weight quantizer cannot give integer codes to pack`);
     quantizer.activeBits = bits.weightBits;
-    layers.push({ name: layer.name, shape: [...layer.weight.shape], ...quantizer.integerForm(layer.weight) });
+    const form = quantizer.integerForm(layer.weight);
+    if (!form) throw new UserError(`${layer.name}: its '${quantizer.kind}' weight quantizer gives no integer codes to pack at ${bits.weightBits} bits`);
+    layers.push({ name: layer.name, shape: [...layer.weight.shape], ...form });
   }
   const sets = batchNormSetsUsed(model, policy);
   for (const bn of model.batchNorms) {

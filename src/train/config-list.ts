@@ -129,9 +129,6 @@ export function parseConfigList(data: unknown, source: string, quantizer: Quanti
   const convention = QUANTIZER_CONVENTIONS[quantizer];
   entries.forEach((e, i) => {
     if (e.exclude) return;
-    if (e.quant_start_step !== undefined && !convention.startStep) {
-      throw fieldError(source, [i, 'quant_start_step'], `only qat takes a start step, not ${quantizer}`);
-    }
     const kinds = kindsOf(e);
     e.quant_types!.forEach((t, j) => {
       if (!convention.quantTypes.includes(t)) {

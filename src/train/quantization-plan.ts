@@ -137,9 +137,7 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
         })), { source: path, model: model.name, fixedBits: FIXED_LAYER_BITS });
         for (const layer of model.layers) {
           const r = resolved[layer.name];
-          for (const [q, site] of [[layer.weightQuantizer, r?.weight], [layer.inputQuantizer, r?.input]] as const) {
-            if (q instanceof QatQuantizer) q.quantStartStep = site?.startStep ?? 0;
-          }
+          for (const [q, site] of [[layer.weightQuantizer, r?.weight], [layer.inputQuantizer, r?.input]] as const) q.startStep = site?.startStep ?? 0;
         }
         bindQat(model);
         return Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { foldBatchNorm } from '../fold/bn-fold.js';
 import {
-  DorefaQuantizer, FULL_PRECISION_BITS, NAIVE_BITS, NaiveQuantizer, NUQ_MAX_BITS, NuqQuantizer, QatQuantizer, QUANTIZER_CONVENTIONS,
+  CODE_BITS, DorefaQuantizer, NAIVE_BITS, NaiveQuantizer, NUQ_MAX_BITS, NuqQuantizer, QatQuantizer, QUANTIZER_CONVENTIONS, QuantizerBase,
   type NuqBuckets, type NuqInit, type NuqOptMode, type Quantizer, type QuantizerName,
 } from '../quant/index.js';
 import { bnKey, lsqQuantizers, SwitchableBatchNorm, type QuantizerFactory, type QuantizerSite } from './layers.js';
@@ -16,18 +16,13 @@ export interface QuantizerChoice {
 }
 
 /** A pass-through for the sides a quantizer leaves in full precision (weight-only quantizers' inputs). */
-export class PassThroughQuantizer implements Quantizer {
+export class PassThroughQuantizer extends QuantizerBase {
   readonly kind = 'none';
-  activeBits = FULL_PRECISION_BITS;
-  constructor(readonly bitsList: readonly number[]) {}
-  quantize(x: tf.Tensor): tf.Tensor {
+  constructor(bitsList: readonly number[]) {
+    super(bitsList, CODE_BITS, 'a pass-through');
+  }
+  protected quantizeAt(x: tf.Tensor): tf.Tensor {
     return x;
-  }
-  trainableVariables(): tf.Variable[] {
-    return [];
-  }
-  namedState(): Map<string, tf.Variable> {
-    return new Map();
   }
 }
 
