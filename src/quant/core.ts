@@ -86,7 +86,7 @@ export abstract class QuantizerBase implements Quantizer {
 
   integerForm(x: tf.Tensor): IntegerForm | undefined {
     const bits = this.activeBits;
-    if (bits >= FULL_PRECISION_BITS || (this.delay && !this.delay.started)) return undefined;
+    if (bits >= FULL_PRECISION_BITS || !this.started) return undefined;
     return this.codesAt(x, bits);
   }
 
@@ -100,6 +100,10 @@ export abstract class QuantizerBase implements Quantizer {
     if (!Number.isInteger(step) || step < 0) throw new RangeError(`start step must be a whole number >= 0, got ${step}`);
     if (this.delay) this.delay.startStep = step;
     else if (step > 1) this.delay = new Delay(step);
+  }
+
+  get started(): boolean {
+    return this.delay?.started ?? true;
   }
 
   /** Training steps the delay counted (0 without a delay). */

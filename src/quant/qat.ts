@@ -66,7 +66,7 @@ export class QatQuantizer extends UniformQuantizer {
 
   /** An activation quantizer that has started but has no range yet needs calibration batches. */
   needsCalibration(): boolean {
-    return this.role === 'activation' && this.delay!.started && this.trackedRange() === undefined;
+    return this.role === 'activation' && this.started && this.trackedRange() === undefined;
   }
 
   protected override quantizeAt(x: tf.Tensor, bits: number, training: boolean): tf.Tensor {

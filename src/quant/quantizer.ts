@@ -20,6 +20,8 @@ export interface Quantizer {
   activeBits: number;
   /** training step quantization starts at (NNI's quant_start_step; 0 or 1: the first) */
   startStep: number;
+  /** whether quantization has started (the start step reached) */
+  readonly started: boolean;
   /**
    * Fake-quantize x at the active bit-width: values on the quantization grid, float dtype,
    * differentiable w.r.t. x and the quantizer's parameters. `training` lets data-dependent

@@ -6,7 +6,9 @@
  *   layer's bits, scales, codebook) — the weights are never stored in float;
  * - as float32 tensors, under their checkpoint names: weights of layers the policy leaves in full
  *   precision, biases, and the input quantizers' state at the layer's activation bits (LSQ:
- *   `s.<bits>`, `s_init.<bits>`; min-max: the calibrated `max`);
+ *   `s.<bits>`, `s_init.<bits>`; min-max: the calibrated `max`; QAT: `tracked_range`, `tracked`),
+ *   but the delay's step counter, which inference does not read (every quantizer in use must have
+ *   started);
  * - each batch-norm set the policy's forward pass reads, as one [4, channels] float32 tensor
  *   `<bn>.bns.<key>` of rows γ, β, running mean, running variance (after `--merge-bn`: 1, the
  *   folded bias, 0, identityVariance(bn));
@@ -18,11 +20,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
+import { QUANTIZER_CONVENTIONS, type QuantizerName } from '../quant/conventions.js';
 import { QuantizerBase } from '../quant/core.js';
+import { QatQuantizer } from '../quant/qat.js';
 import { dequantize, type IntegerForm } from '../quant/quantizer.js';
 import { CODE_BITS, FULL_PRECISION_BITS } from '../quant/bits.js';
 import { lsqQuantizers, type QuantizerFactory } from '../train/layers.js';
 import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../train/models.js';
+import { PassThroughQuantizer } from '../train/quantizer-factory.js';
 import { UserError } from '../util/errors.js';
 import { batchNormSet, minMaxQuantizers } from './model.js';
 import { parseGraphJson } from '../model/graph-file.js';
@@ -31,15 +36,32 @@ import type { ModelSource } from '../model/resolve.js';
 
 export const PACKED_MODEL_FORMAT = 'mpq-packed-model';
 
-/** Which input quantizers a packed model's layers are rebuilt with. */
+/**
+ * Which input quantizers a packed model's layers are rebuilt with: LSQ steps, min-max thresholds,
+ * QAT's tracked ranges (QAT and NUQ), or none (weight-only quantizers: DoReFa, naive).
+ */
 export type InputQuantizerSpec =
   | { kind: 'lsq' }
-  | { kind: 'minmax'; inputMode: 'online' | 'calibrated'; inputSigned: boolean };
+  | { kind: 'minmax'; inputMode: 'online' | 'calibrated'; inputSigned: boolean }
+  | { kind: 'qat' }
+  | { kind: 'none' };
+
+const INPUT_KINDS: ReadonlyArray<InputQuantizerSpec['kind']> = ['lsq', 'minmax', 'qat', 'none'];
+
+/** The input quantizers of a model a `--quantizer` built (its activation convention). */
+export function inputQuantizersOf(name: QuantizerName): InputQuantizerSpec {
+  const activations = QUANTIZER_CONVENTIONS[name].activations;
+  return { kind: activations === 'lsq' ? 'lsq' : activations === 'ema-minmax' ? 'qat' : 'none' };
+}
 
 /** The factory that rebuilds the input quantizers (weight quantizers are replaced on load). */
 function factoryFor(spec: InputQuantizerSpec): QuantizerFactory {
-  if (spec.kind === 'lsq') return lsqQuantizers();
-  return minMaxQuantizers({ granularity: 'layer', inputMode: spec.inputMode, inputSigned: spec.inputSigned });
+  switch (spec.kind) {
+    case 'lsq': return lsqQuantizers();
+    case 'minmax': return minMaxQuantizers({ granularity: 'layer', inputMode: spec.inputMode, inputSigned: spec.inputSigned });
+    case 'qat': return (site) => (site.role === 'input' ? new QatQuantizer({ bitsList: site.bitsList, role: 'activation' }) : new PassThroughQuantizer(site.bitsList));
+    case 'none': return (site) => new PassThroughQuantizer(site.bitsList);
+  }
 }
 
 /** A weight quantizer for weights that already are their dequantized codes: passes them through. */
@@ -82,7 +104,11 @@ export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQu
   for (const layer of model.layers) {
     const bits = policy[layer.name] ?? { weightBits: FULL_PRECISION_BITS, actBits: FULL_PRECISION_BITS };
     const inputPrefix = `${layer.name}.quan_a_fn.`;
+    for (const [q, b, side] of [[layer.weightQuantizer, bits.weightBits, 'weight'], [layer.inputQuantizer, bits.actBits, 'input']] as const) {
+      if (b < FULL_PRECISION_BITS && !q.started) throw new UserError(`${layer.name}: its ${side} quantizer has not reached its start step ${q.startStep} (train further first)`);
+    }
     for (const [name, v] of layer.namedState()) {
+      if (name === `${inputPrefix}steps`) continue;
       if (name === `${layer.name}.weight`) {
         if (bits.weightBits >= FULL_PRECISION_BITS) floats.push(floatOf(name, v));
       } else if (name.startsWith(inputPrefix)) {
@@ -139,7 +165,7 @@ export function loadPackedModel(packed: PackedModel, source: string, from = pack
   };
   if (meta.format !== PACKED_MODEL_FORMAT) fail(`meta.format is ${JSON.stringify(meta.format)}, not a packed model ("${PACKED_MODEL_FORMAT}")`);
   const inputs = meta.inputs as InputQuantizerSpec | undefined;
-  if (inputs?.kind !== 'lsq' && inputs?.kind !== 'minmax') fail(`meta.inputs names no input quantizer this build can rebuild (lsq, minmax)`);
+  if (!INPUT_KINDS.includes(inputs?.kind as InputQuantizerSpec['kind'])) fail(`meta.inputs names no input quantizer this build can rebuild (${INPUT_KINDS.join(', ')})`);
   const bitsList = meta.bits;
   if (!Array.isArray(bitsList) || !bitsList.every((b) => Number.isInteger(b))) fail('meta.bits is not a list of bit-widths');
   const rawPolicy = (meta.policy ?? {}) as Record<string, unknown>;

@@ -1,9 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { foldBatchNorm } from '../fold/bn-fold.js';
 import {
-  CODE_BITS, DorefaQuantizer, NAIVE_BITS, NaiveQuantizer, NUQ_MAX_BITS, NuqQuantizer, QatQuantizer, QUANTIZER_CONVENTIONS, QuantizerBase,
+  CODE_BITS, DorefaQuantizer, NAIVE_BITS, NaiveQuantizer, NUQ_MAX_BITS, NuqQuantizer, QatQuantizer, QUANTIZER_CONVENTIONS, QUANTIZER_NAMES, QuantizerBase,
   type NuqBuckets, type NuqInit, type NuqOptMode, type Quantizer, type QuantizerName,
 } from '../quant/index.js';
+import { UserError } from '../util/errors.js';
+import type { CheckpointManifest } from './checkpoint.js';
 import { bnKey, lsqQuantizers, SwitchableBatchNorm, type QuantizerFactory, type QuantizerSite } from './layers.js';
 import type { QuantModel } from './models.js';
 
@@ -13,6 +15,20 @@ export interface QuantizerChoice {
   name: QuantizerName;
   nuq?: { init?: NuqInit; optMode?: NuqOptMode; buckets?: NuqBuckets };
   qat?: { decay?: number };
+}
+
+/**
+ * The quantizer a checkpoint was finetuned with, as its meta records it (`quantizer`, and NUQ's
+ * `nuq` options, which shape its codebooks); LSQ when it names none (full-precision, pretrained).
+ */
+export function savedQuantizerChoice(manifest: CheckpointManifest, dir: string): QuantizerChoice {
+  const { quantizer, nuq } = manifest.meta;
+  if (quantizer === undefined) return { name: 'lsq' };
+  if (!(QUANTIZER_NAMES as readonly unknown[]).includes(quantizer)) {
+    throw new UserError(`${dir}: meta.quantizer ${JSON.stringify(quantizer)} is not one of ${QUANTIZER_NAMES.join(', ')}`);
+  }
+  const name = quantizer as QuantizerName;
+  return name === 'nuq' && typeof nuq === 'object' && nuq !== null ? { name, nuq: nuq as QuantizerChoice['nuq'] } : { name };
 }
 
 /** A pass-through for the sides a quantizer leaves in full precision (weight-only quantizers' inputs). */
