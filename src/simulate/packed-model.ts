@@ -19,7 +19,8 @@
  * forward pass is the fake-quantized model's, on the same values, so its outputs are equal.
  */
 import * as tf from '@tensorflow/tfjs';
-import { writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
+import { packedByteLength, writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
+import { compressionRatio as crOf, costs } from '../model/costs.js';
 import { QUANTIZER_CONVENTIONS, type QuantizerName } from '../quant/conventions.js';
 import { QuantizerBase } from '../quant/core.js';
 import { QatQuantizer } from '../quant/qat.js';
@@ -242,22 +243,16 @@ export interface PackedSize {
  * whole file — codes, float32 state and index, compressed — is compared with targetBytes.
  */
 export function packedSize(file: Uint8Array, packed: PackedModel): PackedSize {
-  const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-  const codeBytes = packed.layers.reduce((s, l) => s + Math.ceil((count(l.shape) * l.bits) / 8), 0);
+  const codeBytes = packed.layers.reduce((s, l) => s + packedByteLength(l.q.length, l.bits), 0);
   const floatBytes = packed.floats.reduce((s, f) => s + 4 * f.values.length, 0);
-  let weightParams = 0;
-  let weightBits = 0;
-  for (const l of packed.layers) {
-    weightParams += count(l.shape);
-    weightBits += count(l.shape) * l.bits;
-  }
-  for (const f of packed.floats) {
-    if (!f.name.endsWith('.weight') || f.name.includes('.bns.')) continue;
-    weightParams += f.values.length;
-    weightBits += 32 * f.values.length;
-  }
+  // weights as the search counts them: codes at their bits, float weights at 32 (no MACs here)
+  const weights = costs([
+    ...packed.layers.map((l) => ({ macs: 0, params: l.q.length, weightBits: l.bits })),
+    ...packed.floats.filter((f) => f.name.endsWith('.weight') && !f.name.includes('.bns.')).map((f) => ({ macs: 0, params: f.values.length })),
+  ]);
+  const weightParams = weights.params;
   const fp32WeightBytes = 4 * weightParams;
-  const compressionRatio = (32 * weightParams) / weightBits;
+  const compressionRatio = crOf(weights);
   const targetBytes = fp32WeightBytes / compressionRatio;
   const deviationPercent = 100 * (file.length / targetBytes - 1);
   return {
