@@ -25,7 +25,7 @@ import { QUANTIZER_CONVENTIONS, type QuantizerName } from '../quant/conventions.
 import { QuantizerBase } from '../quant/core.js';
 import { QatQuantizer } from '../quant/qat.js';
 import { dequantize, type IntegerForm } from '../quant/quantizer.js';
-import { CODE_BITS, FULL_PRECISION_BITS } from '../quant/bits.js';
+import { bitsProblem, CODE_BITS, FULL_PRECISION_BITS, SUPPORTED_BITS } from '../quant/bits.js';
 import { lsqQuantizers, type QuantizerFactory } from '../train/layers.js';
 import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../train/models.js';
 import { PassThroughQuantizer } from '../train/quantizer-factory.js';
@@ -168,11 +168,11 @@ export function loadPackedModel(packed: PackedModel, source: string, from = pack
   const inputs = meta.inputs as InputQuantizerSpec | undefined;
   if (!INPUT_KINDS.includes(inputs?.kind as InputQuantizerSpec['kind'])) fail(`meta.inputs names no input quantizer this build can rebuild (${INPUT_KINDS.join(', ')})`);
   const bitsList = meta.bits;
-  if (!Array.isArray(bitsList) || !bitsList.every((b) => Number.isInteger(b))) fail('meta.bits is not a list of bit-widths');
+  if (!Array.isArray(bitsList) || !bitsList.every((b) => bitsProblem(b) === undefined)) fail('meta.bits is not a list of bit-widths');
   const rawPolicy = (meta.policy ?? {}) as Record<string, unknown>;
   const policy: BitsPolicy = {};
   for (const [name, pair] of Object.entries(rawPolicy)) {
-    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((b) => Number.isInteger(b) && b > 0)) fail(`meta.policy.${name} is not [weightBits, actBits]`);
+    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((b) => bitsProblem(b, SUPPORTED_BITS, { fullPrecision: true }) === undefined)) fail(`meta.policy.${name} is not [weightBits, actBits]`);
     policy[name] = { weightBits: (pair as number[])[0]!, actBits: (pair as number[])[1]! };
   }
 
