@@ -9,7 +9,7 @@ export {
 } from './quantizer.js';
 export { Delay, InitFlags, QuantizerBase } from './core.js';
 export {
-  affineFakeQuantize, affineParams, EmaRange, LearnedStep, PER_TENSOR, QAT_EMA_DECAY, stepCount, TensorRange, Threshold, UniformQuantizer,
+  affineFakeQuantize, affineParams, EmaRange, LearnedStep, QAT_EMA_DECAY, stepCount, TensorRange, Threshold, UniformQuantizer,
   type AffineParams, type Granularity, type Grid, type LearnedStepOptions, type ScaleSource, type ThresholdMode, type ZeroPoint,
 } from './uniform.js';
 export { LsqQuantizer, STEP_MIN, STEP_MAX, type LsqOptions } from './lsq.js';

@@ -73,7 +73,7 @@ export class QatQuantizer extends UniformQuantizer {
     const s = this.foldScale?.(bits);
     if (!s) return super.quantizeAt(x, bits, training);
     return tf.tidy(() => {
-      const { safe, folded, grid } = this.foldedGrid(x, s, bits);
+      const { safe, folded, grid } = this.foldedGrid(x, s, bits, training);
       return grid ? tf.div(fakeQuantize(folded, grid.step, grid.range), safe) : x;
     });
   }
@@ -84,7 +84,7 @@ export class QatQuantizer extends UniformQuantizer {
    */
   protected override codesAt(x: tf.Tensor, bits: number): IntegerForm | undefined {
     const s = this.foldScale?.(bits);
-    const folded = s && tf.tidy(() => this.foldedGrid(x, s, bits).folded);
+    const folded = s && tf.tidy(() => tf.mul(x, tf.tensor1d(s.map(safeScale))));
     const form = super.codesAt(folded ?? x, bits) ?? { bits, q: new Int32Array(x.size), scales: new Float32Array(0), codebook: new Float32Array(2 ** bits) };
     folded?.dispose();
     if (!s) return form;
@@ -94,10 +94,10 @@ export class QatQuantizer extends UniformQuantizer {
     return { ...form, codebook, perChannel: true };
   }
 
-  private foldedGrid(x: tf.Tensor, s: Float32Array, bits: number): { safe: tf.Tensor; folded: tf.Tensor; grid: Grid | undefined } {
+  private foldedGrid(x: tf.Tensor, s: Float32Array, bits: number, training: boolean): { safe: tf.Tensor; folded: tf.Tensor; grid: Grid | undefined } {
     const safe = tf.tensor1d(s.map(safeScale));
     const folded = tf.mul(x, safe);
-    return { safe, folded, grid: this.source.grid(folded, bits, false) };
+    return { safe, folded, grid: this.source.grid(folded, bits, training) };
   }
 }
 

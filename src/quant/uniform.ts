@@ -24,8 +24,6 @@ import { gradScale } from './ste.js';
 /** Which elements share a step: the whole tensor, each channel (x's last axis), or each group of `size` consecutive channels. */
 export type Granularity = { per: 'tensor' } | { per: 'channel' } | { per: 'group'; size: number };
 
-export const PER_TENSOR: Granularity = { per: 'tensor' };
-
 /** How many steps a granularity holds for `channels` channels (which a group size must divide). */
 export function stepCount(granularity: Granularity, channels: number): number {
   if (granularity.per === 'tensor') return 1;

@@ -43,8 +43,8 @@ export interface QuantizationPlan {
   /** the fixed layers a policy file names (the model must be built with them) */
   layers?: LayerSelection;
   /**
-   * Binds the plan to the built model: the bits of every layer, with QAT's start steps and batch-norm
-   * folds set on its quantizers.
+   * Binds the plan to the built model: the bits of every layer, with a config list's start steps
+   * and QAT's batch-norm folds set on its quantizers.
    */
   attach(model: QuantModel): BitsPolicy;
   /** what was asked, for run metadata and summaries */
