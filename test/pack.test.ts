@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { readPacked } from '../src/export/packed.js';
 import { readPolicy } from '../src/export/policy-file.js';
-import { formatPackedSize, loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
+import { formatPackedSize, inputQuantizersOf, loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
 import { disposeModel } from '../src/train/models.js';
 import { simulatedModel, type SimulateContext } from '../src/simulate/simulate.js';
 import { samplePerClass } from '../src/simulate/calibrate.js';
@@ -15,6 +15,7 @@ import { loadMnistPackage, subset } from '../src/train/data.js';
 import { evaluate } from '../src/train/loops.js';
 import { createModel, type BitsPolicy, type QuantModel } from '../src/train/models.js';
 import { policyBits, policyFromFile } from '../src/train/policies.js';
+import { planQuantization, type QuantizeRequest } from '../src/train/quantization-plan.js';
 import { finetuneAtPolicy, loadWeights } from '../src/train/run.js';
 import { saveUntrainedCheckpoint } from './checkpoints.js';
 import { REPO_ROOT, runCli, tempDir } from './support.js';
@@ -238,4 +239,69 @@ test('per-channel weight steps: finetune restarts a per-tensor checkpoint\'s ste
   assert.equal(resumed.status, 2, resumed.stderr);
   assert.match(resumed.stderr, /quan_w_fn\.s\.\d+' has shape \[\d+\], the model expects \[\].*--per-channel-weights/);
   assert.doesNotMatch(resumed.stderr, /\n\s+at /);
+});
+
+test('every quantizer with an integer form packs: pack → load gives the fake-quantized outputs exactly, and repacks to the same bytes', () => {
+  const train = tf.tensor4d(subset(mnist.train, 64).images, [64, 28, 28, 1]);
+  const cases: Array<[string, QuantizeRequest]> = [
+    ['lsq (policy)', { quantizer: { name: 'lsq' }, policyPath: SHIPPED_POLICY }],
+    ['lsq per-channel', { quantizer: { name: 'lsq' }, weightBits: 3, perChannelWeights: true }],
+    ['nuq', { quantizer: { name: 'nuq' }, weightBits: 3 }],
+    ['nuq split buckets, activations', { quantizer: { name: 'nuq', nuq: { buckets: { type: 'split', size: 100 } } }, weightBits: 2, actBits: 6 }],
+    ['nuq channel buckets', { quantizer: { name: 'nuq', nuq: { buckets: { type: 'channel' } } }, weightBits: 2 }],
+    ['qat (batch norm folded)', { quantizer: { name: 'qat' }, policyPath: SHIPPED_POLICY }],
+    ['dorefa', { quantizer: { name: 'dorefa' }, weightBits: 3 }],
+    ['naive', { quantizer: { name: 'naive' }, weightBits: 8 }],
+  ];
+  for (const [name, request] of cases) {
+    const plan = planQuantization(request)!;
+    const model = createModel('mnist-cnn', { bits: plan.bits, quantizers: plan.quantizers, perChannelWeights: plan.perChannelWeights, seed: 6 });
+    const policy = plan.attach(model);
+    // one training forward: steps, codebooks, ranges and running scales start from data
+    tf.tidy(() => {
+      model.forward(train, policy, true);
+    });
+    const inputs = inputQuantizersOf(request.quantizer!.name);
+    const bytes = packModel(model, policy, inputs);
+    const packed = readPacked(bytes, 'q.mpqp');
+    assert.equal(packed.layers.length, Object.values(policy).filter((b) => b.weightBits < 32).length, name);
+    const loaded = loadPackedModel(packed, 'q.mpqp');
+    assert.deepEqual(loaded.policy, policy, name);
+    assert.deepEqual(logits(loaded.model, loaded.policy), logits(model, policy), name);
+    assert.deepEqual(packModel(loaded.model, loaded.policy, inputs), bytes, `${name}: repacked`);
+    disposeModel(model);
+    disposeModel(loaded.model);
+  }
+  train.dispose();
+});
+
+test('mpq pack follows the checkpoint\'s quantizer: NUQ (split buckets, from its meta) and QAT packs score through eval --packed what the checkpoints score', (t) => {
+  const dir = tempDir();
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const fp = join(dir, 'fp');
+  saveUntrainedCheckpoint(fp, 'mnist-cnn', 3);
+  const tiny = ['--model', 'mnist-cnn', '--limit', '64', '--batch-size', '32', '--seed', '2', '--no-progress', '--backend', 'wasm'];
+  const runs: Array<[string, string[], string[]]> = [
+    ['nuq', ['--quantizer', 'nuq', '--nuq-buckets', 'split', '--nuq-bucket-size', '500'], ['--weight-bits', '3']],
+    ['qat', ['--quantizer', 'qat'], ['--policy', SHIPPED_POLICY]],
+  ];
+  for (const [name, quantizer, bits] of runs) {
+    const ft = join(dir, name);
+    const trained = runCli(['finetune', ...tiny, '--epochs', '1', '--from', fp, ...quantizer, ...bits, '--checkpoint', ft]);
+    assert.equal(trained.status, 0, trained.stderr);
+    const fromCheckpoint = runCli(['eval', '--model', 'mnist-cnn', '--from', ft, ...quantizer, ...bits, '--limit', '64', '--backend', 'wasm', '--json']);
+    assert.equal(fromCheckpoint.status, 0, fromCheckpoint.stderr);
+    const out = join(dir, `${name}.mpqp`);
+    // no --quantizer: pack reads it (and NUQ's buckets) from the checkpoint
+    const pack = runCli(['pack', '--model', 'mnist-cnn', '--from', ft, ...bits, '--out', out, '--backend', 'wasm', '--json']);
+    assert.equal(pack.status, 0, pack.stderr);
+    assert.equal(JSON.parse(pack.stdout).quantizer, name);
+    const packed = readPacked(readFileSync(out), out);
+    assert.ok(packed.layers.every((l) => l.codebook && l.scales.length === 0), `${name}: codebook forms, no scales`);
+    const evaluated = runCli(['eval', '--packed', out, '--limit', '64', '--backend', 'wasm', '--json']);
+    assert.equal(evaluated.status, 0, evaluated.stderr);
+    const [expected, got] = [JSON.parse(fromCheckpoint.stdout), JSON.parse(evaluated.stdout)];
+    assert.equal(got.top1, expected.top1, `${name}: top-1`);
+    assert.equal(got.loss, expected.loss, `${name}: loss`);
+  }
 });

@@ -234,3 +234,51 @@ test('version 3: a truncated or corrupt compressed payload is a one-line UserErr
     );
   }
 });
+
+test('codebook layers without scales and codebooks per channel (version 4) round-trip; a file without them stays version 3', () => {
+  const rng = new Prng(40);
+  const uniform = randomLayer(rng, 'u', [2, 3], 4, 3);
+  // QAT/DoReFa style: one codebook, no scales
+  const affine: PackedLayer = { ...randomLayer(rng, 'a', [4, 5], 3, 0), codebook: Float32Array.from({ length: 8 }, (_, c) => Math.fround((c - 3) * 0.25)) };
+  // a codebook per channel of the last axis (3 channels × 2^2 levels): element i reads channel i mod 3
+  const perChannel: PackedLayer = { ...randomLayer(rng, 'c', [4, 3], 2, 0), codebook: Float32Array.from({ length: 12 }, () => rng.normal()), perChannel: true };
+  const file = writePacked([uniform, affine, perChannel]);
+  assert.equal(new DataView(file.buffer).getUint32(4, true), 4);
+  const model = readPacked(file);
+  assert.equal(model.version, 4);
+  assert.deepEqual(model.layers, [uniform, affine, perChannel]);
+  assert.equal(new DataView(writePacked([uniform]).buffer).getUint32(4, true), 3, 'nothing of version 4: older builds read it');
+
+  // one validity check on both sides (quant/integer-form.ts integerFormProblem)
+  const bad: Array<[PackedLayer, RegExp]> = [
+    [{ ...uniform, scales: new Float32Array(0) }, /layer 'u': scales is empty \(a uniform form has one scale per tensor or channel\)/],
+    [{ ...uniform, scales: new Float32Array(4).fill(1) }, /layer 'u': 4 scales do not divide 6 codes into channels/],
+    [{ ...uniform, groupSize: 2 }, /layer 'u': groupSize without a codebook/],
+    [{ ...perChannel, codebook: new Float32Array(20) }, /layer 'c': 20 codebook entries are not 2\^2 per channel of 12 codes/],
+    [{ ...perChannel, codebook: new Float32Array(8) }, /layer 'c': codebooks for 2 channels, the last axis of \[4, 3\] has 3/],
+    [{ ...uniform, scales: new Float32Array(2).fill(1) }, /layer 'u': scales for 2 channels, the last axis of \[2, 3\] has 3/],
+    [{ ...affine, codebook: Float32Array.of(1, NaN) }, /layer 'a': codebook must be finite/],
+  ];
+  for (const [layer, message] of bad) assert.throws(() => writePacked([layer]), message);
+  // the reader refuses the same, as a one-line UserError
+  const text = new TextDecoder().decode(payloadOf(writePacked([uniform])));
+  const tampered = inflatedWithIndex(writePacked([uniform]), text.slice(4, 4 + new DataView(payloadOf(writePacked([uniform])).buffer).getUint32(0, true)).replace('"scales":[', '"groupSize":2,"scales":['));
+  assert.throws(() => readPacked(tampered, 't.mpqp'), (err: unknown) => err instanceof UserError && /^t\.mpqp: layer 'u': groupSize without a codebook$/.test(err.message));
+});
+
+/** A version-2 (uncompressed) copy of `file` with its JSON index replaced by `index`. */
+function inflatedWithIndex(file: Uint8Array, index: string): Uint8Array {
+  const payload = payloadOf(file);
+  const oldLength = new DataView(payload.buffer, payload.byteOffset).getUint32(0, true);
+  const data = payload.subarray(Math.ceil((4 + oldLength) / 4) * 4);
+  const json = new TextEncoder().encode(index);
+  const start = Math.ceil((4 + json.length) / 4) * 4;
+  const out = new Uint8Array(8 + start + data.length);
+  out.set(file.subarray(0, 4));
+  const view = new DataView(out.buffer);
+  view.setUint32(4, 2, true);
+  view.setUint32(8, json.length, true);
+  out.set(json, 12);
+  out.set(data, 8 + start);
+  return out;
+}

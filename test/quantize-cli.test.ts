@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { quantizeRequest } from '../src/cli/finetune.js';
-import { planQuantization } from '../src/quant/plan.js';
+import { planQuantization } from '../src/train/quantization-plan.js';
 import { runCli, tempDir, type CliRun } from './support.js';
 
 function assertUserError(r: CliRun, pattern: RegExp): void {

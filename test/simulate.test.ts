@@ -39,12 +39,12 @@ test('min-max weights: layer, group and channel steps max|w|/(2^(b-1)-1), codes 
   assert.deepEqual(Array.from(q('channel').steps(w)), [0.7 / 3, 0.3 / 3, 0.4 / 3, 0.06 / 3].map(Math.fround));
   // per channel: 0.7 → 3 steps, -0.35 → -1.5 → -2 (half to even), -0.1/0.1 = -1, 0.2/(0.4/3) = 1.5 → 2
   const channel = q('channel');
-  assert.deepEqual(Array.from(channel.integerForm(w).q), [3, -1, 2, 2, -2, 3, -3, 3]);
+  assert.deepEqual(Array.from(channel.integerForm(w)!.q), [3, -1, 2, 2, -2, 3, -3, 3]);
   for (const g of ['layer', 'group', 'channel'] as const) {
     const quantizer = q(g);
     // equal bit for bit as numbers (integer codes have no -0: round(-0.43)·s is -0 in the fake-quantized tensor)
     const noSignedZero = (a: ArrayLike<number>) => Float32Array.from(a, (v) => v + 0);
-    assert.deepEqual(noSignedZero(dequantize(quantizer.integerForm(w))), noSignedZero(quantizer.quantize(w, false).dataSync()), g);
+    assert.deepEqual(noSignedZero(dequantize(quantizer.integerForm(w)!)), noSignedZero(quantizer.quantize(w, false).dataSync()), g);
   }
   // an all-zero tensor quantizes to zeros (step 1, not a division by zero)
   assert.deepEqual(values(q('layer').quantize(tf.zeros([2, 4]), false)), new Array(8).fill(0));

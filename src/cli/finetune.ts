@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { NUQ_DEFAULTS, NUQ_INITS, NUQ_OPT_MODES, QUANTIZER_NAMES, type NuqBuckets, type NuqInit, type NuqOptMode, type QuantizerName } from '../quant/index.js';
-import type { QuantizerChoice } from '../quant/factory.js';
-import type { QuantizeRequest } from '../quant/plan.js';
+import type { QuantizeRequest } from '../train/quantization-plan.js';
+import type { QuantizerChoice } from '../train/quantizer-factory.js';
 import { finetuneAtPolicy } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger } from './run.js';

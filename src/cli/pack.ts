@@ -1,26 +1,27 @@
 import type { Command } from 'commander';
 import { writeNcnnTable } from '../export/deploy-tables.js';
 import { readPacked } from '../export/packed.js';
-import { readPolicy } from '../export/policy-file.js';
 import { samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
 import { int8Calibration, tensorRtCache } from '../simulate/deploy.js';
-import { disposeModel } from '../train/models.js';
-import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
-import { disposeCheckpoint, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
-import { createModel } from '../train/models.js';
-import { policyBits, policyFromFile } from '../train/policies.js';
+import { formatPackedSize, inputQuantizersOf, packedSize, packModel } from '../simulate/packed-model.js';
+import { disposeCheckpoint, hasCheckpoint, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
+import { subset } from '../train/data.js';
+import { createModel, disposeModel } from '../train/models.js';
+import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization } from '../train/quantization-plan.js';
+import { savedQuantizerChoice } from '../train/quantizer-factory.js';
 import { assertStepSizesTrained, loadWeights, prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { addBitsOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 import { layerSelection } from './search-options.js';
 
 export function registerPack(program: Command): void {
-  addModelOptions(program.command('pack')
-    .description('write a checkpoint at a policy as a bit-packed mixed-precision model (and int8 deployment tables)'))
-    .requiredOption('--from <dir>', 'checkpoint with learned step sizes at the policy (mpq finetune)')
-    .requiredOption('--policy <file>', 'policy JSON giving each layer its bits')
+  addBitsOptions(addModelOptions(program.command('pack')
+    .description('write a checkpoint at a policy or uniform bits as a bit-packed mixed-precision model (and int8 deployment tables), with the quantizer it was finetuned with')))
+    .requiredOption('--from <dir>', 'checkpoint finetuned at these bits (mpq finetune, any --quantizer)')
+    .option('--policy <file>', 'policy JSON giving each layer its bits (or --weight-bits)')
     .requiredOption('--out <file>', 'packed model file (MPQP)')
     .option('--ncnn-table <file>', 'also write an ncnn int8 calibration table of the FP network')
     .option('--trt-cache <file>', 'also write a TensorRT EntropyCalibration2 cache of the FP network')
@@ -38,9 +39,13 @@ export function registerPack(program: Command): void {
       if (numSample < 1) throw new UserError(`--num-sample: must be a positive integer, got ${numSample}`);
       const trtVersion = o.trtVersion as number;
       if (trtVersion < 0) throw new UserError(`--trt-version: must be a whole number like 8601, got ${trtVersion}`);
-      const policyPath = String(o.policy);
       const from = String(o.from);
-      const file = readPolicy(policyPath);
+      // the checkpoint says how its quantizers were built: which quantizer, LSQ steps per channel
+      const manifest = hasCheckpoint(from) ? readCheckpointManifest(from) : undefined;
+      const quantizer = manifest ? savedQuantizerChoice(manifest, from) : { name: 'lsq' as const };
+      const perChannelWeights = manifest !== undefined && savedPerChannelWeightSteps(manifest);
+      const plan = planQuantization({ ...quantizeRequest(o), quantizer, perChannelWeights });
+      if (!plan) throw new UserError('pack: give --policy FILE or --weight-bits B (the bits to pack at)');
       const layers = layerSelection(o);
       const { model, data, source } = await prepare(
         {
@@ -48,15 +53,17 @@ export function registerPack(program: Command): void {
           log: (line) => process.stderr.write(`${line}\n`),
         },
         (m) => createModel(m, {
-          bits: policyBits(file), perChannelWeights: savedPerChannelWeightSteps(readCheckpointManifest(from)),
-          layers: Object.keys(layers).length > 0 ? layers : { fixed: file.fixed.map((l) => l.name), fixedFrom: `${policyPath}: field 'fixed'` },
+          bits: plan.bits, quantizers: plan.quantizers, perChannelWeights, layers: Object.keys(layers).length > 0 ? layers : plan.layers,
         }),
       );
-      const policy = policyFromFile(model, file, policyPath);
+      const policy = plan.attach(model);
       loadWeights(model, from);
       assertStepSizesTrained(model, policy, from);
+      calibrateActivationRanges(model, subset(data.train, CALIBRATION_IMAGES), policy);
       const out = String(o.out);
-      const bytes = packModel(model, policy, { kind: 'lsq' }, { source: from, policy_file: policyPath, command: ['mpq', ...process.argv.slice(2)].join(' ') });
+      const bytes = packModel(model, policy, inputQuantizersOf(quantizer.name), {
+        source: from, quantizer: quantizer.name, ...(o.policy !== undefined && { policy_file: String(o.policy) }), command: ['mpq', ...process.argv.slice(2)].join(' '),
+      });
       disposeModel(model);
       // every output is computed before any is written
       const outputs: Array<[string, string | Uint8Array]> = [[out, bytes]];
@@ -76,6 +83,6 @@ export function registerPack(program: Command): void {
       for (const [path, content] of outputs) writeFileAtomic(path, content);
       const written = outputs.map(([path]) => path);
       const size = packedSize(bytes, readPacked(bytes, out));
-      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: policyPath, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
     }));
 }

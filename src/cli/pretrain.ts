@@ -1,17 +1,9 @@
 import type { Command } from 'commander';
 import { pretrainIndicators } from '../train/run.js';
-import { UserError } from '../util/errors.js';
 import { action } from './run.js';
 import { modelName } from '../model/names.js';
+import { parseBits } from './search-options.js';
 import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
-
-function parseBits(values: string[]): number[] {
-  return values.map((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new UserError(`--bits: '${v}' is not an integer`);
-    return n;
-  });
-}
 
 export function registerPretrain(program: Command): void {
   addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'))

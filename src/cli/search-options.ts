@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { bitsProblem, SUPPORTED_BITS } from '../quant/bits.js';
 import { UserError } from '../util/errors.js';
 import type { BudgetPoint, CommonFlags, InputSpec } from '../search/spec.js';
 import type { LayerSelection } from '../model/graph-table.js';
@@ -38,16 +39,20 @@ export function parseNum(flag: string, value: string, check: 'positive' | 'nonne
   return n;
 }
 
+/** A bit-width flag's value, one mpq runs (SUPPORTED_BITS). */
+export function parseBitWidth(flag: string, value: string): number {
+  const problem = bitsProblem(value.trim() === '' ? NaN : Number(value), SUPPORTED_BITS, { shown: `'${value}'` });
+  if (problem) throw new UserError(`${flag}: ${problem}`);
+  return Number(value);
+}
+
+/** Candidate bit-widths (`--bits`), in the order given; none twice. */
 export function parseBits(values: string[]): number[] {
   if (!values.length) throw new UserError('--bits: give at least one bit-width');
-  const bits = values.map((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 16) throw new UserError(`--bits: '${v}' is not a bit-width in 1..16`);
-    return n;
-  });
+  const bits = values.map((v) => parseBitWidth('--bits', v));
   const dup = bits.find((b, i) => bits.indexOf(b) !== i);
   if (dup !== undefined) throw new UserError(`--bits: ${dup} is given twice`);
-  return bits.sort((a, b) => b - a);
+  return bits;
 }
 
 type Raw = Record<string, unknown>;
@@ -59,18 +64,13 @@ export async function parseCommon(o: Raw): Promise<CommonFlags> {
   const hasMaxLatency = o.maxLatency !== undefined;
   if (latencyTable && !hasMaxLatency) throw new UserError('--latency-table needs --max-latency');
   if (!latencyTable && hasMaxLatency) throw new UserError('--max-latency needs --latency-table');
-  const bits = parseBits(o.bits as string[]);
-  const bitFlag = (key: string, flag: string): number | undefined => {
-    if (o[key] === undefined) return undefined;
-    const n = parseNum(flag, String(o[key]), 'positive');
-    if (!Number.isInteger(n) || n > 16) throw new UserError(`${flag}: '${String(o[key])}' is not a bit-width in 1..16`);
-    return n;
-  };
+  const bits = parseBits(o.bits as string[]).sort((a, b) => b - a);
+  const bitFlag = (key: string, flag: string): number | undefined => (o[key] === undefined ? undefined : parseBitWidth(flag, String(o[key])));
   const wMin = bitFlag('wBitMin', '--w-bit-min');
   const wMax = bitFlag('wBitMax', '--w-bit-max');
   let weightBitsRange: { min: number; max: number } | undefined;
   if (wMin !== undefined || wMax !== undefined) {
-    weightBitsRange = { min: wMin ?? 1, max: wMax ?? 16 };
+    weightBitsRange = { min: wMin ?? SUPPORTED_BITS.min, max: wMax ?? SUPPORTED_BITS.max };
     if (weightBitsRange.min > weightBitsRange.max) throw new UserError(`--w-bit-min ${weightBitsRange.min} is above --w-bit-max ${weightBitsRange.max}`);
     if (!bits.some((b) => b >= weightBitsRange!.min && b <= weightBitsRange!.max)) {
       throw new UserError(`--w-bit-min/--w-bit-max: no candidate of --bits ${bits.join(' ')} lies in [${weightBitsRange.min}, ${weightBitsRange.max}]`);

@@ -1,3 +1,4 @@
+import { costs, layerBitops, layerSizeBits } from '../model/costs.js';
 import type { LayerTable } from '../model/layer.js';
 import { allowedBits, matchIndicatorLayers, type LoadedIndicators, type WiredPoint } from '../indicators/indicators.js';
 import type { LatencyTable } from './latency.js';
@@ -105,8 +106,8 @@ export function formulate(table: LayerTable, ind: LoadedIndicators, opts: Search
 
 function rowUse(row: BudgetRow['name'], name: string, macs: number, params: number, w: number, a: number, opts: SearchOptions): number {
   switch (row) {
-    case 'bitops': return macs * w * a;
-    case 'size': return params * w;
+    case 'bitops': return layerBitops(macs, w, a);
+    case 'size': return layerSizeBits(params, w);
     case 'latency': return opts.latency!.table.cost(name, w, a);
   }
 }
@@ -127,21 +128,20 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   const toMb = (v: number) => v / BITS_PER_MB;
   if (opts.bops) {
     // LIMPQ's BitOps row covers the searchable layers only: the target is theirs at wb x ab.
-    const target = table.layers.reduce((s, l) => s + l.macs * opts.wb * opts.ab, 0);
+    const target = costs(table.layers, { weightBits: opts.wb, actBits: opts.ab }).bitops;
     add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G');
   }
   if (opts.maxBitopsG !== undefined) {
-    const fixed = table.fixed.reduce((s, l) => s + l.macs * l.weightBits * l.actBits, 0);
-    add('bitops', opts.maxBitopsG * GIGA, fixed, `--max-bitops ${opts.maxBitopsG}`, toG, 'G');
+    add('bitops', opts.maxBitopsG * GIGA, costs(table.fixed).bitops, `--max-bitops ${opts.maxBitopsG}`, toG, 'G');
   }
-  const fixedBits = table.fixed.reduce((s, l) => s + l.params * l.weightBits, 0);
+  const fixedBits = costs(table.fixed).sizeBits;
   if (opts.cr !== undefined && opts.cr > 0) {
-    const allParams = [...table.layers, ...table.fixed].reduce((s, l) => s + l.params, 0);
+    const allParams = costs([...table.layers, ...table.fixed]).params;
     add('size', (32 * allParams) / opts.cr, fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB');
   }
   if (opts.equivalentBits !== undefined) {
     // like LIMPQ's BitOps row, over the searchable layers only
-    const params = table.layers.reduce((s, l) => s + l.params, 0);
+    const { params } = costs(table.layers);
     add('size', opts.equivalentBits * params, 0, `--equivalent-bits ${opts.equivalentBits}`, (v) => v / params, 'bits/weight');
   }
   if (opts.maxSizeMb !== undefined) add('size', opts.maxSizeMb * BITS_PER_MB, fixedBits, `--max-size-mb ${opts.maxSizeMb}`, toMb, 'MB');

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EmaMaxObserver } from '../calibrate/ema.js';
 import { histogramOf, klThreshold } from '../calibrate/kl.js';
 import { MinMaxInputQuantizer } from '../quant/minmax.js';
-import { FULL_PRECISION_BITS } from '../quant/range.js';
+import { FULL_PRECISION_BITS } from '../quant/bits.js';
 import { batches, type ImageSet } from '../train/data.js';
 import type { BitsPolicy, QuantModel } from '../train/models.js';
 import { UserError } from '../util/errors.js';

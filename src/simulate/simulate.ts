@@ -11,6 +11,7 @@ import { evaluate, type Evaluation } from '../train/loops.js';
 import { createModel, disposeModel, type BitsPolicy, type QuantModel } from '../train/models.js';
 import { sourceName, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION } from '../train/policies.js';
+import { bitsProblem } from '../quant/bits.js';
 import { prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { applyThresholds, calibrateInputs, samplePerClass, type CalibrationMode } from './calibrate.js';
@@ -165,7 +166,8 @@ export async function simulateContext(o: SimulateOptions): Promise<{ ctx: Simula
 
 export function validateSetting(s: SimulateSetting): void {
   for (const [flag, bits] of [['--weight-bits', s.weightBits], ['--input-bits', s.inputBits]] as const) {
-    if (!Number.isInteger(bits) || bits < 2 || bits > 16) throw new UserError(`${flag}: ${bits} is not a bit-width in 2..16`);
+    const problem = bitsProblem(bits);
+    if (problem) throw new UserError(`${flag}: ${problem}`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { LsqQuantizer } from '../quant/index.js';
+import { bitsProblem, LsqQuantizer } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
@@ -16,8 +16,8 @@ import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '.
 import type { LayerSelection } from '../model/graph-table.js';
 import { trainingModel, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION, uniformPolicy } from './policies.js';
-import type { QuantizerChoice } from '../quant/factory.js';
-import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from '../quant/plan.js';
+import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from './quantization-plan.js';
+import type { QuantizerChoice } from './quantizer-factory.js';
 
 /**
  * The stages as the CLI runs them: backend, data, model and checkpoints wired to the loops. Each
@@ -172,7 +172,7 @@ export async function pretrainIndicators(o: RunOptions & {
 }): Promise<PretrainResult> {
   validateOptions(o);
   if (o.bits.length === 0) throw new UserError('--bits: give at least one candidate bit-width');
-  for (const b of o.bits) if (!Number.isInteger(b) || b < 2 || b > 16) throw new UserError(`--bits: ${b} is not a bit-width in 2..16`);
+  for (const b of o.bits) if (bitsProblem(b)) throw new UserError(`--bits: ${bitsProblem(b)}`);
   const ctx = await prepare(o, (source) => createModel(source, { bits: o.bits, seed: o.seed, layers: o.layers }));
   const { model } = ctx;
   if (model.searchableLayerNames.length === 0) throw new UserError(`--fixed: every layer of ${model.name} is fixed; nothing is left to pretrain indicators for`);

@@ -1,12 +1,16 @@
 /**
  * Backend selection for training: tfjs-node (native TensorFlow) when installed, else tfjs's wasm
  * backend, multi-threaded and with mpq's training kernels (wasm-kernels.ts); gradients tfjs lacks
- * (gradients.ts) on every backend. Also re-exports the
- * wasm-friendly training ops (ops.ts) and data-parallel gradient workers (data-parallel.ts).
+ * (gradients.ts) on every backend; the fused fake-quantization kernel (fake-quant.ts) set as
+ * quant/'s fakeQuantize kernel. Also re-exports the wasm-friendly training ops (ops.ts) and
+ * the backend names (names.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import { useFakeQuantizeKernel } from '../../quant/quantizer.js';
 import { UserError } from '../../util/errors.js';
+import { fusedFakeQuantize, fusedFakeQuantizeApplies } from './fake-quant.js';
+import { BACKEND_NAMES, type BackendName } from './names.js';
 import { registerMissingGradients } from './gradients.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import { defaultWasmThreads, registerThreadedWasmBackend, wasmThreadsAvailable } from './wasm-threads.js';
@@ -15,12 +19,7 @@ export { defaultWasmThreads } from './wasm-threads.js';
 
 export { batchNormTrain, scaleShiftPerChannel, sumPerChannel } from './ops.js';
 export type { BatchNormTrainResult } from './ops.js';
-export { DataParallelGradients, splitBatch } from './data-parallel.js';
-export type { DataParallelOptions, Replica, ReplicaModule, TensorData } from './data-parallel.js';
-
-export type BackendName = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
-
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'wasm', 'cpu', 'tensorflow'];
+export { BACKEND_NAMES, type BackendName } from './names.js';
 
 export interface InitBackendOptions {
   /**
@@ -87,6 +86,7 @@ async function activateWasm(flagValue: string, threads: number): Promise<string>
  */
 export async function initBackend(name: BackendName = 'auto', options: InitBackendOptions = {}): Promise<string> {
   registerMissingGradients();
+  useFakeQuantizeKernel({ applies: fusedFakeQuantizeApplies, run: fusedFakeQuantize });
   const threads = options.wasmThreads ?? defaultWasmThreads();
   if (!Number.isInteger(threads) || threads < 1) {
     throw new UserError(`wasm threads must be a positive integer, got ${options.wasmThreads}`);
