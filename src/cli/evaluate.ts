@@ -46,11 +46,11 @@ export function registerEvaluate(program: Command): void {
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: result.model, from: o.from ?? null, policy: o.policy ?? null, top1: result.test.top1,
+          model: result.model, from: o.from ?? null, policy: o.policy ?? null, mode: result.mode, top1: result.test.top1,
           loss: result.test.loss, count: result.test.count, backend: result.backend,
         })}\n`);
       } else {
-        process.stdout.write(`test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images\n`);
+        process.stdout.write(`test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images; ${result.mode}\n`);
       }
     }));
 }

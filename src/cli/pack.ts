@@ -9,7 +9,7 @@ import { subset } from '../train/data.js';
 import { createModel, disposeModel } from '../train/models.js';
 import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization } from '../train/quantization-plan.js';
 import { savedQuantizerChoice } from '../train/quantizer-factory.js';
-import { assertStepSizesTrained, loadWeights, prepare } from '../train/run.js';
+import { assertStepSizesTrained, savedQuantizeRequest, loadWeights, prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { addBitsOptions, quantizeRequest } from './finetune.js';
@@ -44,8 +44,13 @@ export function registerPack(program: Command): void {
       const manifest = hasCheckpoint(from) ? readCheckpointManifest(from) : undefined;
       const quantizer = manifest ? savedQuantizerChoice(manifest, from) : { name: 'lsq' as const };
       const perChannelWeights = manifest !== undefined && savedPerChannelWeightSteps(manifest);
-      const plan = planQuantization({ ...quantizeRequest(o), quantizer, perChannelWeights });
-      if (!plan) throw new UserError('pack: give --policy FILE or --weight-bits B (the bits to pack at)');
+      const asked = quantizeRequest(o);
+      const bitsGiven = asked.policyPath !== undefined || asked.weightBits !== undefined;
+      // without bits flags, a fine-tuned checkpoint packs at its own bits
+      const saved = !bitsGiven && manifest ? savedQuantizeRequest(from) : undefined;
+      const { says: _says, quantizer: _saved, ...savedBits } = saved ?? { says: '', quantizer };
+      const plan = planQuantization({ ...asked, ...savedBits, quantizer, perChannelWeights });
+      if (!plan) throw new UserError('pack: give --policy FILE or --weight-bits B (the bits to pack at), or --from a fine-tuned checkpoint');
       const layers = layerSelection(o);
       const { model, data, source } = await prepare(
         {

@@ -17,7 +17,9 @@ import type { LayerSelection } from '../model/graph-table.js';
 import { trainingModel, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION, uniformPolicy } from './policies.js';
 import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from './quantization-plan.js';
-import type { QuantizerChoice } from './quantizer-factory.js';
+import { savedQuantizerChoice, type QuantizerChoice } from './quantizer-factory.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * The stages as the CLI runs them: backend, data, model and checkpoints wired to the loops. Each
@@ -227,14 +229,58 @@ export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
   // per-tensor steps of a pretrained checkpoint cannot start per-channel ones: those start from data
   startingWeights(model, ctx.source, o.from, { restartReshapedQuantizers: true });
   const hyper = hyperparameters('finetune', o);
+  // the checkpoint keeps the file its bits came from, so eval, pack and export find them there
+  const kept = o.checkpoint === undefined ? {} : keepBitsSource(o, o.checkpoint);
   const reports = await trainLoop(model, ctx.data, {
     stage: 'finetune', hyper, seed: o.seed, limit: o.limit, passes: () => [{ label: 'policy', policy }],
     evalPolicy: policy, checkpointDir: o.checkpoint, resume: o.resume,
-    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, from: o.from ?? null }, progress: o.progress, onEpoch: o.onEpoch,
+    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, ...kept, from: o.from ?? null }, progress: o.progress, onEpoch: o.onEpoch,
     workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
   return { model: model.name, backend: ctx.backend, reports, test, policy, quantization: plan.describe, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Names of the copies of a fine-tune's policy file and config list in its checkpoint directory. */
+const KEPT_POLICY = 'policy.json';
+const KEPT_CONFIG = 'config_list.json';
+
+function keepBitsSource(o: QuantizeRequest, dir: string): Record<string, string> {
+  if (o.policyPath !== undefined) {
+    writeFileAtomic(join(dir, KEPT_POLICY), readFileSync(o.policyPath));
+    return { kept_policy: KEPT_POLICY };
+  }
+  if (o.configPath !== undefined) {
+    writeFileAtomic(join(dir, KEPT_CONFIG), readFileSync(o.configPath));
+    return { kept_config: KEPT_CONFIG };
+  }
+  return {};
+}
+
+/**
+ * What a fine-tuned checkpoint was quantized with, as its meta records it: the quantizer, and the
+ * bits (its kept policy file or config list, or uniform bits). Undefined for other stages (an FP
+ * or pretraining checkpoint has no bits of its own).
+ */
+export function savedQuantizeRequest(dir: string): (QuantizeRequest & { quantizer: QuantizerChoice; says: string }) | undefined {
+  const manifest = readCheckpointManifest(dir);
+  if (manifest.training.stage !== 'finetune') return undefined;
+  const { meta } = manifest;
+  const quantizer = savedQuantizerChoice(manifest, dir);
+  const kept = (key: string) => (typeof meta[key] === 'string' && existsSync(join(dir, meta[key] as string)) ? join(dir, meta[key] as string) : undefined);
+  const policyPath = kept('kept_policy');
+  if (policyPath) return { quantizer, policyPath, says: `its policy ${typeof meta.policy === 'string' ? meta.policy : policyPath}` };
+  const configPath = kept('kept_config');
+  if (configPath) return { quantizer, configPath, says: `its config list ${typeof meta.config === 'string' ? meta.config : configPath}` };
+  if (typeof meta.weight_bits === 'number') {
+    const actBits = typeof meta.act_bits === 'number' ? meta.act_bits : undefined;
+    return {
+      quantizer, weightBits: meta.weight_bits, ...(actBits !== undefined ? { actBits } : {}),
+      ...(typeof meta.quantize_first_last === 'boolean' ? { quantizeFirstLast: meta.quantize_first_last } : {}),
+      says: `its uniform bits W${meta.weight_bits}A${actBits ?? meta.weight_bits}`,
+    };
+  }
+  return { quantizer, says: 'its quantizer' };
 }
 
 /** Every step size a policy uses must have been learned (finetuned), else the numbers mean nothing. */
@@ -259,6 +305,8 @@ export interface EvaluateResult {
   /** activation quantizers calibrated on training images first (post-training, no ranges saved) */
   calibrated: number;
   quantization?: Record<string, unknown>;
+  /** how it was evaluated: full precision, the bits given, or the fine-tuned checkpoint's own */
+  mode: string;
 }
 
 /**
@@ -269,10 +317,11 @@ export interface EvaluateResult {
 export async function evaluateCheckpoint(o: QuantizeRequest & {
   model?: string; from?: string; layers?: LayerSelection; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<EvaluateResult> {
+  const request = withCheckpointMode(o);
   // the checkpoint's step sizes say how its LSQ weight quantizers were built
-  const perChannelWeights = (o.quantizer === undefined || o.quantizer.name === 'lsq')
+  const perChannelWeights = (request.quantizer === undefined || request.quantizer.name === 'lsq')
     && o.from !== undefined && hasCheckpoint(o.from) && savedPerChannelWeightSteps(readCheckpointManifest(o.from));
-  const plan = planQuantization({ ...o, perChannelWeights });
+  const plan = planQuantization({ ...request, perChannelWeights });
   const ctx = await prepare(o, (source) => createModel(source, {
     bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights, layers: o.layers ?? plan?.layers,
   }));
@@ -282,7 +331,25 @@ export async function evaluateCheckpoint(o: QuantizeRequest & {
   assertStepSizesTrained(model, policy, o.from ?? `--model ${o.model}`);
   const calibrated = calibrateActivationRanges(model, subset(ctx.data.train, Math.min(o.limit ?? CALIBRATION_IMAGES, CALIBRATION_IMAGES)), policy);
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
-  return { model: model.name, backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe };
+  return { model: model.name, backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe, mode: request.mode };
+}
+
+/**
+ * A fine-tuned checkpoint is evaluated as it was fine-tuned unless the flags say otherwise: its
+ * quantizer, and its bits when none are given. A quantizer flag that contradicts it is one line.
+ */
+function withCheckpointMode<R extends QuantizeRequest & { from?: string; log?: (line: string) => void }>(o: R): R & { mode: string } {
+  const saved = o.from !== undefined && hasCheckpoint(o.from) ? savedQuantizeRequest(o.from) : undefined;
+  const bitsGiven = o.policyPath !== undefined || o.weightBits !== undefined || o.configPath !== undefined;
+  if (!saved) return { ...o, mode: bitsGiven ? 'the bits given' : 'full precision' };
+  if (o.quantizer !== undefined && o.quantizer.name !== saved.quantizer.name) {
+    throw new UserError(`--quantizer ${o.quantizer.name}: ${o.from} was fine-tuned with ${saved.quantizer.name} (its meta.quantizer); leave --quantizer out to use it`);
+  }
+  const quantizer = o.quantizer ?? saved.quantizer;
+  const { says, quantizer: _q, ...bits } = saved;
+  const mode = bitsGiven ? `${quantizer.name} at the bits given` : `${quantizer.name} at ${says}, from the checkpoint`;
+  o.log?.(`eval: ${o.from} is a fine-tuned checkpoint: ${mode}`);
+  return { ...o, quantizer, ...(bitsGiven ? {} : bits), mode };
 }
 
 export interface QuantizeResult {
