@@ -74,9 +74,13 @@ export function registerExportModel(program: Command): void {
           writeFileAtomic(path, content);
           return { path, bytes: typeof content === 'string' ? Buffer.byteLength(content) : content.length };
         });
-        const size = exportSize(model, policy, written.reduce((s, f) => s + f.bytes, 0));
+        // a tfjs file holds float32 weights, fake-quantized or not: its ratio is against FP32 alone
+        const size = exportSize(model, format === 'onnx' ? policy : FULL_PRECISION, written.reduce((s, f) => s + f.bytes, 0));
         const summary = { out: main, format, ...(format === 'onnx' && { opset: opset ?? 13 }), policy: policyPath ?? null, files: written, storage: exported.storage, ...size };
-        process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${formatExportSize(format === 'tfjs' ? `${main} + ${basename(written[0].path)}` : main, size)}\n`);
+        const line = format === 'tfjs'
+          ? formatExportSize(`${main} + ${basename(written[0].path)}`, size, file ? 'float32 weights, fake-quantized at the policy' : 'full precision')
+          : formatExportSize(main, size);
+        process.stdout.write(o.json ? `${JSON.stringify(summary)}\n` : `${line}\n`);
       } finally {
         disposeModel(model);
       }

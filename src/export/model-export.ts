@@ -103,6 +103,7 @@ export interface ExportedFiles {
 /** The files of one export (written by the caller, atomically). */
 export async function exportModel(model: QuantModel, opts: ModelExportOptions): Promise<ExportedFiles> {
   const policy = opts.policy ?? {};
+  if (opts.fakeQuant && !opts.policy) throw new UserError('--fake-quant: needs --policy (the bits to fake-quantize the weights at)');
   if (opts.format === 'tfjs') {
     if (opts.policy && !opts.fakeQuant) throw new UserError('--policy: a tfjs LayersModel holds float weights; add --fake-quant to write the policy\'s fake-quantized weights (activations stay float)');
     const files = await layersModelFiles(model.graph, forwardWeights(model, policy, opts.fakeQuant));
@@ -146,8 +147,9 @@ export function exportSize(model: QuantModel, policy: BitsPolicy, fileBytes: num
   return { fileBytes, weightParams: params, fp32WeightBytes: 4 * params, compressionRatio, targetBytes: (4 * params) / compressionRatio };
 }
 
-/** One line, as `mpq pack` prints: the file against FP32 weights / compression ratio. */
-export function formatExportSize(path: string, s: ExportSize): string {
-  return `${path}: ${s.fileBytes} bytes; FP32 weights ${s.fp32WeightBytes} bytes / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes; `
-    + `the file is ${(s.fp32WeightBytes / s.fileBytes).toFixed(2)}x smaller than FP32 weights, ${(s.fileBytes / s.targetBytes).toFixed(2)}x the policy's weight bytes`;
+/** One line, as `mpq pack` prints: the file against FP32 weights / compression ratio; `float` says what float weights are. */
+export function formatExportSize(path: string, s: ExportSize, float = 'full precision'): string {
+  const file = `${path}: ${s.fileBytes} bytes, ${(s.fileBytes / s.fp32WeightBytes).toFixed(2)}x FP32 weights (${s.fp32WeightBytes} bytes)`;
+  if (s.compressionRatio === 1) return `${file}; ${float}`;
+  return `${file}; FP32 weights / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes, the file ${(s.fileBytes / s.targetBytes).toFixed(2)}x that`;
 }

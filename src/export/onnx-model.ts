@@ -149,8 +149,11 @@ class OnnxWriter {
     this.values.set(input.name, OnnxWriter.unique(input.name, this.valueNames));
     for (const node of graph.nodes.slice(1, last + 1)) this.values.set(node.name, this.node(node));
     const out = this.byName.get(graph.output)!;
-    const outName = out.op === 'activation' && out.fn === 'softmax' ? 'probabilities' : 'logits';
-    this.rename(this.values.get(graph.output)!, outName);
+    // the output is `logits` (or `probabilities` after a softmax), unless a node of the graph has that name
+    const value = this.values.get(graph.output)!;
+    const wanted = out.op === 'activation' && out.fn === 'softmax' ? 'probabilities' : 'logits';
+    const outName = this.valueNames.has(wanted) ? value : wanted;
+    this.rename(value, outName);
     return {
       irVersion: IR_VERSION[options.opset],
       opsetImports: [{ domain: '', version: options.opset }],
@@ -251,8 +254,9 @@ class OnnxWriter {
         return node.keepDims ? pooled : this.emit('Flatten', node.name, [pooled], { axis: int(1) });
       }
       case 'flatten': {
-        // an image flattened channels last (mpq's order) is NHWC first
-        const ordered = rank === 3 && !node.channelsFirst ? this.emit('Transpose', `${node.name}/nhwc`, [x], { perm: ints([0, 2, 3, 1]) }) : x;
+        // an image flattened channels last (mpq's order) is NHWC first, unless it is one pixel
+        const [h, w] = this.byName.get(node.inputs[0])!.shape;
+        const ordered = rank === 3 && !node.channelsFirst && h * w > 1 ? this.emit('Transpose', `${node.name}/nhwc`, [x], { perm: ints([0, 2, 3, 1]) }) : x;
         return this.emit('Flatten', node.name, [ordered], { axis: int(1) });
       }
       case 'reshape': {
