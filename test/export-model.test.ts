@@ -3,12 +3,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { forwardWeights } from '../src/export/model-export.js';
+import { forwardWeights, qdqLayers } from '../src/export/model-export.js';
+import { graphToLayersModel } from '../src/export/tfjs-model.js';
 import { graphToOnnx, type ExportOpset } from '../src/export/onnx-model.js';
 import { readPolicy, writePolicy } from '../src/export/policy-file.js';
 import { graphLayerTable } from '../src/model/graph-table.js';
-import { graphLayers, type Graph } from '../src/model/graph.js';
+import { GraphBuilder, graphLayers, type Graph, type GraphModel, type NodeSpec, type Pads2d } from '../src/model/graph.js';
 import { readOnnxModel } from '../src/model/onnx-import.js';
+import { readTfjsModel } from '../src/model/tfjs-import.js';
 import { ONNX_DATA_TYPE as T, readOnnxFile, writeOnnxFile, type OnnxModel } from '../src/model/onnx/proto.js';
 import { zooGraph } from '../src/model/zoo.js';
 import { initBackend } from '../src/train/backend/index.js';
@@ -21,6 +23,7 @@ import { saveUntrainedCheckpoint } from './checkpoints.js';
 import { ONNX_FIXTURES_DIR, ORT_SKIP, runOnnx } from './onnxruntime.js';
 import { compareQdq, type QdqComparison } from './qdq-check.js';
 import { REPO_ROOT, runCli, tempDir } from './support.js';
+import { Prng } from '../src/util/prng.js';
 
 await initBackend('wasm');
 const mnist = loadMnistPackage(0);
@@ -71,8 +74,8 @@ function modelAtPolicy(checkpoint: string, policyPath: string): { model: QuantMo
 function assertSameModel(t: { diagnostic(m: string): void }, label: string, results: QdqComparison[], opsets: ExportOpset[]): void {
   results.forEach((r, i) => {
     const what = `${label} opset ${opsets[i]}`;
-    t.diagnostic(`${what}: max abs logit diff ${r.maxAbsDiff.toExponential(2)} on ${r.images - r.tieImages.length} digits; `
-      + `${r.tieImages.length} digits cross a rounding tie (logit diff ≤ ${r.tieMaxAbsDiff.toExponential(2)}); top-1 equal on ${r.sameTop1}/${r.images}`);
+    t.diagnostic(`${what}: max abs logit diff ${r.maxAbsDiff.toExponential(2)} on ${r.images - r.tieImages.length} images; `
+      + `${r.tieImages.length} images cross a rounding tie (logit diff ≤ ${r.tieMaxAbsDiff.toExponential(2)}); top-1 equal on ${r.sameTop1}/${r.images}`);
     assert.deepEqual(r.unexplained, [], what);
     assert.ok(r.maxAbsDiff <= 1e-4, `${what}: max abs diff ${r.maxAbsDiff}`);
     assert.ok(r.tieImages.length <= r.images / 100, `${what}: ${r.tieImages.length} digits at rounding ties`);
@@ -276,12 +279,17 @@ test('tfjs LayersModel: tfjs loads the files and its predict equals mpq\'s logit
     const input = model.graph.nodes[0].shape.length === 1 ? tf.reshape(x, [n, 784]) : x;
     const diff = maxDiff(loaded.predict(input) as tf.Tensor, model.forward(x, {}, false));
     assert.ok(diff <= 1e-5, `${name}: max abs diff ${diff}`);
+    // and mpq's own tfjs importer reads it back: the same layer table and logits
+    const back = readTfjsModel(join(out, 'model.json'), { weights: true });
+    assert.deepEqual(rows(back.graph), rows(model.graph), `${name}: layer table after re-import`);
+    const reimported = createModel(back);
+    assert.ok(maxDiff(reimported.forward(x, {}, false), model.forward(x, {}, false)) <= 1e-5, `${name}: logits after re-import`);
+    disposeModel(reimported);
     loaded.dispose();
     disposeModel(model);
   }
   // the depthwise net with every layer's class checked
   const mobile = createModel('mobilenet-mini', { seed: 2 });
-  const { graphToLayersModel } = await import('../src/export/tfjs-model.js');
   const built = graphToLayersModel(mobile.graph, forwardWeights(mobile, {}));
   assert.equal(built.layers.filter((l) => l.getClassName() === 'DepthwiseConv2D').length, 5);
   assert.ok(maxDiff(built.predict(x) as tf.Tensor, mobile.forward(x, {}, false)) <= 1e-5);
@@ -327,4 +335,116 @@ test('re-import of a QDQ export: weight bits from the file\'s metadata, checked 
   // metadata that the codes contradict is one line naming the layer
   const wrong = rewrite('wrong.onnx', (c) => { c.metadataProps = [{ key: 'mpq.weight_bits', value: '{"conv2": 2}' }]; });
   assert.throws(() => readOnnxModel(wrong), (e: Error) => !e.message.includes('\n') && /node 'conv2' \(Conv\): metadata 'mpq.weight_bits' gives conv2 2 bits, its weight codes reach \[-?\d+, \d+\]/.test(e.message));
+});
+
+/** Batch-norm statistics that are not the identity, so that a mix-up of γ, β, μ, σ² shows. */
+function batchNormWeights(channels: number, rng: Prng): Record<string, Float32Array> {
+  const v = (f: () => number) => Float32Array.from({ length: channels }, f);
+  return { gamma: v(() => 0.5 + rng.next()), beta: v(() => rng.normal() * 0.2), mean: v(() => rng.normal() * 0.2), variance: v(() => 0.5 + rng.next()) };
+}
+
+/** Every op the ONNX writer has a form for, in one small graph (grouped conv, pools with pads, concat, pad, slice, reshape, dense on images and sequences, …). */
+function everyOpGraph(): GraphModel {
+  const rng = new Prng(11);
+  const b = new GraphBuilder('every-op', 'test');
+  const conv = (filters: number, k: number, pads: Pads2d, groups = 1, strides: [number, number] = [1, 1]): NodeSpec =>
+    ({ op: 'conv', filters, kernel: [k, k], strides, dilations: [1, 1], pads, groups, bias: true });
+  b.input('input', [8, 8, 3]);
+  b.add('c1', conv(4, 3, [1, 1, 1, 1]), ['input']);
+  b.add('bn1', { op: 'batchnorm', epsilon: 1e-3 }, ['c1'], batchNormWeights(4, rng));
+  b.add('a1', { op: 'activation', fn: 'leakyrelu', alpha: 0.1 }, ['bn1']);
+  b.add('p1', { op: 'avgpool', kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: false }, ['a1']);
+  b.add('c2', conv(6, 1, [0, 0, 0, 0], 2), ['a1']);
+  b.add('m2', { op: 'maxpool', kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0] }, ['c2']);
+  b.add('m3', { op: 'maxpool', kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1] }, ['m2']);
+  b.add('cat', { op: 'concat', axis: 2 }, ['p1', 'm3']);
+  b.add('g', { op: 'activation', fn: 'gelu' }, ['cat']);
+  b.add('pd', { op: 'pad', pads: [[1, 0], [0, 1], [0, 0]], value: 0.5 }, ['g']);
+  b.add('sl', { op: 'slice', ranges: [[1, 5, 1], [0, 4, 1], [0, 10, 2]] }, ['pd']);
+  b.add('dw', conv(10, 3, [1, 1, 1, 1], 5), ['sl']);
+  b.add('sw', { op: 'activation', fn: 'swish' }, ['dw']);
+  b.add('hs', { op: 'activation', fn: 'hardswish' }, ['sw']);
+  b.add('px', { op: 'dense', units: 8, bias: true }, ['hs']);
+  b.add('ap', { op: 'avgpool', kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0], countIncludePad: true }, ['px']);
+  b.add('fl', { op: 'flatten', channelsFirst: false }, ['ap']);
+  b.add('rs', { op: 'reshape', target: [4, 8] }, ['fl']);
+  b.add('mm', { op: 'dense', units: 6, bias: true }, ['rs']);
+  b.add('th', { op: 'activation', fn: 'tanh' }, ['mm']);
+  b.add('fl2', { op: 'flatten', channelsFirst: false }, ['th']);
+  b.add('fc', { op: 'dense', units: 5, bias: true }, ['fl2']);
+  b.add('out', { op: 'activation', fn: 'softmax' }, ['fc']);
+  return b.build();
+}
+
+/** The ops Keras has too: 'same' and explicit pads, residual add, depthwise, global max pool kept 4-D, channels-first flatten. */
+function kerasOpsGraph(): GraphModel {
+  const rng = new Prng(12);
+  const b = new GraphBuilder('keras-ops', 'test');
+  const conv = (filters: number, k: number, pads: Pads2d, groups = 1, strides: [number, number] = [1, 1]): NodeSpec =>
+    ({ op: 'conv', filters, kernel: [k, k], strides, dilations: [1, 1], pads, groups, bias: true });
+  b.input('input', [8, 8, 3]);
+  b.add('c1', conv(4, 3, [0, 0, 1, 1], 1, [2, 2]), ['input']);
+  b.add('bn1', { op: 'batchnorm', epsilon: 1e-5 }, ['c1'], batchNormWeights(4, rng));
+  b.add('r6', { op: 'activation', fn: 'relu6' }, ['bn1']);
+  b.add('c2', conv(4, 3, [1, 1, 1, 1]), ['r6']);
+  b.add('c3', conv(4, 3, [2, 2, 2, 2]), ['c2']);
+  b.add('p3', { op: 'maxpool', kernel: [3, 3], strides: [1, 1], pads: [0, 0, 0, 0] }, ['c3']);
+  b.add('add', { op: 'add' }, ['p3', 'r6']);
+  b.add('hsig', { op: 'activation', fn: 'hardsigmoid', alpha: 0.2, beta: 0.5 }, ['add']);
+  b.add('dw', conv(8, 3, [0, 0, 0, 0], 4), ['hsig']);
+  b.add('clip', { op: 'activation', fn: 'clip', min: 0, max: 2 }, ['dw']);
+  b.add('gmp', { op: 'globalmaxpool', keepDims: true }, ['clip']);
+  b.add('fgmp', { op: 'flatten', channelsFirst: true }, ['gmp']);
+  b.add('fl', { op: 'flatten', channelsFirst: true }, ['clip']);
+  b.add('cat', { op: 'concat', axis: 0 }, ['fl', 'fgmp']);
+  b.add('d1', { op: 'dense', units: 8, bias: true }, ['cat']);
+  b.add('elu', { op: 'activation', fn: 'elu' }, ['d1']);
+  b.add('sig', { op: 'activation', fn: 'sigmoid' }, ['elu']);
+  b.add('d2', { op: 'dense', units: 3, bias: true }, ['sig']);
+  return b.build();
+}
+
+test('every op the writers know: onnxruntime (FP at opsets 13 and 21, QDQ per channel) and tfjs reproduce mpq\'s forward on random inputs', { skip: ORT_SKIP }, async (t) => {
+  const n = 16;
+  const rng = new Prng(5);
+  const images = Float32Array.from({ length: n * 8 * 8 * 3 }, () => rng.normal());
+  const x = tf.tensor4d(images, [n, 8, 8, 3]);
+  const nchw = Float32Array.from(tf.transpose(x, [0, 3, 1, 2]).dataSync() as Float32Array);
+  for (const source of [everyOpGraph(), kerasOpsGraph()]) {
+    const model = createModel(source, { seed: 3 });
+    const softmax = model.graph.nodes.at(-1)!.op === 'activation';
+    const ours = tf.tidy(() => {
+      const logits = model.forward(x, {}, false);
+      return (softmax ? tf.softmax(logits) : logits).dataSync();
+    });
+    for (const opset of [13, 21] as const) {
+      const path = join(dir, `${model.name}-${opset}.onnx`);
+      writeOnnxFile(path, graphToOnnx(model.graph, forwardWeights(model, {}), { opset }));
+      const [theirs] = Object.values(await runOnnx(path, { input: { data: nchw, dims: [n, 3, 8, 8] } }));
+      const diff = Math.max(...Array.from(ours, (v, i) => Math.abs(v - theirs.data[i])));
+      assert.ok(diff <= 1e-4, `${model.name} opset ${opset}: max abs diff ${diff}`);
+    }
+    disposeModel(model);
+  }
+  // QDQ with per-channel steps: Conv (grouped, depthwise), a 1x1-conv dense on an image, MatMul on a sequence (channels on axis 1), Gemm
+  const quantized = createModel(everyOpGraph(), { seed: 3, bits: [4], perChannelWeights: true, layers: { fixFirstLast: false } });
+  const policy = Object.fromEntries(quantized.layers.map((l) => [l.name, { weightBits: 4, actBits: 4 }]));
+  tf.tidy(() => { quantized.forward(x, policy, true); });
+  const path = join(dir, 'every-op-qdq.onnx');
+  writeOnnxFile(path, graphToOnnx(quantized.graph, forwardWeights(quantized, policy), { opset: 21, quantization: qdqLayers(quantized, policy) }));
+  assert.deepEqual(readOnnxFile(path).graph.nodes.find((nd) => nd.name === 'mm.weight/DequantizeLinear')!.attributes.axis, { type: 'int', value: 1 });
+  const [qdq] = await compareQdq([path], quantized, policy, images, n);
+  assertSameModel(t, 'every-op QDQ', [qdq], [21]);
+  disposeModel(quantized);
+  // tfjs: the graph Keras can say, and one line for the one it cannot
+  const keras = createModel(kerasOpsGraph(), { seed: 3 });
+  const built = graphToLayersModel(keras.graph, forwardWeights(keras, {}));
+  assert.ok(tf.tidy(() => tf.max(tf.abs(tf.sub(built.predict(x) as tf.Tensor, keras.forward(x, {}, false)))).dataSync()[0]) <= 1e-5);
+  assert.deepEqual(built.layers.map((l) => l.getClassName()).filter((c) => ['ZeroPadding2D', 'DepthwiseConv2D', 'Permute', 'Reshape'].includes(c)).sort(),
+    ['DepthwiseConv2D', 'Permute', 'Reshape', 'ZeroPadding2D'], 'c3\'s pads of 2, the depthwise conv, the channels-first flatten, the 4-D global pool');
+  built.dispose();
+  disposeModel(keras);
+  const every = createModel(everyOpGraph(), { seed: 3 });
+  assert.throws(() => graphToLayersModel(every.graph, forwardWeights(every, {})), /^UserError: every-op: node 'p1' \(avgpool\): pads \[1, 1, 1, 1\] are neither 'valid' nor Keras's 'same' \(an average without the pads\)$/);
+  disposeModel(every);
 });

@@ -92,7 +92,7 @@ function firstDifferences(layers: LayerInputs[], ort: Record<string, FloatTensor
 /**
  * Runs each of `onnxPaths` (with every quantized layer's dequantized input as an extra output) and
  * mpq's forward at `policy` on the first `count` of `images` (NHWC, the model's input shape), in
- * batches; one comparison per file.
+ * batches; one comparison per file (all of one model, so of one input layout).
  */
 export async function compareQdq(onnxPaths: string[], model: QuantModel, policy: BitsPolicy, images: Float32Array, count: number, batch = 500): Promise<QdqComparison[]> {
   const grids = [...qdqLayers(model, policy)].filter(([, q]) => q.input).map(([name, q]) => ({ name, grid: q.input! }));
@@ -106,6 +106,8 @@ export async function compareQdq(onnxPaths: string[], model: QuantModel, policy:
     return { debug, input: onnx.graph.inputs[0], output: onnx.graph.outputs[0].name };
   });
   const [h, w, c] = model.inputShape;
+  const out = model.graph.nodes.find((node) => node.name === model.graph.output)!;
+  const softmax = out.op === 'activation' && out.fn === 'softmax';
   const results: QdqComparison[] = files.map(() => ({ images: count, maxAbsDiff: 0, tieImages: [], unexplained: [], sameTop1: 0, tieMaxAbsDiff: 0 }));
   const originals = grids.map(({ name }) => layers.get(name)!.inputQuantizer);
   try {
@@ -114,13 +116,20 @@ export async function compareQdq(onnxPaths: string[], model: QuantModel, policy:
       const x = images.subarray(start * h * w * c, (start + n) * h * w * c);
       const seen = grids.map(() => [] as Float32Array[]);
       grids.forEach(({ name }, k) => { layers.get(name)!.inputQuantizer = recording(originals[k], seen[k]); });
-      const logits = tf.tidy(() => model.forward(tf.tensor4d(x, [n, h, w, c]), policy, false));
+      // mpq's forward leaves a final softmax to the loss; the ONNX file has it
+      const logits = tf.tidy(() => {
+        const y = model.forward(tf.tensor4d(x, [n, h, w, c]), policy, false);
+        return softmax ? tf.softmax(y) : y;
+      });
       const ours = logits.dataSync() as Float32Array;
       logits.dispose();
       grids.forEach(({ name }, k) => { layers.get(name)!.inputQuantizer = originals[k]; });
       const inputs = grids.map((g, k) => ({ ...g, mpq: seen[k][0] }));
+      const dims = files[0].input.shape!.length === 4 ? [n, c, h, w] : [n, h * w * c];
+      // onnxruntime takes images NCHW
+      const feed = dims.length === 4 ? Float32Array.from({ length: x.length }, (_, i) => x[nhwcIndex(i, dims)]) : Float32Array.from(x);
       for (const [f, { debug, input, output }] of files.entries()) {
-        const ort = await runOnnx(debug, { [input.name]: { data: Float32Array.from(x), dims: input.shape!.length === 4 ? [n, c, h, w] : [n, h * w * c] } });
+        const ort = await runOnnx(debug, { [input.name]: { data: feed, dims } });
         tally(results[f], start, ours, ort[output].data, firstDifferences(inputs, ort, n));
       }
     }

@@ -254,9 +254,9 @@ class OnnxWriter {
         return node.keepDims ? pooled : this.emit('Flatten', node.name, [pooled], { axis: int(1) });
       }
       case 'flatten': {
-        // an image flattened channels last (mpq's order) is NHWC first, unless it is one pixel
-        const [h, w] = this.byName.get(node.inputs[0])!.shape;
-        const ordered = rank === 3 && !node.channelsFirst && h * w > 1 ? this.emit('Transpose', `${node.name}/nhwc`, [x], { perm: ints([0, 2, 3, 1]) }) : x;
+        // an image flattened channels last (mpq's order) is NHWC first (the orders differ only with several pixels and channels)
+        const [h, w, c] = this.byName.get(node.inputs[0])!.shape;
+        const ordered = rank === 3 && !node.channelsFirst && h * w > 1 && c > 1 ? this.emit('Transpose', `${node.name}/nhwc`, [x], { perm: ints([0, 2, 3, 1]) }) : x;
         return this.emit('Flatten', node.name, [ordered], { axis: int(1) });
       }
       case 'reshape': {

@@ -128,8 +128,8 @@ class LayersBuilder {
         return node.keepDims ? this.apply(tf.layers.reshape({ targetShape: node.shape, name }), pooled) : pooled;
       }
       case 'flatten': {
-        // an image flattened channels first (an NCHW source's order) is permuted to [c, h, w] first
-        const permute = node.channelsFirst && inShape.length === 3 && inShape[0] * inShape[1] > 1;
+        // an image flattened channels first (an NCHW source's order) is permuted to [c, h, w] first (the orders differ only with several pixels and channels)
+        const permute = node.channelsFirst && inShape.length === 3 && inShape[0] * inShape[1] > 1 && inShape[2] > 1;
         const input = permute ? this.apply(tf.layers.permute({ dims: [3, 1, 2], name: this.name(node, '/chw') }), x) : x;
         return this.apply(tf.layers.flatten({ name }), input);
       }
