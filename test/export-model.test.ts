@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { forwardWeights, qdqLayers } from '../src/export/model-export.js';
@@ -233,6 +233,11 @@ test('a model imported from ONNX (the PyTorch residual fixture), fine-tuned and 
 
 test('bad input: a policy for another model, a checkpoint without the policy\'s step sizes, an unsupported opset: one line, exit 2, no file', () => {
   const out = join(dir, 'bad');
+  // a QAT fine-tune's checkpoint says so in its meta (its ranges and folded batch norm are not LSQ steps)
+  const qat = join(dir, 'qat-ft');
+  cpSync(fp, qat, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(qat, 'model.json'), 'utf8'));
+  writeFileSync(join(qat, 'model.json'), JSON.stringify({ ...manifest, meta: { ...manifest.meta, quantizer: 'qat' } }));
   const mobilePolicy = policyFor(zooGraph('mobilenet-mini'), join(dir, 'bad-mobile-policy.json'), [[4, 4]]);
   const cases: Array<[string[], RegExp]> = [
     [['--from', fp, '--policy', mobilePolicy], /policy is for model 'mobilenet-mini', not 'mnist-cnn'/],
@@ -242,6 +247,8 @@ test('bad input: a policy for another model, a checkpoint without the policy\'s 
     [['--model', 'mnist-cnn'], /--from: mnist-cnn has no weights of its own/],
     [['--model', fixture('residual'), '--policy', SHIPPED_POLICY], /--policy: needs --from DIR/],
     [['--from', fp, '--format', 'tfjs', '--fake-quant'], /--fake-quant: needs --policy/],
+    [['--from', qat, '--policy', SHIPPED_POLICY], /fine-tuned with --quantizer qat; export-model writes LSQ fine-tunes/],
+    [['--from', join(dir, 'nowhere')], /--from .*nowhere: no model.json/],
     [['--model', fixture('separable'), '--format', 'tfjs'], /node 'stem\/stem.1\/HardSwish' \(hardswish\): hard-swish has no tfjs Keras activation/],
   ];
   for (const [args, pattern] of cases) {

@@ -6,10 +6,10 @@ import { sourceName } from '../model/resolve.js';
 import { EXPORT_OPSETS, type ExportOpset } from '../export/onnx-model.js';
 import { exportModel, exportSize, formatExportSize, MODEL_EXPORT_FORMATS, type ModelExportFormat } from '../export/model-export.js';
 import { initBackend } from '../train/backend/index.js';
-import { hasCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
+import { readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
 import { createModel, disposeModel } from '../train/models.js';
 import { assertPolicyModel, FULL_PRECISION, policyBits, policyFromFile } from '../train/policies.js';
-import { assertStepSizesTrained, resolveModel, startingWeights } from '../train/run.js';
+import { assertCheckpointDir, assertStepSizesTrained, resolveModel, startingWeights } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
@@ -45,7 +45,7 @@ export function registerExportModel(program: Command): void {
       }
       const from = o.from as string | undefined;
       const policyPath = o.policy as string | undefined;
-      if (from !== undefined && !hasCheckpoint(from)) throw new UserError(`--from ${from}: no model.json (not an mpq checkpoint directory)`);
+      if (from !== undefined) assertCheckpointDir(from);
       if (policyPath !== undefined && from === undefined) throw new UserError('--policy: needs --from DIR, a checkpoint fine-tuned at the policy (its learned step sizes)');
       const manifest = from === undefined ? undefined : readCheckpointManifest(from);
       const quantizer = manifest?.meta.quantizer;
