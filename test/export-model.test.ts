@@ -350,12 +350,14 @@ function batchNormWeights(channels: number, rng: Prng): Record<string, Float32Ar
   return { gamma: v(() => 0.5 + rng.next()), beta: v(() => rng.normal() * 0.2), mean: v(() => rng.normal() * 0.2), variance: v(() => 0.5 + rng.next()) };
 }
 
+/** A k×k conv with a bias. */
+const conv = (filters: number, k: number, pads: Pads2d, groups = 1, strides: [number, number] = [1, 1]): NodeSpec =>
+  ({ op: 'conv', filters, kernel: [k, k], strides, dilations: [1, 1], pads, groups, bias: true });
+
 /** Every op the ONNX writer has a form for, in one small graph (grouped conv, pools with pads, concat, pad, slice, reshape, dense on images and sequences, …). */
 function everyOpGraph(): GraphModel {
   const rng = new Prng(11);
   const b = new GraphBuilder('every-op', 'test');
-  const conv = (filters: number, k: number, pads: Pads2d, groups = 1, strides: [number, number] = [1, 1]): NodeSpec =>
-    ({ op: 'conv', filters, kernel: [k, k], strides, dilations: [1, 1], pads, groups, bias: true });
   b.input('input', [8, 8, 3]);
   b.add('c1', conv(4, 3, [1, 1, 1, 1]), ['input']);
   b.add('bn1', { op: 'batchnorm', epsilon: 1e-3 }, ['c1'], batchNormWeights(4, rng));
@@ -387,8 +389,6 @@ function everyOpGraph(): GraphModel {
 function kerasOpsGraph(): GraphModel {
   const rng = new Prng(12);
   const b = new GraphBuilder('keras-ops', 'test');
-  const conv = (filters: number, k: number, pads: Pads2d, groups = 1, strides: [number, number] = [1, 1]): NodeSpec =>
-    ({ op: 'conv', filters, kernel: [k, k], strides, dilations: [1, 1], pads, groups, bias: true });
   b.input('input', [8, 8, 3]);
   b.add('c1', conv(4, 3, [0, 0, 1, 1], 1, [2, 2]), ['input']);
   b.add('bn1', { op: 'batchnorm', epsilon: 1e-5 }, ['c1'], batchNormWeights(4, rng));
