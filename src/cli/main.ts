@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   quantize: async () => (await import('./quantize.js')).registerQuantize,
   simulate: async () => (await import('./simulate.js')).registerSimulate,
   pack: async () => (await import('./pack.js')).registerPack,
+  'export-model': async () => (await import('./export-model.js')).registerExportModel,
 };
 
 const program = new Command();

@@ -67,15 +67,18 @@ export async function resolveModel(o: { model?: string; from?: string }): Promis
   throw new UserError('--model: give a model (a zoo name, an ONNX file or a tfjs model.json) or --from a checkpoint');
 }
 
+/** `--from DIR` must be an mpq checkpoint directory. */
+export function assertCheckpointDir(from: string): void {
+  if (!hasCheckpoint(from)) throw new UserError(`--from ${from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
+}
+
 /** Starts the backend (and says which), builds the model, loads the dataset it takes. */
 export async function prepare(
   options: { model?: string; from?: string; source?: ModelSource; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
   build: (source: ModelSource) => QuantModel,
 ): Promise<Context & { model: QuantModel; source: ModelSource }> {
   // input errors first, before the backend starts (and tfjs prints anything)
-  if (options.from !== undefined && !hasCheckpoint(options.from)) {
-    throw new UserError(`--from ${options.from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
-  }
+  if (options.from !== undefined) assertCheckpointDir(options.from);
   const source = options.source ?? await resolveModel(options);
   const backend = await initBackend(options.backend ?? 'auto');
   options.log?.(`backend: ${backend}`);

@@ -19,6 +19,8 @@ export interface OnnxModel {
   producerName: string;
   producerVersion: string;
   graph: OnnxGraph;
+  /** the model's metadata_props (key → value strings), when it has any */
+  metadataProps?: { key: string; value: string }[];
 }
 
 export interface OnnxGraph {
@@ -149,6 +151,7 @@ interface ModelMessage {
   producer_version?: string;
   graph?: GraphMessage;
   opset_import?: { domain?: string; version?: Int64 }[];
+  metadata_props?: { key?: string; value?: string }[];
 }
 
 let modelProto: protobuf.Type | undefined;
@@ -342,7 +345,9 @@ function toModel(m: ModelMessage, path: string): OnnxModel {
   if ((m.opset_import ?? []).length === 0) throw incomplete('no opset_import');
   const g = m.graph;
   if ((g.sparse_initializer ?? []).length > 0) throw new UserError(`${path}: the graph has sparse initializers, which mpq does not read`);
+  const metadata = (m.metadata_props ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
   return {
+    ...(metadata.length > 0 && { metadataProps: metadata }),
     irVersion: int64(m.ir_version),
     opsetImports: m.opset_import!.map((o) => ({ domain: o.domain ?? '', version: int64(o.version) })),
     producerName: m.producer_name ?? '',
@@ -456,6 +461,7 @@ export function encodeOnnx(model: OnnxModel): Uint8Array {
       value_info: g.valueInfo.map(encodeValueInfo),
     },
     opset_import: model.opsetImports.map((o) => ({ domain: o.domain, version: toInt64(o.version) })),
+    metadata_props: model.metadataProps ?? [],
   };
   return ModelProto().encode(message).finish();
 }
