@@ -76,7 +76,7 @@ test('bad indicator files give one line naming the file and field', () => {
   rejects(() => readIndicators(writeJson('neg.json', neg)), /weight\['module\.a'\]\['3'\]: expected a positive finite number, got -0\.3/);
   const str = structuredClone(good) as unknown as { act: Record<string, Record<string, unknown>> };
   str.act['module.b']['2'] = 'big';
-  rejects(() => readIndicators(writeJson('str.json', str)), /act\['module\.b'\]\['2'\]: expected a positive finite number, got big/);
+  rejects(() => readIndicators(writeJson('str.json', str)), /act\['module\.b'\]\['2'\]: expected a positive finite number, got "big"/);
   const ind = readIndicators(writeJson('ok.json', good));
   rejects(() => allowedBits(ind, 'weight', 'module.a', [8, 4], ind.path), /weight\['module\.a'\] has no indicator for 8 bits/);
 });

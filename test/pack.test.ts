@@ -191,7 +191,7 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
   for (const [args, message] of fails) {
     const r = runCli(args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    const errors = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: '));
+    const errors = r.stderr.trim().split('\n');
     assert.equal(errors.length, 1, r.stderr);
     assert.match(errors[0]!, message);
   }

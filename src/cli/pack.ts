@@ -11,7 +11,7 @@ import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization } from 
 import { savedQuantizerChoice } from '../train/quantizer-factory.js';
 import { assertStepSizesTrained, loadWeights, prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputPath, writeOutputs } from '../util/fs.js';
 import { addBitsOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
@@ -39,6 +39,7 @@ export function registerPack(program: Command): void {
       if (numSample < 1) throw new UserError(`--num-sample: must be a positive integer, got ${numSample}`);
       const trtVersion = o.trtVersion as number;
       if (trtVersion < 0) throw new UserError(`--trt-version: must be a whole number like 8601, got ${trtVersion}`);
+      for (const key of ['out', 'ncnnTable', 'trtCache']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
       const from = String(o.from);
       // the checkpoint says how its quantizers were built: which quantizer, LSQ steps per channel
       const manifest = hasCheckpoint(from) ? readCheckpointManifest(from) : undefined;
@@ -47,7 +48,7 @@ export function registerPack(program: Command): void {
       const plan = planQuantization({ ...quantizeRequest(o), quantizer, perChannelWeights });
       if (!plan) throw new UserError('pack: give --policy FILE or --weight-bits B (the bits to pack at)');
       const layers = layerSelection(o);
-      const { model, data, source } = await prepare(
+      const { model, data, source, backend } = await prepare(
         {
           ...(o.model !== undefined ? { model: String(o.model) } : {}), from, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
           log: (line) => process.stderr.write(`${line}\n`),
@@ -80,9 +81,9 @@ export function registerPack(program: Command): void {
           disposeCheckpoint(checkpoint);
         }
       }
-      for (const [path, content] of outputs) writeFileAtomic(path, content);
+      writeOutputs(outputs.map(([path, data]) => ({ path, data }))); // all or none
       const written = outputs.map(([path]) => path);
       const size = packedSize(bytes, readPacked(bytes, out));
-      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
     }));
 }

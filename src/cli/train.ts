@@ -3,6 +3,7 @@ import { BACKEND_NAMES, type BackendName } from '../train/backend/index.js';
 import type { EpochReport } from '../train/loops.js';
 import { trainFullPrecision, type RunOptions } from '../train/run.js';
 import { UserError } from '../util/errors.js';
+import { checkOutputDirectory } from '../util/fs.js';
 import { action, parseInteger, parseNumber } from './run.js';
 import { layerSelection } from './search-options.js';
 import { TRAIN_MODEL_NAMES } from '../train/models.js';
@@ -41,9 +42,10 @@ export function backendFlag(value: unknown): BackendName {
   return name as BackendName;
 }
 
-/** RunOptions from the shared flags; progress lines go to stderr. */
+/** RunOptions from the shared flags (the --checkpoint folder checked first); progress lines go to stderr. */
 export function runOptions(o: Record<string, unknown>): RunOptions {
   const layers = layerSelection(o);
+  if (o.checkpoint !== undefined) checkOutputDirectory(String(o.checkpoint), '--checkpoint');
   return {
     ...(o.model !== undefined ? { model: String(o.model) } : {}),
     ...(Object.keys(layers).length > 0 ? { layers } : {}),
@@ -78,6 +80,6 @@ export function registerTrain(program: Command): void {
         ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
-      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; checkpoint ${String(o.checkpoint)}\n`);
+      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}; checkpoint ${String(o.checkpoint)}\n`);
     }));
 }

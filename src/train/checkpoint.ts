@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { writeOutput } from '../util/fs.js';
 import { readJsonFile } from '../util/json-file.js';
 import { jsonObject, nonNegativeInteger as count, parseWithSchema } from '../util/schema.js';
 import { graphToJson, type Graph, type GraphJson } from '../model/graph.js';
@@ -62,12 +62,12 @@ export function saveCheckpoint(
     at += c.byteLength;
   }
   const weightsFile = `weights-${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}.bin`;
-  writeFileAtomic(join(dir, weightsFile), bytes);
+  writeOutput(join(dir, weightsFile), bytes);
   const manifest: CheckpointManifest = {
     format: 'mpq-checkpoint', version: 1, model: header.model, bits: [...header.bits], weightsFile,
     variables: entries, training: header.training, meta: header.meta, ...(header.graph ? { graph: header.graph } : {}),
   };
-  writeFileAtomic(join(dir, CHECKPOINT_MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+  writeOutput(join(dir, CHECKPOINT_MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
   for (const f of readdirSync(dir)) if (/^weights-[0-9a-f]+\.bin$/.test(f) && f !== weightsFile) rmSync(join(dir, f), { force: true });
 }
 

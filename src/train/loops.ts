@@ -53,6 +53,8 @@ export interface LoopOptions {
   meta?: Record<string, unknown>;
   progress?: boolean;
   onEpoch?(report: EpochReport): void;
+  /** notices (stderr in the CLI) */
+  log?: (line: string) => void;
   /**
    * Data-parallel gradient workers (startWorkers: wasm, one thread each, LSQ models): each step's
    * batch is split among them. Batch-norm statistics are then per shard; the running statistics
