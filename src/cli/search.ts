@@ -7,7 +7,7 @@ import { solverByName } from '../search/solvers/index.js';
 import { formatSearchReport } from '../report/search-report.js';
 import { policyFromSearch } from '../export/from-search.js';
 import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
-import { checkOutputDirectory, checkOutputPath, writeOutputs, type OutputFile } from '../util/fs.js';
+import { checkOutputDirectory, checkOutputPath, isStdout, writeOutputs, type OutputFile } from '../util/fs.js';
 import { defaultOutputPath } from '../util/paths.js';
 import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
 import { action } from './run.js';
@@ -31,7 +31,9 @@ export function registerSearch(program: Command): void {
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
       const spec = inputSpec(o);
-      if (o.json && (o.out === '-' || o.exportOut === '-')) throw new UserError(`${o.out === '-' ? '--out' : '--export-out'} -: stdout carries the --json object; give a file`);
+      for (const [key, flag] of [['out', '--out'], ['exportOut', '--export-out']]) {
+        if (o.json && typeof o[key] === 'string' && isStdout(o[key])) throw new UserError(`${flag} ${o[key]}: stdout carries the --json object; give a file`);
+      }
       const { table, indicators } = await loadSearchInputs(spec);
       const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
       // every output is checked before the search runs, and written all or none after it
@@ -67,13 +69,13 @@ export function registerSearch(program: Command): void {
       writeOutputs(files);
       const written = files.map((f) => f.path);
       // with a file on stdout, the report goes to stderr
-      const report = written.includes('-') ? process.stderr : process.stdout;
+      const report = written.some(isStdout) ? process.stderr : process.stdout;
       if (o.json) {
         process.stdout.write(JSON.stringify(searchJson(result, table.model, common.bits, common.alpha, indicators.path, written)) + '\n');
       } else {
         const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), indicators ${indicators.path}, bits ${common.bits.join(' ')}, alpha ${common.alpha}`;
         report.write(formatSearchReport(result, header) + '\n');
-        for (const w of written) if (w !== '-') report.write(`wrote ${w}\n`);
+        for (const w of written) if (!isStdout(w)) report.write(`wrote ${w}\n`);
       }
       if (result.status === 'infeasible') {
         if (o.json) process.stderr.write(`mpq: infeasible: ${result.reason}\n`);
@@ -151,8 +153,8 @@ function outputPaths(o: Record<string, unknown>, label: string, format: ExportFo
   if (!format) return { ...(policy !== undefined ? { policy } : {}) };
   let exportPath: string | undefined;
   if (o.exportOut !== undefined) exportPath = String(o.exportOut);
-  else if (policy !== undefined && policy !== '-' && policy.endsWith('.json')) exportPath = policy.replace(/\.json$/, '') + EXPORT_EXT[format];
-  else if (policy !== undefined && policy !== '-') exportPath = policy + EXPORT_EXT[format];
+  else if (policy !== undefined && !isStdout(policy) && policy.endsWith('.json')) exportPath = policy.replace(/\.json$/, '') + EXPORT_EXT[format];
+  else if (policy !== undefined && !isStdout(policy)) exportPath = policy + EXPORT_EXT[format];
   else exportPath = defaultOutputPath('policies', `${label}${EXPORT_EXT[format]}`);
   return { ...(policy !== undefined ? { policy } : {}), export: exportPath };
 }

@@ -77,10 +77,13 @@ export function readInputFile(path: string, what: string, maxBytes = MAX_TEXT_IN
   }
 }
 
+/** `a policy`, `an indicators` */
+const withArticle = (what: string): string => `${/^[aeiou]/i.test(what) ? 'an' : 'a'} ${what}`;
+
 function checkInputStats(path: string, what: string, st: Stats, maxBytes: number): void {
-  if (st.isDirectory()) throw new UserError(`${path}: is a directory, not a ${what} file`);
-  if (!st.isFile()) throw new UserError(`${path}: is a ${kindOf(st)}, not a ${what} file (mpq reads regular files)`);
-  if (st.size > maxBytes) throw new UserError(`${path}: ${st.size} bytes, more than a ${what} file may have (${maxBytes})`);
+  if (st.isDirectory()) throw new UserError(`${path}: is a directory, not ${withArticle(what)} file`);
+  if (!st.isFile()) throw new UserError(`${path}: is a ${kindOf(st)}, not ${withArticle(what)} file (mpq reads regular files)`);
+  if (st.size > maxBytes) throw new UserError(`${path}: ${st.size} bytes, more than ${withArticle(what)} file may have (${maxBytes})`);
 }
 
 /** Where one output goes once its path is looked at. */
@@ -97,6 +100,9 @@ function descriptorOf(path: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** The path is stdout (`-`, /dev/stdout, /dev/fd/1). */
+export const isStdout = (path: string): boolean => descriptorOf(path) === 1;
+
 const cannotWrite = (path: string, err: unknown): UserError =>
   err instanceof UserError ? err : new UserError(`${path}: cannot write (${fsReason(err)})`);
 
@@ -107,6 +113,7 @@ function planOutput(path: string): Target {
   try {
     st = lstatSync(path);
   } catch (err) {
+    if (errCode(err) === 'ENOTDIR') checkParent(path); // names the parent that is not a directory
     if (errCode(err) !== 'ENOENT') throw cannotWrite(path, err);
     checkParent(path);
     return { kind: 'replace', path };
@@ -233,11 +240,7 @@ export function writeOutputs(files: readonly OutputFile[]): void {
 /** A temp file beside `target` holding `data` (mode kept from the file it will replace). */
 function writeTemp(shown: string, target: string, data: string | Uint8Array, mode: number | undefined): string {
   const dir = dirname(target);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw cannotWrite(shown, err);
-  }
+  makeDirectory(shown, dir);
   removeStaleTemps(dir, basename(target));
   const tmp = `${target}.${process.pid}.${Date.now()}${TEMP_SUFFIX}`;
   try {
@@ -248,6 +251,30 @@ function writeTemp(shown: string, target: string, data: string | Uint8Array, mod
     throw cannotWrite(shown, err);
   }
   return tmp;
+}
+
+/**
+ * `dir` and its missing parents, one level at a time: node's recursive mkdir loops for ever where
+ * mkdir says ENOENT under an existing folder (/proc).
+ */
+function makeDirectory(shown: string, dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      if (statSync(d).isDirectory()) break;
+      throw new UserError(`${shown}: cannot write (${d} is not a directory)`);
+    } catch (err) {
+      if (err instanceof UserError || errCode(err) !== 'ENOENT' || dirname(d) === d) throw cannotWrite(shown, err);
+      missing.unshift(d);
+    }
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      if (errCode(err) !== 'EEXIST') throw cannotWrite(shown, err);
+    }
+  }
 }
 
 function writeAll(fd: number, data: string | Uint8Array): void {
