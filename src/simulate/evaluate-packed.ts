@@ -1,4 +1,4 @@
-import { COMPRESSED_SINCE, PACKED_VERSION, readPacked } from '../export/packed.js';
+import { COMPRESSED_SINCE, readPacked } from '../export/packed.js';
 import type { BackendName } from '../train/backend/index.js';
 import { subset } from '../train/data.js';
 import { evaluate, type Evaluation } from '../train/loops.js';
@@ -13,7 +13,7 @@ export async function evaluatePackedModel(o: {
   const packed = readPacked(o.bytes, o.path);
   if (packed.version < COMPRESSED_SINCE) {
     o.log?.(`mpq: note: ${o.path} is a version-${packed.version} packed file, without a checksum: a corrupted byte would go unnoticed; `
-      + `\`mpq pack --packed ${o.path} --out NEW.mpqp\` rewrites it as version ${PACKED_VERSION}`);
+      + `\`mpq pack --packed ${o.path} --out NEW.mpqp\` rewrites it with one (version ${COMPRESSED_SINCE} or later)`);
   }
   let loaded: LoadedPackedModel | undefined;
   const source = packedModelSource(packed, o.path);
