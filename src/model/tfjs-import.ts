@@ -156,7 +156,7 @@ export function readTfjsModel(path: string, opts: { weights?: boolean } = {}): G
 
 /** Parsed tfjs model JSON as a graph; with `weightsDir`, its weight shards are read from there. */
 export function tfjsGraph(data: unknown, path: string, opts: { weightsDir?: string } = {}): GraphModel {
-  if ((data as { format?: unknown }).format === 'graph-model') {
+  if ((data as { format?: unknown } | null)?.format === 'graph-model') {
     throw new UserError(`${path}: a tfjs graph model (format 'graph-model') has no layers to read; export a LayersModel (format 'layers-model')`);
   }
   const parsed = parseWithSchema(fileSchema, data, path);
