@@ -15,7 +15,9 @@ import { readCheckpointManifest } from '../src/train/checkpoint.js';
 import { UserError } from '../src/util/errors.js';
 import { MAX_BINARY_INPUT_BYTES, readInputFile } from '../src/util/fs.js';
 import { readCheckpoint, disposeCheckpoint } from '../src/train/checkpoint.js';
-import { runCli, tempDir, writeTinySearchInputs } from './support.js';
+import { readOnnxModel } from '../src/model/onnx-import.js';
+import { graphLayerTable } from '../src/model/graph-table.js';
+import { REPO_ROOT, runCli, tempDir, writeTinySearchInputs } from './support.js';
 
 // Issue 19's fuzzed surface: every input file reader and every numeric flag, on generated inputs.
 // Any input either gives a result that passes an independent check, or one line naming the file or
@@ -30,8 +32,7 @@ const tiny = writeTinySearchInputs(dir);
 
 // ---------------------------------------------------------------------------------------------
 // Readers. Each has a valid file to start from (mutated at the JSON or byte level) and a check of
-// what it returns. ONNX model files join this list once the ONNX importer exists: a reader entry
-// with a valid .onnx (bytes) and its check is all it takes. Sweep files have no reader yet.
+// what it returns: a new kind of input file is one more entry here.
 // ---------------------------------------------------------------------------------------------
 
 interface Reader {
@@ -112,6 +113,14 @@ const READERS: Reader[] = [
     read: (p) => readConfigList(p, 'qat'), check: (r) => assert.ok(Array.isArray(r)),
   },
   { name: 'tfjs model.json', file: 'model.json', json: true, valid: () => text(JSON.stringify(tfjsModel)), read: readTfjsLayerTable, check: checkTable },
+  {
+    name: 'ONNX model', file: 'model.onnx', valid: () => readFileSync(join(REPO_ROOT, 'test/fixtures/onnx/separable.onnx')),
+    read: (p) => {
+      const model = readOnnxModel(p, { weights: true });
+      return graphLayerTable(model.graph, p);
+    },
+    check: checkTable,
+  },
   {
     name: 'packed model', file: 'model.mpqp', valid: () => writePacked([packedLayer], { model: 'mnist-cnn' }, [{ name: 'bn', shape: [2], values: Float32Array.of(1, 2) }]),
     read: (p) => readPacked(readInputFile(p, 'packed model', MAX_BINARY_INPUT_BYTES), p), // as mpq eval --packed reads it
