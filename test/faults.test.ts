@@ -25,15 +25,15 @@ interface Watched {
   sent: boolean;
 }
 
-/** Runs the CLI; sends `signal` when a temp file appears in `dir` for which `armed(name)` holds. */
-function runWatched(args: string[], dir: string, signal: NodeJS.Signals, armed: (temp: string) => boolean = () => true): Promise<Watched> {
+/** Runs the CLI; sends `signal` when a file appears in `dir` for which `trigger(name)` holds (default: a temp file). */
+function runWatched(args: string[], dir: string, signal: NodeJS.Signals, trigger: (name: string) => boolean = (name) => name.endsWith('.tmp')): Promise<Watched> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     let sent = false;
     child.stderr.on('data', (d) => (stderr += d));
     const watcher = watch(dir, (_event, name) => {
-      if (!sent && name?.endsWith('.tmp') && armed(name)) {
+      if (!sent && name && trigger(name)) {
         sent = true;
         child.kill(signal);
       }
@@ -71,7 +71,7 @@ function completeCheckpoint(dir: string): number {
 function laterSave(): (temp: string) => boolean {
   let first: string | undefined;
   return (temp) => {
-    if (!temp.startsWith('weights-')) return false;
+    if (!temp.startsWith('weights-') || !temp.endsWith('.tmp')) return false;
     const file = temp.replace(/\.\d+\.\d+\.tmp$/, '');
     first ??= file;
     return file !== first;
@@ -152,7 +152,7 @@ test('pack: SIGKILL or SIGINT while the packed file is written leaves the previo
   }
 });
 
-test('sweep --out: SIGKILL or SIGINT during the final writes leaves each file whole; the next sweep cleans up', async () => {
+test('sweep --out: SIGKILL or SIGINT while the new set is written leaves the old set whole; the next sweep cleans up', async () => {
   const { model, indicators } = writeTinySearchInputs(work);
   const out = join(work, 'sweep');
   const args = ['sweep', '--model', model, '--indicators', indicators, '--wb', '2', '3', '4', '--ab', '3', '4', '--cr', '0', '6', '--out', out];
@@ -164,12 +164,15 @@ test('sweep --out: SIGKILL or SIGINT during the final writes leaves each file wh
     assert.equal(readFileSync(join(out, 'sweep.csv'), 'utf8').trim().split('\n').length, 13);
     assert.match(readFileSync(join(out, 'pareto.svg'), 'utf8'), /<\/svg>\s*$/);
   };
+  whole();
+  // the sweep writes its set into a fresh .sweep.<stamp>.partial folder beside --out, then swaps it in
   for (const signal of ['SIGKILL', 'SIGINT'] as const) {
-    const r = await runWatched(args, out, signal);
+    const r = await runWatched(args, work, signal, (name) => name.startsWith('.sweep.') && name.endsWith('.partial'));
+    assert.ok(r.sent, 'the signal came while the set was written');
     whole();
-    if (signal === 'SIGINT') interruptedCleanly(r, out);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
   assert.equal(runCli(args).status, 0);
-  assert.deepEqual(temps(out), []);
   whole();
+  assert.deepEqual(readdirSync(work).filter((f) => f.endsWith('.partial')), [], 'what the killed runs left is cleaned');
 });

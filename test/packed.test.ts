@@ -293,11 +293,11 @@ test('a version-2 file (no checksum) says so on load; mpq pack --packed rewrites
   const floats = [{ name: 'bn.weight', shape: [5], values: Float32Array.from({ length: 5 }, () => rng.normal()) }];
   const dir = tempDir('mpq-packed-');
   const old = join(dir, 'old.mpqp');
-  writeFileSync(old, asVersion(2, writePacked(layers, { model: 'no-such-model' }, floats)));
+  writeFileSync(old, asVersion(2, writePacked(layers, { format: 'mpq-packed-model', model: 'no-such-model' }, floats)));
 
   const notes: string[] = [];
   // the note comes as the file is read, before anything else is asked of it (here: a model it cannot build)
-  await assert.rejects(evaluatePackedModel({ bytes: readFileSync(old), path: old, log: (l) => notes.push(l) }), /cannot be trained/);
+  await assert.rejects(evaluatePackedModel({ bytes: readFileSync(old), path: old, log: (l) => notes.push(l) }), (e: Error) => e.name === 'UserError');
   assert.deepEqual(notes, [`mpq: note: ${old} is a version-2 packed file, without a checksum: a corrupted byte would go unnoticed; \`mpq pack --packed ${old} --out NEW.mpqp\` rewrites it with one (version 3 or later)`]);
 
   const fresh = join(dir, 'new.mpqp');

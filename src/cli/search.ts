@@ -150,13 +150,12 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
  */
 function outputPaths(o: Record<string, unknown>, label: string, format: ExportFormat | undefined): { policy?: string; export?: string } {
   const policy = o.out === undefined ? undefined : typeof o.out === 'string' ? o.out : defaultOutputPath('policies', `${label}.json`);
-  if (!format) return { ...(policy !== undefined ? { policy } : {}) };
-  let exportPath: string | undefined;
-  if (o.exportOut !== undefined) exportPath = String(o.exportOut);
-  else if (policy !== undefined && !isStdout(policy) && policy.endsWith('.json')) exportPath = policy.replace(/\.json$/, '') + EXPORT_EXT[format];
-  else if (policy !== undefined && !isStdout(policy)) exportPath = policy + EXPORT_EXT[format];
-  else exportPath = defaultOutputPath('policies', `${label}${EXPORT_EXT[format]}`);
-  return { ...(policy !== undefined ? { policy } : {}), export: exportPath };
+  const paths = policy !== undefined ? { policy } : {};
+  if (!format) return paths;
+  if (o.exportOut !== undefined) return { ...paths, export: String(o.exportOut) };
+  // beside the policy file, or in policies/ when the policy goes to stdout or nowhere
+  const beside = policy !== undefined && !isStdout(policy);
+  return { ...paths, export: beside ? policy.replace(/\.json$/, '') + EXPORT_EXT[format] : defaultOutputPath('policies', `${label}${EXPORT_EXT[format]}`) };
 }
 
 function checkFormat(f: string): ExportFormat {

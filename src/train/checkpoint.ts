@@ -115,10 +115,8 @@ export function readCheckpoint(dir: string): Checkpoint {
   const weightsPath = fileInDirectory(dir, manifest.weightsFile, `${path}: weightsFile`);
   if (!existsSync(weightsPath)) throw new UserError(`${path}: weights file ${manifest.weightsFile} is missing`);
   const buf = readInputFile(weightsPath, 'checkpoint weights', MAX_BINARY_INPUT_BYTES);
-  const hash = sha256Prefix(buf);
-  if (hash !== WEIGHTS_FILE.exec(manifest.weightsFile)![1]) {
-    throw new UserError(`${weightsPath}: corrupt (its sha256 starts ${hash}, the name says ${WEIGHTS_FILE.exec(manifest.weightsFile)![1]})`);
-  }
+  const [hash, named] = [sha256Prefix(buf), WEIGHTS_FILE.exec(manifest.weightsFile)![1]];
+  if (hash !== named) throw new UserError(`${weightsPath}: corrupt (its sha256 starts ${hash}, the name says ${named})`);
   const tensors = new Map<string, tf.Tensor>();
   for (const { name, shape, offset } of manifest.variables) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -136,8 +134,8 @@ const RESUME_FLAGS: Record<string, string> = {
   act_bits: '--act-bits', weight_steps: '--per-channel-weights', quantize_first_last: '--quantize-first-last',
   'hyperparameters.batchSize': '--batch-size', 'hyperparameters.lr': '--lr', 'hyperparameters.weightDecay': '--weight-decay',
 };
-/** Meta fields that may differ: when and how the run was started, not what it computes. */
-const RESUME_FREE = new Set(['command', 'created_at', 'backend']);
+/** Meta fields that may differ: when and how the run was started, not what it computes (and epochs' twin). */
+const RESUME_FREE = new Set(['command', 'created_at', 'backend', 'hyperparameters.epochs']);
 
 /**
  * A run may continue the checkpoint in `dir` only when it is the same run: the same stage, and every
@@ -152,13 +150,15 @@ export function checkResumable(dir: string, manifest: CheckpointManifest, stage:
     key === 'hyperparameters' && typeof value === 'object' && value !== null
       ? Object.entries(value).map(([k, x]): [string, string] => [`${key}.${k}`, JSON.stringify(x)])
       : [[key, JSON.stringify(value)]]));
-  const recorded = flat(manifest.meta);
-  const differs = [...flat(meta)].filter(([key, value]) => !RESUME_FREE.has(key) && recorded.has(key) && recorded.get(key) !== value);
+  const [recorded, now] = [flat(manifest.meta), flat(meta)];
+  // a checkpoint of an older mpq records fewer settings: only what it recorded is compared
+  if (Object.keys(manifest.meta).length === 0) return;
+  const differs = [...new Set([...recorded.keys(), ...now.keys()])].filter((key) => !RESUME_FREE.has(key) && recorded.get(key) !== now.get(key));
   if (differs.length === 0) return;
   const name = (key: string) => RESUME_FLAGS[key] ?? key;
-  const shown = (v: string | undefined) => (v === undefined || v.length <= 40 ? v : `${v.slice(0, 37)}...`);
-  throw new UserError(`--resume: ${dir} was made with ${differs.map(([key]) => `${name(key)} ${shown(recorded.get(key))}`).join(', ')}; `
-    + `this run has ${differs.map(([key, value]) => `${name(key)} ${shown(value)}`).join(', ')} (give the same settings, or drop --resume to start afresh)`);
+  const shown = (v: string | undefined) => (v === undefined ? '(none)' : v.length <= 40 ? v : `${v.slice(0, 37)}...`);
+  const list = (m: Map<string, string>) => differs.map((key) => `${name(key)} ${shown(m.get(key))}`).join(', ');
+  throw new UserError(`--resume: ${dir} was made with ${list(recorded)}; this run has ${list(now)} (give the same settings, or drop --resume to start afresh)`);
 }
 
 export function disposeCheckpoint(checkpoint: Checkpoint): void {
