@@ -119,6 +119,9 @@ test('an existing directory, a file as a parent, /proc: one line, exit 2, nothin
   assert.equal(readFileSync(file, 'utf8'), 'keep');
 
   refused(runCli([...search, '--out', '/proc/mpq-nowhere/x.json']), '/proc/mpq-nowhere/x.json', /cannot write/);
+  // the sweep's folder too (node's recursive mkdir never returned there)
+  const sweep = spawnSync(process.execPath, [CLI_MAIN, 'sweep', '--model', model, '--indicators', indicators, '--out', '/proc/mpq-nowhere/s'], { encoding: 'utf8', timeout: 60_000 });
+  refused({ status: sweep.status, stdout: sweep.stdout, stderr: sweep.stderr }, '--out /proc/mpq-nowhere/s', /cannot write/);
 
   // the export target is checked before anything is written, so --out is not written either
   const policy = join(dir, 'first.json');

@@ -257,7 +257,7 @@ function writeTemp(shown: string, target: string, data: string | Uint8Array, mod
  * `dir` and its missing parents, one level at a time: node's recursive mkdir loops for ever where
  * mkdir says ENOENT under an existing folder (/proc).
  */
-function makeDirectory(shown: string, dir: string): void {
+export function makeDirectory(shown: string, dir: string): void {
   const missing: string[] = [];
   for (let d = resolve(dir); ; d = dirname(d)) {
     try {
@@ -310,7 +310,8 @@ const TEMP_SUFFIX = '.tmp';
 /** `<target>.<pid>.<ms>.tmp`, the temp files writeTemp makes */
 const TEMP_NAME = /^(.+)\.(\d+)\.(\d+)\.tmp$/;
 
-function processAlive(pid: number): boolean {
+/** A process `pid` is running (ours, or one we may not signal): its temp files are not stale. */
+export function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
