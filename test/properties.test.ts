@@ -9,7 +9,7 @@ import { policyText, readPolicy } from '../src/export/policy-file.js';
 import { readIndicators } from '../src/indicators/indicators.js';
 import { readLayerTable } from '../src/model/table-file.js';
 import { readTfjsLayerTable } from '../src/model/tfjs-import.js';
-import { readConfigList } from '../src/quant/config-list.js';
+import { readConfigList } from '../src/train/config-list.js';
 import { readLatencyTable } from '../src/search/latency.js';
 import { readCheckpointManifest } from '../src/train/checkpoint.js';
 import { UserError } from '../src/util/errors.js';

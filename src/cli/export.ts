@@ -24,7 +24,7 @@ export function registerExport(program: Command): void {
         if (flags.out !== undefined) checkOutputPath(flags.out);
         const policy = readPolicy(policyPath);
         // the run is named after the policy file: LIMPQ's experiment name, HAWQ's quant scheme
-        const text = exportPolicy(policy, flags.format, { name: basename(policyPath, extname(policyPath)), source: policyPath });
+        const text = exportPolicy(policy, flags.format, { name: basename(policyPath, extname(policyPath)) });
         writeOutput(flags.out ?? '-', text);
       }),
     );

@@ -63,7 +63,7 @@ export function registerSearch(program: Command): void {
         if (rlOut !== undefined) files.push({ path: join(rlOut, 'best-policy.json'), data: policyText(policy, join(rlOut, 'best-policy.json')) });
         if (exportFormat && outputs.export !== undefined) {
           const { exportPolicy } = await import('../export/formats.js'); // yaml: only when exporting
-          files.push({ path: outputs.export, data: exportPolicy(policy, exportFormat, { name: label, source: 'the searched policy' }) });
+          files.push({ path: outputs.export, data: exportPolicy(policy, exportFormat, { name: label }) });
         }
       }
       writeOutputs(files);

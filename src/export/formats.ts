@@ -2,21 +2,16 @@ import { Document, isScalar, type Pair, type YAMLMap, type YAMLSeq } from 'yaml'
 import type { Policy, PolicyLayer } from './policy.js';
 
 import { EXPORT_FORMATS, type ExportFormat } from './format-names.js';
-import { bitsProblem } from '../quant/conventions.js';
-import { UserError } from '../util/errors.js';
 
 export { EXPORT_FORMATS, type ExportFormat };
 
 export interface ExportOptions {
   /** run name: LIMPQ's experiment `name`, HAWQ's quant scheme (`bit_config_<arch>_<name>`); default `mpq` */
   name?: string;
-  /** where the policy came from, for messages (its file); default `policy` */
-  source?: string;
 }
 
 /** Render a policy as another tool's configuration text (ends with a newline). */
 export function exportPolicy(p: Policy, format: ExportFormat, opts: ExportOptions = {}): string {
-  checkExportedBits(p, opts.source ?? 'policy');
   const name = opts.name ?? 'mpq';
   switch (format) {
     case 'limpq-yaml':
@@ -25,19 +20,6 @@ export function exportPolicy(p: Policy, format: ExportFormat, opts: ExportOption
       return `${JSON.stringify(nniConfigList(p), null, 2)}\n`;
     case 'hawq':
       return `${JSON.stringify(hawqBitConfig(p, name), null, 2)}\n`;
-  }
-}
-
-/**
- * Every layer's bits as LSQ fine-tuning takes them (mpq finetune refuses the same policy): an
- * edited `weightBits: 99` must not reach another tool's config.
- */
-function checkExportedBits(p: Policy, source: string): void {
-  for (const l of [...p.layers, ...p.fixed]) {
-    for (const [side, bits] of [['weight', l.weightBits], ['activation', l.actBits]] as const) {
-      const problem = bitsProblem('lsq', side, bits);
-      if (problem) throw new UserError(`${source}: layer ${l.name} ${side} bits: ${problem}`);
-    }
   }
 }
 
