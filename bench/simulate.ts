@@ -28,7 +28,7 @@ import { evaluate, type Evaluation } from '../src/train/loops.js';
 import { createModel } from '../src/train/models.js';
 import { policyBits, policyFromFile } from '../src/train/policies.js';
 import { DATA_SPLIT_SEED, finetuneAtPolicy, loadWeights, trainFullPrecision } from '../src/train/run.js';
-import { writeFileAtomic } from '../src/util/fs.js';
+import { writeOutput } from '../src/util/fs.js';
 
 const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const POLICY = join(REPO_ROOT, 'policies/mnist-cnn-w3a4-cr12.2.json');
@@ -110,7 +110,7 @@ export async function benchSimulate(o: BenchSimulateOptions = {}): Promise<void>
       const begin = text.indexOf(BEGIN);
       const end = text.indexOf(END);
       if (begin < 0 || end < begin) throw new Error(`${o.out}: no generated section (${BEGIN} … ${END})`);
-      writeFileAtomic(o.out, text.slice(0, begin) + section + text.slice(end + END.length));
+      writeOutput(o.out, text.slice(0, begin) + section + text.slice(end + END.length));
       console.log(`simulate: wrote ${o.out}`);
     }
   } finally {

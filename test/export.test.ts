@@ -330,3 +330,17 @@ test('mpq export: a bad policy file is one line naming it, exit 2', () => {
   assert.equal(run.status, 2);
   assert.match(run.stderr, new RegExp(`^mpq: ${policyPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON \\(.+\\)\\n$`));
 });
+
+test('mpq export refuses a policy edited to weightBits 99 in every format, writing nothing', () => {
+  const dir = tempDir();
+  const policyPath = join(dir, 'edited.json');
+  const edited = structuredClone(resnet18Policy);
+  edited.layers[2]!.weightBits = 99;
+  writeFileSync(policyPath, JSON.stringify(edited));
+  for (const format of EXPORT_FORMATS) {
+    const run = runMpq(['export', policyPath, '--format', format, '--out', join(dir, `out-${format}`)]);
+    assert.equal(run.status, 2, run.stderr);
+    assert.equal(run.stderr, `mpq: ${policyPath}: layers[2].weightBits: expected a bit-width in 2..16 or 32 (full precision)\n`);
+    assert.deepEqual(readdirSync(dir), ['edited.json'], 'nothing written');
+  }
+});

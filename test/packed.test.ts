@@ -1,9 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { packedByteLength, packTensor, readPacked, unpackTensor, writePacked, type PackedLayer } from '../src/export/packed.js';
 import { Prng } from '../src/util/prng.js';
 import { UserError } from '../src/util/errors.js';
+import { evaluatePackedModel } from '../src/simulate/evaluate-packed.js';
+import { runCli, tempDir } from './support.js';
 
 const BIT_WIDTHS = [1, 2, 3, 4, 5, 6, 7, 8, 16];
 
@@ -282,3 +286,32 @@ function inflatedWithIndex(file: Uint8Array, index: string): Uint8Array {
   out.set(data, 8 + start);
   return out;
 }
+
+test('a version-2 file (no checksum) says so on load; mpq pack --packed rewrites it as version 3, the same model', async () => {
+  const rng = new Prng(5);
+  const layers = [randomLayer(rng, 'conv', [3, 3, 2, 5], 3, 5)];
+  const floats = [{ name: 'bn.weight', shape: [5], values: Float32Array.from({ length: 5 }, () => rng.normal()) }];
+  const dir = tempDir('mpq-packed-');
+  const old = join(dir, 'old.mpqp');
+  writeFileSync(old, asVersion(2, writePacked(layers, { format: 'mpq-packed-model', model: 'no-such-model' }, floats)));
+
+  const notes: string[] = [];
+  // the note comes as the file is read, before anything else is asked of it (here: a model it cannot build)
+  await assert.rejects(evaluatePackedModel({ bytes: readFileSync(old), path: old, log: (l) => notes.push(l) }), (e: Error) => e.name === 'UserError');
+  assert.deepEqual(notes, [`mpq: note: ${old} is a version-2 packed file, without a checksum: a corrupted byte would go unnoticed; \`mpq pack --packed ${old} --out NEW.mpqp\` rewrites it with one (version 3 or later)`]);
+
+  const fresh = join(dir, 'new.mpqp');
+  const r = runCli(['pack', '--packed', old, '--out', fresh, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { out: fresh, from_version: 2, version: 3, bytes: readFileSync(fresh).length });
+  const before = readPacked(readFileSync(old));
+  const after = readPacked(readFileSync(fresh));
+  assert.deepEqual({ ...after, version: 2 }, before);
+  // version 3 is checksummed: the byte that version 2 would have taken is now an error
+  const bytes = readFileSync(fresh);
+  bytes[bytes.length - 3] ^= 0x10;
+  assert.throws(() => readPacked(bytes, 'new.mpqp'), /new\.mpqp: corrupt compressed payload/);
+  const stray = runCli(['pack', '--packed', old, '--out', fresh, '--policy', 'p.json']);
+  assert.equal(stray.status, 2);
+  assert.equal(stray.stderr, 'mpq: --policy: not with --packed (the packed file holds the model)\n');
+});

@@ -8,7 +8,7 @@ import { runCli, tempDir, type CliRun } from './support.js';
 
 function assertUserError(r: CliRun, pattern: RegExp): void {
   assert.equal(r.status, 2, r.stderr);
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: '));
+  const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, pattern);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');

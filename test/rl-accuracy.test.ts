@@ -114,7 +114,7 @@ test('rl --reward accuracy: bad input is one line, exit 2', () => {
     const r = runCli(args);
     assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}, stderr ${r.stderr}`);
     // the backend line is information, printed before errors found once the backend is up
-    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: '));
+    const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, `one line expected: ${r.stderr}`);
     assert.match(lines[0], pattern);
   }

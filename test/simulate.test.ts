@@ -204,7 +204,7 @@ test('mpq simulate: a grid prints the table and writes JSON, CSV and markdown; 1
   ] as const) {
     const r = runCli([...common, ...flags]);
     assert.equal(r.status, 2, r.stderr);
-    const errors = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: '));
+    const errors = r.stderr.trim().split('\n');
     assert.deepEqual(errors.length, 1, r.stderr);
     assert.match(errors[0]!, message);
   }

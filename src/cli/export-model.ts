@@ -11,7 +11,7 @@ import { createModel, disposeModel } from '../train/models.js';
 import { assertPolicyModel, FULL_PRECISION, policyBits, policyFromFile } from '../train/policies.js';
 import { assertCheckpointDir, assertStepSizesTrained, resolveModel, startingWeights } from '../train/run.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { writeOutputs } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
 import { layerSelection } from './search-options.js';
 import { addModelOptions, backendFlag } from './train.js';
@@ -69,11 +69,10 @@ export function registerExportModel(program: Command): void {
         const exported = await exportModel(model, { format, ...(file && { policy }), ...(opset !== undefined && { opset: opset as ExportOpset }), fakeQuant: o.fakeQuant === true });
         // tfjs: `model.json` and its shard in the directory --out names (or beside the .json it names)
         const [dir, main] = format === 'tfjs' && extname(out).toLowerCase() !== '.json' ? [out, join(out, 'model.json')] : [dirname(out), out];
-        const written = exported.files.map(([name, content]) => {
-          const path = name === '' ? main : join(dir, name);
-          writeFileAtomic(path, content);
-          return { path, bytes: typeof content === 'string' ? Buffer.byteLength(content) : content.length };
-        });
+        const outputs = exported.files.map(([name, content]) => ({ path: name === '' ? main : join(dir, name), data: content }));
+        // all or none: model.json never names a shard that was not written
+        writeOutputs(outputs);
+        const written = outputs.map(({ path, data }) => ({ path, bytes: typeof data === 'string' ? Buffer.byteLength(data) : data.length }));
         // a tfjs file holds float32 weights, fake-quantized or not: its ratio is against FP32 alone
         const size = exportSize(model, format === 'onnx' ? policy : FULL_PRECISION, written.reduce((s, f) => s + f.bytes, 0));
         const summary = { out: main, format, ...(format === 'onnx' && { opset: opset ?? 13 }), policy: policyPath ?? null, files: written, storage: exported.storage, ...size };

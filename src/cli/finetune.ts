@@ -99,7 +99,7 @@ export function registerFinetune(program: Command): void {
           epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);
       } else {
-        process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s\n`);
+        process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}\n`);
       }
     }));
 }

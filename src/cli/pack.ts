@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { writeNcnnTable } from '../export/deploy-tables.js';
-import { readPacked } from '../export/packed.js';
+import { readPacked, writePacked } from '../export/packed.js';
 import { samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
 import { int8Calibration, tensorRtCache } from '../simulate/deploy.js';
 import { formatPackedSize, inputQuantizersOf, packedSize, packModel } from '../simulate/packed-model.js';
@@ -11,7 +11,7 @@ import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization } from 
 import { savedQuantizerChoice } from '../train/quantizer-factory.js';
 import { assertStepSizesTrained, savedQuantizeRequest, loadWeights, prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputPath, MAX_BINARY_INPUT_BYTES, readInputFile, writeOutputs } from '../util/fs.js';
 import { addBitsOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
@@ -19,9 +19,10 @@ import { layerSelection } from './search-options.js';
 
 export function registerPack(program: Command): void {
   addBitsOptions(addModelOptions(program.command('pack')
-    .description('write a checkpoint at a policy or uniform bits as a bit-packed mixed-precision model (and int8 deployment tables), with the quantizer it was finetuned with')))
-    .requiredOption('--from <dir>', 'checkpoint finetuned at these bits (mpq finetune, any --quantizer)')
+    .description('write a checkpoint at a policy or uniform bits as a bit-packed mixed-precision model (and int8 deployment tables), with the quantizer it was finetuned with; or rewrite an older packed file as the current version')))
+    .option('--from <dir>', 'checkpoint finetuned at these bits (mpq finetune, any --quantizer)')
     .option('--policy <file>', 'policy JSON giving each layer its bits (or --weight-bits)')
+    .option('--packed <file>', 'instead: an older packed file (version 1 or 2, no checksum) to rewrite as the current version at --out')
     .requiredOption('--out <file>', 'packed model file (MPQP)')
     .option('--ncnn-table <file>', 'also write an ncnn int8 calibration table of the FP network')
     .option('--trt-cache <file>', 'also write a TensorRT EntropyCalibration2 cache of the FP network')
@@ -33,12 +34,15 @@ export function registerPack(program: Command): void {
     .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
     .option('--json', 'print one JSON object')
     .action(action(async (o: Record<string, unknown>) => {
+      if (o.packed !== undefined) return repack(String(o.packed), String(o.out), o);
+      if (o.from === undefined) throw new UserError('pack: --from is required (or --packed FILE to rewrite a packed file)');
       const calib = String(o.calib);
       if (calib !== 'kl' && calib !== 'naive') throw new UserError(`--calib: '${calib}' is not one of kl, naive`);
       const numSample = o.numSample as number;
       if (numSample < 1) throw new UserError(`--num-sample: must be a positive integer, got ${numSample}`);
       const trtVersion = o.trtVersion as number;
       if (trtVersion < 0) throw new UserError(`--trt-version: must be a whole number like 8601, got ${trtVersion}`);
+      for (const key of ['out', 'ncnnTable', 'trtCache']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
       const from = String(o.from);
       // the checkpoint says how its quantizers were built: which quantizer, LSQ steps per channel
       const manifest = hasCheckpoint(from) ? readCheckpointManifest(from) : undefined;
@@ -52,7 +56,7 @@ export function registerPack(program: Command): void {
       const plan = planQuantization({ ...asked, ...savedBits, quantizer, perChannelWeights });
       if (!plan) throw new UserError('pack: give --policy FILE or --weight-bits B (the bits to pack at), or --from a fine-tuned checkpoint');
       const layers = layerSelection(o);
-      const { model, data, source } = await prepare(
+      const { model, data, source, backend } = await prepare(
         {
           ...(o.model !== undefined ? { model: String(o.model) } : {}), from, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
           log: (line) => process.stderr.write(`${line}\n`),
@@ -85,9 +89,23 @@ export function registerPack(program: Command): void {
           disposeCheckpoint(checkpoint);
         }
       }
-      for (const [path, content] of outputs) writeFileAtomic(path, content);
+      writeOutputs(outputs.map(([path, data]) => ({ path, data }))); // all or none
       const written = outputs.map(([path]) => path);
       const size = packedSize(bytes, readPacked(bytes, out));
-      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
     }));
+}
+
+/** `mpq pack --packed OLD --out NEW`: the same model in the current container version (checksummed). */
+function repack(path: string, out: string, o: Record<string, unknown>): void {
+  const stray = ['model', 'from', 'policy', 'weightBits', 'actBits', 'quantizer', 'fixed', 'searchable', 'ncnnTable', 'trtCache'].find((key) => o[key] !== undefined);
+  if (stray) throw new UserError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: not with --packed (the packed file holds the model)`);
+  checkOutputPath(out);
+  const old = readPacked(readInputFile(path, 'packed model', MAX_BINARY_INPUT_BYTES), path);
+  const bytes = writePacked(old.layers, old.meta, old.floats);
+  writeOutputs([{ path: out, data: bytes }]);
+  const again = readPacked(bytes, out);
+  process.stdout.write(o.json
+    ? `${JSON.stringify({ out, from_version: old.version, version: again.version, bytes: bytes.length })}\n`
+    : `wrote ${out}: version ${old.version} -> ${again.version} (checksummed), ${bytes.length} bytes\n`);
 }

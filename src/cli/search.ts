@@ -7,7 +7,8 @@ import { solverByName } from '../search/solvers/index.js';
 import { formatSearchReport } from '../report/search-report.js';
 import { policyFromSearch } from '../export/from-search.js';
 import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputDirectory, checkOutputPath, isStdout, writeOutputs, type OutputFile } from '../util/fs.js';
+import { defaultOutputPath } from '../util/paths.js';
 import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
 import { action } from './run.js';
 import { budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
@@ -30,7 +31,16 @@ export function registerSearch(program: Command): void {
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
       const spec = inputSpec(o);
+      for (const [key, flag] of [['out', '--out'], ['exportOut', '--export-out']]) {
+        if (o.json && typeof o[key] === 'string' && isStdout(o[key])) throw new UserError(`${flag} ${o[key]}: stdout carries the --json object; give a file`);
+      }
       const { table, indicators } = await loadSearchInputs(spec);
+      const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
+      // every output is checked before the search runs, and written all or none after it
+      const label = `${table.model}-${budgetLabel(common, point)}`;
+      const outputs = outputPaths(o, label, exportFormat);
+      for (const path of [outputs.policy, outputs.export].filter((p) => p !== undefined)) checkOutputPath(path);
+      if (rlOut !== undefined) checkOutputDirectory(rlOut, '--rl-out');
       const formulated = formulate(table, indicators, searchOptions(common, point));
       const rl = searcher.kind === 'rl' ? await startRl(searcher, table, formulated.problem, common.bits, spec) : null;
       let result: SearchResult;
@@ -41,39 +51,31 @@ export function registerSearch(program: Command): void {
       }
       const command = ['mpq', ...process.argv.slice(2)].join(' ');
 
-      const written: string[] = [];
-      const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
+      const files: OutputFile[] = [];
       if (rl && rlOut !== undefined) {
-        writeFileAtomic(join(rlOut, 'reward-curve.csv'), rl.curveCsv());
-        writeFileAtomic(join(rlOut, 'rl-run.json'), `${JSON.stringify(rl.runRecord(result, table.model, command), null, 2)}\n`);
-        written.push(join(rlOut, 'reward-curve.csv'), join(rlOut, 'rl-run.json'));
+        files.push({ path: join(rlOut, 'reward-curve.csv'), data: rl.curveCsv() });
+        files.push({ path: join(rlOut, 'rl-run.json'), data: `${JSON.stringify(rl.runRecord(result, table.model, command), null, 2)}\n` });
       }
-      if (result.objective !== null && (o.out !== undefined || exportFormat || rlOut !== undefined)) {
+      if (result.objective !== null && (outputs.policy !== undefined || outputs.export !== undefined || rlOut !== undefined)) {
         const policy = policyFromSearch(table, indicators, common, point, result, command);
-        const label = `${table.model}-${budgetLabel(common, point)}`;
-        const policyPath = typeof o.out === 'string' ? o.out : `policies/${label}.json`;
-        const { writePolicy } = await import('../export/policy-file.js'); // policy schema: only when writing
-        if (o.out !== undefined) {
-          writePolicy(policyPath, policy);
-          written.push(policyPath);
-        }
-        if (rlOut !== undefined) {
-          writePolicy(join(rlOut, 'best-policy.json'), policy);
-          written.push(join(rlOut, 'best-policy.json'));
-        }
-        if (exportFormat) {
-          const exportPath = o.exportOut !== undefined ? String(o.exportOut) : policyPath.replace(/\.json$/, '') + EXPORT_EXT[exportFormat];
+        const { policyText } = await import('../export/policy-file.js'); // policy schema: only when writing
+        if (outputs.policy !== undefined) files.push({ path: outputs.policy, data: policyText(policy, outputs.policy) });
+        if (rlOut !== undefined) files.push({ path: join(rlOut, 'best-policy.json'), data: policyText(policy, join(rlOut, 'best-policy.json')) });
+        if (exportFormat && outputs.export !== undefined) {
           const { exportPolicy } = await import('../export/formats.js'); // yaml: only when exporting
-          writeFileAtomic(exportPath, exportPolicy(policy, exportFormat, { name: label }));
-          written.push(exportPath);
+          files.push({ path: outputs.export, data: exportPolicy(policy, exportFormat, { name: label }) });
         }
       }
+      writeOutputs(files);
+      const written = files.map((f) => f.path);
+      // with a file on stdout, the report goes to stderr
+      const report = written.some(isStdout) ? process.stderr : process.stdout;
       if (o.json) {
         process.stdout.write(JSON.stringify(searchJson(result, table.model, common.bits, common.alpha, indicators.path, written)) + '\n');
       } else {
         const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), indicators ${indicators.path}, bits ${common.bits.join(' ')}, alpha ${common.alpha}`;
-        process.stdout.write(formatSearchReport(result, header) + '\n');
-        for (const w of written) process.stdout.write(`wrote ${w}\n`);
+        report.write(formatSearchReport(result, header) + '\n');
+        for (const w of written) if (!isStdout(w)) report.write(`wrote ${w}\n`);
       }
       if (result.status === 'infeasible') {
         if (o.json) process.stderr.write(`mpq: infeasible: ${result.reason}\n`);
@@ -140,6 +142,20 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
       accuracy?.dispose();
     },
   };
+}
+
+/**
+ * Where `--out` and `--export` write: as given, or by default under policies/ with a name built from
+ * the model's (made safe: a name read from an input never chooses a folder).
+ */
+function outputPaths(o: Record<string, unknown>, label: string, format: ExportFormat | undefined): { policy?: string; export?: string } {
+  const policy = o.out === undefined ? undefined : typeof o.out === 'string' ? o.out : defaultOutputPath('policies', `${label}.json`);
+  const paths = policy !== undefined ? { policy } : {};
+  if (!format) return paths;
+  if (o.exportOut !== undefined) return { ...paths, export: String(o.exportOut) };
+  // beside the policy file, or in policies/ when the policy goes to stdout or nowhere
+  const beside = policy !== undefined && !isStdout(policy);
+  return { ...paths, export: beside ? policy.replace(/\.json$/, '') + EXPORT_EXT[format] : defaultOutputPath('policies', `${label}${EXPORT_EXT[format]}`) };
 }
 
 function checkFormat(f: string): ExportFormat {

@@ -9,7 +9,7 @@ import { disposeModel } from '../train/models.js';
 import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint } from '../train/checkpoint.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputPath, writeOutput, writeOutputs, type OutputFile } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 
@@ -114,6 +114,7 @@ export function registerSimulate(program: Command): void {
         backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
         log: (line: string) => process.stderr.write(`${line}\n`),
       };
+      for (const key of ['csv', 'markdown', 'pack']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
       if (o.pack !== undefined) {
         if (settings.length !== 1) throw new UserError(`--pack: packs one setting, the flags give ${settings.length}`);
         return packSimulated(String(o.pack), { ...common, settings }, o.json === true);
@@ -123,8 +124,10 @@ export function registerSimulate(program: Command): void {
         onRow: (r) => common.log(`${r.quantType} W${r.weightBits} A${r.inputBits}${r.inputSigned ? ' signed' : ''} calib ${r.calib}${r.mergeBn ? ' merge-bn' : ''}${r.excludeFirstConv ? ' w/o first' : ''}: top1 ${(100 * r.top1).toFixed(2)}% (${r.seconds.toFixed(1)} s)`),
       });
       const markdown = simulateMarkdown(result, common.groupSize);
-      if (o.csv !== undefined) writeFileAtomic(String(o.csv), simulateCsv(result, common.groupSize));
-      if (o.markdown !== undefined) writeFileAtomic(String(o.markdown), markdown);
+      const files: OutputFile[] = [];
+      if (o.csv !== undefined) files.push({ path: String(o.csv), data: simulateCsv(result, common.groupSize) });
+      if (o.markdown !== undefined) files.push({ path: String(o.markdown), data: markdown });
+      writeOutputs(files);
       process.stdout.write(o.json ? `${JSON.stringify(summary(result, common))}\n` : markdown);
     }));
 }
@@ -149,7 +152,7 @@ async function packSimulated(out: string, o: Parameters<typeof simulateContext>[
       source: o.from, setting, command: ['mpq', ...process.argv.slice(2)].join(' '),
     });
     disposeModel(model);
-    writeFileAtomic(out, file);
+    writeOutput(out, file);
     const size = packedSize(file, readPacked(file, out));
     process.stdout.write(json ? `${JSON.stringify({ out, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
   } finally {

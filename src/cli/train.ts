@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import { BACKEND_NAMES, type BackendName } from '../train/backend/index.js';
 import type { EpochReport } from '../train/loops.js';
 import { trainFullPrecision, type RunOptions } from '../train/run.js';
 import { UserError } from '../util/errors.js';
+import { checkOutputDirectory } from '../util/fs.js';
 import { action, parseInteger, parseNumber } from './run.js';
 import { layerSelection } from './search-options.js';
 import { TRAIN_MODEL_NAMES } from '../train/models.js';
@@ -41,9 +43,20 @@ export function backendFlag(value: unknown): BackendName {
   return name as BackendName;
 }
 
-/** RunOptions from the shared flags; progress lines go to stderr. */
+/** RunOptions from the shared flags (checked, and the --checkpoint folder); progress lines go to stderr. */
 export function runOptions(o: Record<string, unknown>): RunOptions {
+  const atLeast = (key: string, flag: string, min: number, what: string) => {
+    const n = o[key] as number | undefined;
+    if (n !== undefined && !(n >= min)) throw new UserError(`${flag}: must be ${what}, got ${n}`);
+  };
+  atLeast('batchSize', '--batch-size', 1, 'a positive integer');
+  atLeast('lr', '--lr', 0, 'a number ≥ 0');
+  atLeast('weightDecay', '--weight-decay', 0, 'a number ≥ 0');
+  atLeast('workers', '--workers', 0, 'an integer ≥ 0 (0: steps in this thread)');
+  const cores = availableParallelism();
+  if ((o.workers as number | undefined ?? 0) > cores) throw new UserError(`--workers: ${String(o.workers)} is more than the ${cores} cores here (one worker a core)`);
   const layers = layerSelection(o);
+  if (o.checkpoint !== undefined) checkOutputDirectory(String(o.checkpoint), '--checkpoint');
   return {
     ...(o.model !== undefined ? { model: String(o.model) } : {}),
     ...(Object.keys(layers).length > 0 ? { layers } : {}),
@@ -78,6 +91,6 @@ export function registerTrain(program: Command): void {
         ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
-      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; checkpoint ${String(o.checkpoint)}\n`);
+      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}; checkpoint ${String(o.checkpoint)}\n`);
     }));
 }

@@ -44,8 +44,8 @@ export const PACKED_MAGIC = 'MPQP';
 export const PACKED_VERSION = 4;
 /** versions this build reads (see the file comment) */
 const READABLE_VERSIONS = [1, 2, 3, 4];
-/** the first version whose payload is compressed */
-const COMPRESSED_SINCE = 3;
+/** the first version whose payload is compressed, and so checksummed (zlib's Adler-32) */
+export const COMPRESSED_SINCE = 3;
 /** magic, version and (versions 3, 4) the inflated payload's length, or (1, 2) the index's */
 const HEADER_BYTES = 12;
 const ZLIB_LEVEL = 9;

@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import { bitsProblem, FULL_PRECISION_BITS, SUPPORTED_BITS } from '../quant/bits.js';
 import { readJsonFile } from '../util/json-file.js';
 import { describeIssues, parseWithSchema, pathTo, strictFields } from '../util/schema.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { writeOutput } from '../util/fs.js';
 import type { Policy } from './policy.js';
 
 /** A layer's bits: a width mpq runs, or full precision. */
@@ -73,13 +73,18 @@ type Assert<T extends true> = T;
 type PolicySchemaMatchesPolicy = Assert<SameKeys<ParsedPolicy, Policy>>;
 
 /**
- * Write a policy as pretty JSON, atomically. The policy is validated first, so a file this writes
+ * A policy as the pretty JSON of its file. The policy is validated first, so a file of this text
  * always reads back; a policy that fails is a bug in its producer, not a user error.
  */
-export function writePolicy(path: string, p: Policy): void {
+export function policyText(p: Policy, path: string): string {
   const result = v.safeParse(policySchema, p);
   if (!result.success) throw new Error(`refusing to write an invalid policy to ${path}: ${describeIssues(result.issues)}`);
-  writeFileAtomic(path, `${JSON.stringify(p, null, 2)}\n`);
+  return `${JSON.stringify(p, null, 2)}\n`;
+}
+
+/** Write a policy file (policyText), atomically. */
+export function writePolicy(path: string, p: Policy): void {
+  writeOutput(path, policyText(p, path));
 }
 
 /** Read and validate a policy file; every problem is a one-line UserError naming the file and field. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { Parser } from 'pickleparser';
-import { UserError } from '../util/errors.js';
+import { shownValue, UserError } from '../util/errors.js';
+import { readInputFile } from '../util/fs.js';
 
 /** Learned importance indicators in the LIMPQ schema: layer → bits → step size. */
 export interface Indicators {
@@ -20,18 +20,27 @@ export interface LoadedIndicators extends Indicators {
 
 /** Read indicators from LIMPQ's pickle (`.pkl`) or from JSON in the same schema. */
 export function readIndicators(path: string): LoadedIndicators {
-  if (!existsSync(path)) throw new UserError(`${path}: no such indicators file`);
-  const bytes = readFileSync(path);
+  const bytes = readInputFile(path, 'indicators');
   const raw = path.toLowerCase().endsWith('.pkl') ? parsePickle(path, bytes) : parseJson(path, bytes);
   return { ...validateIndicators(path, raw), path, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
+/** Classes whose pickled instances are plain dicts to us (LIMPQ saves a dict). */
+const DICT_CLASSES = new Set(['builtins.dict', 'collections.OrderedDict', 'collections.defaultdict']);
+
 function parsePickle(path: string, bytes: Buffer): unknown {
+  let top: unknown;
   try {
-    return new Parser().parse(bytes);
+    top = new Parser().parse(bytes);
   } catch (err) {
     throw new UserError(`${path}: not a readable pickle (${oneLine(err)})`);
   }
+  // pickleparser builds instances of classes it does not know with __module__/__name__ on their prototype
+  const cls = typeof top === 'object' && top !== null ? (top as { __module__?: unknown; __name__?: unknown }) : undefined;
+  if (cls && typeof cls.__module__ === 'string' && typeof cls.__name__ === 'string' && !DICT_CLASSES.has(`${cls.__module__}.${cls.__name__}`)) {
+    throw new UserError(`${path}: the pickle holds a ${cls.__module__}.${cls.__name__} object, not a dict with 'weight', 'act' and 'layer_name' (LIMPQ's indicators)`);
+  }
+  return top;
 }
 
 function parseJson(path: string, bytes: Buffer): unknown {
@@ -52,7 +61,7 @@ function isRecord(x: unknown): x is Record<string, unknown> {
 
 /** Check the schema by hand so every message names the exact field (`weight['conv1']['4']`). */
 export function validateIndicators(path: string, raw: unknown): Indicators {
-  if (!isRecord(raw)) throw new UserError(`${path}: expected an object with 'weight', 'act' and 'layer_name'`);
+  if (!isRecord(raw)) throw new UserError(`${path}: expected an object with 'weight', 'act' and 'layer_name', got ${shownValue(raw)}`);
   const names = raw.layer_name;
   if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === 'string')) {
     throw new UserError(`${path}: layer_name: expected a non-empty list of layer names`);
@@ -71,7 +80,7 @@ export function validateIndicators(path: string, raw: unknown): Indicators {
       for (const [bits, value] of Object.entries(entry)) {
         if (!/^\d+$/.test(bits)) throw new UserError(`${path}: ${kind}['${name}']: key '${bits}' is not a bit-width`);
         if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-          throw new UserError(`${path}: ${kind}['${name}']['${bits}']: expected a positive finite number, got ${String(value)}`);
+          throw new UserError(`${path}: ${kind}['${name}']['${bits}']: expected a positive finite number, got ${shownValue(value)}`);
         }
         clean[String(Number(bits))] = value;
       }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  hasCheckpoint, readCheckpoint, disposeCheckpoint, loadIntoVariables, recordedGraph, saveCheckpoint, type CheckpointTraining,
+  checkResumable, hasCheckpoint, readCheckpoint, disposeCheckpoint, loadIntoVariables, recordedGraph, saveCheckpoint, type CheckpointTraining,
 } from './checkpoint.js';
 import { batches, epochOrder, subset, type Dataset, type ImageSet } from './data.js';
 import { decayedVariables, namedVariables, trainableVariables, type BitsPolicy, type QuantModel } from './models.js';
@@ -53,6 +53,8 @@ export interface LoopOptions {
   meta?: Record<string, unknown>;
   progress?: boolean;
   onEpoch?(report: EpochReport): void;
+  /** notices (stderr in the CLI) */
+  log?: (line: string) => void;
   /**
    * Data-parallel gradient workers (startWorkers: wasm, one thread each, LSQ models): each step's
    * batch is split among them. Batch-norm statistics are then per shard; the running statistics
@@ -140,14 +142,18 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
   const totalSteps = stepsPerEpoch * hyper.epochs;
 
   let startEpoch = 0;
-  if (options.resume && options.checkpointDir && hasCheckpoint(options.checkpointDir)) {
+  if (options.resume && options.checkpointDir && !hasCheckpoint(options.checkpointDir)) {
+    options.log?.(`--resume: ${options.checkpointDir} holds no checkpoint yet; starting the run from the beginning`);
+  } else if (options.resume && options.checkpointDir) {
     const checkpoint = readCheckpoint(options.checkpointDir);
-    if (checkpoint.manifest.training.stage === stage) {
+    try {
+      checkResumable(options.checkpointDir, checkpoint.manifest, stage, options.meta ?? {});
       loadIntoVariables(options.checkpointDir, checkpoint, names);
       optimizer.load(names, checkpoint.tensors);
       startEpoch = Math.min(checkpoint.manifest.training.epochsDone, hyper.epochs);
+    } finally {
+      disposeCheckpoint(checkpoint);
     }
-    disposeCheckpoint(checkpoint);
   }
 
   const reports: EpochReport[] = [];

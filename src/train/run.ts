@@ -1,6 +1,6 @@
 import { bitsProblem, LsqQuantizer } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { readInputFile, writeOutput } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
 import {
   CHECKPOINT_MANIFEST, checkpointModel, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps,
@@ -18,7 +18,7 @@ import { trainingModel, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION, uniformPolicy } from './policies.js';
 import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from './quantization-plan.js';
 import { savedQuantizerChoice, type QuantizerChoice } from './quantizer-factory.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -80,8 +80,8 @@ export async function prepare(
   // input errors first, before the backend starts (and tfjs prints anything)
   if (options.from !== undefined) assertCheckpointDir(options.from);
   const source = options.source ?? await resolveModel(options);
+  // the backend is in each command's result, not a line before its errors
   const backend = await initBackend(options.backend ?? 'auto');
-  options.log?.(`backend: ${backend}`);
   const model = build(source);
   return { backend, model, source, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
 }
@@ -150,7 +150,7 @@ export async function trainFullPrecision(o: RunOptions & { checkpoint: string; r
   const hyper = hyperparameters('train', o);
   const reports = await trainLoop(model, ctx.data, {
     stage: 'train', hyper, seed: o.seed, limit: o.limit, passes: fullPrecisionPasses, evalPolicy: FULL_PRECISION,
-    checkpointDir: o.checkpoint, resume: o.resume, meta: runMeta('train', o, ctx, hyper), progress: o.progress, onEpoch: o.onEpoch,
+    checkpointDir: o.checkpoint, resume: o.resume, meta: runMeta('train', o, ctx, hyper), progress: o.progress, onEpoch: o.onEpoch, log: o.log,
     workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), FULL_PRECISION);
@@ -188,7 +188,7 @@ export async function pretrainIndicators(o: RunOptions & {
   const reports = await trainLoop(model, ctx.data, {
     stage: 'pretrain', hyper, seed: o.seed, limit: o.limit, passes: jointPretrainPasses(model),
     evalPolicy: uniformPolicy(model, Math.max(...o.bits)), checkpointDir: o.checkpoint, resume: o.resume,
-    meta, progress: o.progress, onEpoch: o.onEpoch, workers: o.workers,
+    meta, progress: o.progress, onEpoch: o.onEpoch, log: o.log, workers: o.workers,
   });
   const testSet = subset(ctx.data.test, o.limit);
   const uniformTop1 = Object.fromEntries(o.bits.map((b) => [String(b), evaluate(model, testSet, uniformPolicy(model, b)).top1]));
@@ -197,7 +197,7 @@ export async function pretrainIndicators(o: RunOptions & {
     ...meta, bits: o.bits, from: o.from ?? null, produced_by: 'mpq pretrain (LIMPQ joint indicator pretraining, LSQ step sizes)',
     test_top1_uniform: uniformTop1, seconds: Math.round(seconds),
   });
-  if (o.out) writeFileAtomic(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
+  if (o.out) writeOutput(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
   return { model: model.name, backend: ctx.backend, reports, indicators, uniformTop1, seconds };
 }
 
@@ -237,7 +237,7 @@ export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
   const reports = await trainLoop(model, ctx.data, {
     stage: 'finetune', hyper, seed: o.seed, limit: o.limit, passes: () => [{ label: 'policy', policy }],
     evalPolicy: policy, checkpointDir: o.checkpoint, resume: o.resume,
-    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, ...kept, from: o.from ?? null }, progress: o.progress, onEpoch: o.onEpoch,
+    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, ...kept, from: o.from ?? null }, progress: o.progress, onEpoch: o.onEpoch, log: o.log,
     workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
@@ -250,11 +250,11 @@ const KEPT_CONFIG = 'config_list.json';
 
 function keepBitsSource(o: QuantizeRequest, dir: string): Record<string, string> {
   if (o.policyPath !== undefined) {
-    writeFileAtomic(join(dir, KEPT_POLICY), readFileSync(o.policyPath));
+    writeOutput(join(dir, KEPT_POLICY), readInputFile(o.policyPath, 'policy'));
     return { kept_policy: KEPT_POLICY };
   }
   if (o.configPath !== undefined) {
-    writeFileAtomic(join(dir, KEPT_CONFIG), readFileSync(o.configPath));
+    writeOutput(join(dir, KEPT_CONFIG), readInputFile(o.configPath, 'config list'));
     return { kept_config: KEPT_CONFIG };
   }
   return {};

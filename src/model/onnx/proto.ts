@@ -3,10 +3,9 @@
  * (./schema.ts). Heavy to load compared with the search path, so callers import this module only
  * when they meet an .onnx file. Anything wrong with a file is a one-line UserError naming it.
  */
-import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { UserError } from '../../util/errors.js';
-import { writeFileAtomic } from '../../util/fs.js';
+import { MAX_BINARY_INPUT_BYTES, readInputFile, writeOutput } from '../../util/fs.js';
 import { ONNX_PROTO } from './schema.js';
 import { decodeTensorData, encodeTensorData, int64ToNumber, type Int64, type OnnxTensorData, type StoredTensorData } from './tensor-data.js';
 
@@ -377,16 +376,7 @@ export function decodeOnnx(bytes: Uint8Array, path: string): OnnxModel {
 }
 
 export function readOnnxFile(path: string): OnnxModel {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`${path}: no such ONNX file`);
-    if (code === 'EISDIR') throw new UserError(`${path}: is a directory, not an ONNX file`);
-    throw new UserError(`${path}: cannot read (${code ?? String(err)})`);
-  }
-  return decodeOnnx(bytes, path);
+  return decodeOnnx(readInputFile(path, 'ONNX', MAX_BINARY_INPUT_BYTES), path);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,7 +458,7 @@ export function encodeOnnx(model: OnnxModel): Uint8Array {
 
 /** Writes an .onnx file atomically (a temp file renamed into place: never a half-written model). */
 export function writeOnnxFile(path: string, model: OnnxModel): void {
-  writeFileAtomic(path, encodeOnnx(model));
+  writeOutput(path, encodeOnnx(model));
 }
 
 /**
