@@ -138,7 +138,11 @@ test('the shipped W3A4 policy of mnist-cnn as QDQ: onnxruntime gives the fake-qu
   t.diagnostic(`mnist-cnn W3A4: opset 13 ${sizes[13].fileBytes} bytes, opset 21 ${sizes[21].fileBytes} bytes; FP32 weights ${sizes[13].fp32WeightBytes} bytes / CR ${sizes[13].compressionRatio.toFixed(2)}`);
   assert.ok(sizes[21].fileBytes < sizes[13].fileBytes * 0.6, 'INT4 weights take half the bytes of INT8');
   assert.equal(sizes[13].compressionRatio, readPolicy(SHIPPED_POLICY).compressionRatio);
-  const line = runCli(['export-model', '--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[21], '--opset', '21']);
+  // an earlier export is not replaced without --overwrite
+  const again = runCli(['export-model', '--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[21], '--opset', '21']);
+  assert.equal(again.status, 2);
+  assert.match(again.stderr, /^mpq: --out .*: already exists \(a previous run's output\); give --overwrite to replace it\n$/);
+  const line = runCli(['export-model', '--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[21], '--opset', '21', '--overwrite']);
   assert.equal(line.stdout, `${paths[21]}: ${sizes[21].fileBytes} bytes, ${(sizes[21].fileBytes / 540224).toFixed(2)}x FP32 weights (540224 bytes); `
     + `FP32 weights / compression ratio 15.01 = 35984 bytes, the file ${(sizes[21].fileBytes / 35984).toFixed(2)}x that\n`);
   // the integer weights: 2- and 4-bit layers INT4 at opset 21, INT8 at 13, the codes in the b-bit range either way

@@ -129,7 +129,7 @@ test('pretrain: SIGKILL or SIGINT while the indicators are written leaves the pr
   copyFileSync(join(REPO_ROOT, 'indicators/mnist-cnn.json'), out);
   const previous = readFileSync(out, 'utf8');
   for (const signal of ['SIGKILL', 'SIGINT'] as const) {
-    const r = await runWatched(['pretrain', ...TINY, '--epochs', '1', '--from', fp, '--bits', '4', '2', '--out', out], dir, signal);
+    const r = await runWatched(['pretrain', ...TINY, '--epochs', '1', '--from', fp, '--bits', '4', '2', '--out', out, '--overwrite'], dir, signal);
     const now = readFileSync(out, 'utf8');
     assert.ok(now === previous || readIndicators(out).layerNames.length === 4, `${signal}: torn indicators file`);
     // the SIGINT run also removed any temp file the killed one left: its write cleans up first
@@ -145,7 +145,7 @@ test('pack: SIGKILL or SIGINT while the packed file is written leaves the previo
   assert.equal(first.status, 0, first.stderr);
   const previous = readFileSync(out);
   for (const signal of ['SIGKILL', 'SIGINT'] as const) {
-    const r = await runWatched(['pack', '--model', 'mnist-cnn', '--from', ft, '--policy', POLICY, '--out', out], dir, signal);
+    const r = await runWatched(['pack', '--model', 'mnist-cnn', '--from', ft, '--policy', POLICY, '--out', out, '--overwrite'], dir, signal);
     const now = readFileSync(out);
     assert.ok(now.equals(previous) || readPacked(now, out).layers.length === 6, `${signal}: torn packed file`);
     if (signal === 'SIGINT') interruptedCleanly(r, dir);

@@ -11,7 +11,7 @@ import { createModel, disposeModel } from '../train/models.js';
 import { assertPolicyModel, FULL_PRECISION, policyBits, policyFromFile } from '../train/policies.js';
 import { assertCheckpointDir, assertStepSizesTrained, resolveModel, startingWeights } from '../train/run.js';
 import { UserError } from '../util/errors.js';
-import { writeOutputs } from '../util/fs.js';
+import { refuseExistingOutput, writeOutputs } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
 import { layerSelection } from './search-options.js';
 import { addModelOptions, backendFlag } from './train.js';
@@ -35,8 +35,10 @@ export function registerExportModel(program: Command): void {
     .option('--fake-quant', 'tfjs: the policy\'s fake-quantized weights (activations stay float)')
     .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
     .option('--json', 'print one JSON object')
+    .option('--overwrite', 'replace an existing --out file; without it that is refused')
     .action(action(async (o: Record<string, unknown>) => {
       const out = String(o.out);
+      if (o.overwrite !== true) refuseExistingOutput(out, '--out');
       const format = (o.format as ModelExportFormat | undefined) ?? formatOf(out);
       const opset = o.opset as number | undefined;
       if (opset !== undefined && format !== 'onnx') throw new UserError(`--opset: ONNX exports only (--format is ${format})`);

@@ -2,7 +2,7 @@ import { basename, extname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { EXPORT_FORMATS, exportPolicy, type ExportFormat } from '../export/formats.js';
 import { readPolicy } from '../export/policy-file.js';
-import { checkOutputPath, writeOutput } from '../util/fs.js';
+import { checkOutputPath, isExistingFile, isStdout, writeOutput } from '../util/fs.js';
 import { action } from './run.js';
 
 interface ExportFlags {
@@ -25,7 +25,9 @@ export function registerExport(program: Command): void {
         const policy = readPolicy(policyPath);
         // the run is named after the policy file: LIMPQ's experiment name, HAWQ's quant scheme
         const text = exportPolicy(policy, flags.format, { name: basename(policyPath, extname(policyPath)) });
+        const replacing = flags.out !== undefined && isExistingFile(flags.out);
         writeOutput(flags.out ?? '-', text);
+        if (flags.out !== undefined && !isStdout(flags.out)) process.stderr.write(`${replacing ? 'replaced' : 'wrote'} ${flags.out}\n`);
       }),
     );
 }

@@ -11,7 +11,7 @@ import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization } from 
 import { savedQuantizerChoice } from '../train/quantizer-factory.js';
 import { assertStepSizesTrained, savedQuantizeRequest, loadWeights, prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
-import { checkOutputPath, MAX_BINARY_INPUT_BYTES, readInputFile, writeOutputs } from '../util/fs.js';
+import { checkOutputPath, refuseExistingOutput, MAX_BINARY_INPUT_BYTES, readInputFile, writeOutputs } from '../util/fs.js';
 import { addBitsOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
@@ -33,7 +33,9 @@ export function registerPack(program: Command): void {
     .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
     .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
     .option('--json', 'print one JSON object')
+    .option('--overwrite', 'replace an existing --out (or table) file; without it that is refused')
     .action(action(async (o: Record<string, unknown>) => {
+      if (o.overwrite !== true) for (const [key, flag] of [['out', '--out'], ['ncnnTable', '--ncnn-table'], ['trtCache', '--trt-cache']]) if (o[key] !== undefined) refuseExistingOutput(String(o[key]), flag);
       if (o.packed !== undefined) return repack(String(o.packed), String(o.out), o);
       if (o.from === undefined) throw new UserError('pack: --from is required (or --packed FILE to rewrite a packed file)');
       const calib = String(o.calib);

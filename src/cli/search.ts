@@ -7,7 +7,7 @@ import { solverByName } from '../search/solvers/index.js';
 import { formatSearchReport } from '../report/search-report.js';
 import { policyFromSearch } from '../export/from-search.js';
 import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
-import { checkOutputDirectory, checkOutputPath, isStdout, writeOutputs, type OutputFile } from '../util/fs.js';
+import { checkOutputDirectory, checkOutputPath, isExistingFile, isStdout, writeOutputs, type OutputFile } from '../util/fs.js';
 import { defaultOutputPath } from '../util/paths.js';
 import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
 import { action } from './run.js';
@@ -66,16 +66,18 @@ export function registerSearch(program: Command): void {
           files.push({ path: outputs.export, data: exportPolicy(policy, exportFormat, { name: label }) });
         }
       }
+      // replacing an earlier file (the shipped policy, say) is said, not done silently
+      const replaced = new Set(files.map((f) => f.path).filter(isExistingFile));
       writeOutputs(files);
       const written = files.map((f) => f.path);
       // with a file on stdout, the report goes to stderr
       const report = written.some(isStdout) ? process.stderr : process.stdout;
       if (o.json) {
-        process.stdout.write(JSON.stringify(searchJson(result, table.model, common.bits, common.alpha, indicators.path, written)) + '\n');
+        process.stdout.write(JSON.stringify({ ...searchJson(result, table.model, common.bits, common.alpha, indicators.path, written), replaced: [...replaced] }) + '\n');
       } else {
         const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), indicators ${indicators.path}, bits ${common.bits.join(' ')}, alpha ${common.alpha}`;
         report.write(formatSearchReport(result, header) + '\n');
-        for (const w of written) if (!isStdout(w)) report.write(`wrote ${w}\n`);
+        for (const w of written) if (!isStdout(w)) report.write(`${replaced.has(w) ? 'replaced' : 'wrote'} ${w}\n`);
       }
       if (result.status === 'infeasible') {
         if (o.json) process.stderr.write(`mpq: infeasible: ${result.reason}\n`);

@@ -9,7 +9,7 @@ import { disposeModel } from '../train/models.js';
 import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint } from '../train/checkpoint.js';
 import { UserError } from '../util/errors.js';
-import { checkOutputPath, writeOutput, writeOutputs, type OutputFile } from '../util/fs.js';
+import { checkOutputPath, refuseExistingOutput, writeOutput, writeOutputs, type OutputFile } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 
@@ -104,6 +104,7 @@ export function registerSimulate(program: Command): void {
     .option('--csv <file>', 'also write the table as CSV')
     .option('--markdown <file>', 'also write the markdown table')
     .option('--pack <file>', 'write the quantized model (one setting) as a packed MPQP file')
+    .option('--overwrite', 'replace an existing --pack file; without it that is refused')
     .action(action(async (o: Raw) => {
       const settings = settingsFromFlags(o);
       const common = {
@@ -116,6 +117,7 @@ export function registerSimulate(program: Command): void {
       };
       for (const key of ['csv', 'markdown', 'pack']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
       if (o.pack !== undefined) {
+        if (o.overwrite !== true) refuseExistingOutput(String(o.pack), '--pack');
         if (settings.length !== 1) throw new UserError(`--pack: packs one setting, the flags give ${settings.length}`);
         return packSimulated(String(o.pack), { ...common, settings }, o.json === true);
       }

@@ -24,6 +24,7 @@ export function addTrainingOptions(cmd: Command, defaultEpochs?: number): Comman
     .option('--weight-decay <x>', 'L2 weight decay on conv/fc weights', parseNumber('--weight-decay'))
     .option('--workers <n>', 'data-parallel gradient workers, one core each (wasm; LSQ models; BN statistics per shard)', parseInteger('--workers'))
     .option('--resume', 'continue the run saved in --checkpoint')
+    .option('--overwrite', 'replace the run --checkpoint (or the file --out) already holds; without it that is refused')
     .option('--no-progress', 'no progress bar');
 }
 
@@ -70,6 +71,7 @@ export function runOptions(o: Record<string, unknown>): RunOptions {
     weightDecay: o.weightDecay as number | undefined,
     workers: o.workers as number | undefined,
     progress: o.progress !== false,
+    overwrite: o.overwrite === true,
     command: ['mpq', ...process.argv.slice(2)].join(' '),
     log: (line) => process.stderr.write(`${line}\n`),
   };

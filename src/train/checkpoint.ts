@@ -144,7 +144,7 @@ const RESUME_FREE = new Set(['command', 'created_at', 'backend', 'hyperparameter
  */
 export function checkResumable(dir: string, manifest: CheckpointManifest, stage: string, meta: Record<string, unknown>): void {
   if (manifest.training.stage !== stage) {
-    throw new UserError(`--resume: ${dir} holds a '${manifest.training.stage}' run, not a '${stage}' one (drop --resume or give another --checkpoint)`);
+    throw new UserError(`--resume: ${dir} holds a '${manifest.training.stage}' run, not a '${stage}' one (give another --checkpoint, or --overwrite instead of --resume to replace it)`);
   }
   const flat = (m: Record<string, unknown>): Map<string, string> => new Map(Object.entries(m).flatMap(([key, value]) =>
     key === 'hyperparameters' && typeof value === 'object' && value !== null
@@ -158,7 +158,7 @@ export function checkResumable(dir: string, manifest: CheckpointManifest, stage:
   const name = (key: string) => RESUME_FLAGS[key] ?? key;
   const shown = (v: string | undefined) => (v === undefined ? '(none)' : v.length <= 40 ? v : `${v.slice(0, 37)}...`);
   const list = (m: Map<string, string>) => differs.map((key) => `${name(key)} ${shown(m.get(key))}`).join(', ');
-  throw new UserError(`--resume: ${dir} was made with ${list(recorded)}; this run has ${list(now)} (give the same settings, or drop --resume to start afresh)`);
+  throw new UserError(`--resume: ${dir} was made with ${list(recorded)}; this run has ${list(now)} (give the same settings, or --overwrite instead of --resume to start afresh)`);
 }
 
 export function disposeCheckpoint(checkpoint: Checkpoint): void {

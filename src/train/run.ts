@@ -1,6 +1,6 @@
 import { bitsProblem, LsqQuantizer } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
-import { readInputFile, writeOutput } from '../util/fs.js';
+import { readInputFile, refuseExistingOutput, writeOutput } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
 import {
   CHECKPOINT_MANIFEST, checkpointModel, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps,
@@ -30,6 +30,8 @@ import { join } from 'node:path';
 export const DATA_SPLIT_SEED = 0;
 
 export interface RunOptions {
+  /** replace what --checkpoint or --out already holds (else refused) */
+  overwrite?: boolean;
   /** a trainable zoo model or an ONNX / tfjs model file; absent: the model of the `from` checkpoint */
   model?: string;
   /** which layers keep fixed bits (default: the policy's, else the first and last) */
@@ -118,9 +120,16 @@ export function loadWeights(
   }
 }
 
-function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean }): void {
+function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean; out?: string }): void {
   if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs: must be a positive integer, got ${o.epochs}`);
   if (o.resume && o.checkpoint === undefined) throw new UserError('--resume: needs --checkpoint DIR (the run to continue)');
+  if (o.resume && o.overwrite) throw new UserError('--resume and --overwrite: give one of them (continue the run, or replace it)');
+  // hours of training are not replaced without a word
+  if (o.checkpoint !== undefined && !o.resume && !o.overwrite && hasCheckpoint(o.checkpoint)) {
+    const { training } = readCheckpointManifest(o.checkpoint);
+    throw new UserError(`--checkpoint ${o.checkpoint}: holds a previous '${training.stage}' run (epoch ${training.epochsDone} of ${training.epochs}); give --resume to continue it or --overwrite to replace it`);
+  }
+  if (o.out !== undefined && !o.overwrite) refuseExistingOutput(o.out, '--out');
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new UserError(`--limit: must be a positive integer, got ${o.limit}`);
 }
 

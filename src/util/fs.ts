@@ -193,6 +193,25 @@ export interface OutputFile {
   data: string | Uint8Array;
 }
 
+/** A regular file is at `path` (an output written there replaces it). */
+export function isExistingFile(path: string): boolean {
+  if (isStdout(path)) return false;
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A command whose output is the product of a long run (a pack, an export, pretrained indicators)
+ * does not replace an earlier one without --overwrite: one line naming the flag and the path.
+ * Special files (stdout, devices) are written through, never refused.
+ */
+export function refuseExistingOutput(path: string, flag: string): void {
+  if (isExistingFile(path)) throw new UserError(`${flag} ${path}: already exists (a previous run's output); give --overwrite to replace it`);
+}
+
 /** One output file (writeOutputs of one). */
 export function writeOutput(path: string, data: string | Uint8Array): void {
   writeOutputs([{ path, data }]);
