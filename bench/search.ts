@@ -15,7 +15,7 @@ import { formulate } from '../src/search/problem.js';
 import { SOLVERS } from '../src/search/solvers/index.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../..');
-const REF = resolve(ROOT, '../shared/reference/limpq-resnet50');
+const REF = process.env.MPQ_REFERENCE ?? resolve(ROOT, '../shared/reference/limpq-resnet50');
 const MAIN = join(ROOT, 'dist/src/cli/main.js');
 
 function median(xs: number[]): number {

@@ -8,7 +8,7 @@ import { formatSearchReport } from '../report/search-report.js';
 import { policyFromSearch } from '../export/from-search.js';
 import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
+import { EXIT_INFEASIBLE, EXIT_LIMIT, UserError } from '../util/errors.js';
 import { action } from './run.js';
 import { budgetLabel, loadSearchInputs, searchOptions } from '../search/spec.js';
 import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseTimeLimit, type SearcherChoice } from './search-options.js';
@@ -78,7 +78,7 @@ export function registerSearch(program: Command): void {
         if (o.json) process.stderr.write(`mpq: infeasible: ${result.reason}\n`);
         return EXIT_INFEASIBLE;
       }
-      return result.status === 'time_limit' ? 4 : 0;
+      return result.status === 'time_limit' ? EXIT_LIMIT : 0;
     }));
 }
 

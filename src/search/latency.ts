@@ -3,6 +3,7 @@ import { canonicalLayerName } from '../indicators/indicators.js';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import { jsonObject, parseWithSchema } from '../util/schema.js';
+import { MAX_COUNT } from './problem.js';
 
 /**
  * A user's hardware cost table: per layer, a measured cost for each (weight bits, act bits) pair,
@@ -20,7 +21,7 @@ const latencySchema = jsonObject(v.object({
   unit: v.optional(v.string(), 'ms'),
   layers: v.record(v.string(), v.record(
     v.pipe(v.string(), v.regex(/^w\d+a\d+$/, 'keys look like w4a8')),
-    v.pipe(v.number(), v.finite('expected a finite number'), v.minValue(0, 'expected a cost ≥ 0')),
+    v.pipe(v.number(), v.finite('expected a finite number'), v.minValue(0, 'expected a cost ≥ 0'), v.maxValue(MAX_COUNT, `expected a cost ≤ ${MAX_COUNT.toExponential()}`)),
   )),
 }), 'expected a JSON object (a latency table)');
 

@@ -79,6 +79,7 @@ export interface FormulatedSearch {
 export function formulate(table: LayerTable, ind: LoadedIndicators, opts: SearchOptions): FormulatedSearch {
   const layers = table.layers;
   const indicatorNames = matchIndicatorLayers(ind, layers.map((l) => l.name), table.model);
+  checkCounts(table);
   const rows = budgetRows(table, opts);
   if (rows.length === 0) {
     throw new UserError('no constraint given: enable BitOps (--wb/--ab, on by default), --cr, --max-bitops, --max-size-mb, --equivalent-bits or --max-latency');
@@ -100,7 +101,48 @@ export function formulate(table: LayerTable, ind: LoadedIndicators, opts: Search
     }
     return out;
   });
+  checkObjectiveRange(layers.map((l) => l.name), choices, (i, c, tooLarge) => {
+    const name = indicatorNames[i];
+    const act = ind.act[name][String(c.a)], weight = opts.alpha * ind.weight[name][String(c.w)];
+    // --alpha is to blame for an objective too large when the indicators alone stay in range
+    if (tooLarge && weight > act && opts.alpha > 1 && ind.weight[name][String(c.w)] * layers.length <= MAX_OBJECTIVE) return `--alpha ${opts.alpha}`;
+    return `${ind.path}: ${act >= weight ? `act['${name}']['${c.a}']` : `weight['${name}']['${c.w}']`}`;
+  });
   return { problem: { layerNames: layers.map((l) => l.name), choices, rows }, removed, indicatorNames };
+}
+
+/**
+ * The range of objectives the solvers take: a policy's cost up to 1e300 (sums of costs stay far from
+ * overflow) and, unless every cost is 0, from 1e-300 (far from the doubles that lose precision).
+ * Within it the solvers work on costs scaled by a power of two (exact), so their arithmetic sees
+ * the same numbers at every magnitude (see costScale).
+ */
+export const MAX_OBJECTIVE = 1e300;
+export const MIN_OBJECTIVE = 1e-300;
+/** The largest MAC or weight count of a layer: beyond any model by orders of magnitude, and far from where budget sums lose a layer. */
+export const MAX_COUNT = 1e15;
+
+function checkCounts(table: LayerTable): void {
+  for (const l of [...table.layers, ...table.fixed]) {
+    for (const field of ['macs', 'params'] as const) {
+      if (!(l[field] <= MAX_COUNT)) throw new UserError(`model '${table.model}': layer '${l.name}': ${field} ${l[field]} is beyond ${MAX_COUNT.toExponential()}, the largest count accepted`);
+    }
+  }
+}
+
+/**
+ * Refuse an objective outside [MIN_OBJECTIVE, MAX_OBJECTIVE] (its most expensive policy), naming
+ * what makes it so: `blame` says which flag or file entry gives that layer's cost.
+ */
+function checkObjectiveRange(layerNames: string[], choices: Choice[][], blame: (layer: number, c: Choice, tooLarge: boolean) => string): void {
+  let total = 0, top = { layer: 0, choice: choices[0]?.[0] };
+  for (const [i, cs] of choices.entries()) {
+    for (const c of cs) if (!(Math.abs(c.cost) <= Math.abs(top.choice.cost))) top = { layer: i, choice: c };
+    total += Math.max(...cs.map((c) => Math.abs(c.cost)));
+  }
+  if (total <= MAX_OBJECTIVE && (total === 0 || total >= MIN_OBJECTIVE)) return;
+  const { layer, choice: c } = top;
+  throw new UserError(`${blame(layer, c, !(total <= MAX_OBJECTIVE))}: a policy's objective reaches ${total > MAX_OBJECTIVE ? '' : 'only '}${total.toPrecision(3)} (layer '${layerNames[layer]}' at W${c.w}A${c.a} costs ${c.cost.toPrecision(3)}); it must stay within ${MIN_OBJECTIVE.toExponential()}..${MAX_OBJECTIVE.toExponential()}`);
 }
 
 function rowUse(row: BudgetRow['name'], name: string, macs: number, params: number, w: number, a: number, opts: SearchOptions): number {
@@ -114,7 +156,8 @@ function rowUse(row: BudgetRow['name'], name: string, macs: number, params: numb
 /** The budget rows the options ask for, with their limits (no choices: cheap). */
 export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] {
   const rows: BudgetRow[] = [];
-  const add = (name: BudgetRow['name'], limitTotal: number, fixedUse: number, source: string, toUnit: (v: number) => number, unit: string) => {
+  const add = (name: BudgetRow['name'], limitTotal: number, fixedUse: number, source: string, toUnit: (v: number) => number, unit: string, flag = source) => {
+    if (!Number.isFinite(limitTotal)) throw new UserError(`${flag}: the ${name} budget this gives is not a finite number`);
     const existing = rows.find((r) => r.name === name);
     const limit = limitTotal - fixedUse;
     if (!existing) rows.push({ name, limit, fixedUse, sources: [source], toUnit, unit });
@@ -128,7 +171,7 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   if (opts.bops) {
     // LIMPQ's BitOps row covers the searchable layers only: the target is theirs at wb x ab.
     const target = table.layers.reduce((s, l) => s + l.macs * opts.wb * opts.ab, 0);
-    add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G');
+    add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G', `--wb ${opts.wb} --ab ${opts.ab}`);
   }
   if (opts.maxBitopsG !== undefined) {
     const fixed = table.fixed.reduce((s, l) => s + l.macs * l.weightBits * l.actBits, 0);
@@ -137,7 +180,7 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   const fixedBits = table.fixed.reduce((s, l) => s + l.params * l.weightBits, 0);
   if (opts.cr !== undefined && opts.cr > 0) {
     const allParams = [...table.layers, ...table.fixed].reduce((s, l) => s + l.params, 0);
-    add('size', (32 * allParams) / opts.cr, fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB');
+    add('size', (32 * allParams) / opts.cr, fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB', `--cr ${opts.cr}`);
   }
   if (opts.equivalentBits !== undefined) {
     // like LIMPQ's BitOps row, over the searchable layers only

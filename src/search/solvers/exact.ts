@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { UserError } from '../../util/errors.js';
 import type { Problem } from '../problem.js';
-import type { Solution, SolveOptions, Solver } from './solver.js';
+import { costScale, type Solution, type SolveOptions, type Solver } from './solver.js';
 
 /**
  * Exact solver for the search's structure: one choice per layer (a multiple-choice knapsack) with
@@ -42,7 +42,8 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   if (n === 0) return done('optimal', [], { nodes: 0 });
 
   const wasm = exactSearchCore();
-  const flat = flatChoices(problem.choices, K);
+  const scale = costScale(problem);
+  const flat = flatChoices(problem.choices, K, scale);
   const limits = Float64Array.from(problem.rows, (r) => r.limit);
   // The last choices stay in the module's memory with their undominated ones: a sweep's points
   // (and repeated solves) copy only their limits.
@@ -69,7 +70,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
     throw new UserError(`exact solver: out of memory at ${mb} MB of partial policies; give --time-limit for the best policy found in time, or try --solver highs`, 1);
   }
   lastCopied = { flat, at: [starts, cost, use] };
-  const stats = { nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rootBound: wasm.rootBoundValue(), setupMs: wasm.setupTime() };
+  const stats = { nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rootBound: wasm.rootBoundValue() / scale, setupMs: wasm.setupTime() };
   if (!wasm.found()) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
   const choice = Array.from(new Int32Array(wasm.memory.buffer, wasm.choicePointer(), n));
   return done(timedOut ? 'time_limit' : 'optimal', choice, stats);
@@ -120,14 +121,15 @@ interface FlatChoices {
 /** Kept per choices array: a sweep's points share one (only their limits differ). */
 const flattened = new WeakMap<Problem['choices'], FlatChoices>();
 
-function flatChoices(choices: Problem['choices'], K: number): FlatChoices {
+/** `scale`: costScale's, so the module sees costs of one magnitude. */
+function flatChoices(choices: Problem['choices'], K: number, scale: number): FlatChoices {
   let flat = flattened.get(choices);
   if (flat) return flat;
   const starts = new Int32Array(choices.length + 1);
   choices.forEach((cs, i) => (starts[i + 1] = starts[i] + cs.length));
   const cost = new Float64Array(starts[choices.length]), use = new Float64Array(starts[choices.length] * K);
   choices.forEach((cs, i) => cs.forEach((c, j) => {
-    cost[starts[i] + j] = c.cost;
+    cost[starts[i] + j] = c.cost * scale;
     for (let k = 0; k < K; k++) use[(starts[i] + j) * K + k] = c.use[k];
   }));
   flattened.set(choices, (flat = { starts, cost, use }));

@@ -1,6 +1,6 @@
 import type { LP } from 'glpk.js/node';
 import type { Problem } from '../problem.js';
-import { type Solution, type Solver } from './solver.js';
+import { costScale, type Solution, type Solver } from './solver.js';
 import { choiceFromBinaries, varName } from './mip.js';
 
 type Glpk = Awaited<ReturnType<typeof import('glpk.js/node').default>>;
@@ -36,10 +36,11 @@ function toGlpkModel(problem: Problem, glpk: { GLP_MIN: number; GLP_FX: number; 
   const binaries: string[] = [];
   const objective: { name: string; coef: number }[] = [];
   const subjectTo: LP['subjectTo'] = [];
+  const scale = costScale(problem);
   problem.choices.forEach((cs, i) => {
     const names = cs.map((_, j) => varName(i, j));
     binaries.push(...names);
-    cs.forEach((c, j) => objective.push({ name: names[j], coef: c.cost }));
+    cs.forEach((c, j) => objective.push({ name: names[j], coef: c.cost * scale }));
     subjectTo.push({ name: `one_${i}`, vars: names.map((name) => ({ name, coef: 1 })), bnds: { type: glpk.GLP_FX, lb: 1, ub: 1 } });
   });
   problem.rows.forEach((row, k) => {

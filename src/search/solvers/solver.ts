@@ -31,3 +31,21 @@ export interface Solver {
 export function rowTolerance(limit: number): number {
   return 1e-12 * Math.max(1, Math.abs(limit));
 }
+
+/**
+ * A power of two that brings the most expensive policy's cost to (1/2, 1]: multiplying by it is
+ * exact, so a solver working on scaled costs keeps every digit, and its arithmetic (hull cross
+ * products, tolerances, HiGHS's 1e20 infinity) sees the same numbers whatever the magnitude of the
+ * indicators or --alpha. Kept per choices array (a sweep's points share one).
+ */
+export function costScale(problem: Problem): number {
+  let scale = scales.get(problem.choices);
+  if (scale === undefined) {
+    let total = 0;
+    for (const cs of problem.choices) total += cs.reduce((m, c) => Math.max(m, Math.abs(c.cost)), 0);
+    scale = total > 0 && Number.isFinite(total) ? 2 ** -Math.ceil(Math.log2(total)) : 1;
+    scales.set(problem.choices, scale);
+  }
+  return scale;
+}
+const scales = new WeakMap<Problem['choices'], number>();
