@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { UserError } from '../../util/errors.js';
+import { EXIT_LIMIT, UserError } from '../../util/errors.js';
 import type { Problem } from '../problem.js';
 import { costScale, type Solution, type SolveOptions, type Solver } from './solver.js';
 
@@ -36,8 +36,8 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   const t0 = performance.now();
   const n = problem.choices.length;
   const K = problem.rows.length;
-  const done = (status: Solution['status'], choice: number[] | null, stats: Record<string, number>): Solution => ({
-    status, choice, solver: 'exact', solveMs: performance.now() - t0, stats,
+  const done = (status: Solution['status'], choice: number[] | null, stats: Record<string, number>, more: Partial<Solution> = {}): Solution => ({
+    status, choice, solver: 'exact', solveMs: performance.now() - t0, stats, ...more,
   });
   if (n === 0) return done('optimal', [], { nodes: 0 });
 
@@ -47,50 +47,85 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   const limits = Float64Array.from(problem.rows, (r) => r.limit);
   // The last choices stay in the module's memory with their undominated ones: a sweep's points
   // (and repeated solves) copy only their limits.
-  const same = flat === lastCopied?.flat;
-  if (same) wasm.resetKeepingChoices();
+  const kept = flat === lastCopied?.flat ? lastCopied : null;
+  const memoryMb = opts.memoryLimitMb ?? DEFAULT_MEMORY_MB;
+  wasm.setMemoryLimit(memoryMb * 2 ** 20);
+  if (kept) wasm.resetKeepingChoices();
   else wasm.reset();
-  // Allocate everything first: growing the memory detaches earlier views of it.
-  const arrays = same ? [limits] : [flat.starts, flat.cost, flat.use, limits];
-  const at = arrays.map((a) => wasm.alloc(a.byteLength));
-  arrays.forEach((a, i) => {
-    const view = a instanceof Float64Array ? new Float64Array(wasm.memory.buffer, at[i], a.length) : new Int32Array(wasm.memory.buffer, at[i], a.length);
-    view.set(a);
-  });
-  const [starts, cost, use] = same ? lastCopied!.at : at;
-  const deadline = opts.timeLimitMs === undefined ? Infinity : t0 + opts.timeLimitMs;
   lastCopied = null; // until this solve has kept them
-  let timedOut: boolean;
+  const deadline = opts.timeLimitMs === undefined ? Infinity : t0 + opts.timeLimitMs;
+  let timedOut = false, outOfMemory = false;
+  let pointers = kept?.at ?? [];
+  reportProgress = opts.onProgress ? (round, depth, depths, states, bound, best) => opts.onProgress!({
+    elapsedMs: performance.now() - t0,
+    detail: `round ${round}, layer ${depth} of the ${depths} searched, ${Math.round(states).toLocaleString('en-US')} partial policies`,
+    bound: bound / scale,
+    best: Number.isFinite(best) ? best / scale : null,
+  }) : null;
   try {
-    timedOut = wasm.solve(n, K, starts, cost, use, at[at.length - 1], deadline, same ? 1 : 0) !== 0;
+    // Allocate everything first: growing the memory detaches earlier views of it.
+    const arrays = kept ? [limits] : [flat.starts, flat.cost, flat.use, limits];
+    const at = arrays.map((a) => wasm.alloc(a.byteLength));
+    arrays.forEach((a, i) => {
+      const view = a instanceof Float64Array ? new Float64Array(wasm.memory.buffer, at[i], a.length) : new Int32Array(wasm.memory.buffer, at[i], a.length);
+      view.set(a);
+    });
+    if (!kept) pointers = at.slice(0, 3);
+    const [starts, cost, use] = pointers;
+    timedOut = wasm.solve(n, K, starts, cost, use, at[at.length - 1], deadline, kept ? 1 : 0) !== 0;
   } catch (err) {
-    // `alloc` traps (unreachable) when memory cannot grow (WebAssembly's 4 GiB); any other trap is a bug
-    if (!(err instanceof WebAssembly.RuntimeError) || !/unreachable/.test(err.message)) throw err;
-    const mb = Math.round(wasm.memory.buffer.byteLength / 2 ** 20);
-    throw new UserError(`exact solver: out of memory at ${mb} MB of partial policies; give --time-limit for the best policy found in time, or try --solver highs`, 1);
+    // `take` traps (unreachable) at the memory limit, or when memory cannot grow; any other trap is a bug
+    if (!(err instanceof WebAssembly.RuntimeError) || !wasm.memoryExhausted()) throw err;
+    timedOut = outOfMemory = true;
+  } finally {
+    reportProgress = null;
   }
-  lastCopied = { flat, at: [starts, cost, use] };
-  const stats = { nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rootBound: wasm.rootBoundValue() / scale, setupMs: wasm.setupTime() };
-  if (!wasm.found()) return done(timedOut ? 'time_limit' : 'infeasible', null, stats);
+  if (!outOfMemory) lastCopied = { flat, at: pointers };
+  const stats = {
+    nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rounds: wasm.roundCount(),
+    searchedLayers: wasm.searchedLayers(), rootBound: wasm.rootBoundValue() / scale, setupMs: wasm.setupTime(),
+  };
+  const bound = wasm.provenBoundValue() / scale;
+  const limit = outOfMemory ? 'memory' : 'time';
+  if (!wasm.found()) {
+    if (outOfMemory) {
+      throw new UserError(`exact solver: memory limit of ${memoryMb} MB reached before a policy was found (none costs less than ${bound}); raise --memory-limit, give --time-limit, or try --solver highs`, EXIT_LIMIT);
+    }
+    return done(timedOut ? 'time_limit' : 'infeasible', null, stats, timedOut ? { bound, limit } : {});
+  }
+  wasm.writeBest();
   const choice = Array.from(new Int32Array(wasm.memory.buffer, wasm.choicePointer(), n));
-  return done(timedOut ? 'time_limit' : 'optimal', choice, stats);
+  return done(timedOut ? 'time_limit' : 'optimal', choice, stats, timedOut ? { bound, limit } : {});
 }
+
+/** The memory the exact solver may take unless told (--memory-limit): half of WebAssembly's 4 GiB. */
+export const DEFAULT_MEMORY_MB = 2048;
 
 /** The exports of assembly/exact-search.ts (pointers are byte offsets into its memory). */
 interface ExactSearchCore {
   memory: WebAssembly.Memory;
   reset(): void;
   alloc(bytes: number): number;
+  setMemoryLimit(bytes: number): void;
+  memoryExhausted(): number;
   solve(layers: number, rows: number, starts: number, cost: number, use: number, limits: number, deadline: number, sameChoices: number): number;
   resetKeepingChoices(): void;
   found(): number;
+  writeBest(): void;
   choicePointer(): number;
   nodeCount(): number;
   stateCount(): number;
   sweepCount(): number;
+  roundCount(): number;
+  searchedLayers(): number;
   rootBoundValue(): number;
+  provenBoundValue(): number;
   setupTime(): number;
 }
+
+type ProgressImport = (round: number, depth: number, depths: number, states: number, bound: number, best: number) => void;
+/** where the module's progress calls go during a solve that asked for them */
+let reportProgress: ProgressImport | null = null;
 
 let core: ExactSearchCore | null = null;
 /** the choices in the module's memory (pointers to starts, cost, use), kept from the last solve */
@@ -103,6 +138,7 @@ function exactSearchCore(): ExactSearchCore {
     const instance = new WebAssembly.Instance(module, {
       env: {
         now: () => performance.now(),
+        progress: ((...args) => reportProgress?.(...args)) as ProgressImport,
         abort: () => { throw new Error('exact-search.wasm: internal error'); },
       },
     });

@@ -12,11 +12,31 @@ export interface Solution {
   solveMs: number;
   /** solver-specific counters (nodes explored, root bound, …) */
   stats?: Record<string, number>;
+  /**
+   * A proven lower bound on the optimum's objective, when the solver gives one: equal to the
+   * objective when optimal, and what the gap of a `time_limit` answer is measured against.
+   */
+  bound?: number;
+  /** what stopped a `time_limit` answer: the time or the memory limit */
+  limit?: 'time' | 'memory';
+}
+
+/** Where a long solve is: reported about every quarter second after its first second. */
+export interface SolveProgress {
+  elapsedMs: number;
+  /** the solver's own account, one line (e.g. round, depth, partial policies) */
+  detail: string;
+  /** the proven lower bound and the best objective found (null: none yet) */
+  bound: number;
+  best: number | null;
 }
 
 export interface SolveOptions {
   /** stop and report `time_limit` with the best policy found so far */
   timeLimitMs?: number;
+  /** the exact solver's memory (default 2 GiB): past it, as a time limit */
+  memoryLimitMb?: number;
+  onProgress?: (p: SolveProgress) => void;
 }
 
 export interface Solver {
