@@ -7,7 +7,7 @@ import { formulate, MAX_OBJECTIVE, MIN_OBJECTIVE } from '../src/search/problem.j
 import { solveExact } from '../src/search/solvers/exact.js';
 import { highsOutcome } from '../src/search/solvers/highs.js';
 import { UserError } from '../src/util/errors.js';
-import { llmIndicators, llmTable, LLM_BITS } from '../bench/llm-instances.js';
+import { limpqLikeIndicators, llmTable, LLM_BITS } from '../bench/instances.js';
 import { randomInstance } from './random-problems.js';
 import { runCli, tempDir, writeTinySearchInputs, type CliRun } from './support.js';
 
@@ -36,7 +36,7 @@ test('indicators scaled by a power of two give the same policy at every magnitud
   // (2^990) overflowed the hull arithmetic: both returned another policy, labelled optimal.
   const table = llmTable(28);
   const cases = [
-    { table, ind: llmIndicators(table, 1), opts: { bits: LLM_BITS, alpha: 2, bops: true, wb: 4, ab: 6, cr: 6 } },
+    { table, ind: limpqLikeIndicators(table, 1), opts: { bits: LLM_BITS, alpha: 2, bops: true, wb: 4, ab: 6, cr: 6 } },
     ...[7000, 7001, 7002, 7007].map((seed) => randomInstance(seed)),
   ];
   for (const [c, { table, ind, opts }] of cases.entries()) {

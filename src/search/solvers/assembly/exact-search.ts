@@ -93,18 +93,23 @@ function growI32(p: usize, size: i32, capacity: i32): usize {
 // ---- the problem and its prepared tables ----------------------------------------------------------
 
 /** Nodes the dive may spend in a round before the sweep takes over. */
-const DIVE_NODES: i32 = 2048;
+const DIVE_NODES: i32 = 512;
 /** Nodes the dive may spend once it has found a policy: the swaps improve it more cheaply. */
 const DIVE_NODES_AFTER_INCUMBENT: i32 = 256;
 /**
- * The rounds' cutoffs: at 1/WIDENING_START of the incumbent's distance from the root bound, then
- * WIDENING times farther each (0.4, 0.64, then the incumbent). Chosen on the 1,000-point ResNet-50
- * bench sweep when every round searched every layer (2.56M partial policies in all, against
- * 2.6–3.4M for 2/1.6, 1.6/1.6, 3/1.5, 2/2 and 1.4/1.4, and 6.48M without narrowing); a narrow
- * round now also searches fewer layers (see buildView).
+ * The rounds' cutoffs, at rootBound + δ: δ starts at the FIRST_GAPS-th least reduced-cost gap of a
+ * choice (0.1–0.7 of the optimum's distance from the bound on the LLM-like bench tables, 0.09 on
+ * ResNet-50 W3A4/CR12.2), or 1/WIDENING_START of the incumbent's distance when smaller, and grows
+ * WIDENING times a round, FAST_WIDENING after a round that kept fewer than CHEAP_ROUND partial
+ * policies (it was far below). A round's work grows steeply with δ near the optimum, so small
+ * steps there; measured on the bench tables (24 LLM-like, ResNet-50) against 1.2–1.6 and 2–20
+ * first gaps.
  */
+const FIRST_GAPS: i32 = 8;
 const WIDENING_START: f64 = 2.5;
-const WIDENING: f64 = 1.6;
+const WIDENING: f64 = 1.3;
+const FAST_WIDENING: f64 = 2;
+const CHEAP_ROUND: f64 = 3000;
 /** Lookup cells per depth in the LP tables. */
 const CELLS: i32 = 64;
 /** Rounds of cutting planes for the multipliers, and the cuts kept. */
@@ -1195,7 +1200,6 @@ function reducedCosts(): void {
 }
 /** the first round's δ (see reducedCosts) */
 let firstDelta: f64 = 0;
-const FIRST_GAPS: i32 = 10;
 
 /**
  * Step 4: a first policy, from the Lagrangian's (each layer at its least reduced cost; of ties the
@@ -1562,28 +1566,13 @@ export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: u
   for (let k = 0; k < K; k++) { setI32(rowOrder, k, k); setI32(prunes, k, 0); }
   setupMs = now() - t0;
 
-  if (greedyPolicy()) {
-    // swaps on the layers a cheaper policy could change: those within the incumbent's gap
-    buildView(best - rootBound);
-    viewArrays();
-    const p = i32s(n);
-    let inView = true;
-    for (let d = 0; d < n; d++) {
-      const i = i32at(depthLayer, d), r = i32at(rankRc, i32at(keptStart, i) + i32at(bestKept, i));
-      inView = inView && r < i32at(choiceStart, d + 1) - i32at(choiceStart, d);
-      setI32(p, d, r);
-    }
-    if (inView) {
-      cutoff = best - fixedCost - tolerance(best);
-      const c = improveBySwaps(p, best - fixedCost, best - rootBound);
-      if (c < cutoff) record(c, p);
-    }
-  }
+  greedyPolicy();
   const mark = heapTop;
   let delta = hasBest ? Math.min((best - rootBound) / WIDENING_START, firstDelta) : firstDelta;
   while (true) {
     heapTop = mark;
     rounds++;
+    const statesBefore = states;
     const cap = hasBest ? best - tolerance(best) : Infinity;
     let level = Math.min(rootBound + delta, cap);
     // a view of every choice decides the problem: search it up to the incumbent
@@ -1594,7 +1583,11 @@ export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: u
     if (!searchRound(maxChoices)) return 1;
     if (foundInRound || level == cap) return 0;
     provenBound = Math.max(provenBound, level);
-    delta *= WIDENING;
+    // a cheap round was far below the optimum: widen faster
+    const work = states - statesBefore + <f64>diveNodes;
+    delta *= work < CHEAP_ROUND ? FAST_WIDENING : WIDENING;
   }
   return 0;
 }
+
+

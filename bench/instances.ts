@@ -1,8 +1,10 @@
 /**
- * Seeded LLM-like search instances (issue 15): 7 linear layers per transformer block (q, k, v, o,
- * up, gate, down) with a 7B model's shapes (4096×4096, 4096×1024 for k and v, 4096×11008 for the
- * MLP), MACs = params × 128 tokens, the embedding and the head fixed at 8 bits, and LIMPQ-like
- * indicators s·2^(−b) with a lognormal s per layer and ±10% noise per entry.
+ * Seeded search instances at scale, for the bench and the tests:
+ * - LLM-like (issue 15): 7 linear layers per transformer block (q, k, v, o, up, gate, down) with a
+ *   7B model's shapes (4096×4096, 4096×1024 for k and v, 4096×11008 for the MLP), MACs = params ×
+ *   128 tokens, the embedding and the head fixed at 8 bits;
+ * - CNN-like (issue 22): convolutions whose weights and MACs span orders of magnitude;
+ * both with LIMPQ-like indicators s·2^(−b): a lognormal s per layer and ±10% noise per entry.
  */
 import type { LoadedIndicators } from '../src/indicators/indicators.js';
 import type { Layer, LayerTable } from '../src/model/layer.js';
@@ -32,8 +34,8 @@ export function llmTable(layers: number): LayerTable {
   };
 }
 
-/** LIMPQ-like indicators for the table's layers: s·2^(−b), s lognormal per layer and kind, ±10% noise. */
-export function llmIndicators(table: LayerTable, seed: number, bits = LLM_BITS): LoadedIndicators {
+/** s·2^(−b) per layer, weight and activation, s lognormal, ±10% noise per entry (monotone: no wired points). */
+export function limpqLikeIndicators(table: LayerTable, seed: number, bits = LLM_BITS): LoadedIndicators {
   const rng = new Prng(seed);
   const steps = () => {
     const s = Math.exp(rng.normal());
@@ -45,5 +47,19 @@ export function llmIndicators(table: LayerTable, seed: number, bits = LLM_BITS):
     weight[n] = steps();
     act[n] = steps();
   }
-  return { weight, act, layerNames: names, path: `llm-${table.layers.length}-seed${seed}.json`, sha256: '0'.repeat(64) };
+  return { weight, act, layerNames: names, path: `${table.model}-seed${seed}.json`, sha256: '0'.repeat(64) };
+}
+
+/** `layers` convolutions of random shape (weights 64..262k, 1..3,136 output positions), stem and classifier fixed at 8 bits. */
+export function cnnTable(layers: number, seed: number): LayerTable {
+  const rng = new Prng(seed);
+  const conv = (name: string): Layer => {
+    const params = 64 * (1 + rng.int(4096));
+    return { name, kind: 'conv', params, macs: params * (1 + rng.int(3136)) };
+  };
+  return {
+    model: `cnn-${layers}`,
+    layers: Array.from({ length: layers }, (_, i) => conv(`conv${i}`)),
+    fixed: [{ ...conv('stem'), weightBits: 8, actBits: 8 }, { ...conv('fc'), weightBits: 8, actBits: 8 }],
+  };
 }
