@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { UserError } from '../util/errors.js';
 import type { BudgetPoint, CommonFlags, InputSpec } from '../search/spec.js';
+import { DEFAULT_MEMORY_MB, MAX_MEMORY_MB } from '../search/solvers/exact.js';
+import type { SolveOptions, SolveProgress } from '../search/solvers/solver.js';
+import { formatGap } from '../report/search-report.js';
 
 /** Flags shared by `search` and `sweep`. In a sweep the budget flags take lists. */
 export function addProblemOptions(cmd: Command, lists: boolean): Command {
@@ -8,6 +11,8 @@ export function addProblemOptions(cmd: Command, lists: boolean): Command {
   return cmd
     .option('--model <name|file>', 'zoo model or layer-table JSON (default: the indicators\' model)')
     .option('--indicators <file>', 'indicators JSON or LIMPQ .pkl (default: cached in indicators/)')
+    .option('--objective-table <file>', 'any per-layer sensitivity as the objective, in place of indicators: {"layers":{"conv1":{"w4a4":0.1}}} or weight-only {"act_bits":8,"layers":{"conv1":{"w4":0.1}}}')
+    .option('--keep-wired', 'keep wired points (a candidate scored below the next higher bits), which are left out by default')
     .option('--bits <bits...>', 'candidate bit-widths', ['6', '5', '4', '3', '2'])
     .option('--alpha <a>', 'weight of the weight indicators in the objective', '2')
     .option(`--wb ${v}`, 'BitOps target: average weight bits', lists ? ['3'] : '3')
@@ -18,12 +23,15 @@ export function addProblemOptions(cmd: Command, lists: boolean): Command {
     .option(`--max-size-mb ${v}`, 'absolute model-size budget, in MB (2^20 bytes)')
     .option('--latency-table <file>', 'per-layer cost of each (w, a) pair: {"unit":"ms","layers":{"conv1":{"w4a4":0.1}}}')
     .option(`--max-latency ${v}`, 'budget on the latency table\'s total')
+    .option('--cost-table <file>', 'per-layer cost of each (w, a) pair for one more budget (energy, …), in the latency table\'s shape')
+    .option(`--max-cost ${v}`, 'budget on the cost table\'s total')
     .option('--w-bit-min <bits>', 'smallest weight bit-width a layer may take (PocketFlow w_bit_min; within --bits)')
     .option('--w-bit-max <bits>', 'largest weight bit-width a layer may take (PocketFlow w_bit_max; within --bits)')
     .option('--equivalent-bits <bits>', 'size budget of B bits per searchable weight on average (PocketFlow equivalent_bits)')
     .option('--no-fix-first-last', 'search the first and last layer of a zoo model too (LIMPQ keeps them at 8 bits)')
     .option('--solver <name>', 'exact | glpk | highs', 'exact')
-    .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found');
+    .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found, with its gap to the proven bound (exit 4)')
+    .option('--memory-limit <MB>', `exact solver: the memory it may take (default ${DEFAULT_MEMORY_MB}); past it, as the time limit`);
 }
 
 export function parseNum(flag: string, value: string, check: 'positive' | 'nonnegative'): number {
@@ -50,11 +58,15 @@ type Raw = Record<string, unknown>;
 
 export async function parseCommon(o: Raw): Promise<CommonFlags> {
   const alpha = parseNum('--alpha', String(o.alpha), 'nonnegative');
-  // the latency table reader is loaded only when a table is given
-  const latencyTable = o.latencyTable ? (await import('../search/latency.js')).readLatencyTable(String(o.latencyTable)) : undefined;
-  const hasMaxLatency = o.maxLatency !== undefined;
-  if (latencyTable && !hasMaxLatency) throw new UserError('--latency-table needs --max-latency');
-  if (!latencyTable && hasMaxLatency) throw new UserError('--max-latency needs --latency-table');
+  // a cost table's reader is loaded only when a table is given
+  const tables: Partial<CommonFlags> = {};
+  for (const [what, file, max] of [['latency', 'latencyTable', 'maxLatency'], ['cost', 'costTable', 'maxCost']] as const) {
+    if (o[file] !== undefined && o[max] === undefined) throw new UserError(`--${what}-table needs --max-${what}`);
+    if (o[file] === undefined && o[max] !== undefined) throw new UserError(`--max-${what} needs --${what}-table`);
+    if (o[file] === undefined) continue;
+    tables[file] = (await import('../search/cost-table.js')).readCostTable(String(o[file]), `${what} table`);
+    tables[`${file}Path`] = String(o[file]);
+  }
   const bits = parseBits(o.bits as string[]);
   const bitFlag = (key: string, flag: string): number | undefined => {
     if (o[key] === undefined) return undefined;
@@ -76,7 +88,8 @@ export async function parseCommon(o: Raw): Promise<CommonFlags> {
     bits,
     alpha,
     bops: o.bops !== false,
-    ...(latencyTable ? { latencyTable, latencyTablePath: String(o.latencyTable) } : {}),
+    ...tables,
+    ...(o.keepWired === true ? { keepWired: true } : {}),
     ...(weightBitsRange ? { weightBitsRange } : {}),
     ...(o.equivalentBits !== undefined ? { equivalentBits: parseNum('--equivalent-bits', String(o.equivalentBits), 'positive') } : {}),
   };
@@ -99,6 +112,7 @@ export function budgetGrid(o: Raw): BudgetPoint[] {
     ['maxBitopsG', list('maxBitops', '--max-bitops', 'positive')],
     ['maxSizeMb', list('maxSizeMb', '--max-size-mb', 'positive')],
     ['maxLatency', list('maxLatency', '--max-latency', 'positive')],
+    ['maxCost', list('maxCost', '--max-cost', 'positive')],
   ];
   let grid: Partial<BudgetPoint>[] = [{}];
   for (const [key, values] of axes) {
@@ -108,15 +122,25 @@ export function budgetGrid(o: Raw): BudgetPoint[] {
   return grid as BudgetPoint[];
 }
 
-export function parseTimeLimit(o: Raw): number | undefined {
-  return o.timeLimit === undefined ? undefined : parseNum('--time-limit', String(o.timeLimit), 'positive') * 1000;
+/** --time-limit and --memory-limit, as the solvers take them. */
+export function parseSolveLimits(o: Raw): Pick<SolveOptions, 'timeLimitMs' | 'memoryLimitMb'> {
+  const out: Pick<SolveOptions, 'timeLimitMs' | 'memoryLimitMb'> = {};
+  if (o.timeLimit !== undefined) out.timeLimitMs = parseNum('--time-limit', String(o.timeLimit), 'positive') * 1000;
+  if (o.memoryLimit !== undefined) {
+    const mb = parseNum('--memory-limit', String(o.memoryLimit), 'positive');
+    if (mb > MAX_MEMORY_MB) throw new UserError(`--memory-limit: at most ${MAX_MEMORY_MB} MB (WebAssembly's 4 GiB less what the solver's code needs), got ${String(o.memoryLimit)}`);
+    out.memoryLimitMb = mb;
+  }
+  return out;
 }
 
 
 export function inputSpec(o: Raw): InputSpec {
+  if (o.indicators !== undefined && o.objectiveTable !== undefined) throw new UserError('--objective-table scores the choices in place of --indicators: give one of them');
   return {
     ...(o.model !== undefined ? { model: String(o.model) } : {}),
     ...(o.indicators !== undefined ? { indicators: String(o.indicators) } : {}),
+    ...(o.objectiveTable !== undefined ? { objectiveTable: String(o.objectiveTable) } : {}),
     fixFirstLast: o.fixFirstLast !== false,
   };
 }
@@ -190,5 +214,27 @@ export function parseSearcher(o: Raw, solverGiven: boolean): SearcherChoice {
   return {
     kind: 'rl', rollouts, warmup, seed: integer('seed', '--seed', 0, 0), reward,
     ...(o.rlOut !== undefined ? { outDir: String(o.rlOut) } : {}),
+  };
+}
+
+/**
+ * Progress of a long solve on stderr (the solver reports after its first second): one line
+ * rewritten in place on a terminal, a line a second otherwise.
+ */
+export function solverProgress(stream: NodeJS.WriteStream = process.stderr) {
+  let shown = false, lastLine = 0;
+  return {
+    report(p: SolveProgress): void {
+      const now = performance.now();
+      if (!stream.isTTY && now - lastLine < 1000) return;
+      lastLine = now;
+      const gap = p.best === null ? 'no policy yet' : `best ${p.best.toPrecision(8)}, gap ≤ ${formatGap(Math.max(0, p.best - p.bound) / Math.abs(p.best))}`;
+      const line = `mpq: solving ${(p.elapsedMs / 1000).toFixed(1)} s: ${p.detail}; bound ${p.bound.toPrecision(8)}, ${gap}`;
+      stream.write(stream.isTTY ? `\r${line}\x1b[K` : `${line}\n`);
+      shown = true;
+    },
+    done(): void {
+      if (shown && stream.isTTY) stream.write('\n');
+    },
   };
 }

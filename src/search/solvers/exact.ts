@@ -100,6 +100,8 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
 
 /** The memory the exact solver may take unless told (--memory-limit): half of WebAssembly's 4 GiB. */
 export const DEFAULT_MEMORY_MB = 2048;
+/** WebAssembly's 4 GiB, less room for the module itself. */
+export const MAX_MEMORY_MB = 4000;
 
 /** The exports of assembly/exact-search.ts (pointers are byte offsets into its memory). */
 interface ExactSearchCore {

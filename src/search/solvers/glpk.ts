@@ -1,5 +1,6 @@
 import type { LP } from 'glpk.js/node';
 import type { Problem } from '../problem.js';
+import { EXIT_SOLVER_FAILED, UserError } from '../../util/errors.js';
 import { costScale, type Solution, type Solver } from './solver.js';
 import { choiceFromBinaries, varName } from './mip.js';
 
@@ -27,8 +28,9 @@ export const glpkSolver: Solver = {
     const choice = choiceFromBinaries(problem, (name) => res.result.vars[name] ?? 0);
     if (st === glpk.GLP_OPT) return out('optimal', choice);
     if (st === glpk.GLP_FEAS) return out('time_limit', choice);
-    // GLP_UNDEF after a time limit: nothing found yet
-    return out(opts.timeLimitMs !== undefined ? 'time_limit' : 'infeasible', null);
+    // GLP_UNDEF after a time limit: nothing found yet; anything else says neither optimal nor infeasible
+    if (st === glpk.GLP_UNDEF && opts.timeLimitMs !== undefined) return out('time_limit', null);
+    throw new UserError(`glpk.js ended with status ${st} (${st === glpk.GLP_UNDEF ? 'undefined' : st === glpk.GLP_UNBND ? 'unbounded' : 'unknown'}), which says neither optimal nor infeasible; try --solver exact`, EXIT_SOLVER_FAILED);
   },
 };
 

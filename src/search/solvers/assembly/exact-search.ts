@@ -1486,11 +1486,15 @@ function viewArrays(): void {
 let diveNodes: i32 = 0;
 
 /**
- * One round on the view buildView made, below `cutoff`: the LP tables, a dive, swaps on what it
- * found, then a sweep unless the dive searched everything. It finds the cheapest policy of the
- * view below the cutoff if there is one. False when the time ran out.
+ * One round on the view buildView made: the LP tables, a dive for any policy cheaper than the
+ * incumbent (so a search stopped by a limit still improves its answer), swaps on what it found,
+ * then, unless the dive searched everything, a sweep below `level` (or the incumbent, if lower).
+ * It finds the cheapest policy below `level` if there is one (every such policy is in the view).
+ * False when the time ran out.
  */
-function searchRound(maxChoices: i32): bool {
+function searchRound(level: f64, maxChoices: i32): bool {
+  const incumbent = (hasBest ? best - tolerance(best) : Infinity) - fixedCost;
+  cutoff = incumbent;
   // the fixed layers alone, or with every searched layer at its least, over a budget: nothing here
   for (let k = 0; k < K; k++) if (f64at(suffixUse, k) > f64at(slack, k)) return true;
   if (n == 0) {
@@ -1502,7 +1506,6 @@ function searchRound(maxChoices: i32): bool {
   for (let k = 0; k < K; k++) setF64(used, k, 0);
   diveNodes = 0; nodesSinceIncumbent = 0; stopped = 0;
   dive();
-  if (stopped == 0) return true;
   if (foundInRound) {
     // the closer the incumbent to the optimum, the fewer partial policies the sweep keeps
     const p = i32s(n);
@@ -1510,6 +1513,8 @@ function searchRound(maxChoices: i32): bool {
     const cost = improveBySwaps(p, best - fixedCost, best - rootBound);
     if (cost < cutoff) record(cost, p);
   }
+  if (stopped == 0) return true;
+  cutoff = Math.min(cutoff, level - fixedCost);
   sweeps++;
   return sweep();
 }
@@ -1578,10 +1583,9 @@ export function solve(layers: i32, rows: i32, starts: usize, cost: usize, use: u
     // a view of every choice decides the problem: search it up to the incumbent
     if (buildView(level - rootBound)) level = cap;
     viewArrays();
-    cutoff = level - fixedCost;
     foundInRound = false;
-    if (!searchRound(maxChoices)) return 1;
-    if (foundInRound || level == cap) return 0;
+    if (!searchRound(level, maxChoices)) return 1;
+    if ((hasBest && best < level) || level == cap) return 0;
     provenBound = Math.max(provenBound, level);
     // a cheap round was far below the optimum: widen faster
     const work = states - statesBefore + <f64>diveNodes;
