@@ -3,9 +3,11 @@ import { benchQuantizers, parseQuantizerBenchArgs } from './quantizers.js';
 import { benchRl } from './rl.js';
 import { benchSimulate, parseSimulateBenchArgs } from './simulate.js';
 import { benchSearch } from './search.js';
+import { benchSearchScale, parseScaleBenchArgs } from './search-scale.js';
 import { benchTrainStep, formatTrainStep } from './train-step.js';
 
 await benchSearch();
+await benchSearchScale(parseScaleBenchArgs());
 await benchRl();
 console.log(formatTrainStep(benchTrainStep()));
 // the seed's simulated-quantization table and the packed W3A4 policy's size (≈10 min; --from DIR skips the FP training)
