@@ -5,25 +5,26 @@ import { costScale, type Solution, type SolveOptions, type Solver } from './solv
 
 /**
  * Exact solver for the search's structure: one choice per layer (a multiple-choice knapsack) with
- * a few budget rows. Five steps, each making the next one smaller:
+ * a few budget rows. Steps, each making the next one smaller:
  * 1. drop choices another choice of the same layer dominates (no more cost, no more use);
- * 2. Lagrange multipliers λ for the rows (the LP dual), which give every choice a reduced cost
- *    and order the layers: the layers whose best choice wins by the widest margin go first;
- * 3. a short depth-first dive in reduced-cost order for an incumbent (small cases end here,
- *    proven);
- * 4. single and pair swaps that improve the incumbent;
- * 5. sweeps layer by layer over partial policies (cost, use per row), keeping those that no other
- *    partial policy dominates and whose LP bound stays below a cutoff; cutoffs start close to the
- *    root bound and widen until a sweep finds a policy, which is then optimal. Depth-first search
- *    alone re-explores the subtrees of dominated partial policies: on ResNet-50 W3A4/CR12.2 it
- *    needs ~10^6 nodes against ~10^4 partial policies here.
- * Bounds: per row e, the LP relaxation of the remaining layers with row e exact and the other rows
- * priced by λ, precomputed per depth as a function of the budget left (a table lookup a node);
- * where that does not prune, the same LP split on the layer it takes in part.
- * All five steps run in WebAssembly (assembly/exact-search.ts), which needs no JIT warm-up; this
- * file copies the problem in and the policy out.
- * Measured on a 1,000-point ResNet-50 sweep: more multipliers per bound keep 5–13% fewer partial
- * policies, other layer orders 4–20x more; what decides the work is the cutoff (step 5).
+ * 2. the LP bound: Lagrange multipliers λ for the rows by coordinate ascent, then (two rows or
+ *    more) Kelley's cutting planes to the LP optimum;
+ * 3. reduced costs c + λ·u: a policy costs the LP bound plus its choices' gaps to their layers'
+ *    least plus λ times its unused budget, so a policy below bound + δ uses only choices within δ
+ *    of their layer's least (reduced-cost fixing);
+ * 4. an incumbent: the Lagrangian's policy, repaired greedily where it breaks a budget;
+ * 5. rounds at δ widening from the 8th least gap: the layers left with one choice within δ are
+ *    fixed, the others searched by a short dive in reduced-cost order (then single and pair
+ *    swaps) and a sweep layer by layer over partial policies (cost, use per row), keeping those
+ *    that no other partial policy dominates and whose LP bound stays below bound + δ. The first
+ *    round that finds a policy has found the optimum. Depth-first search alone re-explores the
+ *    subtrees of dominated partial policies: on ResNet-50 W3A4/CR12.2 it needs ~10^6 nodes
+ *    against ~10^4 partial policies here.
+ * Bounds in the sweep: per row e, the LP relaxation of the remaining layers with row e exact and
+ * the other rows priced by λ, precomputed per depth as a function of the budget left (a table
+ * lookup a node); where that does not prune, the same LP split on the layer it takes in part.
+ * Everything runs in WebAssembly (assembly/exact-search.ts), which needs no JIT warm-up; this file
+ * copies the problem in (costs scaled by costScale) and the policy, bound and counters out.
  */
 export const exactSolver: Solver = {
   name: 'exact',
@@ -82,7 +83,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   }
   if (!outOfMemory) lastCopied = { flat, at: pointers };
   const stats = {
-    nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rounds: wasm.roundCount(),
+    nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rounds: wasm.roundCount(), cuttingPlanes: wasm.cuttingPlaneRounds(),
     searchedLayers: wasm.searchedLayers(), rootBound: wasm.rootBoundValue() / scale, setupMs: wasm.setupTime(),
   };
   const bound = wasm.provenBoundValue() / scale;
@@ -119,6 +120,7 @@ interface ExactSearchCore {
   stateCount(): number;
   sweepCount(): number;
   roundCount(): number;
+  cuttingPlaneRounds(): number;
   searchedLayers(): number;
   rootBoundValue(): number;
   provenBoundValue(): number;

@@ -181,6 +181,7 @@ export function rootBoundValue(): f64 { return rootBound; }
 export function provenBoundValue(): f64 { return provenBound; }
 export function setupTime(): f64 { return setupMs; }
 export function roundCount(): i32 { return rounds; }
+export function cuttingPlaneRounds(): i32 { return kelleyRounds; }
 export function searchedLayers(): i32 { return n; }
 /** The best policy found, as choice indices of the problem (also after a trap), at choicePointer. */
 export function writeBest(): void {
