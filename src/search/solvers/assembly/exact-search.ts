@@ -340,7 +340,7 @@ function pruned(costSum: f64, at: usize): bool {
 /** the rows in the order `pruned` asks them, and how often each pruned in this solve */
 let rowOrder: usize = 0, prunes: usize = 0;
 
-// ---- step 3: the dive ----------------------------------------------------------------------------
+// ---- rounds: the dive ---------------------------------------------------------------------------
 
 /** Sums of reduced cost and cost over the dive's path before each depth (f64[n + 1]). */
 let rcAt: usize = 0, costAt: usize = 0;
@@ -412,13 +412,8 @@ function back(d: i32): i32 {
   return d;
 }
 
-// ---- step 4: swaps -------------------------------------------------------------------------------
+// ---- rounds: swaps ------------------------------------------------------------------------------
 
-/**
- * Improve the policy in `p` by moving one layer, or two at once, to another choice whose reduced
- * cost is within `gap` of the layer's best, while it stays within every row and gets cheaper;
- * until no such move helps. Returns its cost.
- */
 /** Move layer d of policy `p` to choice t, updating its use per row; returns the change in cost. */
 @inline function moveTo(p: usize, use: usize, d: i32, t: i32): f64 {
   const first = i32at(choiceStart, d), from = i32at(p, d);
@@ -427,6 +422,11 @@ function back(d: i32): i32 {
   return f64at(costP, first + t) - f64at(costP, first + from);
 }
 
+/**
+ * Improve the policy in `p` by moving one layer, or two at once (up to PAIR_SWAP_LAYERS layers),
+ * to another choice whose reduced cost is within `gap` of the layer's best, while it stays within
+ * every row and gets cheaper; until no such move helps. Returns its cost.
+ */
 function improveBySwaps(p: usize, cost: f64, gap: f64): f64 {
   const use = zeros(K), delta = f64s(K), candidates = i32s(n);
   for (let d = 0; d < n; d++) {
@@ -479,7 +479,7 @@ function improveBySwaps(p: usize, cost: f64, gap: f64): f64 {
   return cost;
 }
 
-// ---- step 5: sweeps ------------------------------------------------------------------------------
+// ---- rounds: sweeps -----------------------------------------------------------------------------
 
 // A level of partial policies in growable arrays (cost, reduced cost, use per row, parent, choice),
 // as a record in memory: size, capacity, then the five array pointers.
@@ -603,12 +603,12 @@ function sorted(choices: i32): usize {
 
 /**
  * Write into `to` the children no other child dominates (no more cost, no more use in every row;
- * of equal ones the first), in lexicographic order.
+ * of equal ones the first), in lexicographic order. False when the time ran out.
  */
-function keepNondominated(to: usize, choices: i32): void {
+function keepNondominated(to: usize, choices: i32): bool {
   const m = lsize(kids);
   store<i32>(to, 0, L_SIZE);
-  if (m == 0) return;
+  if (m == 0) return true;
   const ord = sorted(choices);
   ensure(to, m);
   const cost = kidCost, use = kidUse;
@@ -656,9 +656,10 @@ function keepNondominated(to: usize, choices: i32): void {
       setF64(stairCost, lo, c);
     }
   } else {
-    // three or more rows (latency tables): pairwise against the survivors so far
+    // three or more rows (latency and cost tables): pairwise against the survivors so far
     const toCost = larr(to, L_COST), toUse = larr(to, L_USE);
     for (let r = 0; r < m; r++) {
+      if ((r & 1023) == 1023 && outOfTime()) return false; // quadratic: the time limit must reach in here
       const i = i32at(ord, r);
       let dominated = false;
       for (let p = 0; p < lsize(to) && !dominated; p++) {
@@ -670,6 +671,7 @@ function keepNondominated(to: usize, choices: i32): void {
       if (!dominated) keep(to, i);
     }
   }
+  return true;
 }
 
 /**
@@ -734,7 +736,7 @@ function sweep(): bool {
       }
     }
     store<i32>(kids, size, L_SIZE);
-    keepNondominated(to, m);
+    if (!keepNondominated(to, m)) return false;
     const keptCount = lsize(to);
     states += <f64>keptCount;
     // the path back: each kept state's parent and choice at this depth
@@ -775,7 +777,7 @@ function outOfTime(): bool {
 /** the depth the sweep is at, for progress reports */
 let depthNow: i32 = 0;
 
-// ---- steps 1-2: the prepared problem ------------------------------------------------------------
+// ---- steps 1-4: undominated choices, the LP bound, reduced costs, an incumbent; the rounds' views ---
 
 /**
  * Indices 0..m-1 in order of key[keyAt + t * stride] (ties: lower index first), by insertion, into
@@ -1237,7 +1239,7 @@ function greedyPolicy(): bool {
       }
       return true;
     }
-    let bestRatio = Infinity, moveLayer = -1, moveTo = 0;
+    let bestRatio = Infinity, moveLayer = -1, moveChoice = 0;
     for (let i = 0; i < N; i++) {
       const ks = i32at(keptStart, i), m = i32at(keptStart, i + 1) - ks, from = ks + i32at(cur, i);
       for (let t = 0; t < m; t++) {
@@ -1250,14 +1252,14 @@ function greedyPolicy(): bool {
         }
         if (!ok || removed <= 0) continue;
         const ratio = Math.max(0, f64at(rcOf, c) - f64at(rcOf, from)) / removed;
-        if (ratio < bestRatio) { bestRatio = ratio; moveLayer = i; moveTo = t; }
+        if (ratio < bestRatio) { bestRatio = ratio; moveLayer = i; moveChoice = t; }
       }
     }
     if (moveLayer < 0) return false;
-    const ks = i32at(keptStart, moveLayer), from = ks + i32at(cur, moveLayer), to = ks + moveTo;
+    const ks = i32at(keptStart, moveLayer), from = ks + i32at(cur, moveLayer), to = ks + moveChoice;
     cost += f64at(keptCost, to) - f64at(keptCost, from);
     for (let k = 0; k < K; k++) setF64(use, k, f64at(use, k) + f64at(keptUse, to * K + k) - f64at(keptUse, from * K + k));
-    setI32(cur, moveLayer, moveTo);
+    setI32(cur, moveLayer, moveChoice);
   }
   return false;
 }
