@@ -13,7 +13,7 @@ test('exact solver equals glpk.js on 1,000 random instances', async () => {
   assert.ok(tally.removed > 100, `instances with wired points: ${tally.removed}`);
 });
 
-test('three and four budget rows (BitOps, size, a latency table, a user cost table): exact equals glpk.js on 150 random instances', async () => {
-  const tally = await crossCheck(glpkSolver, Array.from({ length: 150 }, (_, i) => 9000 + i), randomMultiRowInstance);
-  assert.ok(tally.optimal > 50 && tally.infeasible > 5, JSON.stringify(tally));
+test('three and four budget rows (BitOps, size, a latency table, a user cost table): exact equals glpk.js on 100 random instances', async () => {
+  const tally = await crossCheck(glpkSolver, Array.from({ length: 100 }, (_, i) => 9000 + i), randomMultiRowInstance);
+  assert.ok(tally.optimal > 30 && tally.infeasible > 3, JSON.stringify(tally));
 });
