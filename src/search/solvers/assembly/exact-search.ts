@@ -618,60 +618,75 @@ function keepNondominated(to: usize, choices: i32): bool {
       const i = i32at(ord, r);
       if (f64at(cost, i) < least) { keep(to, i); least = f64at(cost, i); }
     }
-  } else if (K == 2) {
-    // In first-row order, a child is dominated when an earlier one has no more second-row use and
-    // no more cost: the staircase of earlier children's (second-row use, cost), cost falling.
-    if (stairCapacity < m + 1) {
-      stairCapacity = (m + 1) * 2;
-      stairUse = f64s(stairCapacity);
-      stairCost = f64s(stairCapacity);
-    }
-    let h = 0;
-    for (let r = 0; r < m; r++) {
-      const i = i32at(ord, r);
-      const v = f64at(use, i * 2 + 1), c = f64at(cost, i);
-      let lo = 0, hi = h; // first step with use > v
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (f64at(stairUse, mid) <= v) lo = mid + 1; else hi = mid;
-      }
-      if (lo > 0 && f64at(stairCost, lo - 1) <= c) continue;
-      keep(to, i);
-      // steps from lo on with cost >= c are now dominated by this child
-      let q = lo;
-      while (q < h && f64at(stairCost, q) >= c) q++;
-      if (q == lo) {
-        const bytes = (<usize>(h - lo)) << 3, at = (<usize>lo) << 3;
-        memory.copy(stairUse + at + 8, stairUse + at, bytes);
-        memory.copy(stairCost + at + 8, stairCost + at, bytes);
-        h++;
-      } else if (q > lo + 1) {
-        const gap = q - lo - 1;
-        const bytes = (<usize>(h - q)) << 3, from = (<usize>q) << 3, to = (<usize>(q - gap)) << 3;
-        memory.copy(stairUse + to, stairUse + from, bytes);
-        memory.copy(stairCost + to, stairCost + from, bytes);
-        h -= gap;
-      }
-      setF64(stairUse, lo, v);
-      setF64(stairCost, lo, c);
-    }
-  } else {
-    // three or more rows (latency and cost tables): pairwise against the survivors so far
-    const toCost = larr(to, L_COST), toUse = larr(to, L_USE);
-    for (let r = 0; r < m; r++) {
-      if ((r & 1023) == 1023 && outOfTime()) return false; // quadratic: the time limit must reach in here
-      const i = i32at(ord, r);
+    return true;
+  }
+  // In first-row order, a child is dominated in the first two rows when an earlier kept one has no
+  // more second-row use and no more cost: the staircase of kept children's (second-row use, cost),
+  // cost falling. With two rows that decides; with more, a child the staircase clears is kept at
+  // once, and only one it does not clear is compared with the kept ones row by row.
+  if (stairCapacity < m + 1) {
+    stairCapacity = (m + 1) * 2;
+    stairUse = f64s(stairCapacity);
+    stairCost = f64s(stairCapacity);
+  }
+  stairHeight = 0;
+  const toCost = larr(to, L_COST), toUse = larr(to, L_USE);
+  for (let r = 0; r < m; r++) {
+    if (K > 2 && (r & 1023) == 1023 && outOfTime()) return false; // quadratic: the time limit must reach in here
+    const i = i32at(ord, r);
+    const v = f64at(use, i * K + 1), c = f64at(cost, i);
+    const step = stairStep(v);
+    if (step > 0 && f64at(stairCost, step - 1) <= c) {
+      if (K == 2) continue;
       let dominated = false;
-      for (let p = 0; p < lsize(to) && !dominated; p++) {
-        if (f64at(toCost, p) > f64at(cost, i)) continue;
+      // the latest kept first: the nearest in use, so the likeliest to dominate
+      for (let p = lsize(to) - 1; p >= 0 && !dominated; p--) {
+        if (f64at(toCost, p) > c) continue;
         let le = true;
-        for (let k = 0; k < K && le; k++) le = f64at(toUse, p * K + k) <= f64at(use, i * K + k);
-        dominated = le;
+        for (let k = 2; k < K && le; k++) le = f64at(toUse, p * K + k) <= f64at(use, i * K + k);
+        dominated = le && f64at(toUse, p * K + 1) <= v;
       }
+      // kept, but off the staircase: a step there already covers it in the first two rows
       if (!dominated) keep(to, i);
+      continue;
     }
+    keep(to, i);
+    stairInsert(step, v, c);
   }
   return true;
+}
+
+let stairHeight: i32 = 0;
+
+/** The first step of the staircase with second-row use above v. */
+@inline function stairStep(v: f64): i32 {
+  let lo = 0, hi = stairHeight;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (f64at(stairUse, mid) <= v) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/** Put (v, c) on the staircase at `lo` (stairStep's), dropping the steps from lo on it dominates. */
+function stairInsert(lo: i32, v: f64, c: f64): void {
+  const h = stairHeight;
+  let q = lo;
+  while (q < h && f64at(stairCost, q) >= c) q++;
+  if (q == lo) {
+    const bytes = (<usize>(h - lo)) << 3, at = (<usize>lo) << 3;
+    memory.copy(stairUse + at + 8, stairUse + at, bytes);
+    memory.copy(stairCost + at + 8, stairCost + at, bytes);
+    stairHeight = h + 1;
+  } else if (q > lo + 1) {
+    const gap = q - lo - 1;
+    const bytes = (<usize>(h - q)) << 3, from = (<usize>q) << 3, to = (<usize>(q - gap)) << 3;
+    memory.copy(stairUse + to, stairUse + from, bytes);
+    memory.copy(stairCost + to, stairCost + from, bytes);
+    stairHeight = h - gap;
+  }
+  setF64(stairUse, lo, v);
+  setF64(stairCost, lo, c);
 }
 
 /**
