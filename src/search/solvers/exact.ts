@@ -55,7 +55,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
   else wasm.reset();
   lastCopied = null; // until this solve has kept them
   const deadline = opts.timeLimitMs === undefined ? Infinity : t0 + opts.timeLimitMs;
-  let timedOut = false, outOfMemory = false;
+  let timedOut = false, outOfMemory = false, solving = false;
   let pointers = kept?.at ?? [];
   reportProgress = opts.onProgress ? (round, depth, depths, states, bound, best) => opts.onProgress!({
     elapsedMs: performance.now() - t0,
@@ -73,10 +73,12 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
     });
     if (!kept) pointers = at.slice(0, 3);
     const [starts, cost, use] = pointers;
+    solving = true;
     timedOut = wasm.solve(n, K, starts, cost, use, at[at.length - 1], deadline, kept ? 1 : 0) !== 0;
   } catch (err) {
     // `take` traps (unreachable) at the memory limit, or when memory cannot grow; any other trap is a bug
     if (!(err instanceof WebAssembly.RuntimeError) || !wasm.memoryExhausted()) throw err;
+    if (!solving) throw new UserError(`exact solver: memory limit of ${memoryMb} MB is less than the problem itself takes; raise --memory-limit`, EXIT_LIMIT);
     timedOut = outOfMemory = true;
   } finally {
     reportProgress = null;
@@ -86,17 +88,18 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}): Solution 
     nodes: wasm.nodeCount(), states: wasm.stateCount(), sweeps: wasm.sweepCount(), rounds: wasm.roundCount(), cuttingPlanes: wasm.cuttingPlaneRounds(),
     searchedLayers: wasm.searchedLayers(), rootBound: wasm.rootBoundValue() / scale, setupMs: wasm.setupTime(),
   };
-  const bound = wasm.provenBoundValue() / scale;
+  const bound = wasm.provenBoundValue() / scale; // -Infinity when stopped before the LP bound
   const limit = outOfMemory ? 'memory' : 'time';
   if (!wasm.found()) {
     if (outOfMemory) {
-      throw new UserError(`exact solver: memory limit of ${memoryMb} MB reached before a policy was found (none costs less than ${bound}); raise --memory-limit, give --time-limit, or try --solver highs`, EXIT_LIMIT);
+      const proven = Number.isFinite(bound) ? ` (none costs less than ${bound})` : '';
+      throw new UserError(`exact solver: memory limit of ${memoryMb} MB reached before a policy was found${proven}; raise --memory-limit, give --time-limit, or try --solver highs`, EXIT_LIMIT);
     }
-    return done(timedOut ? 'time_limit' : 'infeasible', null, stats, timedOut ? { bound, limit } : {});
+    return done(timedOut ? 'time_limit' : 'infeasible', null, stats, timedOut ? { ...(Number.isFinite(bound) ? { bound } : {}), limit } : {});
   }
   wasm.writeBest();
   const choice = Array.from(new Int32Array(wasm.memory.buffer, wasm.choicePointer(), n));
-  return done(timedOut ? 'time_limit' : 'optimal', choice, stats, timedOut ? { bound, limit } : {});
+  return done(timedOut ? 'time_limit' : 'optimal', choice, stats, timedOut ? { ...(Number.isFinite(bound) ? { bound } : {}), limit } : {});
 }
 
 /** The memory the exact solver may take unless told (--memory-limit): half of WebAssembly's 4 GiB. */

@@ -12,10 +12,7 @@ export interface Solution {
   solveMs: number;
   /** solver-specific counters (nodes explored, root bound, …) */
   stats?: Record<string, number>;
-  /**
-   * A proven lower bound on the optimum's objective, when the solver gives one: equal to the
-   * objective when optimal, and what the gap of a `time_limit` answer is measured against.
-   */
+  /** For a `time_limit` answer, when the solver gives one: a proven lower bound on the optimum's objective (the gap is measured against it). */
   bound?: number;
   /** what stopped a `time_limit` answer: the time or the memory limit */
   limit?: 'time' | 'memory';
