@@ -6,9 +6,11 @@ import { benchSearch } from './search.js';
 import { benchOnnxImport, formatOnnxImport } from './onnx-import.js';
 import { benchSweepView } from './sweep-view.js';
 import { benchExport, formatExport } from './export.js';
+import { benchSearchScale, parseScaleBenchArgs } from './search-scale.js';
 import { benchTrainStep, formatTrainStep } from './train-step.js';
 
 await benchSearch();
+await benchSearchScale(parseScaleBenchArgs());
 await benchSweepView();
 await benchRl();
 console.log(formatTrainStep(benchTrainStep()));

@@ -10,7 +10,7 @@ import { readIndicators } from '../src/indicators/indicators.js';
 import { readLayerTable } from '../src/model/table-file.js';
 import { readTfjsLayerTable } from '../src/model/tfjs-import.js';
 import { readConfigList } from '../src/train/config-list.js';
-import { readLatencyTable } from '../src/search/latency.js';
+import { readCostTable } from '../src/search/cost-table.js';
 import { readCheckpointManifest } from '../src/train/checkpoint.js';
 import { UserError } from '../src/util/errors.js';
 import { MAX_BINARY_INPUT_BYTES, readInputFile } from '../src/util/fs.js';
@@ -101,7 +101,7 @@ const READERS: Reader[] = [
   { name: 'layer table', file: 'table.json', json: true, valid: () => readFileSync(tiny.model), read: readLayerTable, check: checkTable },
   {
     name: 'latency table', file: 'latency.json', json: true, valid: () => text(JSON.stringify({ unit: 'ms', layers: { c1: { w4a4: 0.1, w2a2: 0.05 } } })),
-    read: readLatencyTable, check: (r) => assert.ok(typeof (r as { unit: unknown }).unit === 'string'),
+    read: (path: string) => readCostTable(path, 'latency table'), check: (r) => assert.ok(typeof (r as { unit: unknown }).unit === 'string'),
   },
   {
     name: 'policy', file: 'policy.json', json: true, valid: () => text(JSON.stringify(validPolicy)),

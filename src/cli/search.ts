@@ -9,10 +9,11 @@ import { policyFromSearch } from '../export/from-search.js';
 import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
 import { checkOutputDirectory, checkOutputPath, isExistingFile, isStdout, writeOutputs, type OutputFile } from '../util/fs.js';
 import { defaultOutputPath } from '../util/paths.js';
-import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
+import { EXIT_INFEASIBLE, EXIT_LIMIT, UserError } from '../util/errors.js';
 import { action } from './run.js';
+import { isObjectiveTable } from '../search/objective-table.js';
 import { budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
-import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseTimeLimit, type SearcherChoice } from './search-options.js';
+import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseSolveLimits, solverProgress, type SearcherChoice } from './search-options.js';
 
 const EXPORT_EXT: Record<ExportFormat, string> = { 'limpq-yaml': '.yaml', nni: '.nni.json', hawq: '.hawq.json' };
 
@@ -27,7 +28,7 @@ export function registerSearch(program: Command): void {
       const [point] = budgetGrid(o);
       const searcher = parseSearcher(o, cmd.getOptionValueSource('solver') === 'cli');
       const ilpSolver = searcher.kind === 'ilp' ? solverByName(String(o.solver)) : null;
-      const timeLimitMs = parseTimeLimit(o);
+      const limits = parseSolveLimits(o);
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
       const spec = inputSpec(o);
@@ -35,6 +36,7 @@ export function registerSearch(program: Command): void {
         if (o.json && typeof o[key] === 'string' && isStdout(o[key])) throw new UserError(`${flag} ${o[key]}: stdout carries the --json object; give a file`);
       }
       const { table, indicators } = await loadSearchInputs(spec);
+      const byTable = isObjectiveTable(indicators);
       const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
       // every output is checked before the search runs, and written all or none after it
       const label = `${table.model}-${budgetLabel(common, point)}`;
@@ -44,9 +46,11 @@ export function registerSearch(program: Command): void {
       const formulated = formulate(table, indicators, searchOptions(common, point));
       const rl = searcher.kind === 'rl' ? await startRl(searcher, table, formulated.problem, common.bits, spec) : null;
       let result: SearchResult;
+      const progress = rl ? null : solverProgress();
       try {
-        result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
+        result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, { ...limits, ...(progress ? { onProgress: progress.report } : {}) });
       } finally {
+        progress?.done();
         rl?.stop();
       }
       const command = ['mpq', ...process.argv.slice(2)].join(' ');
@@ -73,9 +77,10 @@ export function registerSearch(program: Command): void {
       // with a file on stdout, the report goes to stderr
       const report = written.some(isStdout) ? process.stderr : process.stdout;
       if (o.json) {
-        process.stdout.write(JSON.stringify({ ...searchJson(result, table.model, common.bits, common.alpha, indicators.path, written), replaced: [...replaced] }) + '\n');
+        process.stdout.write(JSON.stringify({ ...searchJson(result, table.model, common.bits, byTable ? null : common.alpha, indicators.path, written), replaced: [...replaced] }) + '\n');
       } else {
-        const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), indicators ${indicators.path}, bits ${common.bits.join(' ')}, alpha ${common.alpha}`;
+        const objective = byTable ? `objective table ${indicators.path}` : `indicators ${indicators.path}, alpha ${common.alpha}`;
+        const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), ${objective}, bits ${common.bits.join(' ')}`;
         report.write(formatSearchReport(result, header) + '\n');
         for (const w of written) if (!isStdout(w)) report.write(`${replaced.has(w) ? 'replaced' : 'wrote'} ${w}\n`);
       }
@@ -83,7 +88,7 @@ export function registerSearch(program: Command): void {
         if (o.json) process.stderr.write(`mpq: infeasible: ${result.reason}\n`);
         return EXIT_INFEASIBLE;
       }
-      return result.status === 'time_limit' ? 4 : 0;
+      return result.status === 'time_limit' ? EXIT_LIMIT : 0;
     }));
 }
 
@@ -166,7 +171,7 @@ function checkFormat(f: string): ExportFormat {
 }
 
 /** The `--json` object: snake_case, one policy, everything needed to script against it. */
-export function searchJson(r: SearchResult, model: string, bits: number[], alpha: number, indicators: string, written: string[]) {
+export function searchJson(r: SearchResult, model: string, bits: number[], alpha: number | null, indicators: string, written: string[]) {
   const layer = (l: SearchResult['layers'][number]) => ({ name: l.name, weight_bits: l.weightBits, act_bits: l.actBits, macs: l.macs, params: l.params });
   return {
     status: r.status,
@@ -174,6 +179,7 @@ export function searchJson(r: SearchResult, model: string, bits: number[], alpha
     model,
     indicators,
     bits,
+    scored_by: alpha === null ? 'objective-table' : 'indicators',
     alpha,
     weight_bits: r.layers.map((l) => l.weightBits),
     act_bits: r.layers.map((l) => l.actBits),
@@ -189,9 +195,11 @@ export function searchJson(r: SearchResult, model: string, bits: number[], alpha
     avg_weight_bits: r.avgWeightBits,
     avg_act_bits: r.avgActBits,
     budgets: r.rows.map((b) => ({ name: b.name, sources: b.sources, used: b.used, limit: b.limit, smallest_reachable: b.smallestReachable, unit: b.unit })),
-    removed: r.removed.map((w) => ({ layer: w.layer, kind: w.kind, bits: w.bits, value: w.value, higher_bits: w.higherBits, higher_value: w.higherValue })),
+    removed: r.removed.map((w) => ({ layer: w.layer, kind: w.kind, bits: w.bits, value: w.value, higher_bits: w.higherBits, higher_value: w.higherValue, ...(w.at !== undefined ? { at_bits: w.at } : {}) })),
     solver: r.solver,
     solve_ms: r.solveMs,
+    ...(r.limit ? { limit: r.limit } : {}),
+    ...(r.bound !== undefined ? { bound: r.bound, gap: r.gap ?? null } : {}),
     ...(r.reason ? { reason: r.reason } : {}),
     written,
   };

@@ -103,7 +103,7 @@ export function canonicalLayerName(name: string): string {
  * For each model layer (in the model's order), the indicator layer of the same name. Any
  * mismatch is an error listing the names on either side that found no partner.
  */
-export function matchIndicatorLayers(ind: LoadedIndicators, modelLayers: string[], modelName: string): string[] {
+export function matchIndicatorLayers(ind: Pick<LoadedIndicators, 'path' | 'layerNames'>, modelLayers: string[], modelName: string): string[] {
   const byName = new Map(ind.layerNames.map((n) => [canonicalLayerName(n), n]));
   const missing = modelLayers.filter((n) => !byName.has(canonicalLayerName(n)));
   const wanted = new Set(modelLayers.map(canonicalLayerName));
@@ -131,15 +131,18 @@ export interface WiredPoint {
   value: number;
   higherBits: number;
   higherValue: number;
+  /** in an objective table of (w, a) pairs: the other bit-width of both choices (act bits for a weight wired point) */
+  at?: number;
 }
 
 /**
  * The candidate bit-widths a layer may use for one of weight/act. Lower bits should learn larger
  * step sizes; a candidate whose indicator is below that of the next higher candidate is a "wired
- * point" (an artefact of joint training, LIMPQ) and is left out rather than priced at 1e8.
+ * point" (an artefact of joint training, LIMPQ) and is left out rather than priced at 1e8, unless
+ * `keepWired` (--keep-wired).
  */
 export function allowedBits(
-  ind: Indicators, kind: 'weight' | 'act', layer: string, bits: number[], path: string,
+  ind: Indicators, kind: 'weight' | 'act', layer: string, bits: number[], path: string, keepWired = false,
 ): { allowed: number[]; removed: WiredPoint[] } {
   const entry = ind[kind][layer];
   const desc = [...bits].sort((a, b) => b - a);
@@ -153,7 +156,7 @@ export function allowedBits(
   for (let i = 1; i < desc.length; i++) {
     const value = entry[String(desc[i])];
     const higherValue = entry[String(desc[i - 1])];
-    if (value < higherValue) removed.push({ layer, kind, bits: desc[i], value, higherBits: desc[i - 1], higherValue });
+    if (value < higherValue && !keepWired) removed.push({ layer, kind, bits: desc[i], value, higherBits: desc[i - 1], higherValue });
     else allowed.push(desc[i]);
   }
   return { allowed, removed };

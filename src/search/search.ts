@@ -36,6 +36,13 @@ export interface SearchResult {
   removed: WiredPoint[];
   solver: string;
   solveMs: number;
+  /**
+   * For a search stopped by a limit: what stopped it, the proven lower bound on the optimum's
+   * objective (when the solver gives one) and the policy's relative gap to it.
+   */
+  limit?: 'time' | 'memory';
+  bound?: number;
+  gap?: number;
   /** why no policy exists, when infeasible */
   reason?: string;
 }
@@ -84,11 +91,13 @@ export async function runSearch(
     removed: f.removed,
     solver: sol.solver,
     solveMs: sol.solveMs,
+    ...(sol.status === 'time_limit' ? { limit: sol.limit ?? 'time' } : {}),
+    ...(sol.status === 'time_limit' && sol.bound !== undefined ? { bound: sol.bound } : {}),
   };
   if (!sol.choice || !evaluation) {
     return {
       ...base, objective: null, layers: [], bitops: null, compressionRatio: null, sizeMb: null, avgWeightBits: null, avgActBits: null,
-      ...(sol.status === 'infeasible' ? { reason: infeasibleReason(rows) } : { reason: 'the search stopped (time limit or rollouts spent) before it found a policy within every budget' }),
+      ...(sol.status === 'infeasible' ? { reason: infeasibleReason(rows) } : { reason: `the search stopped (${sol.limit === 'memory' ? 'memory limit' : 'time limit or rollouts spent'}) before it found a policy within every budget` }),
     };
   }
   const layers = table.layers.map((l, i) => {
@@ -98,6 +107,7 @@ export async function runSearch(
   const model = costs([...table.fixed, ...layers]);
   return {
     ...base,
+    ...(base.bound !== undefined ? { gap: Math.max(0, evaluation.objective - base.bound) / Math.max(Math.abs(evaluation.objective), Number.MIN_VALUE) } : {}),
     objective: evaluation.objective,
     layers,
     bitops: model.bitops / GIGA,
@@ -112,7 +122,7 @@ function mean(xs: number[]): number {
   return xs.reduce((s, x) => s + x, 0) / xs.length;
 }
 
-const ROW_LABEL: Record<BudgetRow['name'], string> = { bitops: 'BitOps', size: 'model size', latency: 'latency' };
+const ROW_LABEL: Record<BudgetRow['name'], string> = { bitops: 'BitOps', size: 'model size', latency: 'latency', cost: 'cost' };
 
 /** Say why: a budget below what any policy reaches alone, or budgets that cannot hold together. */
 export function infeasibleReason(rows: RowReport[]): string {

@@ -27,3 +27,9 @@ export function shownValue(value: unknown): string {
   if (typeof value === 'object') return 'an object';
   return String(value);
 }
+
+/** Exit code for a search stopped by a limit (--time-limit, memory): the best policy found, with its gap. */
+export const EXIT_LIMIT = 4;
+
+/** Exit code for a solver that ended in a state other than optimal, infeasible or a limit. */
+export const EXIT_SOLVER_FAILED = 5;
