@@ -145,6 +145,13 @@ test('the shipped W3A4 policy of mnist-cnn as QDQ: onnxruntime gives the fake-qu
   const line = runCli(['export-model', '--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[21], '--opset', '21', '--overwrite']);
   assert.equal(line.stdout, `${paths[21]}: ${sizes[21].fileBytes} bytes, ${(sizes[21].fileBytes / 540224).toFixed(2)}x FP32 weights (540224 bytes); `
     + `FP32 weights / compression ratio 15.01 = 35984 bytes, the file ${(sizes[21].fileBytes / 35984).toFixed(2)}x that\n`);
+  // without --policy, the fine-tune is written at the policy it kept: the same file; --full-precision writes it in FP
+  const kept = runCli(['export-model', '--from', ft, '--out', join(dir, 'mnist-kept.onnx')]);
+  assert.equal(kept.status, 0, kept.stderr);
+  assert.match(kept.stderr, /is a fine-tuned checkpoint: at /);
+  assert.deepEqual(readFileSync(join(dir, 'mnist-kept.onnx')), readFileSync(paths[13]));
+  const fp32 = exportModel(['--from', ft, '--full-precision', '--out', join(dir, 'mnist-fp.onnx')]);
+  assert.ok(fp32.fileBytes > 500_000 && !readOnnxFile(join(dir, 'mnist-fp.onnx')).graph.nodes.some((nd) => nd.opType === 'QuantizeLinear'), 'full precision');
   // the integer weights: 2- and 4-bit layers INT4 at opset 21, INT8 at 13, the codes in the b-bit range either way
   for (const opset of [13, 21] as const) {
     const m = readOnnxFile(paths[opset]);

@@ -9,7 +9,7 @@ import { initBackend } from '../train/backend/index.js';
 import { readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
 import { createModel, disposeModel } from '../train/models.js';
 import { assertPolicyModel, FULL_PRECISION, policyBits, policyFromFile } from '../train/policies.js';
-import { assertCheckpointDir, assertStepSizesTrained, resolveModel, startingWeights } from '../train/run.js';
+import { assertCheckpointDir, assertStepSizesTrained, resolveModel, savedQuantizeRequest, startingWeights } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { refuseExistingOutput, writeOutputs } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
@@ -36,6 +36,7 @@ export function registerExportModel(program: Command): void {
     .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
     .option('--json', 'print one JSON object')
     .option('--overwrite', 'replace an existing --out file; without it that is refused')
+    .option('--full-precision', 'a fine-tuned checkpoint in full precision (by default it is written at its own policy)')
     .action(action(async (o: Record<string, unknown>) => {
       const out = String(o.out);
       if (o.overwrite !== true) refuseExistingOutput(out, '--out');
@@ -46,8 +47,15 @@ export function registerExportModel(program: Command): void {
         throw new UserError(`--opset: ${opset} is not supported (mpq writes opsets ${EXPORT_OPSETS.join(' and ')})`);
       }
       const from = o.from as string | undefined;
-      const policyPath = o.policy as string | undefined;
       if (from !== undefined) assertCheckpointDir(from);
+      if (o.fullPrecision === true && o.policy !== undefined) throw new UserError('--full-precision: not with --policy (one or the other)');
+      // a fine-tuned checkpoint exports at its own policy unless told otherwise (full precision: --full-precision)
+      const saved = o.policy === undefined && o.fullPrecision !== true && from !== undefined ? savedQuantizeRequest(from) : undefined;
+      if (saved && saved.policyPath === undefined) {
+        throw new UserError(`--policy: ${from} was fine-tuned at ${saved.says}, not a policy file; give --policy FILE, or --full-precision`);
+      }
+      const policyPath = (o.policy as string | undefined) ?? saved?.policyPath;
+      if (saved) process.stderr.write(`export-model: ${from} is a fine-tuned checkpoint: at ${saved.says}\n`);
       if (policyPath !== undefined && from === undefined) throw new UserError('--policy: needs --from DIR, a checkpoint fine-tuned at the policy (its learned step sizes)');
       const manifest = from === undefined ? undefined : readCheckpointManifest(from);
       const quantizer = manifest?.meta.quantizer;

@@ -35,7 +35,6 @@ export function registerPack(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--overwrite', 'replace an existing --out (or table) file; without it that is refused')
     .action(action(async (o: Record<string, unknown>) => {
-      if (o.overwrite !== true) for (const [key, flag] of [['out', '--out'], ['ncnnTable', '--ncnn-table'], ['trtCache', '--trt-cache']]) if (o[key] !== undefined) refuseExistingOutput(String(o[key]), flag);
       if (o.packed !== undefined) return repack(String(o.packed), String(o.out), o);
       if (o.from === undefined) throw new UserError('pack: --from is required (or --packed FILE to rewrite a packed file)');
       const calib = String(o.calib);
@@ -45,6 +44,8 @@ export function registerPack(program: Command): void {
       const trtVersion = o.trtVersion as number;
       if (trtVersion < 0) throw new UserError(`--trt-version: must be a whole number like 8601, got ${trtVersion}`);
       for (const key of ['out', 'ncnnTable', 'trtCache']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
+      // flags are judged before the files they name: a wrong flag is the first thing to hear about
+      if (o.overwrite !== true) for (const [key, flag] of [['out', '--out'], ['ncnnTable', '--ncnn-table'], ['trtCache', '--trt-cache']]) if (o[key] !== undefined) refuseExistingOutput(String(o[key]), flag);
       const from = String(o.from);
       // the checkpoint says how its quantizers were built: which quantizer, LSQ steps per channel
       const manifest = hasCheckpoint(from) ? readCheckpointManifest(from) : undefined;
@@ -103,6 +104,7 @@ function repack(path: string, out: string, o: Record<string, unknown>): void {
   const stray = ['model', 'from', 'policy', 'weightBits', 'actBits', 'quantizer', 'fixed', 'searchable', 'ncnnTable', 'trtCache'].find((key) => o[key] !== undefined);
   if (stray) throw new UserError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: not with --packed (the packed file holds the model)`);
   checkOutputPath(out);
+  if (o.overwrite !== true) refuseExistingOutput(out, '--out');
   const old = readPacked(readInputFile(path, 'packed model', MAX_BINARY_INPUT_BYTES), path);
   const bytes = writePacked(old.layers, old.meta, old.floats);
   writeOutputs([{ path: out, data: bytes }]);
