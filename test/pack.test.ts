@@ -74,12 +74,20 @@ test('packed size for the shipped W3A4 policy: codes = FP32 weights / compressio
   assert.equal(size.deviationPercent, 100 * (size.fileBytes / size.targetBytes - 1));
   assert.equal(size.withinTolerance, Math.abs(size.deviationPercent) <= 5);
   assert.equal(size.tolerancePercent, 5);
-  const sign = size.deviationPercent >= 0 ? '\\+' : '−';
+  assert.equal(size.deviationBytes, Math.round(size.fileBytes - size.targetBytes));
+  const side = size.deviationBytes > 0 ? 'over' : 'under';
   assert.match(formatPackedSize('w.mpqp', size), new RegExp(`^w\\.mpqp: ${size.fileBytes} bytes, zlib of a ${size.payloadBytes}-byte payload = codes ${size.codeBytes} \\+ float32 ${size.floatBytes} \\+ index ${size.indexBytes}; `
     + `FP32 weights ${size.fp32WeightBytes} bytes / compression ratio ${size.compressionRatio.toFixed(2)} = ${Math.round(size.targetBytes)} bytes; `
-    + `file ${sign}${Math.abs(size.deviationPercent).toFixed(1)}% from that: ${size.withinTolerance ? 'within' : 'NOT within'} 5%$`));
-  // the same report, out of tolerance
-  assert.match(formatPackedSize('w.mpqp', { ...size, fileBytes: 2 * size.targetBytes, deviationPercent: 100, withinTolerance: false }), /file \+100\.0% from that: NOT within 5%$/);
+    + `file ${Math.abs(size.deviationBytes).toLocaleString('en-US')} bytes \\(${Math.abs(size.deviationPercent).toFixed(1)}%\\) ${side} it, `
+    + `${size.withinTolerance ? 'within 5%' : `more than 5% ${side}`}$`));
+  // the same report, out of tolerance on either side: the side and the distance, not only "not within"
+  const at = (fileBytes: number) => packedSize(new Uint8Array(fileBytes), readPacked(bytes));
+  assert.match(formatPackedSize('w.mpqp', at(2 * Math.round(size.targetBytes))), /file [\d,]+ bytes \(100\.0%\) over it, more than 5% over$/);
+  const small = at(Math.round(0.5 * size.targetBytes));
+  assert.equal(small.withinTolerance, false);
+  assert.equal(small.deviationBytes, Math.round(small.fileBytes - size.targetBytes));
+  assert.ok(small.deviationBytes < 0);
+  assert.match(formatPackedSize('w.mpqp', small), new RegExp(`file ${Math.abs(small.deviationBytes).toLocaleString('en-US')} bytes \\(50\\.0%\\) under it, more than 5% under$`));
   disposeModel(model);
 });
 
