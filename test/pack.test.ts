@@ -8,7 +8,7 @@ import { readPolicy } from '../src/export/policy-file.js';
 import { formatPackedSize, inputQuantizersOf, loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
 import { disposeModel } from '../src/train/models.js';
 import { simulatedModel, type SimulateContext } from '../src/simulate/simulate.js';
-import { samplePerClass } from '../src/simulate/calibrate.js';
+import { CLIP_LIMIT, samplePerClass } from '../src/simulate/calibrate.js';
 import { initBackend } from '../src/train/backend/index.js';
 import { readCheckpoint } from '../src/train/checkpoint.js';
 import { loadMnistPackage, subset } from '../src/train/data.js';
@@ -160,6 +160,11 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
   assert.ok(Math.abs(report.targetBytes - report.fp32WeightBytes / report.compressionRatio) < 1e-6);
   assert.ok(Math.abs(report.deviationPercent - 100 * (report.fileBytes / report.targetBytes - 1)) < 1e-9);
   assert.equal(report.withinTolerance, Math.abs(report.deviationPercent) <= report.tolerancePercent);
+  // what the tables' thresholds clip, per layer input: KL (the default) keeps within the limit
+  assert.equal(report.calib, 'kl');
+  assert.deepEqual(Object.keys(report.clipped), ['conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc']);
+  for (const share of Object.values(report.clipped) as number[]) assert.ok(share >= 0 && share <= CLIP_LIMIT, `${share}`);
+  assert.equal(report.warning, undefined);
 
   const packed = runCli(['eval', '--packed', out, '--limit', '64', '--json']);
   assert.equal(packed.status, 0, packed.stderr);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { writeNcnnTable } from '../export/deploy-tables.js';
 import { readPacked, writePacked } from '../export/packed.js';
-import { samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
+import { clippingWarning, samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
 import { int8Calibration, tensorRtCache } from '../simulate/deploy.js';
 import { formatPackedSize, inputQuantizersOf, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint, hasCheckpoint, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
@@ -78,13 +78,18 @@ export function registerPack(program: Command): void {
       disposeModel(model);
       // every output is computed before any is written
       const outputs: Array<[string, string | Uint8Array]> = [[out, bytes]];
+      let clipped: Map<string, number> | undefined;
+      let warning: string | undefined;
       if (o.ncnnTable !== undefined || o.trtCache !== undefined) {
         const checkpoint = readCheckpoint(from);
         try {
-          const layers = int8Calibration({
+          const { layers, calibration } = int8Calibration({
             source, from, checkpoint, calibSet: samplePerClass(data.train, numSample, data.numClasses, o.seed as number),
             groupSize: 1, calibEpoch: 3, batchSize: 128,
           }, calib as CalibrationMode);
+          clipped = calibration.clipped;
+          warning = clippingWarning(clipped);
+          if (warning) process.stderr.write(`mpq: warning: int8 tables, calib ${calib}: ${warning}\n`);
           if (o.ncnnTable !== undefined) outputs.push([String(o.ncnnTable), writeNcnnTable(layers)]);
           if (o.trtCache !== undefined) outputs.push([String(o.trtCache), tensorRtCache(layers, trtVersion)]);
         } finally {
@@ -94,7 +99,8 @@ export function registerPack(program: Command): void {
       writeOutputs(outputs.map(([path, data]) => ({ path, data }))); // all or none
       const written = outputs.map(([path]) => path);
       const size = packedSize(bytes, readPacked(bytes, out));
-      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
+      const tables = clipped ? { calib, clipped: Object.fromEntries(clipped), ...(warning ? { warning } : {}) } : {};
+      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size, ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
     }));
 }
 
