@@ -23,7 +23,7 @@
  * each channel of the next layer to it (MNIST) — has its minimum just above the point masses,
  * clipping the rare values that carry the signal: on a 2-epoch MNIST model, 16% of the image
  * values and 8% of conv2's inputs, and top-1 falls from 95% to 15%. MXNet's, TensorRT's
- * (pytorch-quantization) and ncnn's searches put the thresholds at the same places.
+ * (pytorch-quantization) and ncnn's searches clip as much there (docs/simulate.md).
  *
  * The smoothing constant is in units of counts, as in MXNet: `histogram` should hold counts.
  */

@@ -78,8 +78,8 @@ export function registerPack(program: Command): void {
       disposeModel(model);
       // every output is computed before any is written
       const outputs: Array<[string, string | Uint8Array]> = [[out, bytes]];
-      let clipped: Map<string, number> | undefined;
-      let warning: string | undefined;
+      // what the tables' thresholds clip, for --json
+      let tables: { calib: string; clipped: Record<string, number>; warning?: string } | undefined;
       if (o.ncnnTable !== undefined || o.trtCache !== undefined) {
         const checkpoint = readCheckpoint(from);
         try {
@@ -87,9 +87,9 @@ export function registerPack(program: Command): void {
             source, from, checkpoint, calibSet: samplePerClass(data.train, numSample, data.numClasses, o.seed as number),
             groupSize: 1, calibEpoch: 3, batchSize: 128,
           }, calib as CalibrationMode);
-          clipped = calibration.clipped;
-          warning = clippingWarning(clipped);
+          const warning = clippingWarning(calibration.clipped);
           if (warning) process.stderr.write(`mpq: warning: int8 tables, calib ${calib}: ${warning}\n`);
+          tables = { calib, clipped: Object.fromEntries(calibration.clipped), ...(warning ? { warning } : {}) };
           if (o.ncnnTable !== undefined) outputs.push([String(o.ncnnTable), writeNcnnTable(layers)]);
           if (o.trtCache !== undefined) outputs.push([String(o.trtCache), tensorRtCache(layers, trtVersion)]);
         } finally {
@@ -99,7 +99,6 @@ export function registerPack(program: Command): void {
       writeOutputs(outputs.map(([path, data]) => ({ path, data }))); // all or none
       const written = outputs.map(([path]) => path);
       const size = packedSize(bytes, readPacked(bytes, out));
-      const tables = clipped ? { calib, clipped: Object.fromEntries(clipped), ...(warning ? { warning } : {}) } : {};
       process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size, ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
     }));
 }

@@ -99,7 +99,8 @@ export interface Calibration {
 }
 
 /**
- * Calibrates every quantized input of `model` at `policy` on `set` and sets the thresholds.
+ * Calibrates every quantized input of `model` at `policy` on `set`, sets the thresholds and
+ * returns them with what each clips.
  */
 export function calibrateInputs(model: QuantModel, policy: BitsPolicy, set: ImageSet, o: CalibrationOptions): Calibration {
   const probes = quantizedInputs(model, policy);
