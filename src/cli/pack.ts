@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { writeNcnnTable } from '../export/deploy-tables.js';
 import { readPacked, writePacked } from '../export/packed.js';
-import { clippingWarning, samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
+import { CLIP_LIMIT, clippingWarning, samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
 import { int8Calibration, tensorRtCache } from '../simulate/deploy.js';
 import { formatPackedSize, inputQuantizersOf, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint, hasCheckpoint, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
@@ -27,7 +27,7 @@ export function registerPack(program: Command): void {
     .option('--ncnn-table <file>', 'also write an ncnn int8 calibration table of the FP network')
     .option('--trt-cache <file>', 'also write a TensorRT EntropyCalibration2 cache of the FP network')
     .option('--trt-version <n>', 'TensorRT version in the cache header, e.g. 8601 for 8.6.1', parseInteger('--trt-version'), 8601)
-    .option('--calib <mode>', 'input thresholds of the tables: kl | naive', 'kl')
+    .option('--calib <mode>', `input thresholds of the tables: kl (TensorRT entropy, clipping at most ${100 * CLIP_LIMIT}% of the values) | naive (EMA of batch max)`, 'kl')
     .option('--num-sample <n>', 'calibration samples per class, from the training split', parseInteger('--num-sample'), 100)
     .option('--seed <n>', 'seed of the calibration sample draw', parseInteger('--seed'), 7)
     .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')

@@ -4,7 +4,7 @@ import {
   expandGrid, runSimulation, SEED_GRID, simulateContext, simulateCsv, simulatedModel, simulateMarkdown, validateSetting,
   type SimulateResult, type SimulateSetting,
 } from '../simulate/simulate.js';
-import { clippingWarning } from '../simulate/calibrate.js';
+import { CLIP_LIMIT, clippingWarning } from '../simulate/calibrate.js';
 import { readPacked } from '../export/packed.js';
 import { disposeModel } from '../train/models.js';
 import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
@@ -89,7 +89,7 @@ export function registerSimulate(program: Command): void {
     .option('--weight-bits <bits...>', 'weight bit-width (default 8)')
     .option('--input-bits <bits...>', 'input (activation) bit-width (default 8)')
     .option('--input-signed [on|off...]', 'quantize every input as signed int (default: uint after ReLU, the image signed)')
-    .option('--calib <modes...>', 'input ranges: none (online, each batch) | naive (EMA of batch max) | kl (TensorRT entropy)')
+    .option('--calib <modes...>', `input ranges: none (online, each batch) | naive (EMA of batch max) | kl (TensorRT entropy, clipping at most ${100 * CLIP_LIMIT}% of the values)`)
     .option('--merge-bn [on|off...]', 'fold batch norm into the convolutions before quantizing')
     .option('--exclude-first-conv [on|off...]', 'leave the first layer in full precision')
     .option('--grid', 'run every combination of the listed values; unlisted flags take the seed table\'s values')
