@@ -8,7 +8,7 @@ import { readPolicy } from '../src/export/policy-file.js';
 import { formatPackedSize, inputQuantizersOf, loadPackedModel, packedSize, packModel } from '../src/simulate/packed-model.js';
 import { disposeModel } from '../src/train/models.js';
 import { simulatedModel, type SimulateContext } from '../src/simulate/simulate.js';
-import { samplePerClass } from '../src/simulate/calibrate.js';
+import { CLIP_LIMIT, samplePerClass } from '../src/simulate/calibrate.js';
 import { initBackend } from '../src/train/backend/index.js';
 import { readCheckpoint } from '../src/train/checkpoint.js';
 import { loadMnistPackage, subset } from '../src/train/data.js';
@@ -74,12 +74,20 @@ test('packed size for the shipped W3A4 policy: codes = FP32 weights / compressio
   assert.equal(size.deviationPercent, 100 * (size.fileBytes / size.targetBytes - 1));
   assert.equal(size.withinTolerance, Math.abs(size.deviationPercent) <= 5);
   assert.equal(size.tolerancePercent, 5);
-  const sign = size.deviationPercent >= 0 ? '\\+' : '−';
+  assert.equal(size.deviationBytes, Math.round(size.fileBytes - size.targetBytes));
+  const side = size.deviationBytes > 0 ? 'over' : 'under';
   assert.match(formatPackedSize('w.mpqp', size), new RegExp(`^w\\.mpqp: ${size.fileBytes} bytes, zlib of a ${size.payloadBytes}-byte payload = codes ${size.codeBytes} \\+ float32 ${size.floatBytes} \\+ index ${size.indexBytes}; `
     + `FP32 weights ${size.fp32WeightBytes} bytes / compression ratio ${size.compressionRatio.toFixed(2)} = ${Math.round(size.targetBytes)} bytes; `
-    + `file ${sign}${Math.abs(size.deviationPercent).toFixed(1)}% from that: ${size.withinTolerance ? 'within' : 'NOT within'} 5%$`));
-  // the same report, out of tolerance
-  assert.match(formatPackedSize('w.mpqp', { ...size, fileBytes: 2 * size.targetBytes, deviationPercent: 100, withinTolerance: false }), /file \+100\.0% from that: NOT within 5%$/);
+    + `file ${Math.abs(size.deviationBytes).toLocaleString('en-US')} bytes \\(${Math.abs(size.deviationPercent).toFixed(1)}%\\) ${side} it, `
+    + `${size.withinTolerance ? 'within 5%' : `more than 5% ${side}`}$`));
+  // the same report, out of tolerance on either side: the side and the distance, not only "not within"
+  const at = (fileBytes: number) => packedSize(new Uint8Array(fileBytes), readPacked(bytes));
+  assert.match(formatPackedSize('w.mpqp', at(2 * Math.round(size.targetBytes))), /file [\d,]+ bytes \(100\.0%\) over it, more than 5% over$/);
+  const small = at(Math.round(0.5 * size.targetBytes));
+  assert.equal(small.withinTolerance, false);
+  assert.equal(small.deviationBytes, Math.round(small.fileBytes - size.targetBytes));
+  assert.ok(small.deviationBytes < 0);
+  assert.match(formatPackedSize('w.mpqp', small), new RegExp(`file ${Math.abs(small.deviationBytes).toLocaleString('en-US')} bytes \\(50\\.0%\\) under it, more than 5% under$`));
   disposeModel(model);
 });
 
@@ -152,6 +160,11 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
   assert.ok(Math.abs(report.targetBytes - report.fp32WeightBytes / report.compressionRatio) < 1e-6);
   assert.ok(Math.abs(report.deviationPercent - 100 * (report.fileBytes / report.targetBytes - 1)) < 1e-9);
   assert.equal(report.withinTolerance, Math.abs(report.deviationPercent) <= report.tolerancePercent);
+  // what the tables' thresholds clip, per layer input: KL (the default) keeps within the limit
+  assert.equal(report.calib, 'kl');
+  assert.deepEqual(Object.keys(report.clipped), ['conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc']);
+  for (const share of Object.values(report.clipped) as number[]) assert.ok(share >= 0 && share <= CLIP_LIMIT, `${share}`);
+  assert.equal(report.warning, undefined);
 
   const packed = runCli(['eval', '--packed', out, '--limit', '64', '--json']);
   assert.equal(packed.status, 0, packed.stderr);

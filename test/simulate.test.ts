@@ -7,7 +7,7 @@ import { EmaMaxObserver } from '../src/calibrate/ema.js';
 import { histogramOf, klThreshold } from '../src/calibrate/kl.js';
 import { MinMaxInputQuantizer, MinMaxWeightQuantizer } from '../src/quant/minmax.js';
 import { dequantize } from '../src/quant/quantizer.js';
-import { calibrateInputs, klTargetBins, samplePerClass } from '../src/simulate/calibrate.js';
+import { calibrateInputs, CLIP_LIMIT, clippingWarning, klTargetBins, samplePerClass } from '../src/simulate/calibrate.js';
 import { identityVariance, mergeBatchNorm, minMaxQuantizers, useFullPrecisionBatchNorm } from '../src/simulate/model.js';
 import { expandGrid, SEED_GRID, simulatePolicy } from '../src/simulate/simulate.js';
 import { settingsFromFlags } from '../src/cli/simulate.js';
@@ -93,7 +93,7 @@ test('calibration: naive is the EMA of the per-batch max |x|, KL the entropy thr
     const model = createModel('mnist-cnn', { quantizers: minMaxQuantizers({ granularity: 'layer', inputMode: 'calibrated', inputSigned: false }) });
     useFullPrecisionBatchNorm(model, '8');
     const policy = simulatePolicy(model, { ...expandGrid(SEED_GRID)[0]!, excludeFirstConv: false });
-    return calibrateInputs(model, policy, set, { mode, epochs: 2, batchSize: 16 }).get('conv1')!;
+    return calibrateInputs(model, policy, set, { mode, epochs: 2, batchSize: 16 }).thresholds.get('conv1')!;
   };
   // by hand: batches of 16 of the images, two passes
   const ema = new EmaMaxObserver();
@@ -110,7 +110,29 @@ test('calibration: naive is the EMA of the per-batch max |x|, KL the entropy thr
   // the image input is signed: 2^(8-1) = 128 target bins, TensorRT's
   assert.equal(klTargetBins(8, true), 128);
   assert.equal(klTargetBins(8, false), 256);
-  assert.equal(calibrated('kl'), klThreshold(histogramOf(set.images, 2048, max), max / 2048, { targetBins: 128 }));
+  assert.equal(calibrated('kl'), klThreshold(histogramOf(set.images, 2048, max), max / 2048, { targetBins: 128, maxOutliers: CLIP_LIMIT * set.images.length }));
+});
+
+test('clipping warning, constructed: an EMA dragged down by a dim first batch clips the later images, and the warning names that input', () => {
+  // 40 digits in batches of 16; the first 16 scaled to a tenth, so the EMA of batch maxima (decay
+  // 0.99) starts at a tenth of the others' and stays near it
+  const set = samplePerClass(mnist.train, 4, 10, 3);
+  const images = Float32Array.from(set.images, (v, i) => (i < 16 * 784 ? 0.1 * v : v));
+  const dimFirst = { ...set, images };
+  const model = createModel('mnist-cnn', { quantizers: minMaxQuantizers({ granularity: 'layer', inputMode: 'calibrated', inputSigned: false }) });
+  useFullPrecisionBatchNorm(model, '8');
+  const { thresholds, clipped } = calibrateInputs(model, { conv1: { weightBits: 8, actBits: 8 } }, dimFirst, { mode: 'naive', epochs: 1, batchSize: 16 });
+  const ema = new EmaMaxObserver();
+  for (let b = 0; b < 40; b += 16) ema.observe(images.subarray(b * 784, Math.min(40, b + 16) * 784));
+  assert.equal(thresholds.get('conv1'), ema.maxAbs);
+  const share = images.filter((v) => Math.abs(v) > ema.maxAbs).length / images.length;
+  assert.deepEqual([...clipped], [['conv1', share]]);
+  assert.ok(share > 0.5, `the later digits' background (|x| 0.42) lies above ${ema.maxAbs}: ${share} clipped`);
+  assert.equal(clippingWarning(clipped), `calibrated input thresholds clip more than 0.10% of the calibration values: conv1 ${(100 * share).toFixed(1)}% `
+    + '(those inputs lose their largest values; try another --calib)');
+  // worst first, two decimals under 10%; none over the limit: no warning
+  assert.match(clippingWarning(new Map([['a', CLIP_LIMIT / 2], ['b', 0.02], ['c', 0.15]]))!, /: c 15\.0%, b 2\.00% \(/);
+  assert.equal(clippingWarning(new Map([['a', CLIP_LIMIT], ['b', 0]])), undefined);
 });
 
 test('merge-bn: every conv finds its batch norm, and folding them keeps the FP outputs (max abs diff tiny)', () => {
@@ -189,6 +211,9 @@ test('mpq simulate: a grid prints the table and writes JSON, CSV and markdown; 1
     assert.equal(row.top1, result.fp_top1, `${row.quantType}: 16-bit weights and inputs keep every FP prediction`);
   }
   assert.deepEqual(Object.keys(result.rows[1].thresholds), ['conv2', 'conv3', 'conv4', 'conv5', 'fc']);
+  // calibrated rows say what each threshold clips; online rows have no threshold to clip with
+  assert.deepEqual(Object.keys(result.rows[1].clipped), ['conv2', 'conv3', 'conv4', 'conv5', 'fc']);
+  assert.equal(result.rows[0].clipped, undefined);
   const lines = readFileSync(markdown, 'utf8').trim().split('\n');
   assert.match(lines[0]!, /^\| IN dtype \| IN offline \| WT dtype \| WT qtype \| Merge BN \| w\/o 1st conv \| Top-1 \|/);
   assert.match(lines[2]!, /^\| float32 \| \/ \| float32 \|/);

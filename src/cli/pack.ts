@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { writeNcnnTable } from '../export/deploy-tables.js';
 import { readPacked, writePacked } from '../export/packed.js';
-import { samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
+import { CLIP_LIMIT, clippingWarning, samplePerClass, type CalibrationMode } from '../simulate/calibrate.js';
 import { int8Calibration, tensorRtCache } from '../simulate/deploy.js';
 import { formatPackedSize, inputQuantizersOf, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint, hasCheckpoint, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps } from '../train/checkpoint.js';
@@ -27,7 +27,7 @@ export function registerPack(program: Command): void {
     .option('--ncnn-table <file>', 'also write an ncnn int8 calibration table of the FP network')
     .option('--trt-cache <file>', 'also write a TensorRT EntropyCalibration2 cache of the FP network')
     .option('--trt-version <n>', 'TensorRT version in the cache header, e.g. 8601 for 8.6.1', parseInteger('--trt-version'), 8601)
-    .option('--calib <mode>', 'input thresholds of the tables: kl | naive', 'kl')
+    .option('--calib <mode>', `input thresholds of the tables: kl (TensorRT entropy, clipping at most ${100 * CLIP_LIMIT}% of the values) | naive (EMA of batch max)`, 'kl')
     .option('--num-sample <n>', 'calibration samples per class, from the training split', parseInteger('--num-sample'), 100)
     .option('--seed <n>', 'seed of the calibration sample draw', parseInteger('--seed'), 7)
     .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
@@ -79,13 +79,18 @@ export function registerPack(program: Command): void {
       disposeModel(model);
       // every output is computed before any is written
       const outputs: Array<[string, string | Uint8Array]> = [[out, bytes]];
+      // what the tables' thresholds clip, for --json
+      let tables: { calib: string; clipped: Record<string, number>; warning?: string } | undefined;
       if (o.ncnnTable !== undefined || o.trtCache !== undefined) {
         const checkpoint = readCheckpoint(from);
         try {
-          const layers = int8Calibration({
+          const { layers, calibration } = int8Calibration({
             source, from, checkpoint, calibSet: samplePerClass(data.train, numSample, data.numClasses, o.seed as number),
             groupSize: 1, calibEpoch: 3, batchSize: 128,
           }, calib as CalibrationMode);
+          const warning = clippingWarning(calibration.clipped);
+          if (warning) process.stderr.write(`mpq: warning: int8 tables, calib ${calib}: ${warning}\n`);
+          tables = { calib, clipped: Object.fromEntries(calibration.clipped), ...(warning ? { warning } : {}) };
           if (o.ncnnTable !== undefined) outputs.push([String(o.ncnnTable), writeNcnnTable(layers)]);
           if (o.trtCache !== undefined) outputs.push([String(o.trtCache), tensorRtCache(layers, trtVersion)]);
         } finally {
@@ -95,7 +100,7 @@ export function registerPack(program: Command): void {
       writeOutputs(outputs.map(([path, data]) => ({ path, data }))); // all or none
       const written = outputs.map(([path]) => path);
       const size = packedSize(bytes, readPacked(bytes, out));
-      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size, ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
     }));
 }
 

@@ -180,7 +180,7 @@ export function addSearcherOptions(cmd: Command): Command {
   return cmd
     .option('--searcher <name>', 'ilp (exact, via --solver) | rl (DDPG agent, HAQ style)', 'ilp')
     .option('--rollouts <n>', 'rl: episodes of the agent (default 200)')
-    .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default 20)')
+    .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default: 10% of --rollouts, rounded up; 20 of 200)')
     .option('--seed <n>', 'rl: seed of the networks, the exploration and the reward\'s fine-tune (default 0)')
     .option('--reward <kind>', 'rl: indicators (−LIMPQ objective, instant; default) | accuracy (held-out top-1 after a short LSQ fine-tune)')
     .option('--from <dir>', 'rl accuracy: full-precision checkpoint of the model (mpq train) every fine-tune starts from (default: an imported model\'s own weights)')
@@ -189,6 +189,11 @@ export function addSearcherOptions(cmd: Command): Command {
     .option('--backend <name>', 'rl accuracy: tfjs backend: auto | wasm | cpu | tensorflow (default auto)')
     .option('--data <dir>', 'rl accuracy: dataset directory, MNIST IDX or CIFAR-10 binary (default: bundled mnist digits)')
     .option('--rl-out <dir>', 'rl: write reward-curve.csv, best-policy.json and rl-run.json (seed, reward settings) there');
+}
+
+/** HAQ's warm-up share: random episodes before the agent learns, 10% of the rollouts rounded up. */
+export function defaultWarmup(rollouts: number): number {
+  return Math.ceil(rollouts / 10);
 }
 
 /** `solverGiven`: --solver was on the command line (it picks the ILP's backend, so not with rl). */
@@ -208,7 +213,7 @@ export function parseSearcher(o: Raw, solverGiven: boolean): SearcherChoice {
     return n;
   };
   const rollouts = integer('rollouts', '--rollouts', 200, 1);
-  const warmup = integer('warmup', '--warmup', 20, 0);
+  const warmup = integer('warmup', '--warmup', defaultWarmup(rollouts), 0);
   if (warmup > rollouts) throw new UserError(`--warmup: ${warmup} is more than --rollouts ${rollouts}`);
   const kind = o.reward === undefined ? 'indicators' : String(o.reward);
   if (!(REWARD_KINDS as readonly string[]).includes(kind)) throw new UserError(`--reward: unknown reward '${kind}' (choose from ${REWARD_KINDS.join(', ')})`);

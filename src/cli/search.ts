@@ -77,11 +77,13 @@ export function registerSearch(program: Command): void {
       // with a file on stdout, the report goes to stderr
       const report = written.some(isStdout) ? process.stderr : process.stdout;
       if (o.json) {
-        process.stdout.write(JSON.stringify({ ...searchJson(result, table.model, common.bits, byTable ? null : common.alpha, indicators.path, written), replaced: [...replaced] }) + '\n');
+        const json = { ...searchJson(result, table.model, common.bits, byTable ? null : common.alpha, indicators.path, written), replaced: [...replaced] };
+        process.stdout.write(JSON.stringify(rl ? { ...json, rl: rl.summary() } : json) + '\n');
       } else {
         const objective = byTable ? `objective table ${indicators.path}` : `indicators ${indicators.path}, alpha ${common.alpha}`;
         const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), ${objective}, bits ${common.bits.join(' ')}`;
         report.write(formatSearchReport(result, header) + '\n');
+        if (rl) report.write(rl.summaryLine() + '\n');
         for (const w of written) if (!isStdout(w)) report.write(`${replaced.has(w) ? 'replaced' : 'wrote'} ${w}\n`);
       }
       if (result.status === 'infeasible') {
@@ -125,9 +127,33 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
       bar.update(r.rollout, { best: formatBest(r.bestReward) });
     },
   });
+  /** The best reward of a policy within budget (null before the first). */
+  const bestReward = (): number | null => {
+    const last = curve[curve.length - 1];
+    return last && Number.isFinite(last.bestReward) ? last.bestReward : null;
+  };
+  /**
+   * `--json`'s `rl`: the run's size and its reward — kind, best reward, and for the accuracy
+   * reward that best as held-out top-1 with the held-out count and the FP model's top-1 on them.
+   */
+  const summary = () => ({
+    rollouts: c.rollouts, rollouts_done: curve.length, warmup: c.warmup, seed: c.seed,
+    reward: {
+      kind: c.reward.kind, best: bestReward(),
+      ...(accuracy ? { held_out_top1: bestReward(), holdout: accuracy.settings.holdout, fp_held_out_top1: accuracy.settings.fp_top1 } : {}),
+    },
+  });
+  /** The same, one line under the report. */
+  const summaryLine = (): string => {
+    const best = bestReward();
+    const run = `rl: ${curve.length} of ${c.rollouts} rollouts (${c.warmup} warm-up, seed ${c.seed}), reward ${c.reward.kind}`;
+    if (best === null) return `${run}: no policy within budget`;
+    if (!accuracy) return `${run}: best reward ${best}`;
+    const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+    return `${run}: best held-out top-1 ${pct(best)} on ${accuracy.settings.holdout} training images held out (FP ${pct(accuracy.settings.fp_top1)})`;
+  };
   /** rl-run.json: what reproduces the run (seed, reward and its settings, agent) and what it found. */
   const runRecord = (result: SearchResult, model: string, command: string) => {
-    const last = curve[curve.length - 1];
     return {
       format: 'mpq-rl-run', version: 1, model, seed: c.seed, rollouts: c.rollouts, rollouts_done: curve.length, warmup: c.warmup,
       reward: accuracy
@@ -135,7 +161,7 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
         : { kind: 'indicators', formula: INDICATORS_REWARD_FORMULA },
       ddpg: DDPG_DEFAULTS,
       best: result.objective === null ? null : {
-        reward: last && Number.isFinite(last.bestReward) ? last.bestReward : null, objective: result.objective,
+        reward: bestReward(), objective: result.objective,
         weight_bits: result.layers.map((l) => l.weightBits), act_bits: result.layers.map((l) => l.actBits),
       },
       seconds: +((performance.now() - started) / 1000).toFixed(1),
@@ -143,7 +169,7 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
     };
   };
   return {
-    solver, curveCsv: () => rewardCurveCsv(curve), runRecord,
+    solver, curveCsv: () => rewardCurveCsv(curve), runRecord, summary, summaryLine,
     stop: () => {
       bar.stop();
       accuracy?.dispose();

@@ -232,6 +232,8 @@ export interface PackedSize {
   targetBytes: number;
   /** the whole file against targetBytes, signed: 100 · (fileBytes / targetBytes − 1) */
   deviationPercent: number;
+  /** fileBytes − targetBytes, rounded: positive over, negative under */
+  deviationBytes: number;
   /** |deviationPercent| ≤ PACKED_SIZE_TOLERANCE_PERCENT */
   withinTolerance: boolean;
   tolerancePercent: number;
@@ -257,7 +259,7 @@ export function packedSize(file: Uint8Array, packed: PackedModel): PackedSize {
   const deviationPercent = 100 * (file.length / targetBytes - 1);
   return {
     fileBytes: file.length, payloadBytes: packed.payloadBytes, codeBytes, floatBytes, indexBytes: packed.payloadBytes - codeBytes - floatBytes,
-    weightParams, fp32WeightBytes, compressionRatio, targetBytes, deviationPercent,
+    weightParams, fp32WeightBytes, compressionRatio, targetBytes, deviationPercent, deviationBytes: Math.round(file.length - targetBytes),
     withinTolerance: Math.abs(deviationPercent) <= PACKED_SIZE_TOLERANCE_PERCENT, tolerancePercent: PACKED_SIZE_TOLERANCE_PERCENT,
   };
 }
@@ -267,10 +269,17 @@ export function signedPercent(x: number): string {
   return `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}%`;
 }
 
+/** The file against FP32 / CR in words: "1,234 bytes (2.6%) under it, within 5%". */
+export function sizeVerdict(s: PackedSize): string {
+  const side = s.deviationBytes > 0 ? 'over' : 'under';
+  const bytes = Math.abs(s.deviationBytes).toLocaleString('en-US');
+  const tolerance = s.withinTolerance ? `within ${s.tolerancePercent}%` : `more than ${s.tolerancePercent}% ${side}`;
+  return `${bytes} bytes (${Math.abs(s.deviationPercent).toFixed(1)}%) ${side} it, ${tolerance}`;
+}
+
 /** One line: where the bytes go and how the file compares with FP32 weights / compression ratio. */
 export function formatPackedSize(path: string, s: PackedSize): string {
-  const deviation = signedPercent(s.deviationPercent);
   return `${path}: ${s.fileBytes} bytes, zlib of a ${s.payloadBytes}-byte payload = codes ${s.codeBytes} + float32 ${s.floatBytes} + index ${s.indexBytes}; `
     + `FP32 weights ${s.fp32WeightBytes} bytes / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes; `
-    + `file ${deviation} from that: ${s.withinTolerance ? 'within' : 'NOT within'} ${s.tolerancePercent}%`;
+    + `file ${sizeVerdict(s)}`;
 }
