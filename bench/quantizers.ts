@@ -18,7 +18,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { NuqInit, QuantizerName } from '../src/quant/index.js';
 import type { BackendName } from '../src/train/backend/index.js';
 import { evaluateCheckpoint, finetuneAtPolicy, trainFullPrecision } from '../src/train/run.js';
-import { writeFileAtomic } from '../src/util/fs.js';
+import { writeOutput } from '../src/util/fs.js';
 
 export interface BenchQuantizersOptions {
   from?: string;
@@ -141,7 +141,7 @@ function writeSection(path: string, section: string): void {
   const next = begin >= 0 && end > begin
     ? `${text.slice(0, begin)}${section}${text.slice(end + END.length)}`
     : `${text}${text && !text.endsWith('\n\n') ? '\n' : ''}${section}\n`;
-  writeFileAtomic(path, next);
+  writeOutput(path, next);
 }
 
 export function parseQuantizerBenchArgs(argv: string[]): BenchQuantizersOptions {

@@ -21,14 +21,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { readPacked } from '../src/export/packed.js';
 import { readPolicy } from '../src/export/policy-file.js';
 import { disposeModel } from '../src/train/models.js';
-import { formatPackedSize, loadPackedModel, packedSize, packModel, signedPercent, type PackedSize } from '../src/simulate/packed-model.js';
+import { formatPackedSize, loadPackedModel, packedSize, packModel, signedPercent, sizeVerdict, type PackedSize } from '../src/simulate/packed-model.js';
 import { expandGrid, runSimulation, SEED_GRID, simulateMarkdown } from '../src/simulate/simulate.js';
 import { loadDataset } from '../src/train/data.js';
 import { evaluate, type Evaluation } from '../src/train/loops.js';
 import { createModel } from '../src/train/models.js';
 import { policyBits, policyFromFile } from '../src/train/policies.js';
 import { DATA_SPLIT_SEED, finetuneAtPolicy, loadWeights, trainFullPrecision } from '../src/train/run.js';
-import { writeFileAtomic } from '../src/util/fs.js';
+import { writeOutput } from '../src/util/fs.js';
 
 const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const POLICY = join(REPO_ROOT, 'policies/mnist-cnn-w3a4-cr12.2.json');
@@ -110,7 +110,7 @@ export async function benchSimulate(o: BenchSimulateOptions = {}): Promise<void>
       const begin = text.indexOf(BEGIN);
       const end = text.indexOf(END);
       if (begin < 0 || end < begin) throw new Error(`${o.out}: no generated section (${BEGIN} … ${END})`);
-      writeFileAtomic(o.out, text.slice(0, begin) + section + text.slice(end + END.length));
+      writeOutput(o.out, text.slice(0, begin) + section + text.slice(end + END.length));
       console.log(`simulate: wrote ${o.out}`);
     }
   } finally {
@@ -134,7 +134,7 @@ export function packedParagraph(o: { provenance: string; size: PackedSize; fakeQ
     `Packed W3A4/CR12.2 policy, ${o.provenance}: **${thousands(s.fileBytes)} bytes**, the zlib (level 9) compression of a`,
     `${thousands(s.payloadBytes)}-byte payload = codes ${thousands(s.codeBytes)} + float32 state ${thousands(s.floatBytes)} + index ${thousands(s.indexBytes)}.`,
     `FP32 weights are ${thousands(s.fp32WeightBytes)} bytes and the policy's compression ratio ${s.compressionRatio.toFixed(2)}: FP32 / CR =`,
-    `${thousands(s.targetBytes)} bytes, and the file is ${signedPercent(s.deviationPercent)} from it, ${s.withinTolerance ? 'within' : '**not** within'} ${s.tolerancePercent}%`,
+    `${thousands(s.targetBytes)} bytes, and the file is ${sizeVerdict(s)}`,
     `(uncompressed, the payload would be ${signedPercent(100 * (s.payloadBytes / s.targetBytes - 1))}).`,
     `Test top-1 on ${thousands(pk.count)} digits: checkpoint at the policy ${percent(fq.top1)} (loss ${fq.loss}),`,
     `\`mpq eval --packed\` ${percent(pk.top1)} (loss ${pk.loss}${equal ? ': equal' : ': **DIFFERENT**'}).`,

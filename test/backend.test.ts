@@ -10,7 +10,7 @@ import { DEFAULT_HYPERPARAMETERS, fullPrecisionPasses, jointPretrainPasses, trai
 import { createModel, namedVariables } from '../src/train/models.js';
 import { uniformPolicy } from '../src/train/policies.js';
 import { batchNormTrain, initBackend } from '../src/train/backend/index.js';
-import { quantizerFactory } from '../src/quant/factory.js';
+import { quantizerFactory } from '../src/train/quantizer-factory.js';
 import { fakeQuantize, fakeQuantizeUnfused } from '../src/quant/quantizer.js';
 import { fakeQuantSimd } from '../src/train/backend/fake-quant-simd.js';
 import { gradScale } from '../src/quant/ste.js';

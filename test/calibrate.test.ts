@@ -88,6 +88,31 @@ test('KL: a few far outliers are clipped, the bulk is kept', () => {
   assert.ok(t > 2, `bulk of N(0, 1) clipped: threshold ${t}`);
 });
 
+test('KL with maxOutliers: a point mass that draws the minimum onto itself is not allowed to clip the tail', () => {
+  // MNIST's case, built: 80% of the values at one level (the image background, |x| = 0.42), the
+  // rest spread up to 2.8 (the strokes). KL's own minimum sits just above the point mass and
+  // clips every stroke; with at most 0.1% of the counts left above, the threshold covers the tail.
+  const binWidth = 2.8 / 2048;
+  const hist = new Float64Array(2048);
+  hist[310] = 80_000;
+  const rng = new Prng(3);
+  for (let n = 0; n < 20_000; n++) hist[Math.floor(2048 * rng.next())]++;
+  const above = (t: number) => hist.reduce((sum, c, k) => sum + (k * binWidth >= t - binWidth / 2 ? c : 0), 0);
+  const own = klThreshold(hist, binWidth);
+  assert.ok(own > 310 * binWidth && own < 330 * binWidth, `KL's own threshold ${own} should sit just above the point mass`);
+  assert.ok(above(own) > 0.15 * 100_000, `it clips the tail: ${above(own)} counts above ${own}`);
+  const limited = klThreshold(hist, binWidth, { maxOutliers: 100 });
+  assert.ok(above(limited) <= 100, `${above(limited)} counts at or above ${limited}`);
+  assert.ok(limited > 2.7, `threshold ${limited}`);
+  // a limit that no candidate meets (a point mass in the last bin): the histogram's top, nothing clipped
+  const saturated = new Float64Array(2048).fill(1);
+  saturated[2047] = 5000;
+  assert.equal(klThreshold(saturated, binWidth, { maxOutliers: 100 }), 2048 * binWidth);
+  // a limit every candidate meets changes nothing
+  assert.equal(klThreshold(hist, binWidth, { maxOutliers: 100_000 }), own);
+  assert.throws(() => klThreshold(hist, binWidth, { maxOutliers: -1 }), /maxOutliers must be a count >= 0/);
+});
+
 test('histogramOf: |x| binned over [0, maxAbs], zeros skipped, overflow in the last bin', () => {
   const hist = histogramOf([0, 0, 0.1, -0.1, 0.26, -0.5, 0.99, 1, 7], 4, 1);
   // bins of width 0.25: 0.1, 0.1 → 0; 0.26 → 1; 0.5 → 2; 0.99, 1 (= maxAbs), 7 → 3

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportPolicy } from '../src/export/formats.js';
 import { readPolicy } from '../src/export/policy-file.js';
-import { configListBits, parseConfigList, readConfigList, resolveConfigList, type ConfigLayer } from '../src/quant/index.js';
+import { configListBits, parseConfigList, readConfigList, resolveConfigList, type ConfigLayer } from '../src/train/config-list.js';
 import { REPO_ROOT } from './support.js';
 
 /** mnist-cnn as a config list sees it: conv1 takes the image, every other layer a ReLU's output. */
@@ -51,8 +51,10 @@ test('config list: what each quantizer takes, and which op types a quant type ap
   rejects([{ quant_types: ['weight'], quant_bits: 4, op_types: ['Conv2d'] }], 'naive', 'c.json: config_list[0].quant_bits: naive quantizes weights to 8 bits only, got 4');
   rejects([{ quant_types: ['weight', 'input'], quant_bits: 4, op_types: ['Conv2d'] }], 'dorefa',
     "c.json: config_list[0].quant_types[1]: 'input' is not quantized by dorefa (it takes: weight)");
-  rejects([{ quant_types: ['weight'], quant_bits: 4, quant_start_step: 10, op_types: ['Conv2d'] }], 'lsq',
-    'c.json: config_list[0].quant_start_step: only qat takes a start step, not lsq');
+  // quant_start_step: the delay wraps every quantizer, not QAT's alone
+  for (const quantizer of ['lsq', 'nuq', 'qat', 'dorefa'] as const) {
+    assert.equal(parseConfigList([{ quant_types: ['weight'], quant_bits: 4, quant_start_step: 10, op_types: ['Conv2d'] }], 'c.json', quantizer)[0]!.quant_start_step, 10);
+  }
   rejects([{ quant_types: ['weight'], quant_bits: { weight: 12 }, op_types: ['Conv2d'] }], 'nuq', 'c.json: config_list[0].quant_bits.weight: nuq takes 2..8 weight bits or 32, got 12');
   rejects([{ quant_types: ['output'], quant_bits: 4, op_types: ['Conv2d'] }], 'qat',
     "c.json: config_list[0].quant_types[0]: 'output' applies to op_types ['ReLU'] alone (a layer's output is the next layer's input: quantize its 'input')");

@@ -81,7 +81,7 @@ test('writePolicy refuses a policy that would not read back', () => {
   const bad = { ...resnet18Policy, layers: [layer('a', 0, 4)] };
   assert.throws(() => writePolicy(join(tempDir(), 'p.json'), bad), (err: Error) => {
     assert.ok(!(err instanceof UserError), 'a bad policy from our own code is a bug');
-    assert.match(err.message, /layers\[0\]\.weightBits: expected a positive integer/);
+    assert.match(err.message, /layers\[0\]\.weightBits: expected a bit-width in 2\.\.16 or 32 \(full precision\)/);
     return true;
   });
 });
@@ -89,10 +89,10 @@ test('writePolicy refuses a policy that would not read back', () => {
 test('readPolicy names the file and the field path of a bad value', () => {
   const bad = structuredClone(resnet18Policy) as unknown as { layers: Record<string, unknown>[] };
   bad.layers[3]!.weightBits = 2.5;
-  assert.equal(readError(JSON.stringify(bad)), 'layers[3].weightBits: expected a positive integer');
+  assert.equal(readError(JSON.stringify(bad)), 'layers[3].weightBits: expected a bit-width in 2..16 or 32 (full precision)');
   const path = join(tempDir(), 'x.json');
   writeFileSync(path, JSON.stringify(bad));
-  assert.throws(() => readPolicy(path), { message: `${path}: layers[3].weightBits: expected a positive integer` });
+  assert.throws(() => readPolicy(path), { message: `${path}: layers[3].weightBits: expected a bit-width in 2..16 or 32 (full precision)` });
 });
 
 test('readPolicy reports missing, unknown, wrong-version and duplicate fields', () => {
@@ -329,4 +329,18 @@ test('mpq export: a bad policy file is one line naming it, exit 2', () => {
   const run = runMpq(['export', policyPath, '--format', 'nni']);
   assert.equal(run.status, 2);
   assert.match(run.stderr, new RegExp(`^mpq: ${policyPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON \\(.+\\)\\n$`));
+});
+
+test('mpq export refuses a policy edited to weightBits 99 in every format, writing nothing', () => {
+  const dir = tempDir();
+  const policyPath = join(dir, 'edited.json');
+  const edited = structuredClone(resnet18Policy);
+  edited.layers[2]!.weightBits = 99;
+  writeFileSync(policyPath, JSON.stringify(edited));
+  for (const format of EXPORT_FORMATS) {
+    const run = runMpq(['export', policyPath, '--format', format, '--out', join(dir, `out-${format}`)]);
+    assert.equal(run.status, 2, run.stderr);
+    assert.equal(run.stderr, `mpq: ${policyPath}: layers[2].weightBits: expected a bit-width in 2..16 or 32 (full precision)\n`);
+    assert.deepEqual(readdirSync(dir), ['edited.json'], 'nothing written');
+  }
 });

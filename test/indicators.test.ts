@@ -76,7 +76,7 @@ test('bad indicator files give one line naming the file and field', () => {
   rejects(() => readIndicators(writeJson('neg.json', neg)), /weight\['module\.a'\]\['3'\]: expected a positive finite number, got -0\.3/);
   const str = structuredClone(good) as unknown as { act: Record<string, Record<string, unknown>> };
   str.act['module.b']['2'] = 'big';
-  rejects(() => readIndicators(writeJson('str.json', str)), /act\['module\.b'\]\['2'\]: expected a positive finite number, got big/);
+  rejects(() => readIndicators(writeJson('str.json', str)), /act\['module\.b'\]\['2'\]: expected a positive finite number, got "big"/);
   const ind = readIndicators(writeJson('ok.json', good));
   rejects(() => allowedBits(ind, 'weight', 'module.a', [8, 4], ind.path), /weight\['module\.a'\] has no indicator for 8 bits/);
 });
@@ -90,4 +90,16 @@ test('malformed and truncated pickles are one-line errors', () => {
   rejects(() => readIndicators(join(dir, 'trunc.pkl')), /trunc\.pkl: not a readable pickle/);
   writeFileSync(join(dir, 'junk.pkl'), Buffer.from('not a pickle at all'));
   rejects(() => readIndicators(join(dir, 'junk.pkl')), /junk\.pkl: not a readable pickle/);
+});
+
+test('messages: a pickle of a foreign class says so; a string where a number belongs is quoted', () => {
+  // pickle.dumps(resnet.Model() with .layers = [1], protocol=2): an instance of a class, not LIMPQ's dict
+  writeFileSync(join(dir, 'model.pkl'), Buffer.from('gAJjcmVzbmV0Ck1vZGVsCnEAKYFxAX1xAlgGAAAAbGF5ZXJzcQNdcQRLAWFzYi4=', 'base64'));
+  rejects(() => readIndicators(join(dir, 'model.pkl')), /model\.pkl: the pickle holds a resnet\.Model object, not a dict with 'weight', 'act' and 'layer_name'/);
+  const quoted = structuredClone(good) as unknown as { weight: Record<string, Record<string, unknown>> };
+  quoted.weight['module.a']['3'] = '0.03';
+  rejects(() => readIndicators(writeJson('quoted.json', quoted)), /weight\['module\.a'\]\['3'\]: expected a positive finite number, got "0\.03"$/);
+  // a layer name with a line break still makes one line
+  const broken = { ...good, layer_name: ['module.a', 'module.b\nx'] };
+  rejects(() => readIndicators(writeJson('broken.json', broken)), /weight\['module\.b\\nx'\]: missing/);
 });

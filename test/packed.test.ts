@@ -1,9 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { packedByteLength, packTensor, readPacked, unpackTensor, writePacked, type PackedLayer } from '../src/export/packed.js';
 import { Prng } from '../src/util/prng.js';
 import { UserError } from '../src/util/errors.js';
+import { evaluatePackedModel } from '../src/simulate/evaluate-packed.js';
+import { runCli, tempDir } from './support.js';
 
 const BIT_WIDTHS = [1, 2, 3, 4, 5, 6, 7, 8, 16];
 
@@ -233,4 +237,81 @@ test('version 3: a truncated or corrupt compressed payload is a one-line UserErr
       name,
     );
   }
+});
+
+test('codebook layers without scales and codebooks per channel (version 4) round-trip; a file without them stays version 3', () => {
+  const rng = new Prng(40);
+  const uniform = randomLayer(rng, 'u', [2, 3], 4, 3);
+  // QAT/DoReFa style: one codebook, no scales
+  const affine: PackedLayer = { ...randomLayer(rng, 'a', [4, 5], 3, 0), codebook: Float32Array.from({ length: 8 }, (_, c) => Math.fround((c - 3) * 0.25)) };
+  // a codebook per channel of the last axis (3 channels × 2^2 levels): element i reads channel i mod 3
+  const perChannel: PackedLayer = { ...randomLayer(rng, 'c', [4, 3], 2, 0), codebook: Float32Array.from({ length: 12 }, () => rng.normal()), perChannel: true };
+  const file = writePacked([uniform, affine, perChannel]);
+  assert.equal(new DataView(file.buffer).getUint32(4, true), 4);
+  const model = readPacked(file);
+  assert.equal(model.version, 4);
+  assert.deepEqual(model.layers, [uniform, affine, perChannel]);
+  assert.equal(new DataView(writePacked([uniform]).buffer).getUint32(4, true), 3, 'nothing of version 4: older builds read it');
+
+  // one validity check on both sides (quant/integer-form.ts integerFormProblem)
+  const bad: Array<[PackedLayer, RegExp]> = [
+    [{ ...uniform, scales: new Float32Array(0) }, /layer 'u': scales is empty \(a uniform form has one scale per tensor or channel\)/],
+    [{ ...uniform, scales: new Float32Array(4).fill(1) }, /layer 'u': 4 scales do not divide 6 codes into channels/],
+    [{ ...uniform, groupSize: 2 }, /layer 'u': groupSize without a codebook/],
+    [{ ...perChannel, codebook: new Float32Array(20) }, /layer 'c': 20 codebook entries are not 2\^2 per channel of 12 codes/],
+    [{ ...perChannel, codebook: new Float32Array(8) }, /layer 'c': codebooks for 2 channels, the last axis of \[4, 3\] has 3/],
+    [{ ...uniform, scales: new Float32Array(2).fill(1) }, /layer 'u': scales for 2 channels, the last axis of \[2, 3\] has 3/],
+    [{ ...affine, codebook: Float32Array.of(1, NaN) }, /layer 'a': codebook must be finite/],
+  ];
+  for (const [layer, message] of bad) assert.throws(() => writePacked([layer]), message);
+  // the reader refuses the same, as a one-line UserError
+  const text = new TextDecoder().decode(payloadOf(writePacked([uniform])));
+  const tampered = inflatedWithIndex(writePacked([uniform]), text.slice(4, 4 + new DataView(payloadOf(writePacked([uniform])).buffer).getUint32(0, true)).replace('"scales":[', '"groupSize":2,"scales":['));
+  assert.throws(() => readPacked(tampered, 't.mpqp'), (err: unknown) => err instanceof UserError && /^t\.mpqp: layer 'u': groupSize without a codebook$/.test(err.message));
+});
+
+/** A version-2 (uncompressed) copy of `file` with its JSON index replaced by `index`. */
+function inflatedWithIndex(file: Uint8Array, index: string): Uint8Array {
+  const payload = payloadOf(file);
+  const oldLength = new DataView(payload.buffer, payload.byteOffset).getUint32(0, true);
+  const data = payload.subarray(Math.ceil((4 + oldLength) / 4) * 4);
+  const json = new TextEncoder().encode(index);
+  const start = Math.ceil((4 + json.length) / 4) * 4;
+  const out = new Uint8Array(8 + start + data.length);
+  out.set(file.subarray(0, 4));
+  const view = new DataView(out.buffer);
+  view.setUint32(4, 2, true);
+  view.setUint32(8, json.length, true);
+  out.set(json, 12);
+  out.set(data, 8 + start);
+  return out;
+}
+
+test('a version-2 file (no checksum) says so on load; mpq pack --packed rewrites it as version 3, the same model', async () => {
+  const rng = new Prng(5);
+  const layers = [randomLayer(rng, 'conv', [3, 3, 2, 5], 3, 5)];
+  const floats = [{ name: 'bn.weight', shape: [5], values: Float32Array.from({ length: 5 }, () => rng.normal()) }];
+  const dir = tempDir('mpq-packed-');
+  const old = join(dir, 'old.mpqp');
+  writeFileSync(old, asVersion(2, writePacked(layers, { format: 'mpq-packed-model', model: 'no-such-model' }, floats)));
+
+  const notes: string[] = [];
+  // the note comes as the file is read, before anything else is asked of it (here: a model it cannot build)
+  await assert.rejects(evaluatePackedModel({ bytes: readFileSync(old), path: old, log: (l) => notes.push(l) }), (e: Error) => e.name === 'UserError');
+  assert.deepEqual(notes, [`mpq: note: ${old} is a version-2 packed file, without a checksum: a corrupted byte would go unnoticed; \`mpq pack --packed ${old} --out NEW.mpqp\` rewrites it with one (version 3 or later)`]);
+
+  const fresh = join(dir, 'new.mpqp');
+  const r = runCli(['pack', '--packed', old, '--out', fresh, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { out: fresh, from_version: 2, version: 3, bytes: readFileSync(fresh).length });
+  const before = readPacked(readFileSync(old));
+  const after = readPacked(readFileSync(fresh));
+  assert.deepEqual({ ...after, version: 2 }, before);
+  // version 3 is checksummed: the byte that version 2 would have taken is now an error
+  const bytes = readFileSync(fresh);
+  bytes[bytes.length - 3] ^= 0x10;
+  assert.throws(() => readPacked(bytes, 'new.mpqp'), /new\.mpqp: corrupt compressed payload/);
+  const stray = runCli(['pack', '--packed', old, '--out', fresh, '--policy', 'p.json']);
+  assert.equal(stray.status, 2);
+  assert.equal(stray.stderr, 'mpq: --policy: not with --packed (the packed file holds the model)\n');
 });

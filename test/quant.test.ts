@@ -140,7 +140,7 @@ test('LSQ integer form: codes in range, and dequantized they equal the fake-quan
   const x = tf.randomNormal([2, 2, 5, 3], 0, 1, 'float32', 7);
   q.activeBits = 3;
   q.quantize(x, true).dispose(); // initialises the per-channel step sizes from x
-  const form = q.integerForm(x);
+  const form = q.integerForm(x)!;
   assert.equal(form.bits, 3);
   assert.equal(form.scales.length, 3);
   assert.equal(form.q.length, x.size);

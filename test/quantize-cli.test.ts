@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { quantizeRequest } from '../src/cli/finetune.js';
-import { planQuantization } from '../src/quant/plan.js';
+import { planQuantization } from '../src/train/quantization-plan.js';
 import { runCli, tempDir, type CliRun } from './support.js';
 
 function assertUserError(r: CliRun, pattern: RegExp): void {
   assert.equal(r.status, 2, r.stderr);
-  const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: '));
+  const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, pattern);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');

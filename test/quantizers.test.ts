@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import { readPacked, writePacked, type PackedLayer } from '../src/export/packed.js';
 import { foldBatchNorm } from '../src/fold/bn-fold.js';
 import {
   affineFakeQuantize, affineParams, dequantize, DorefaQuantizer, initialPoints, LsqQuantizer, NaiveQuantizer, NuqQuantizer, QatQuantizer,
   type Quantizer,
 } from '../src/quant/index.js';
-import { bindBatchNormFolds, PassThroughQuantizer, quantizerFactory } from '../src/quant/factory.js';
+import { bindBatchNormFolds, PassThroughQuantizer, quantizerFactory } from '../src/train/quantizer-factory.js';
+import { MinMaxWeightQuantizer } from '../src/quant/minmax.js';
 import { QuantConv2d, SwitchableBatchNorm } from '../src/train/layers.js';
 import type { QuantModel } from '../src/train/models.js';
 import { Prng } from '../src/util/prng.js';
@@ -91,14 +93,14 @@ test('NUQ split buckets: points per run of `size` weights (the last shorter); in
   const x = tf.tensor1d([0.1, 0.7, 4, -2, 3]);
   close(q.quantize(x, true).dataSync(), [0.1, 0.7, 4, -2, 3]);
   close(q.codebook(1).dataSync(), [0.1, 0.7, -2, 4, 3, 3]);
-  const form = q.integerForm!(x);
+  const form = q.integerForm(x)!;
   assert.equal(form.groupSize, 2);
   // codes 0/1 of 1 bit as two's complement patterns: 0 → 0, 1 → -1
   assert.deepEqual(Array.from(form.q), [0, -1, -1, 0, 0]);
   close(dequantize(form), [0.1, 0.7, 4, -2, 3]);
 });
 
-test('NUQ channel buckets: one codebook per output channel (last axis); no row-major integer form', () => {
+test('NUQ channel buckets: one codebook per output channel (last axis), and so in the integer form', () => {
   // dense [in 3, out 2]: channel 0 = [1, 3.2, 5], channel 1 = [10, 21, 30] (row-major x[i][o])
   const q = new NuqQuantizer({ bitsList: [2], shape: [3, 2], init: 'uniform', buckets: { type: 'channel' } });
   q.activeBits = 2;
@@ -106,7 +108,11 @@ test('NUQ channel buckets: one codebook per output channel (last axis); no row-m
   // channel 0 points 1, 2.33, 3.67, 5: 3.2 → 3.67; channel 1 points 10, 16.67, 23.33, 30: 21 → 23.33
   close(y.dataSync(), [1, 10, 11 / 3, 70 / 3, 5, 30], 1e-4);
   close(q.codebook(2).dataSync(), [1, 7 / 3, 11 / 3, 5, 10, 50 / 3, 70 / 3, 30], 1e-4);
-  assert.equal(q.integerForm, undefined);
+  // codes 0, 0 | 2, 2 | 3, 3 (point indices; 2 and 3 as 2-bit two's complement -2, -1), a codebook per channel
+  const form = q.integerForm(tf.tensor2d([[1, 10], [3.2, 21], [5, 30]]))!;
+  assert.equal(form.perChannel, true);
+  assert.deepEqual(Array.from(form.q), [0, 0, -2, -2, -1, -1]);
+  assert.deepEqual(dequantize(form), y.dataSync());
 });
 
 test('NUQ with 2 bits: a 4-point integer form of the row-major tensor, codes within [-2, 1]', () => {
@@ -115,7 +121,7 @@ test('NUQ with 2 bits: a 4-point integer form of the row-major tensor, codes wit
   const x = tf.tensor2d([[0, 3], [1.2, 2.1]]);
   const y = q.quantize(x, false);
   close(y.dataSync(), [0, 3, 1, 2]);
-  const form = q.integerForm!(x);
+  const form = q.integerForm(x)!;
   assert.deepEqual(Array.from(form.q), [0, -1, 1, -2]);
   close(dequantize(form), Array.from(y.dataSync()));
   assert.throws(() => new NuqQuantizer({ bitsList: [9], shape: [2] }), /1\.\.8 bits/);
@@ -219,14 +225,20 @@ test('QAT batch-norm folding: BN(conv(x, q(w·s)/s)) at inference equals conv(x,
   const q = affineFakeQuantize(foldedWeight, affineParams(4, min, max)!);
   const engine = tf.add(tf.conv2d(x, q as tf.Tensor4D, 1, 0), tf.tensor1d(folded.bias));
   close(viaModel.dataSync(), Array.from(engine.dataSync()), 1e-4);
-  assert.equal((conv.weightQuantizer as QatQuantizer).integerForm, undefined, 'folded weights have per-channel levels');
+  // folded weights have levels per channel (q(w·s)/s): a codebook per output channel
+  const quantizer = conv.weightQuantizer as QatQuantizer;
+  quantizer.activeBits = 4;
+  const form = quantizer.integerForm(conv.weight)!;
+  assert.equal(form.perChannel, true);
+  assert.equal(form.codebook!.length, 3 * 16);
+  assert.deepEqual(dequantize(form), quantizer.quantize(conv.weight, false).dataSync());
 });
 
 test('QAT integer form (unfolded): codebook (c − zp)·scale, codes as two\'s-complement patterns', () => {
   const w = new QatQuantizer({ bitsList: [2], role: 'weight' });
   w.activeBits = 2;
   const x = tf.tensor1d([-0.3, 0.1, 0.6, 0.3]);
-  const form = w.integerForm!(x);
+  const form = w.integerForm(x)!;
   // codes c = [0, 1, 3, 2] (zp 1) → patterns [0, 1, -1, -2]
   assert.deepEqual(Array.from(form.q), [0, 1, -1, -2]);
   close(form.codebook!, [-0.3, 0, 0.3, 0.6]);
@@ -243,7 +255,7 @@ test('naive: 8 bits, scale = running max of max|w|/127, truncated towards zero, 
   const r = withGrads(q, 8, [7.9375, -1, 0.1, -0.1], [1, 2, 3, 4]);
   close(r.y, [7.9375, -1, 0.0625, -0.0625], 0);
   close(r.dx!, [1, 2, 3, 4]);
-  const form = q.integerForm(tf.tensor1d([7.9375, -1, 0.1, -0.1]));
+  const form = q.integerForm(tf.tensor1d([7.9375, -1, 0.1, -0.1]))!;
   assert.deepEqual(Array.from(form.q), [127, -16, 1, -1]);
   close(dequantize(form), [7.9375, -1, 0.0625, -0.0625], 0);
   // a smaller tensor keeps the running scale; a larger one raises it
@@ -269,7 +281,7 @@ test('DoReFa: tanh-normalised weights on 2^b levels in [-1, 1]; gradient through
   const cross = t.reduce((s, ti, i) => s + 2 * c[i]! * ti / (2 * m * m), 0);
   const expected = t.map((tj, j) => ((2 * c[j]!) / (2 * m) - (j === 2 ? cross : 0)) * (1 - tj * tj));
   close(r.dx!, expected, 1e-4);
-  const form = q.integerForm(tf.tensor1d(x));
+  const form = q.integerForm(tf.tensor1d(x))!;
   assert.deepEqual(Array.from(form.q), [-2, 0, -1, -2]);
   close(form.codebook!, [-1, -1 / 3, 1 / 3, 1]);
   close(dequantize(form), [1 / 3, -1, 1, 1 / 3]);
@@ -296,4 +308,40 @@ test('factory: each quantizer\'s weight side and its activation convention; site
   }
   const nuq = quantizerFactory({ name: 'nuq', nuq: { optMode: 'both', init: 'uniform', buckets: { type: 'split', size: 3 } } })(weight) as NuqQuantizer;
   assert.deepEqual([nuq.optMode, nuq.init, nuq.bucketCount], ['both', 'uniform', 2]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// integer forms through the packed container
+// ---------------------------------------------------------------------------------------------
+
+test('every quantizer\'s integer form passes the packed container: written, read back, dequantized to quantize(x)', () => {
+  const rng = new Prng(11);
+  const shape = [3, 3, 2, 4];
+  const x = tf.tensor(Float32Array.from({ length: 72 }, () => rng.normal() * 0.3), shape);
+  const relu = tf.relu(x);
+  const cases: Array<[string, Quantizer, number, tf.Tensor]> = [
+    ['lsq', new LsqQuantizer({ bitsList: [3], signedness: 'signed', init: 'weight' }), 3, x],
+    ['lsq per channel', new LsqQuantizer({ bitsList: [4], signedness: 'signed', init: 'weight', channels: 4 }), 4, x],
+    ['min-max per group', new MinMaxWeightQuantizer({ bitsList: [5], granularity: 'group', shape, groupSize: 2 }), 5, x],
+    ['nuq', new NuqQuantizer({ bitsList: [3], shape }), 3, x],
+    ['nuq split buckets', new NuqQuantizer({ bitsList: [2], shape, buckets: { type: 'split', size: 16 } }), 2, x],
+    ['qat weight', new QatQuantizer({ bitsList: [4], role: 'weight' }), 4, x],
+    ['qat activation', new QatQuantizer({ bitsList: [3], role: 'activation' }), 3, relu],
+    ['dorefa', new DorefaQuantizer([2]), 2, x],
+    ['naive', new NaiveQuantizer(), 8, x],
+  ];
+  for (const [name, q, bits, input] of cases) {
+    q.activeBits = bits;
+    // a training-mode call first: learned steps, codebooks and tracked ranges start from data
+    q.quantize(input, true);
+    const expected = Float32Array.from(q.quantize(input, false).dataSync());
+    const form = q.integerForm(input)!;
+    const layer: PackedLayer = { name, shape: [...input.shape], ...form };
+    const [back] = readPacked(writePacked([layer])).layers;
+    assert.deepEqual(back, layer, name);
+    // equal as numbers (tfjs's own round gives −0 where the fused kernel and the codes give 0)
+    const values = dequantize(back!);
+    const differ = values.findIndex((v, i) => v !== expected[i]);
+    assert.equal(differ, -1, `${name}: index ${differ}: ${values[differ]} vs ${expected[differ]}`);
+  }
 });

@@ -1,5 +1,7 @@
 import type { LoadedIndicators } from '../src/indicators/indicators.js';
 import type { LayerTable } from '../src/model/layer.js';
+import type { CostTable } from '../src/search/cost-table.js';
+import type { ObjectiveTable } from '../src/search/objective-table.js';
 import { formulate, type FormulatedSearch, type SearchOptions } from '../src/search/problem.js';
 import { Prng } from '../src/util/prng.js';
 
@@ -49,4 +51,45 @@ export function randomInstance(seed: number): { table: LayerTable; ind: LoadedIn
     cr: mode === 0 ? 0 : 32 / between(),
   };
   return { table, ind, opts, f: formulate(table, ind, opts) };
+}
+
+/** A cost table in memory: a cost per layer and (w, a) pair, like a measured latency or energy table. */
+function randomCostTable(rng: Prng, layers: { name: string; macs: number }[], unit: string): CostTable {
+  const costs = new Map(layers.map((l) => [l.name, (w: number, a: number) => (l.macs / 1e6) * (0.3 + w * a * (0.5 + rng.next()) / 64)]));
+  const memo = new Map<string, number>();
+  const cost = (layer: string, w: number, a: number) => {
+    const key = `${layer}/${w}/${a}`;
+    if (!memo.has(key)) memo.set(key, costs.get(layer)!(w, a));
+    return memo.get(key)!;
+  };
+  return { unit, cost, fixedCost: () => 0 };
+}
+
+/**
+ * A random instance with three or four budget rows (BitOps, size, a latency table and, every other
+ * seed, a user cost table), scored by indicators or by an objective table of (w, a) pairs.
+ */
+export function randomMultiRowInstance(seed: number): { f: FormulatedSearch } {
+  const base = randomInstance(seed);
+  const rng = new Prng(seed ^ 0x5eed);
+  const { table, ind, opts } = base;
+  const latency = randomCostTable(rng, table.layers, 'ms');
+  const fullCost = (t: CostTable) => table.layers.reduce((s, l) => s + t.cost(l.name, opts.bits[0], opts.bits[0]), 0);
+  const withRows: SearchOptions = {
+    ...opts, bops: true, cr: opts.cr || 32 / opts.bits[1 % opts.bits.length],
+    latency: { table: latency, max: fullCost(latency) * (0.3 + 0.6 * rng.next()) },
+  };
+  if (seed % 2 === 0) {
+    const energy = randomCostTable(rng, table.layers, 'mJ');
+    withRows.cost = { table: energy, max: fullCost(energy) * (0.3 + 0.6 * rng.next()) };
+  }
+  if (seed % 3 !== 0) return { f: formulate(table, ind, withRows) };
+  // an objective table: a HAWQ-like trace x perturbation per pair, some of it not monotone
+  const costs: Record<string, Record<string, number>> = {};
+  for (const l of table.layers) {
+    const trace = Math.exp(rng.normal());
+    costs[l.name] = Object.fromEntries(opts.bits.flatMap((w) => opts.bits.map((a) => [`w${w}a${a}`, trace * (4 ** -w + 0.5 * 4 ** -a) * (0.8 + 0.4 * rng.next())])));
+  }
+  const objective: ObjectiveTable = { kind: 'objective-table', path: `random-${seed}-objective.json`, sha256: '0'.repeat(64), layerNames: table.layers.map((l) => l.name), costs, weightOnly: false };
+  return { f: formulate(table, objective, withRows) };
 }

@@ -59,6 +59,11 @@ test('rl --reward accuracy: every rollout within budget, one held-out top-1 per 
   assert.equal(record.reward.fine_tunes + record.reward.cache_hits, 3);
   assert.equal(record.best.reward, best);
   assert.deepEqual(record.best.weight_bits, o.weight_bits);
+  // --json carries the reward: its kind, the best reward, which is the best held-out top-1
+  assert.deepEqual(o.rl, {
+    rollouts: 3, rollouts_done: 3, warmup: 1, seed: 5,
+    reward: { kind: 'accuracy', best, held_out_top1: best, holdout: HOLDOUT, fp_held_out_top1: record.reward.fp_top1 },
+  });
   assert.deepEqual(readPolicy(join(dir, 'a', 'best-policy.json')).layers.map((l) => l.actBits), o.act_bits);
 
   const second = run(join(dir, 'b'));
@@ -66,6 +71,18 @@ test('rl --reward accuracy: every rollout within budget, one held-out top-1 per 
   const o2 = JSON.parse(second.stdout);
   assert.deepEqual([o2.weight_bits, o2.act_bits], [o.weight_bits, o.act_bits]);
   assert.deepEqual(curveRows(join(dir, 'b', 'reward-curve.csv')), rows);
+});
+
+test('rl --reward accuracy without --json: the best held-out top-1 reaches stdout (4 rollouts, warm-up by default 1)', () => {
+  assert.equal(trained.status, 0, trained.stderr);
+  const r = runCli([...accuracy, '--rollouts', '4', '--seed', '5', '--rl-out', join(dir, 'text')]);
+  assert.equal(r.status, 0, r.stderr);
+  const record = JSON.parse(readFileSync(join(dir, 'text', 'rl-run.json'), 'utf8'));
+  assert.equal(record.warmup, 1);
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  assert.ok(r.stdout.split('\n').includes(
+    `rl: 4 of 4 rollouts (1 warm-up, seed 5), reward accuracy: best held-out top-1 ${pct(record.best.reward)} on ${HOLDOUT} training images held out (FP ${pct(record.reward.fp_top1)})`,
+  ), r.stdout);
 });
 
 test('accuracy reward: a policy seen before is not fine-tuned again; each fine-tune starts from the checkpoint', async () => {
@@ -114,7 +131,7 @@ test('rl --reward accuracy: bad input is one line, exit 2', () => {
     const r = runCli(args);
     assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}, stderr ${r.stderr}`);
     // the backend line is information, printed before errors found once the backend is up
-    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: '));
+    const lines = r.stderr.trim().split('\n');
     assert.equal(lines.length, 1, `one line expected: ${r.stderr}`);
     assert.match(lines[0], pattern);
   }

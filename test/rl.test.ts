@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { defaultWarmup } from '../src/cli/search-options.js';
 import { readPolicy } from '../src/export/policy-file.js';
 import type { LayerTable } from '../src/model/layer.js';
 import type { Problem } from '../src/search/problem.js';
@@ -102,6 +103,26 @@ test('mpq search --searcher rl: a policy within budget, reward curve and best po
   const record = JSON.parse(readFileSync(join(out, 'rl-run.json'), 'utf8'));
   assert.deepEqual([record.seed, record.rollouts, record.warmup, record.reward.kind], [7, 12, 4, 'indicators']);
   assert.deepEqual(record.best.weight_bits, o.weight_bits);
+});
+
+test('mpq search --searcher rl --rollouts 10: warm-up defaults to 10% of the rollouts; --json and the report carry the reward', () => {
+  const r = runCli([...base, '--searcher', 'rl', '--rollouts', '10', '--seed', '3', '--rl-out', join(dir, 'rl10'), '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const o = JSON.parse(r.stdout);
+  assert.equal(o.status, 'feasible');
+  assert.deepEqual([o.rl.rollouts, o.rl.rollouts_done, o.rl.warmup, o.rl.seed], [10, 10, 1, 3]);
+  const curve = readFileSync(join(dir, 'rl10', 'reward-curve.csv'), 'utf8').trim().split('\n').slice(1).map((line) => line.split(',').map(Number));
+  // the best reward is the curve's last running best, and the warm-up rollout has no exploration noise (uniform actions)
+  assert.deepEqual(o.rl.reward, { kind: 'indicators', best: curve[9]![2] });
+  assert.deepEqual(curve.map((row) => row[5] === 0), [true, ...new Array(9).fill(false)]);
+  assert.equal(JSON.parse(readFileSync(join(dir, 'rl10', 'rl-run.json'), 'utf8')).warmup, 1);
+  const text = runCli([...base, '--searcher', 'rl', '--rollouts', '10', '--seed', '3']);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, new RegExp(`\\nrl: 10 of 10 rollouts \\(1 warm-up, seed 3\\), reward indicators: best reward ${String(o.rl.reward.best).replace('.', '\\.')}\\n`));
+  // the default keeps HAQ's 20 of 200, and the help says how it is chosen
+  assert.equal(defaultWarmup(200), 20);
+  assert.equal(defaultWarmup(25), 3);
+  assert.match(runCli(['search', '--help']).stdout.replace(/\s+/g, ' '), /--warmup <n> rl: first episodes with random actions, before learning \(default: 10% of --rollouts, rounded up; 20 of 200\)/);
 });
 
 test('mpq search: bad searcher flags are one-line errors, exit 2', () => {

@@ -189,6 +189,7 @@ test('search --w-bit-min/--w-bit-max/--equivalent-bits (PocketFlow): weight bits
   assert.ok(free.weight_bits.some((b: number) => b > 3), 'unconstrained search keeps some layers above 3 bits');
   usageError([...base, '--w-bit-min', '7', '--w-bit-max', '8'], /^mpq: --w-bit-min\/--w-bit-max: no candidate of --bits/);
   usageError([...base, '--w-bit-min', '5', '--w-bit-max', '3'], /^mpq: --w-bit-min 5 is above --w-bit-max 3/);
-  usageError([...base, '--w-bit-max', 'x'], /^mpq: --w-bit-max: 'x' is not a number/);
+  usageError([...base, '--w-bit-max', 'x'], /^mpq: --w-bit-max: 'x' is not a bit-width in 2\.\.16/);
+  usageError([...base, '--w-bit-min', '1'], /^mpq: --w-bit-min: '1' is not a bit-width in 2\.\.16/);
   usageError([...base, '--equivalent-bits', '0'], /^mpq: --equivalent-bits: must be > 0/);
 });

@@ -2,16 +2,19 @@ import assert from 'node:assert/strict';
 import { solveExact } from '../src/search/solvers/exact.js';
 import type { Solver } from '../src/search/solvers/solver.js';
 import { evaluateChoice } from '../src/search/verify.js';
+import type { FormulatedSearch } from '../src/search/problem.js';
 import { randomInstance } from './random-problems.js';
 
 /**
  * The exact solver against a general MIP solver on random instances: same status, and objectives
  * equal to 1e-9. Both answers are re-evaluated; the exact one must be within every budget.
  */
-export async function crossCheck(other: Solver, seeds: number[]): Promise<{ optimal: number; infeasible: number; removed: number }> {
+export async function crossCheck(
+  other: Solver, seeds: number[], instance: (seed: number) => { f: FormulatedSearch } = randomInstance,
+): Promise<{ optimal: number; infeasible: number; removed: number }> {
   const tally = { optimal: 0, infeasible: 0, removed: 0 };
   for (const seed of seeds) {
-    const { f } = randomInstance(seed);
+    const { f } = instance(seed);
     const mine = solveExact(f.problem);
     const theirs = await other.solve(f.problem);
     const where = `seed ${seed} (${f.problem.choices.length} layers, ${f.problem.rows.length} rows)`;

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 /** The checkout (tests run from dist/test). */
 export const REPO_ROOT = resolve(here, '../..');
-/** LIMPQ's published ResNet-50 data, beside the checkout in ../shared (never copied in). */
-export const REFERENCE_DIR = resolve(REPO_ROOT, '../shared/reference/limpq-resnet50');
+/** LIMPQ's published ResNet-50 data, beside the checkout in ../shared (never copied in), or at $MPQ_REFERENCE (a checkout elsewhere, e.g. a worktree). */
+export const REFERENCE_DIR = process.env.MPQ_REFERENCE ?? resolve(REPO_ROOT, '../shared/reference/limpq-resnet50');
 export const HAS_REFERENCE = existsSync(join(REFERENCE_DIR, 'indicators.json'));
 export const CLI_MAIN = join(REPO_ROOT, 'dist/src/cli/main.js');
 

@@ -1,19 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { zooLayers } from '../src/model/zoo.js';
 import type { Policy } from '../src/export/policy.js';
 import { initBackend } from '../src/train/backend/index.js';
-import { loadIntoVariables, readCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
+import { loadIntoVariables, readCheckpoint, readCheckpointManifest, saveCheckpoint } from '../src/train/checkpoint.js';
 import { loadMnistPackage, subset, type Dataset } from '../src/train/data.js';
 import { extractIndicators } from '../src/train/indicators.js';
 import { DEFAULT_HYPERPARAMETERS, evaluate, fullPrecisionPasses, jointPretrainPasses, trainLoop } from '../src/train/loops.js';
 import { createModel, describeLayers, namedVariables } from '../src/train/models.js';
 import { FULL_PRECISION, policyFromFile, randomPolicy, uniformPolicy } from '../src/train/policies.js';
 import { Prng } from '../src/util/prng.js';
+import { CLI_MAIN, runCli } from './support.js';
 
 await initBackend('wasm');
 
@@ -110,27 +112,87 @@ test('checkpoints round-trip; BN sets and step sizes missing from an FP checkpoi
   assert.throws(() => readCheckpoint(join(dir, 'nope')), (e: Error) => e.name === 'UserError' && /nope: no model.json/.test(e.message));
 });
 
-test('FP training loop: an interrupted run resumed from its checkpoint ends where an uninterrupted one does', async (t) => {
-  const hyper = { ...DEFAULT_HYPERPARAMETERS.train, epochs: 2, batchSize: 16 };
-  const run = async (checkpointDir: string, interruptAfterFirstEpoch: boolean, resume: boolean) => {
-    const model = createModel('mnist-cnn', { seed: 5 });
-    await trainLoop(model, tiny, {
-      stage: 'train', hyper, seed: 9, passes: fullPrecisionPasses, evalPolicy: FULL_PRECISION, checkpointDir, resume,
-      onEpoch: (r) => {
-        assert.ok(Number.isFinite(r.train.fp.loss) && r.testTop1 >= 0 && r.testTop1 <= 1);
-        if (interruptAfterFirstEpoch && r.epoch === 1) throw new Error('interrupted');
-      },
-    }).catch((e: Error) => assert.equal(e.message, 'interrupted'));
-    return model;
-  };
-  const whole = await run(tempDir(t), false, false);
+/** Runs the CLI and sends `signal` once stdout matches `when` (after `delayMs`). */
+function runUntil(args: string[], when: RegExp, signal: NodeJS.Signals, delayMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI_MAIN, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    let sent = false;
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (!sent && when.test(stdout)) {
+        sent = true;
+        setTimeout(() => child.kill(signal), delayMs);
+      }
+    });
+    child.on('close', (code, sig) => resolve({ code, signal: sig, stdout }));
+  });
+}
+
+test('train --resume after a SIGKILL mid-epoch: no finished epoch again, and bit for bit the uninterrupted run', async (t) => {
+  const args = ['train', '--model', 'mnist-cnn', '--epochs', '3', '--limit', '96', '--batch-size', '16', '--seed', '9', '--no-progress'];
+  const whole = tempDir(t);
+  const uninterrupted = runCli([...args, '--checkpoint', whole]);
+  assert.equal(uninterrupted.status, 0, uninterrupted.stderr);
+
   const dir = tempDir(t);
-  await run(dir, true, false);
-  assert.equal(readCheckpoint(dir).manifest.training.epochsDone, 1);
-  const resumed = await run(dir, false, true);
-  const a = namedVariables(whole).get('conv4.weight')!.dataSync();
-  const b = namedVariables(resumed).get('conv4.weight')!.dataSync();
-  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-5, `conv4.weight[${i}]`);
+  // epoch 1's checkpoint is saved before its line is printed; 0.3 s later epoch 2 (6 steps) is under way
+  const killed = await runUntil([...args, '--checkpoint', dir], /train epoch 1\/3/, 'SIGKILL', 300);
+  assert.equal(killed.signal, 'SIGKILL', 'killed before the run ended');
+  assert.equal(readCheckpointManifest(dir).training.epochsDone, 1, 'the last complete checkpoint is epoch 1');
+
+  // a resume with other settings than the checkpoint's is refused, naming them
+  const other = runCli([...args.map((a) => (a === '96' ? '64' : a)), '--checkpoint', dir, '--resume']);
+  assert.equal(other.status, 2, other.stderr);
+  assert.match(other.stderr, /^mpq: --resume: .* was made with --limit 96; this run has --limit 64 \(give the same settings/);
+  assert.equal(other.stderr.trim().split('\n').length, 1, other.stderr);
+
+  const resumed = runCli([...args, '--checkpoint', dir, '--resume']);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.doesNotMatch(resumed.stdout, /train epoch 1\/3/, 'the finished epoch is not trained again');
+  assert.match(resumed.stdout, /train epoch 2\/3[^]*train epoch 3\/3/);
+
+  const a = readCheckpointManifest(whole);
+  const b = readCheckpointManifest(dir);
+  assert.deepEqual(b.training, a.training);
+  assert.deepEqual(b.variables, a.variables);
+  assert.equal(b.weightsFile, a.weightsFile, 'the weights file names carry a hash of the bytes');
+  assert.ok(readFileSync(join(dir, b.weightsFile)).equals(readFileSync(join(whole, a.weightsFile))), 'weights and optimizer state bit for bit');
+});
+
+test('--resume on a folder without a checkpoint says it starts from the beginning; another stage is refused', async (t) => {
+  const hyper = { ...DEFAULT_HYPERPARAMETERS.train, epochs: 1, batchSize: 16 };
+  const dir = join(tempDir(t), 'new');
+  const notes: string[] = [];
+  const loop = (stage: 'train' | 'finetune', meta: Record<string, unknown>) => trainLoop(createModel('mnist-cnn', { seed: 5 }), tiny, {
+    stage, hyper, seed: 9, passes: fullPrecisionPasses, evalPolicy: FULL_PRECISION, checkpointDir: dir, resume: true, meta, log: (l) => notes.push(l),
+  });
+  await loop('train', { seed: 9, limit: 32 });
+  assert.deepEqual(notes, [`--resume: ${dir} holds no checkpoint yet; starting the run from the beginning`]);
+  await assert.rejects(loop('finetune', { seed: 9, limit: 32 }), /--resume: .* holds a 'train' run, not a 'finetune' one/);
+  await assert.rejects(loop('train', { seed: 10, limit: 32, command: 'other' }), /made with --seed 9; this run has --seed 10 /);
+});
+
+test('checkpoints: a changed weights file, a weightsFile outside the folder are refused; a save removes temp files of killed saves', (t) => {
+  const dir = tempDir(t);
+  const vars = namedVariables(createModel('mnist-cnn', { seed: 1 }));
+  const header = { model: 'mnist-cnn', bits: [], training: { stage: 'train', epochsDone: 1, epochs: 1 }, meta: {} };
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // a process that has ended
+  const stale = [`weights-0123456789abcdef.bin.${dead}.1.tmp`, `model.json.${dead}.2.tmp`];
+  const live = `model.json.${process.pid}.3.tmp`;
+  for (const f of [...stale, live]) writeFileSync(join(dir, f), 'partial');
+  saveCheckpoint(dir, header, vars);
+  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [live], 'a dead writer\'s temp files go, a live one\'s stay');
+
+  const manifest = readCheckpointManifest(dir);
+  const weights = join(dir, manifest.weightsFile);
+  const bytes = readFileSync(weights);
+  bytes[1000] ^= 1;
+  writeFileSync(weights, bytes);
+  assert.throws(() => readCheckpoint(dir), (e: Error) => e.name === 'UserError' && /weights-[0-9a-f]{16}\.bin: corrupt \(its sha256 starts [0-9a-f]{16}, the name says/.test(e.message));
+
+  writeFileSync(join(dir, 'model.json'), JSON.stringify({ ...manifest, weightsFile: '../../../etc/passwd' }));
+  assert.throws(() => readCheckpoint(dir), (e: Error) => e.name === 'UserError' && /model.json: weightsFile: expected weights-<16 hex digits/.test(e.message));
 });
 
 test('joint pretraining: uniform passes per bit-width plus one mixed pass; indicators per layer per bits', async () => {

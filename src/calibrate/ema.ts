@@ -7,6 +7,17 @@
  * The first batch seeds the averages: the seed starts `input_max` at zero, which with decay 0.99
  * drags a short calibration run towards zero.
  */
+/** The decay of an EMA, checked: in [0, 1). */
+export function emaDecay(decay = 0.99): number {
+  if (!(decay >= 0 && decay < 1)) throw new RangeError(`EMA decay must be in [0, 1), got ${decay}`);
+  return decay;
+}
+
+/** One step of an exponential moving average, `decay · average + (1 − decay) · value`; the first value seeds it. */
+export function emaStep(average: number | undefined, value: number, decay: number): number {
+  return average === undefined ? value : decay * average + (1 - decay) * value;
+}
+
 export class EmaMaxObserver {
   readonly decay: number;
   readonly signed: boolean;
@@ -16,9 +27,7 @@ export class EmaMaxObserver {
   private emaMax = 0;
 
   constructor(opts: { decay?: number; signed?: boolean } = {}) {
-    const decay = opts.decay ?? 0.99;
-    if (!(decay >= 0 && decay < 1)) throw new RangeError(`EMA decay must be in [0, 1), got ${decay}`);
-    this.decay = decay;
+    this.decay = emaDecay(opts.decay);
     this.signed = opts.signed ?? false;
   }
 
@@ -33,16 +42,10 @@ export class EmaMaxObserver {
       if (v > hi) hi = v;
     }
     const maxAbs = Math.max(Math.abs(lo), Math.abs(hi));
-    if (this.batches === 0) {
-      this.emaMaxAbs = maxAbs;
-      this.emaMin = lo;
-      this.emaMax = hi;
-    } else {
-      const d = this.decay;
-      this.emaMaxAbs = d * this.emaMaxAbs + (1 - d) * maxAbs;
-      this.emaMin = d * this.emaMin + (1 - d) * lo;
-      this.emaMax = d * this.emaMax + (1 - d) * hi;
-    }
+    const seeded = this.batches > 0;
+    this.emaMaxAbs = emaStep(seeded ? this.emaMaxAbs : undefined, maxAbs, this.decay);
+    this.emaMin = emaStep(seeded ? this.emaMin : undefined, lo, this.decay);
+    this.emaMax = emaStep(seeded ? this.emaMax : undefined, hi, this.decay);
     this.batches++;
   }
 

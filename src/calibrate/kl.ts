@@ -17,6 +17,14 @@
  *   non-zeros give up the same total) and KL(P || Q) is taken between the normalised distributions;
  * - the first i of minimal divergence wins; the threshold is (i + 0.5) * binWidth (seed, ncnn).
  *
+ * One departure, `maxOutliers`: candidates whose outlier count sum(hist[i..]) is above it are not
+ * searched. KL weighs a value by how often it occurs, not by how far the threshold moves it, so a
+ * histogram dominated by point masses — a constant image background, and the constant response of
+ * each channel of the next layer to it (MNIST) — has its minimum just above the point masses,
+ * clipping the rare values that carry the signal: on a 2-epoch MNIST model, 16% of the image
+ * values and 8% of conv2's inputs, and top-1 falls from 95% to 15%. MXNet's, TensorRT's
+ * (pytorch-quantization) and ncnn's searches clip as much there (docs/simulate.md).
+ *
  * The smoothing constant is in units of counts, as in MXNet: `histogram` should hold counts.
  */
 
@@ -90,15 +98,27 @@ export function klDivergences(histogram: ArrayLike<number>, targetBins = 128): F
 /**
  * The clipping threshold of minimal KL divergence: (i + 0.5) * binWidth for the winning bin count i.
  * `histogram` holds counts of |x| in bins of width `binWidth` starting at 0 (see `histogramOf`).
+ * With `maxOutliers`, only candidates leaving at most that many counts in bins i and above are
+ * searched; when none does (a point mass in the last bins), the threshold is the histogram's
+ * top, bins * binWidth, which clips nothing.
  */
-export function klThreshold(histogram: ArrayLike<number>, binWidth: number, opts: { targetBins?: number } = {}): number {
+export function klThreshold(histogram: ArrayLike<number>, binWidth: number, opts: { targetBins?: number; maxOutliers?: number } = {}): number {
   if (!(binWidth > 0) || !Number.isFinite(binWidth)) throw new RangeError(`bin width must be positive and finite, got ${binWidth}`);
   const targetBins = opts.targetBins ?? 128;
+  const maxOutliers = opts.maxOutliers ?? Infinity;
+  if (!(maxOutliers >= 0)) throw new RangeError(`maxOutliers must be a count >= 0, got ${maxOutliers}`);
   const divergences = klDivergences(histogram, targetBins);
+  let outliers = 0;
+  for (let k = targetBins; k < histogram.length; k++) outliers += histogram[k]!;
   let best = -1;
+  let searched = 0;
   for (let c = 0; c < divergences.length; c++) {
+    if (c > 0) outliers -= histogram[c + targetBins - 1]!;
+    if (outliers > maxOutliers) continue;
+    searched++;
     if (divergences[c]! < (best < 0 ? Infinity : divergences[best]!)) best = c;
   }
+  if (searched === 0) return histogram.length * binWidth;
   if (best < 0) throw new RangeError('no candidate threshold has a finite KL divergence; the histogram should hold counts');
   return (best + targetBins + 0.5) * binWidth;
 }

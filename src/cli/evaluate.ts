@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { evaluatePackedModel } from '../simulate/evaluate-packed.js';
 import { evaluateCheckpoint } from '../train/run.js';
 import { UserError } from '../util/errors.js';
+import { MAX_BINARY_INPUT_BYTES, readInputFile } from '../util/fs.js';
 import { addBitsOptions, addQuantizerOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
@@ -21,19 +21,14 @@ export function registerEvaluate(program: Command): void {
       if (o.packed !== undefined) {
         for (const flag of ['model', 'from', 'policy'] as const) if (o[flag] !== undefined) throw new UserError(`--${flag}: not with --packed (the packed file holds the model and its policy)`);
         const path = String(o.packed);
-        let bytes: Uint8Array;
-        try {
-          bytes = readFileSync(path);
-        } catch (err) {
-          throw new UserError(`--packed ${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-        }
+        const bytes = readInputFile(path, 'packed model', MAX_BINARY_INPUT_BYTES);
         const result = await evaluatePackedModel({
           bytes, path, limit: o.limit as number | undefined, backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
           log: (line) => process.stderr.write(`${line}\n`),
         });
         process.stdout.write(o.json
           ? `${JSON.stringify({ model: result.model, packed: path, top1: result.test.top1, loss: result.test.loss, count: result.test.count, backend: result.backend, bytes: bytes.length })}\n`
-          : `test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images; ${result.model} from ${bytes.length} packed bytes\n`);
+          : `test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images; ${result.model} from ${bytes.length} packed bytes; backend ${result.backend}\n`);
         return;
       }
       if (o.from === undefined && o.model === undefined) throw new UserError('eval: give --from (a checkpoint), --model (an imported model with its weights) or --packed FILE');
@@ -46,11 +41,11 @@ export function registerEvaluate(program: Command): void {
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: result.model, from: o.from ?? null, policy: o.policy ?? null, top1: result.test.top1,
+          model: result.model, from: o.from ?? null, policy: o.policy ?? null, mode: result.mode, top1: result.test.top1,
           loss: result.test.loss, count: result.test.count, backend: result.backend,
         })}\n`);
       } else {
-        process.stdout.write(`test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images\n`);
+        process.stdout.write(`test top1 ${(100 * result.test.top1).toFixed(2)}% (loss ${result.test.loss.toFixed(4)}) on ${result.test.count} images; ${result.mode}; backend ${result.backend}\n`);
       }
     }));
 }

@@ -2,7 +2,7 @@ import { basename, extname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { EXPORT_FORMATS, exportPolicy, type ExportFormat } from '../export/formats.js';
 import { readPolicy } from '../export/policy-file.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputPath, isExistingFile, isStdout, writeOutput } from '../util/fs.js';
 import { action } from './run.js';
 
 interface ExportFlags {
@@ -18,14 +18,16 @@ export function registerExport(program: Command): void {
     .argument('<policy>', 'policy JSON written by mpq search')
     // commander rejects other values at parse time with one line listing the choices (exit 2)
     .addOption(new Option('--format <format>', 'output format').choices(EXPORT_FORMATS).makeOptionMandatory())
-    .option('--out <file>', 'write to FILE (atomically) instead of stdout')
+    .option('--out <file>', 'write to FILE (atomically; - for stdout) instead of stdout')
     .action(
       action((policyPath: string, flags: ExportFlags) => {
+        if (flags.out !== undefined) checkOutputPath(flags.out);
         const policy = readPolicy(policyPath);
         // the run is named after the policy file: LIMPQ's experiment name, HAWQ's quant scheme
         const text = exportPolicy(policy, flags.format, { name: basename(policyPath, extname(policyPath)) });
-        if (flags.out) writeFileAtomic(flags.out, text);
-        else process.stdout.write(text);
+        const replacing = flags.out !== undefined && isExistingFile(flags.out);
+        writeOutput(flags.out ?? '-', text);
+        if (flags.out !== undefined && !isStdout(flags.out)) process.stderr.write(`${replacing ? 'replaced' : 'wrote'} ${flags.out}\n`);
       }),
     );
 }

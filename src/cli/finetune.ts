@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { NUQ_DEFAULTS, NUQ_INITS, NUQ_OPT_MODES, QUANTIZER_NAMES, type NuqBuckets, type NuqInit, type NuqOptMode, type QuantizerName } from '../quant/index.js';
-import type { QuantizerChoice } from '../quant/factory.js';
-import type { QuantizeRequest } from '../quant/plan.js';
+import type { QuantizeRequest } from '../train/quantization-plan.js';
+import type { QuantizerChoice } from '../train/quantizer-factory.js';
 import { finetuneAtPolicy } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger } from './run.js';
@@ -99,7 +99,7 @@ export function registerFinetune(program: Command): void {
           epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);
       } else {
-        process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s\n`);
+        process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}\n`);
       }
     }));
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { finishWritesOnInterrupt } from '../util/fs.js';
 
 type Register = (program: Command) => void;
 
@@ -18,7 +19,11 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   quantize: async () => (await import('./quantize.js')).registerQuantize,
   simulate: async () => (await import('./simulate.js')).registerSimulate,
   pack: async () => (await import('./pack.js')).registerPack,
+  'export-model': async () => (await import('./export-model.js')).registerExportModel,
 };
+
+// an interrupt after the first write waits for the write in progress: no torn or temp files
+finishWritesOnInterrupt();
 
 const program = new Command();
 program

@@ -1,17 +1,11 @@
 import type { Command } from 'commander';
 import { pretrainIndicators } from '../train/run.js';
-import { UserError } from '../util/errors.js';
+import { checkOutputPath } from '../util/fs.js';
+import { defaultOutputPath } from '../util/paths.js';
 import { action } from './run.js';
 import { modelName } from '../model/names.js';
+import { parseBits } from './search-options.js';
 import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
-
-function parseBits(values: string[]): number[] {
-  return values.map((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new UserError(`--bits: '${v}' is not an integer`);
-    return n;
-  });
-}
 
 export function registerPretrain(program: Command): void {
   addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'))
@@ -21,7 +15,8 @@ export function registerPretrain(program: Command): void {
     .option('--checkpoint <dir>', 'also save the pretrained model here after every epoch')
     .action(action(async (o: Record<string, unknown>) => {
       const common = runOptions(o);
-      const out = typeof o.out === 'string' ? o.out : `indicators/${modelName(common.model ?? String(o.from))}.json`;
+      const out = typeof o.out === 'string' ? o.out : defaultOutputPath('indicators', `${modelName(common.model ?? String(o.from))}.json`);
+      checkOutputPath(out);
       const result = await pretrainIndicators({
         ...common, ...(o.from !== undefined ? { from: String(o.from) } : {}), bits: parseBits(o.bits as string[]), out,
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
@@ -34,6 +29,6 @@ export function registerPretrain(program: Command): void {
         const a = Object.entries(result.indicators.act[layer]).map(([b, s]) => `${b}:${s.toPrecision(4)}`).join(' ');
         process.stdout.write(`${layer}: weight s ${w} | act s ${a}\n`);
       }
-      process.stdout.write(`wrote ${out} (${result.seconds.toFixed(0)} s)\n`);
+      process.stdout.write(`wrote ${out} (${result.seconds.toFixed(0)} s; backend ${result.backend})\n`);
     }));
 }

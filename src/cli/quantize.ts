@@ -32,7 +32,7 @@ export function registerQuantize(program: Command): void {
         })}\n`);
       } else {
         const calibrated = result.calibrated > 0 ? `; ${result.calibrated} activation ranges calibrated on training images` : '';
-        process.stdout.write(`${epochs === 0 ? 'test' : 'final test'} top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images (${quantizer.name})${calibrated}; ${result.seconds.toFixed(0)} s\n`);
+        process.stdout.write(`${epochs === 0 ? 'test' : 'final test'} top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images (${quantizer.name})${calibrated}; ${result.seconds.toFixed(0)} s; backend ${result.backend}\n`);
       }
     }));
 }

@@ -1,7 +1,11 @@
 import type { Command } from 'commander';
+import { bitsProblem, SUPPORTED_BITS } from '../quant/bits.js';
 import { UserError } from '../util/errors.js';
 import type { BudgetPoint, CommonFlags, InputSpec } from '../search/spec.js';
 import type { LayerSelection } from '../model/graph-table.js';
+import { DEFAULT_MEMORY_MB, MAX_MEMORY_MB } from '../search/solvers/exact.js';
+import type { SolveOptions, SolveProgress } from '../search/solvers/solver.js';
+import { formatGap } from '../report/search-report.js';
 
 /** Flags shared by `search` and `sweep`. In a sweep the budget flags take lists. */
 export function addProblemOptions(cmd: Command, lists: boolean): Command {
@@ -9,6 +13,8 @@ export function addProblemOptions(cmd: Command, lists: boolean): Command {
   return cmd
     .option('--model <name|file>', 'zoo model, ONNX file, tfjs model.json or layer-table JSON (default: the indicators\' model)')
     .option('--indicators <file>', 'indicators JSON or LIMPQ .pkl (default: cached in indicators/)')
+    .option('--objective-table <file>', 'any per-layer sensitivity as the objective, in place of indicators: {"layers":{"conv1":{"w4a4":0.1}}} or weight-only {"act_bits":8,"layers":{"conv1":{"w4":0.1}}}')
+    .option('--keep-wired', 'keep wired points (a candidate scored below the next higher bits), which are left out by default')
     .option('--bits <bits...>', 'candidate bit-widths', ['6', '5', '4', '3', '2'])
     .option('--alpha <a>', 'weight of the weight indicators in the objective', '2')
     .option(`--wb ${v}`, 'BitOps target: average weight bits', lists ? ['3'] : '3')
@@ -19,14 +25,18 @@ export function addProblemOptions(cmd: Command, lists: boolean): Command {
     .option(`--max-size-mb ${v}`, 'absolute model-size budget, in MB (2^20 bytes)')
     .option('--latency-table <file>', 'per-layer cost of each (w, a) pair: {"unit":"ms","layers":{"conv1":{"w4a4":0.1}}}')
     .option(`--max-latency ${v}`, 'budget on the latency table\'s total')
+    .option('--cost-table <file>', 'per-layer cost of each (w, a) pair for one more budget (energy, …), in the latency table\'s shape')
+    .option(`--max-cost ${v}`, 'budget on the cost table\'s total')
     .option('--w-bit-min <bits>', 'smallest weight bit-width a layer may take (PocketFlow w_bit_min; within --bits)')
     .option('--w-bit-max <bits>', 'largest weight bit-width a layer may take (PocketFlow w_bit_max; within --bits)')
     .option('--equivalent-bits <bits>', 'size budget of B bits per searchable weight on average (PocketFlow equivalent_bits)')
     .option('--no-fix-first-last', 'search the first and last layer too (LIMPQ keeps them at 8 bits)')
     .option('--fixed <names...>', 'layers kept at 8 bits (default: the first and last conv / dense)')
     .option('--searchable <names...>', 'layers to search; every other conv / dense is kept at 8 bits')
+    .option('--limpq-macs', 'count MACs as LIMPQ\'s search script (stride-2 output sizes not floored), to reproduce its published policies')
     .option('--solver <name>', 'exact | glpk | highs', 'exact')
-    .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found');
+    .option('--time-limit <seconds>', 'stop the solver after this long and report the best policy found, with its gap to the proven bound (exit 4)')
+    .option('--memory-limit <MB>', `exact solver: the memory it may take (default ${DEFAULT_MEMORY_MB}); past it, as the time limit`);
 }
 
 export function parseNum(flag: string, value: string, check: 'positive' | 'nonnegative'): number {
@@ -37,39 +47,42 @@ export function parseNum(flag: string, value: string, check: 'positive' | 'nonne
   return n;
 }
 
+/** A bit-width flag's value, one mpq runs (SUPPORTED_BITS). */
+export function parseBitWidth(flag: string, value: string): number {
+  const problem = bitsProblem(value.trim() === '' ? NaN : Number(value), SUPPORTED_BITS, { shown: `'${value}'` });
+  if (problem) throw new UserError(`${flag}: ${problem}`);
+  return Number(value);
+}
+
+/** Candidate bit-widths (`--bits`), in the order given; none twice. */
 export function parseBits(values: string[]): number[] {
   if (!values.length) throw new UserError('--bits: give at least one bit-width');
-  const bits = values.map((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 16) throw new UserError(`--bits: '${v}' is not a bit-width in 1..16`);
-    return n;
-  });
+  const bits = values.map((v) => parseBitWidth('--bits', v));
   const dup = bits.find((b, i) => bits.indexOf(b) !== i);
   if (dup !== undefined) throw new UserError(`--bits: ${dup} is given twice`);
-  return bits.sort((a, b) => b - a);
+  return bits;
 }
 
 type Raw = Record<string, unknown>;
 
 export async function parseCommon(o: Raw): Promise<CommonFlags> {
   const alpha = parseNum('--alpha', String(o.alpha), 'nonnegative');
-  // the latency table reader is loaded only when a table is given
-  const latencyTable = o.latencyTable ? (await import('../search/latency.js')).readLatencyTable(String(o.latencyTable)) : undefined;
-  const hasMaxLatency = o.maxLatency !== undefined;
-  if (latencyTable && !hasMaxLatency) throw new UserError('--latency-table needs --max-latency');
-  if (!latencyTable && hasMaxLatency) throw new UserError('--max-latency needs --latency-table');
-  const bits = parseBits(o.bits as string[]);
-  const bitFlag = (key: string, flag: string): number | undefined => {
-    if (o[key] === undefined) return undefined;
-    const n = parseNum(flag, String(o[key]), 'positive');
-    if (!Number.isInteger(n) || n > 16) throw new UserError(`${flag}: '${String(o[key])}' is not a bit-width in 1..16`);
-    return n;
-  };
+  // a cost table's reader is loaded only when a table is given
+  const tables: Partial<CommonFlags> = {};
+  for (const [what, file, max] of [['latency', 'latencyTable', 'maxLatency'], ['cost', 'costTable', 'maxCost']] as const) {
+    if (o[file] !== undefined && o[max] === undefined) throw new UserError(`--${what}-table needs --max-${what}`);
+    if (o[file] === undefined && o[max] !== undefined) throw new UserError(`--max-${what} needs --${what}-table`);
+    if (o[file] === undefined) continue;
+    tables[file] = (await import('../search/cost-table.js')).readCostTable(String(o[file]), `${what} table`);
+    tables[`${file}Path`] = String(o[file]);
+  }
+  const bits = parseBits(o.bits as string[]).sort((a, b) => b - a);
+  const bitFlag = (key: string, flag: string): number | undefined => (o[key] === undefined ? undefined : parseBitWidth(flag, String(o[key])));
   const wMin = bitFlag('wBitMin', '--w-bit-min');
   const wMax = bitFlag('wBitMax', '--w-bit-max');
   let weightBitsRange: { min: number; max: number } | undefined;
   if (wMin !== undefined || wMax !== undefined) {
-    weightBitsRange = { min: wMin ?? 1, max: wMax ?? 16 };
+    weightBitsRange = { min: wMin ?? SUPPORTED_BITS.min, max: wMax ?? SUPPORTED_BITS.max };
     if (weightBitsRange.min > weightBitsRange.max) throw new UserError(`--w-bit-min ${weightBitsRange.min} is above --w-bit-max ${weightBitsRange.max}`);
     if (!bits.some((b) => b >= weightBitsRange!.min && b <= weightBitsRange!.max)) {
       throw new UserError(`--w-bit-min/--w-bit-max: no candidate of --bits ${bits.join(' ')} lies in [${weightBitsRange.min}, ${weightBitsRange.max}]`);
@@ -79,7 +92,8 @@ export async function parseCommon(o: Raw): Promise<CommonFlags> {
     bits,
     alpha,
     bops: o.bops !== false,
-    ...(latencyTable ? { latencyTable, latencyTablePath: String(o.latencyTable) } : {}),
+    ...tables,
+    ...(o.keepWired === true ? { keepWired: true } : {}),
     ...(weightBitsRange ? { weightBitsRange } : {}),
     ...(o.equivalentBits !== undefined ? { equivalentBits: parseNum('--equivalent-bits', String(o.equivalentBits), 'positive') } : {}),
   };
@@ -102,6 +116,7 @@ export function budgetGrid(o: Raw): BudgetPoint[] {
     ['maxBitopsG', list('maxBitops', '--max-bitops', 'positive')],
     ['maxSizeMb', list('maxSizeMb', '--max-size-mb', 'positive')],
     ['maxLatency', list('maxLatency', '--max-latency', 'positive')],
+    ['maxCost', list('maxCost', '--max-cost', 'positive')],
   ];
   let grid: Partial<BudgetPoint>[] = [{}];
   for (const [key, values] of axes) {
@@ -111,16 +126,27 @@ export function budgetGrid(o: Raw): BudgetPoint[] {
   return grid as BudgetPoint[];
 }
 
-export function parseTimeLimit(o: Raw): number | undefined {
-  return o.timeLimit === undefined ? undefined : parseNum('--time-limit', String(o.timeLimit), 'positive') * 1000;
+/** --time-limit and --memory-limit, as the solvers take them. */
+export function parseSolveLimits(o: Raw): Pick<SolveOptions, 'timeLimitMs' | 'memoryLimitMb'> {
+  const out: Pick<SolveOptions, 'timeLimitMs' | 'memoryLimitMb'> = {};
+  if (o.timeLimit !== undefined) out.timeLimitMs = parseNum('--time-limit', String(o.timeLimit), 'positive') * 1000;
+  if (o.memoryLimit !== undefined) {
+    const mb = parseNum('--memory-limit', String(o.memoryLimit), 'positive');
+    if (mb > MAX_MEMORY_MB) throw new UserError(`--memory-limit: at most ${MAX_MEMORY_MB} MB (WebAssembly's 4 GiB less what the solver's code needs), got ${String(o.memoryLimit)}`);
+    out.memoryLimitMb = mb;
+  }
+  return out;
 }
 
 
 export function inputSpec(o: Raw): InputSpec {
+  if (o.indicators !== undefined && o.objectiveTable !== undefined) throw new UserError('--objective-table scores the choices in place of --indicators: give one of them');
   return {
     ...(o.model !== undefined ? { model: String(o.model) } : {}),
     ...(o.indicators !== undefined ? { indicators: String(o.indicators) } : {}),
+    ...(o.objectiveTable !== undefined ? { objectiveTable: String(o.objectiveTable) } : {}),
     layers: layerSelection(o),
+    ...(o.limpqMacs === true ? { limpqMacs: true } : {}),
   };
 }
 
@@ -154,7 +180,7 @@ export function addSearcherOptions(cmd: Command): Command {
   return cmd
     .option('--searcher <name>', 'ilp (exact, via --solver) | rl (DDPG agent, HAQ style)', 'ilp')
     .option('--rollouts <n>', 'rl: episodes of the agent (default 200)')
-    .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default 20)')
+    .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default: 10% of --rollouts, rounded up; 20 of 200)')
     .option('--seed <n>', 'rl: seed of the networks, the exploration and the reward\'s fine-tune (default 0)')
     .option('--reward <kind>', 'rl: indicators (−LIMPQ objective, instant; default) | accuracy (held-out top-1 after a short LSQ fine-tune)')
     .option('--from <dir>', 'rl accuracy: full-precision checkpoint of the model (mpq train) every fine-tune starts from (default: an imported model\'s own weights)')
@@ -163,6 +189,11 @@ export function addSearcherOptions(cmd: Command): Command {
     .option('--backend <name>', 'rl accuracy: tfjs backend: auto | native | wasm | cpu | tensorflow (default auto)')
     .option('--data <dir>', 'rl accuracy: dataset directory, MNIST IDX or CIFAR-10 binary (default: bundled mnist digits)')
     .option('--rl-out <dir>', 'rl: write reward-curve.csv, best-policy.json and rl-run.json (seed, reward settings) there');
+}
+
+/** HAQ's warm-up share: random episodes before the agent learns, 10% of the rollouts rounded up. */
+export function defaultWarmup(rollouts: number): number {
+  return Math.ceil(rollouts / 10);
 }
 
 /** `solverGiven`: --solver was on the command line (it picks the ILP's backend, so not with rl). */
@@ -182,7 +213,7 @@ export function parseSearcher(o: Raw, solverGiven: boolean): SearcherChoice {
     return n;
   };
   const rollouts = integer('rollouts', '--rollouts', 200, 1);
-  const warmup = integer('warmup', '--warmup', 20, 0);
+  const warmup = integer('warmup', '--warmup', defaultWarmup(rollouts), 0);
   if (warmup > rollouts) throw new UserError(`--warmup: ${warmup} is more than --rollouts ${rollouts}`);
   const kind = o.reward === undefined ? 'indicators' : String(o.reward);
   if (!(REWARD_KINDS as readonly string[]).includes(kind)) throw new UserError(`--reward: unknown reward '${kind}' (choose from ${REWARD_KINDS.join(', ')})`);
@@ -216,12 +247,16 @@ export function searchArgs(spec: InputSpec, c: CommonFlags, solver: string): str
     '--bits', ...c.bits.map(String),
     '--alpha', String(c.alpha),
     ...(c.bops ? [] : ['--no-bops']),
+    ...(spec.objectiveTable !== undefined ? ['--objective-table', spec.objectiveTable] : []),
     ...(c.latencyTablePath !== undefined ? ['--latency-table', c.latencyTablePath] : []),
+    ...(c.costTablePath !== undefined ? ['--cost-table', c.costTablePath] : []),
+    ...(c.keepWired ? ['--keep-wired'] : []),
     ...(c.weightBitsRange ? ['--w-bit-min', String(c.weightBitsRange.min), '--w-bit-max', String(c.weightBitsRange.max)] : []),
     ...(c.equivalentBits !== undefined ? ['--equivalent-bits', String(c.equivalentBits)] : []),
     ...(spec.layers.fixed ? ['--fixed', ...spec.layers.fixed] : []),
     ...(spec.layers.searchable ? ['--searchable', ...spec.layers.searchable] : []),
     ...(spec.layers.fixFirstLast === false ? ['--no-fix-first-last'] : []),
+    ...(spec.limpqMacs ? ['--limpq-macs'] : []),
     ...(solver !== 'exact' ? ['--solver', solver] : []),
   ];
 }
@@ -234,10 +269,33 @@ export function budgetArgs(c: CommonFlags, p: BudgetPoint): string[] {
     ...(p.maxBitopsG !== undefined ? ['--max-bitops', String(p.maxBitopsG)] : []),
     ...(p.maxSizeMb !== undefined ? ['--max-size-mb', String(p.maxSizeMb)] : []),
     ...(p.maxLatency !== undefined ? ['--max-latency', String(p.maxLatency)] : []),
+    ...(p.maxCost !== undefined ? ['--max-cost', String(p.maxCost)] : []),
   ];
 }
 
 /** Arguments as a POSIX shell would need them typed: quoted where they hold anything but plain characters. */
 export function shellWords(args: string[]): string {
   return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/**
+ * Progress of a long solve on stderr (the solver reports after its first second): one line
+ * rewritten in place on a terminal, a line a second otherwise.
+ */
+export function solverProgress(stream: NodeJS.WriteStream = process.stderr) {
+  let shown = false, lastLine = 0;
+  return {
+    report(p: SolveProgress): void {
+      const now = performance.now();
+      if (!stream.isTTY && now - lastLine < 1000) return;
+      lastLine = now;
+      const gap = p.best === null ? 'no policy yet' : `best ${p.best.toPrecision(8)}, gap ≤ ${formatGap(Math.max(0, p.best - p.bound) / Math.abs(p.best))}`;
+      const line = `mpq: solving ${(p.elapsedMs / 1000).toFixed(1)} s: ${p.detail}; bound ${p.bound.toPrecision(8)}, ${gap}`;
+      stream.write(stream.isTTY ? `\r${line}\x1b[K` : `${line}\n`);
+      shown = true;
+    },
+    done(): void {
+      if (shown && stream.isTTY) stream.write('\n');
+    },
+  };
 }

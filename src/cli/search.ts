@@ -7,11 +7,13 @@ import { solverByName } from '../search/solvers/index.js';
 import { formatSearchReport } from '../report/search-report.js';
 import { policyFromSearch } from '../export/from-search.js';
 import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
-import { writeFileAtomic } from '../util/fs.js';
-import { EXIT_INFEASIBLE, UserError } from '../util/errors.js';
+import { checkOutputDirectory, checkOutputPath, isExistingFile, isStdout, writeOutputs, type OutputFile } from '../util/fs.js';
+import { defaultOutputPath } from '../util/paths.js';
+import { EXIT_INFEASIBLE, EXIT_LIMIT, UserError } from '../util/errors.js';
 import { action } from './run.js';
+import { isObjectiveTable } from '../search/objective-table.js';
 import { budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
-import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseTimeLimit, type SearcherChoice } from './search-options.js';
+import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseSolveLimits, solverProgress, type SearcherChoice } from './search-options.js';
 
 const EXPORT_EXT: Record<ExportFormat, string> = { 'limpq-yaml': '.yaml', nni: '.nni.json', hawq: '.hawq.json' };
 
@@ -26,60 +28,69 @@ export function registerSearch(program: Command): void {
       const [point] = budgetGrid(o);
       const searcher = parseSearcher(o, cmd.getOptionValueSource('solver') === 'cli');
       const ilpSolver = searcher.kind === 'ilp' ? solverByName(String(o.solver)) : null;
-      const timeLimitMs = parseTimeLimit(o);
+      const limits = parseSolveLimits(o);
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');
       const spec = inputSpec(o);
+      for (const [key, flag] of [['out', '--out'], ['exportOut', '--export-out']]) {
+        if (o.json && typeof o[key] === 'string' && isStdout(o[key])) throw new UserError(`${flag} ${o[key]}: stdout carries the --json object; give a file`);
+      }
       const { table, indicators } = await loadSearchInputs(spec);
+      const byTable = isObjectiveTable(indicators);
+      const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
+      // every output is checked before the search runs, and written all or none after it
+      const label = `${table.model}-${budgetLabel(common, point)}`;
+      const outputs = outputPaths(o, label, exportFormat);
+      for (const path of [outputs.policy, outputs.export].filter((p) => p !== undefined)) checkOutputPath(path);
+      if (rlOut !== undefined) checkOutputDirectory(rlOut, '--rl-out');
       const formulated = formulate(table, indicators, searchOptions(common, point));
       const rl = searcher.kind === 'rl' ? await startRl(searcher, table, formulated.problem, common.bits, spec) : null;
       let result: SearchResult;
+      const progress = rl ? null : solverProgress();
       try {
-        result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, timeLimitMs ? { timeLimitMs } : {});
+        result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, { ...limits, ...(progress ? { onProgress: progress.report } : {}) });
       } finally {
+        progress?.done();
         rl?.stop();
       }
       const command = ['mpq', ...process.argv.slice(2)].join(' ');
 
-      const written: string[] = [];
-      const rlOut = searcher.kind === 'rl' ? searcher.outDir : undefined;
+      const files: OutputFile[] = [];
       if (rl && rlOut !== undefined) {
-        writeFileAtomic(join(rlOut, 'reward-curve.csv'), rl.curveCsv());
-        writeFileAtomic(join(rlOut, 'rl-run.json'), `${JSON.stringify(rl.runRecord(result, table.model, command), null, 2)}\n`);
-        written.push(join(rlOut, 'reward-curve.csv'), join(rlOut, 'rl-run.json'));
+        files.push({ path: join(rlOut, 'reward-curve.csv'), data: rl.curveCsv() });
+        files.push({ path: join(rlOut, 'rl-run.json'), data: `${JSON.stringify(rl.runRecord(result, table.model, command), null, 2)}\n` });
       }
-      if (result.objective !== null && (o.out !== undefined || exportFormat || rlOut !== undefined)) {
+      if (result.objective !== null && (outputs.policy !== undefined || outputs.export !== undefined || rlOut !== undefined)) {
         const policy = policyFromSearch(table, indicators, common, point, result, command);
-        const label = `${table.model}-${budgetLabel(common, point)}`;
-        const policyPath = typeof o.out === 'string' ? o.out : `policies/${label}.json`;
-        const { writePolicy } = await import('../export/policy-file.js'); // policy schema: only when writing
-        if (o.out !== undefined) {
-          writePolicy(policyPath, policy);
-          written.push(policyPath);
-        }
-        if (rlOut !== undefined) {
-          writePolicy(join(rlOut, 'best-policy.json'), policy);
-          written.push(join(rlOut, 'best-policy.json'));
-        }
-        if (exportFormat) {
-          const exportPath = o.exportOut !== undefined ? String(o.exportOut) : policyPath.replace(/\.json$/, '') + EXPORT_EXT[exportFormat];
+        const { policyText } = await import('../export/policy-file.js'); // policy schema: only when writing
+        if (outputs.policy !== undefined) files.push({ path: outputs.policy, data: policyText(policy, outputs.policy) });
+        if (rlOut !== undefined) files.push({ path: join(rlOut, 'best-policy.json'), data: policyText(policy, join(rlOut, 'best-policy.json')) });
+        if (exportFormat && outputs.export !== undefined) {
           const { exportPolicy } = await import('../export/formats.js'); // yaml: only when exporting
-          writeFileAtomic(exportPath, exportPolicy(policy, exportFormat, { name: label }));
-          written.push(exportPath);
+          files.push({ path: outputs.export, data: exportPolicy(policy, exportFormat, { name: label }) });
         }
       }
+      // replacing an earlier file (the shipped policy, say) is said, not done silently
+      const replaced = new Set(files.map((f) => f.path).filter(isExistingFile));
+      writeOutputs(files);
+      const written = files.map((f) => f.path);
+      // with a file on stdout, the report goes to stderr
+      const report = written.some(isStdout) ? process.stderr : process.stdout;
       if (o.json) {
-        process.stdout.write(JSON.stringify(searchJson(result, table.model, common.bits, common.alpha, indicators.path, written)) + '\n');
+        const json = { ...searchJson(result, table.model, common.bits, byTable ? null : common.alpha, indicators.path, written), replaced: [...replaced] };
+        process.stdout.write(JSON.stringify(rl ? { ...json, rl: rl.summary() } : json) + '\n');
       } else {
-        const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), indicators ${indicators.path}, bits ${common.bits.join(' ')}, alpha ${common.alpha}`;
-        process.stdout.write(formatSearchReport(result, header) + '\n');
-        for (const w of written) process.stdout.write(`wrote ${w}\n`);
+        const objective = byTable ? `objective table ${indicators.path}` : `indicators ${indicators.path}, alpha ${common.alpha}`;
+        const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), ${objective}, bits ${common.bits.join(' ')}`;
+        report.write(formatSearchReport(result, header) + '\n');
+        if (rl) report.write(rl.summaryLine() + '\n');
+        for (const w of written) if (!isStdout(w)) report.write(`${replaced.has(w) ? 'replaced' : 'wrote'} ${w}\n`);
       }
       if (result.status === 'infeasible') {
         if (o.json) process.stderr.write(`mpq: infeasible: ${result.reason}\n`);
         return EXIT_INFEASIBLE;
       }
-      return result.status === 'time_limit' ? 4 : 0;
+      return result.status === 'time_limit' ? EXIT_LIMIT : 0;
     }));
 }
 
@@ -116,9 +127,33 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
       bar.update(r.rollout, { best: formatBest(r.bestReward) });
     },
   });
+  /** The best reward of a policy within budget (null before the first). */
+  const bestReward = (): number | null => {
+    const last = curve[curve.length - 1];
+    return last && Number.isFinite(last.bestReward) ? last.bestReward : null;
+  };
+  /**
+   * `--json`'s `rl`: the run's size and its reward — kind, best reward, and for the accuracy
+   * reward that best as held-out top-1 with the held-out count and the FP model's top-1 on them.
+   */
+  const summary = () => ({
+    rollouts: c.rollouts, rollouts_done: curve.length, warmup: c.warmup, seed: c.seed,
+    reward: {
+      kind: c.reward.kind, best: bestReward(),
+      ...(accuracy ? { held_out_top1: bestReward(), holdout: accuracy.settings.holdout, fp_held_out_top1: accuracy.settings.fp_top1 } : {}),
+    },
+  });
+  /** The same, one line under the report. */
+  const summaryLine = (): string => {
+    const best = bestReward();
+    const run = `rl: ${curve.length} of ${c.rollouts} rollouts (${c.warmup} warm-up, seed ${c.seed}), reward ${c.reward.kind}`;
+    if (best === null) return `${run}: no policy within budget`;
+    if (!accuracy) return `${run}: best reward ${best}`;
+    const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+    return `${run}: best held-out top-1 ${pct(best)} on ${accuracy.settings.holdout} training images held out (FP ${pct(accuracy.settings.fp_top1)})`;
+  };
   /** rl-run.json: what reproduces the run (seed, reward and its settings, agent) and what it found. */
   const runRecord = (result: SearchResult, model: string, command: string) => {
-    const last = curve[curve.length - 1];
     return {
       format: 'mpq-rl-run', version: 1, model, seed: c.seed, rollouts: c.rollouts, rollouts_done: curve.length, warmup: c.warmup,
       reward: accuracy
@@ -126,7 +161,7 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
         : { kind: 'indicators', formula: INDICATORS_REWARD_FORMULA },
       ddpg: DDPG_DEFAULTS,
       best: result.objective === null ? null : {
-        reward: last && Number.isFinite(last.bestReward) ? last.bestReward : null, objective: result.objective,
+        reward: bestReward(), objective: result.objective,
         weight_bits: result.layers.map((l) => l.weightBits), act_bits: result.layers.map((l) => l.actBits),
       },
       seconds: +((performance.now() - started) / 1000).toFixed(1),
@@ -134,12 +169,26 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
     };
   };
   return {
-    solver, curveCsv: () => rewardCurveCsv(curve), runRecord,
+    solver, curveCsv: () => rewardCurveCsv(curve), runRecord, summary, summaryLine,
     stop: () => {
       bar.stop();
       accuracy?.dispose();
     },
   };
+}
+
+/**
+ * Where `--out` and `--export` write: as given, or by default under policies/ with a name built from
+ * the model's (made safe: a name read from an input never chooses a folder).
+ */
+function outputPaths(o: Record<string, unknown>, label: string, format: ExportFormat | undefined): { policy?: string; export?: string } {
+  const policy = o.out === undefined ? undefined : typeof o.out === 'string' ? o.out : defaultOutputPath('policies', `${label}.json`);
+  const paths = policy !== undefined ? { policy } : {};
+  if (!format) return paths;
+  if (o.exportOut !== undefined) return { ...paths, export: String(o.exportOut) };
+  // beside the policy file, or in policies/ when the policy goes to stdout or nowhere
+  const beside = policy !== undefined && !isStdout(policy);
+  return { ...paths, export: beside ? policy.replace(/\.json$/, '') + EXPORT_EXT[format] : defaultOutputPath('policies', `${label}${EXPORT_EXT[format]}`) };
 }
 
 function checkFormat(f: string): ExportFormat {
@@ -148,7 +197,7 @@ function checkFormat(f: string): ExportFormat {
 }
 
 /** The `--json` object: snake_case, one policy, everything needed to script against it. */
-export function searchJson(r: SearchResult, model: string, bits: number[], alpha: number, indicators: string, written: string[]) {
+export function searchJson(r: SearchResult, model: string, bits: number[], alpha: number | null, indicators: string, written: string[]) {
   const layer = (l: SearchResult['layers'][number]) => ({ name: l.name, weight_bits: l.weightBits, act_bits: l.actBits, macs: l.macs, params: l.params });
   return {
     status: r.status,
@@ -156,6 +205,7 @@ export function searchJson(r: SearchResult, model: string, bits: number[], alpha
     model,
     indicators,
     bits,
+    scored_by: alpha === null ? 'objective-table' : 'indicators',
     alpha,
     weight_bits: r.layers.map((l) => l.weightBits),
     act_bits: r.layers.map((l) => l.actBits),
@@ -171,9 +221,11 @@ export function searchJson(r: SearchResult, model: string, bits: number[], alpha
     avg_weight_bits: r.avgWeightBits,
     avg_act_bits: r.avgActBits,
     budgets: r.rows.map((b) => ({ name: b.name, sources: b.sources, used: b.used, limit: b.limit, smallest_reachable: b.smallestReachable, unit: b.unit })),
-    removed: r.removed.map((w) => ({ layer: w.layer, kind: w.kind, bits: w.bits, value: w.value, higher_bits: w.higherBits, higher_value: w.higherValue })),
+    removed: r.removed.map((w) => ({ layer: w.layer, kind: w.kind, bits: w.bits, value: w.value, higher_bits: w.higherBits, higher_value: w.higherValue, ...(w.at !== undefined ? { at_bits: w.at } : {}) })),
     solver: r.solver,
     solve_ms: r.solveMs,
+    ...(r.limit ? { limit: r.limit } : {}),
+    ...(r.bound !== undefined ? { bound: r.bound, gap: r.gap ?? null } : {}),
     ...(r.reason ? { reason: r.reason } : {}),
     written,
   };

@@ -4,12 +4,13 @@ import {
   expandGrid, runSimulation, SEED_GRID, simulateContext, simulateCsv, simulatedModel, simulateMarkdown, validateSetting,
   type SimulateResult, type SimulateSetting,
 } from '../simulate/simulate.js';
+import { CLIP_LIMIT, clippingWarning } from '../simulate/calibrate.js';
 import { readPacked } from '../export/packed.js';
 import { disposeModel } from '../train/models.js';
 import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
 import { disposeCheckpoint } from '../train/checkpoint.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { checkOutputPath, refuseExistingOutput, writeOutput, writeOutputs, type OutputFile } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 
@@ -88,7 +89,7 @@ export function registerSimulate(program: Command): void {
     .option('--weight-bits <bits...>', 'weight bit-width (default 8)')
     .option('--input-bits <bits...>', 'input (activation) bit-width (default 8)')
     .option('--input-signed [on|off...]', 'quantize every input as signed int (default: uint after ReLU, the image signed)')
-    .option('--calib <modes...>', 'input ranges: none (online, each batch) | naive (EMA of batch max) | kl (TensorRT entropy)')
+    .option('--calib <modes...>', `input ranges: none (online, each batch) | naive (EMA of batch max) | kl (TensorRT entropy, clipping at most ${100 * CLIP_LIMIT}% of the values)`)
     .option('--merge-bn [on|off...]', 'fold batch norm into the convolutions before quantizing')
     .option('--exclude-first-conv [on|off...]', 'leave the first layer in full precision')
     .option('--grid', 'run every combination of the listed values; unlisted flags take the seed table\'s values')
@@ -104,6 +105,7 @@ export function registerSimulate(program: Command): void {
     .option('--csv <file>', 'also write the table as CSV')
     .option('--markdown <file>', 'also write the markdown table')
     .option('--pack <file>', 'write the quantized model (one setting) as a packed MPQP file')
+    .option('--overwrite', 'replace an existing --pack file; without it that is refused')
     .action(action(async (o: Raw) => {
       const settings = settingsFromFlags(o);
       const common = {
@@ -114,19 +116,30 @@ export function registerSimulate(program: Command): void {
         backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
         log: (line: string) => process.stderr.write(`${line}\n`),
       };
+      for (const key of ['csv', 'markdown', 'pack']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
       if (o.pack !== undefined) {
+        if (o.overwrite !== true) refuseExistingOutput(String(o.pack), '--pack');
         if (settings.length !== 1) throw new UserError(`--pack: packs one setting, the flags give ${settings.length}`);
         return packSimulated(String(o.pack), { ...common, settings }, o.json === true);
       }
       const result = await runSimulation({
         ...common, settings,
-        onRow: (r) => common.log(`${r.quantType} W${r.weightBits} A${r.inputBits}${r.inputSigned ? ' signed' : ''} calib ${r.calib}${r.mergeBn ? ' merge-bn' : ''}${r.excludeFirstConv ? ' w/o first' : ''}: top1 ${(100 * r.top1).toFixed(2)}% (${r.seconds.toFixed(1)} s)`),
+        onRow: (r) => {
+          common.log(`${settingLabel(r)}: top1 ${(100 * r.top1).toFixed(2)}% (${r.seconds.toFixed(1)} s)`);
+          if (r.warning) common.log(`mpq: warning: ${settingLabel(r)}: ${r.warning}`);
+        },
       });
       const markdown = simulateMarkdown(result, common.groupSize);
-      if (o.csv !== undefined) writeFileAtomic(String(o.csv), simulateCsv(result, common.groupSize));
-      if (o.markdown !== undefined) writeFileAtomic(String(o.markdown), markdown);
+      const files: OutputFile[] = [];
+      if (o.csv !== undefined) files.push({ path: String(o.csv), data: simulateCsv(result, common.groupSize) });
+      if (o.markdown !== undefined) files.push({ path: String(o.markdown), data: markdown });
+      writeOutputs(files);
       process.stdout.write(o.json ? `${JSON.stringify(summary(result, common))}\n` : markdown);
     }));
+}
+
+function settingLabel(s: SimulateSetting): string {
+  return `${s.quantType} W${s.weightBits} A${s.inputBits}${s.inputSigned ? ' signed' : ''} calib ${s.calib}${s.mergeBn ? ' merge-bn' : ''}${s.excludeFirstConv ? ' w/o first' : ''}`;
 }
 
 function summary(result: SimulateResult, o: { model?: string; from: string; groupSize: number; numSample: number; calibEpoch: number; batchSize: number; seed: number }) {
@@ -144,14 +157,17 @@ async function packSimulated(out: string, o: Parameters<typeof simulateContext>[
   const { ctx, fpModel } = await simulateContext(o);
   disposeModel(fpModel);
   try {
-    const { model, policy } = simulatedModel(ctx, setting);
+    const { model, policy, calibration } = simulatedModel(ctx, setting);
+    const warning = calibration && clippingWarning(calibration.clipped);
+    if (warning) process.stderr.write(`mpq: warning: ${settingLabel(setting)}: ${warning}\n`);
     const file = packModel(model, policy, { kind: 'minmax', inputMode: setting.calib === 'none' ? 'online' : 'calibrated', inputSigned: setting.inputSigned }, {
       source: o.from, setting, command: ['mpq', ...process.argv.slice(2)].join(' '),
     });
     disposeModel(model);
-    writeFileAtomic(out, file);
+    writeOutput(out, file);
     const size = packedSize(file, readPacked(file, out));
-    process.stdout.write(json ? `${JSON.stringify({ out, ...size })}\n` : `${formatPackedSize(out, size)}\n`);
+    const clipping = calibration ? { clipped: Object.fromEntries(calibration.clipped), ...(warning ? { warning } : {}) } : {};
+    process.stdout.write(json ? `${JSON.stringify({ out, ...size, ...clipping })}\n` : `${formatPackedSize(out, size)}\n`);
   } finally {
     disposeCheckpoint(ctx.checkpoint);
   }

@@ -11,6 +11,7 @@ import { textTable } from '../report/search-report.js';
 import { FileSet } from '../util/file-set.js';
 import { SmoothedEta } from '../util/eta.js';
 import { UserError, EXIT_INFEASIBLE } from '../util/errors.js';
+import { defaultOutputPath } from '../util/paths.js';
 import { action } from './run.js';
 import { addProblemOptions, budgetArgs, budgetGrid, inputSpec, parseCommon, searchArgs, shellWords } from './search-options.js';
 
@@ -31,7 +32,8 @@ export function registerSweep(program: Command): void {
       const jobs = o.jobs === undefined ? defaultJobs(points.length) : parseJobs(String(o.jobs));
       const spec = inputSpec(o);
       const { table, indicators } = await loadSearchInputs(spec); // checks inputs before any work
-      const outDir = o.out === undefined ? join('sweeps', table.model) : String(o.out);
+      // a model name read from an input never chooses the folder
+      const outDir = o.out === undefined ? defaultOutputPath('sweeps', table.model) : String(o.out);
       FileSet.check(outDir, SET_FILES, '--out');
       const files = SET_FILES.filter((f) => f !== 'pareto.png' || o.png === true);
       const out: Outputs = {

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import { BACKEND_NAMES, type BackendName } from '../train/backend/index.js';
 import type { EpochReport } from '../train/loops.js';
 import { trainFullPrecision, type RunOptions } from '../train/run.js';
 import { UserError } from '../util/errors.js';
+import { checkOutputDirectory } from '../util/fs.js';
 import { action, parseInteger, parseNumber } from './run.js';
 import { layerSelection } from './search-options.js';
 import { TRAIN_MODEL_NAMES } from '../train/models.js';
@@ -22,6 +24,7 @@ export function addTrainingOptions(cmd: Command, defaultEpochs?: number): Comman
     .option('--weight-decay <x>', 'L2 weight decay on conv/fc weights', parseNumber('--weight-decay'))
     .option('--workers <n>', 'data-parallel gradient workers, one core each (wasm; LSQ models; BN statistics per shard)', parseInteger('--workers'))
     .option('--resume', 'continue the run saved in --checkpoint')
+    .option('--overwrite', 'replace the run --checkpoint (or the file --out) already holds; without it that is refused')
     .option('--no-progress', 'no progress bar');
 }
 
@@ -41,9 +44,20 @@ export function backendFlag(value: unknown): BackendName {
   return name as BackendName;
 }
 
-/** RunOptions from the shared flags; progress lines go to stderr. */
+/** RunOptions from the shared flags (checked, and the --checkpoint folder); progress lines go to stderr. */
 export function runOptions(o: Record<string, unknown>): RunOptions {
+  const atLeast = (key: string, flag: string, min: number, what: string) => {
+    const n = o[key] as number | undefined;
+    if (n !== undefined && !(n >= min)) throw new UserError(`${flag}: must be ${what}, got ${n}`);
+  };
+  atLeast('batchSize', '--batch-size', 1, 'a positive integer');
+  atLeast('lr', '--lr', 0, 'a number ≥ 0');
+  atLeast('weightDecay', '--weight-decay', 0, 'a number ≥ 0');
+  atLeast('workers', '--workers', 0, 'an integer ≥ 0 (0: steps in this thread)');
+  const cores = availableParallelism();
+  if ((o.workers as number | undefined ?? 0) > cores) throw new UserError(`--workers: ${String(o.workers)} is more than the ${cores} cores here (one worker a core)`);
   const layers = layerSelection(o);
+  if (o.checkpoint !== undefined) checkOutputDirectory(String(o.checkpoint), '--checkpoint');
   return {
     ...(o.model !== undefined ? { model: String(o.model) } : {}),
     ...(Object.keys(layers).length > 0 ? { layers } : {}),
@@ -57,6 +71,7 @@ export function runOptions(o: Record<string, unknown>): RunOptions {
     weightDecay: o.weightDecay as number | undefined,
     workers: o.workers as number | undefined,
     progress: o.progress !== false,
+    overwrite: o.overwrite === true,
     command: ['mpq', ...process.argv.slice(2)].join(' '),
     log: (line) => process.stderr.write(`${line}\n`),
   };
@@ -78,6 +93,6 @@ export function registerTrain(program: Command): void {
         ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
-      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; checkpoint ${String(o.checkpoint)}\n`);
+      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}; checkpoint ${String(o.checkpoint)}\n`);
     }));
 }

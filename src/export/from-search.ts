@@ -1,12 +1,13 @@
 import type { LayerTable } from '../model/layer.js';
-import type { LoadedIndicators } from '../indicators/indicators.js';
+import type { ObjectiveSource } from '../search/problem.js';
+import { isObjectiveTable } from '../search/objective-table.js';
 import type { SearchResult } from '../search/search.js';
 import type { BudgetPoint, CommonFlags } from '../search/spec.js';
 import type { Policy } from './policy.js';
 
 /** A policy file from a search: the bits, plus what traces it to its inputs. */
 export function policyFromSearch(
-  table: LayerTable, ind: LoadedIndicators, c: CommonFlags, p: BudgetPoint, r: SearchResult, command: string,
+  table: LayerTable, ind: ObjectiveSource, c: CommonFlags, p: BudgetPoint, r: SearchResult, command: string,
 ): Policy {
   return {
     format: 'mpq-policy',
@@ -20,7 +21,9 @@ export function policyFromSearch(
     compressionRatio: r.compressionRatio ?? undefined,
     sizeMb: r.sizeMb ?? undefined,
     constraints: {
-      alpha: c.alpha,
+      // the objective: LIMPQ's indicators weighed by alpha, or an objective table (the file below)
+      objective: isObjectiveTable(ind) ? 'objective-table' : 'indicators',
+      alpha: isObjectiveTable(ind) ? null : c.alpha,
       bops: c.bops,
       wb: c.bops ? p.wb : null,
       ab: c.bops ? p.ab : null,
@@ -28,6 +31,8 @@ export function policyFromSearch(
       maxBitopsG: p.maxBitopsG ?? null,
       maxSizeMb: p.maxSizeMb ?? null,
       maxLatency: p.maxLatency ?? null,
+      ...(p.maxCost !== undefined ? { maxCost: p.maxCost } : {}),
+      ...(c.keepWired ? { keepWired: true } : {}),
       ...(c.equivalentBits !== undefined ? { equivalentBits: c.equivalentBits } : {}),
       ...(c.weightBitsRange ? { wBitMin: c.weightBitsRange.min, wBitMax: c.weightBitsRange.max } : {}),
     },

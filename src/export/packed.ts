@@ -3,12 +3,14 @@
  * at its own bit-width, with its scales (and optional codebook) in a JSON index, and the state
  * that stays in float (batch norm, biases, activation steps) as raw float32 tensors.
  *
- * Layout (all integers little-endian), version 3:
+ * Layout (all integers little-endian), versions 3 and 4:
  *   0   'MPQP'
- *   4   u32 format version (3)
+ *   4   u32 format version (3 or 4)
  *   8   u32 byte length N of the payload once inflated
  *   12  the payload, zlib-compressed (RFC 1950: deflate at level 9, Adler-32 checked)
  * Versions 1 and 2 (still read) store the payload uncompressed right after the version word.
+ * Version 4 is version 3 with codebook layers that have no scales and codebooks per channel
+ * (`perChannel`); a file that uses neither is written as version 3, which older builds read.
  * Version 2 is version 3 uncompressed; version 1 is version 2 without float tensors or group
  * codebooks.
  *
@@ -19,8 +21,8 @@
  * Compression is on top of the bit-packing, not instead of it: the codes stay at their bits, and
  * deflate takes what the float32 state, the index and the codes' skewed distribution leave.
  *
- * Index: `{ meta, layers: [{ name, shape, bits, scales, codebook?, groupSize?, offset,
- * byteLength }], floats?: [[name, shape], …] }`. The float payloads follow the layer payloads
+ * Index: `{ meta, layers: [{ name, shape, bits, scales, codebook?, groupSize?, perChannel?,
+ * offset, byteLength }], floats?: [[name, shape], …] }`. The float payloads follow the layer payloads
  * (from the 4-byte aligned end of the last one), back to back in index order: they need no
  * offsets, and their entries are kept short because the index counts against the file's size.
  * Scales and codebooks are float32 values written as JSON numbers, each the shortest decimal that
@@ -29,38 +31,27 @@
  * A layer payload holds product(shape) codes of `bits` bits: two's complement, bit 0 of each code
  * at the lowest free bit of the current byte (little-endian bit order), no padding between codes.
  * A codebook holds 2^bits levels per group of `groupSize` consecutive codes (one group when
- * groupSize is absent), as IntegerForm. A float payload is product(shape) little-endian float32s.
+ * groupSize is absent) or per channel of the last axis (`perChannel`), as IntegerForm. A float payload is product(shape) little-endian float32s.
  */
 import { deflateSync, inflateSync } from 'node:zlib';
 import * as v from 'valibot';
+import { bitsProblem, CODE_BITS } from '../quant/bits.js';
+import { integerFormProblem, type IntegerForm } from '../quant/integer-form.js';
 import { UserError } from '../util/errors.js';
 import { describeIssues, jsonObject, nonNegativeInteger as count } from '../util/schema.js';
 
 export const PACKED_MAGIC = 'MPQP';
-export const PACKED_VERSION = 3;
+export const PACKED_VERSION = 4;
 /** versions this build reads (see the file comment) */
-const READABLE_VERSIONS = [1, 2, 3];
-/** the first version whose payload is compressed */
-const COMPRESSED_SINCE = 3;
-/** magic, version and (version 3) the inflated payload's length, or (1, 2) the index's */
+const READABLE_VERSIONS = [1, 2, 3, 4];
+/** the first version whose payload is compressed, and so checksummed (zlib's Adler-32) */
+export const COMPRESSED_SINCE = 3;
+/** magic, version and (versions 3, 4) the inflated payload's length, or (1, 2) the index's */
 const HEADER_BYTES = 12;
 const ZLIB_LEVEL = 9;
-const MAX_BITS = 16;
 
-export interface PackedLayer {
-  name: string;
-  shape: number[];
-  /** 1..16 */
-  bits: number;
-  /** dequantisation scales: one per tensor, channel or group, as the quantizer produced them */
-  scales: Float32Array;
-  /** non-uniform levels, 2^bits per group; the code's bit pattern (q mod 2^bits) indexes its group's */
-  codebook?: Float32Array;
-  /** codes per codebook group (one group when absent) */
-  groupSize?: number;
-  /** codes in [-2^(bits-1), 2^(bits-1) - 1], product(shape) of them */
-  q: Int32Array;
-}
+/** A layer's codes as its weight quantizer gives them (IntegerForm), under the layer's name and weight shape. */
+export type PackedLayer = { name: string; shape: number[] } & IntegerForm;
 
 /** A tensor kept in float32 (batch-norm parameters, biases, activation step sizes). */
 export interface PackedFloat {
@@ -146,14 +137,8 @@ export function writePacked(layers: readonly PackedLayer[], meta: Record<string,
   let offset = 0;
   for (const layer of layers) {
     unique('layer', layer.name);
-    const count = elementCount(layer.shape);
-    if (count !== layer.q.length) throw new RangeError(`layer '${layer.name}': shape [${layer.shape.join(', ')}] holds ${count} codes, q has ${layer.q.length}`);
-    checkFloats(layer.name, 'scales', layer.scales);
-    if (layer.codebook) {
-      checkFloats(layer.name, 'codebook', layer.codebook);
-      const problem = codebookProblem(layer.codebook.length, layer.bits, count, layer.groupSize);
-      if (problem) throw new RangeError(`layer '${layer.name}': ${problem}`);
-    }
+    const problem = integerFormProblem(layer, layer.shape);
+    if (problem) throw new RangeError(`layer '${layer.name}': ${problem}`);
     const payload = packTensor(layer.q, layer.bits);
     payloads.push(payload);
     entries.push({
@@ -162,7 +147,8 @@ export function writePacked(layers: readonly PackedLayer[], meta: Record<string,
       bits: layer.bits,
       scales: shortestFloat32(layer.scales),
       ...(layer.codebook ? { codebook: shortestFloat32(layer.codebook) } : {}),
-      ...(layer.codebook && layer.groupSize !== undefined ? { groupSize: layer.groupSize } : {}),
+      ...(layer.groupSize !== undefined ? { groupSize: layer.groupSize } : {}),
+      ...(layer.perChannel ? { perChannel: true as const } : {}),
       offset,
       byteLength: payload.length,
     });
@@ -191,10 +177,15 @@ export function writePacked(layers: readonly PackedLayer[], meta: Record<string,
   const file = new Uint8Array(HEADER_BYTES + compressed.length);
   const view = new DataView(file.buffer);
   file.set(new TextEncoder().encode(PACKED_MAGIC), 0);
-  view.setUint32(4, PACKED_VERSION, true);
+  view.setUint32(4, formatVersion(layers), true);
   view.setUint32(8, payload.length, true);
   file.set(compressed, HEADER_BYTES);
   return file;
+}
+
+/** The oldest version that holds these layers: 4 for what version 3 cannot express, else 3. */
+function formatVersion(layers: readonly PackedLayer[]): number {
+  return layers.some((l) => l.perChannel || (l.codebook && l.scales.length === 0)) ? PACKED_VERSION : 3;
 }
 
 /**
@@ -247,18 +238,19 @@ export function readPacked(bytes: Uint8Array, source = 'packed model'): PackedMo
     const expected = packedByteLength(count, entry.bits);
     if (entry.byteLength !== expected) fail(`${where}: ${entry.byteLength} payload bytes, but ${count} codes of ${entry.bits} bits take ${expected}`);
     const start = locate(where, entry.name, entry.offset, entry.byteLength);
-    const problem = entry.codebook ? codebookProblem(entry.codebook.length, entry.bits, count, entry.groupSize) : undefined;
-    if (problem) fail(`${where}: ${problem}`);
-    if (entry.groupSize !== undefined && !entry.codebook) fail(`${where}: groupSize without a codebook`);
-    return {
+    const layer: PackedLayer = {
       name: entry.name,
       shape: entry.shape,
       bits: entry.bits,
       scales: Float32Array.from(entry.scales),
       ...(entry.codebook ? { codebook: Float32Array.from(entry.codebook) } : {}),
       ...(entry.groupSize !== undefined ? { groupSize: entry.groupSize } : {}),
+      ...(entry.perChannel ? { perChannel: true as const } : {}),
       q: unpackTensor(payload.subarray(start, start + entry.byteLength), entry.bits, count),
     };
+    const problem = integerFormProblem(layer, layer.shape);
+    if (problem) fail(`${where}: ${problem}`);
+    return layer;
   });
   let floatOffset = align4(index.layers.reduce((end, e) => Math.max(end, e.offset + e.byteLength), 0));
   const floats = (index.floats ?? []).map(([name, shape]): PackedFloat => {
@@ -287,23 +279,16 @@ function inflatePayload(file: Uint8Array, length: number, fail: (message: string
   return payload!;
 }
 
-/** Why a codebook of `length` entries does not fit `count` codes of `bits` bits, if it does not. */
-function codebookProblem(length: number, bits: number, count: number, groupSize: number | undefined): string | undefined {
-  if (groupSize === undefined) return length > 2 ** bits ? `${length} codebook entries exceed 2^${bits}` : undefined;
-  if (!Number.isInteger(groupSize) || groupSize < 1) return `groupSize must be a positive whole number, got ${groupSize}`;
-  const groups = Math.max(1, Math.ceil(count / groupSize));
-  return length > groups * 2 ** bits ? `${length} codebook entries exceed ${groups} groups × 2^${bits}` : undefined;
-}
-
 const name = v.pipe(v.string(), v.minLength(1, 'expected a non-empty name'));
-const numbers = v.pipe(v.array(v.number()), v.minLength(1, 'expected at least one number'));
+const numbers = v.array(v.number());
 const indexEntrySchema = v.strictObject({
   name,
   shape: v.array(count),
-  bits: v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, `expected bits in 1..${MAX_BITS}`), v.maxValue(MAX_BITS, `expected bits in 1..${MAX_BITS}`)),
+  bits: v.pipe(v.number(), v.check((bits) => bitsProblem(bits, CODE_BITS) === undefined, `expected bits in ${CODE_BITS.min}..${CODE_BITS.max}`)),
   scales: numbers,
   codebook: v.optional(numbers),
   groupSize: v.optional(v.pipe(v.number(), v.integer('expected an integer'), v.minValue(1, 'expected a positive integer'))),
+  perChannel: v.optional(v.literal(true)),
   offset: count,
   byteLength: count,
 });
@@ -335,13 +320,8 @@ function shortestFloat32(values: Float32Array): number[] {
 }
 
 function checkBits(bits: number): void {
-  if (!Number.isInteger(bits) || bits < 1 || bits > MAX_BITS) throw new RangeError(`bit-width must be a whole number in 1..${MAX_BITS}, got ${bits}`);
-}
-
-function checkFloats(layer: string, what: string, values: Float32Array): void {
-  if (values.length === 0) throw new RangeError(`layer '${layer}': ${what} is empty`);
-  // JSON has no NaN or Infinity
-  if (!values.every(Number.isFinite)) throw new RangeError(`layer '${layer}': ${what} must be finite`);
+  const problem = bitsProblem(bits, CODE_BITS);
+  if (problem) throw new RangeError(`codes: ${problem}`);
 }
 
 function elementCount(shape: readonly number[]): number {

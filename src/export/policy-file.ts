@@ -1,12 +1,18 @@
 import * as v from 'valibot';
+import { bitsProblem, FULL_PRECISION_BITS, SUPPORTED_BITS } from '../quant/bits.js';
 import { readJsonFile } from '../util/json-file.js';
 import { describeIssues, parseWithSchema, pathTo, strictFields } from '../util/schema.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { writeOutput } from '../util/fs.js';
 import type { Policy } from './policy.js';
 
-const positiveInt = () => {
-  const what = 'expected a positive integer';
-  return v.pipe(v.number(what), v.integer(what), v.minValue(1, what));
+/** A layer's bits: a width mpq runs, or full precision. */
+const layerBits = () => {
+  const what = `expected a bit-width in ${SUPPORTED_BITS.min}..${SUPPORTED_BITS.max} or ${FULL_PRECISION_BITS} (full precision)`;
+  return v.pipe(v.number(what), v.check((b) => bitsProblem(b, SUPPORTED_BITS, { fullPrecision: true }) === undefined, what));
+};
+const candidateBits = () => {
+  const what = `expected a bit-width in ${SUPPORTED_BITS.min}..${SUPPORTED_BITS.max}`;
+  return v.pipe(v.number(what), v.check((b) => bitsProblem(b) === undefined, what));
 };
 const nonNegative = () => v.pipe(v.number('expected a number >= 0'), v.minValue(0, 'expected a number >= 0'));
 const nonEmptyString = () => v.pipe(v.string('expected a non-empty string'), v.minLength(1, 'expected a non-empty string'));
@@ -14,8 +20,8 @@ const aString = () => v.string('expected a string');
 
 const policyLayerSchema = strictFields({
   name: nonEmptyString(),
-  weightBits: positiveInt(),
-  actBits: positiveInt(),
+  weightBits: layerBits(),
+  actBits: layerBits(),
   macs: nonNegative(),
   params: nonNegative(),
 }, 'expected a layer object');
@@ -26,7 +32,7 @@ const policySchema = v.pipe(
     format: v.literal('mpq-policy', "expected 'mpq-policy'"),
     version: v.literal(1, 'expected 1 (the only policy version this mpq reads)'),
     model: nonEmptyString(),
-    bits: v.pipe(v.array(positiveInt(), 'expected an array of bit-widths'), v.minLength(1, 'expected at least one bit-width')),
+    bits: v.pipe(v.array(candidateBits(), 'expected an array of bit-widths'), v.minLength(1, 'expected at least one bit-width')),
     layers: v.pipe(layers(), v.minLength(1, 'expected at least one layer')),
     fixed: layers(),
     objective: v.optional(v.number('expected a number')),
@@ -67,13 +73,18 @@ type Assert<T extends true> = T;
 type PolicySchemaMatchesPolicy = Assert<SameKeys<ParsedPolicy, Policy>>;
 
 /**
- * Write a policy as pretty JSON, atomically. The policy is validated first, so a file this writes
+ * A policy as the pretty JSON of its file. The policy is validated first, so a file of this text
  * always reads back; a policy that fails is a bug in its producer, not a user error.
  */
-export function writePolicy(path: string, p: Policy): void {
+export function policyText(p: Policy, path: string): string {
   const result = v.safeParse(policySchema, p);
   if (!result.success) throw new Error(`refusing to write an invalid policy to ${path}: ${describeIssues(result.issues)}`);
-  writeFileAtomic(path, `${JSON.stringify(p, null, 2)}\n`);
+  return `${JSON.stringify(p, null, 2)}\n`;
+}
+
+/** Write a policy file (policyText), atomically. */
+export function writePolicy(path: string, p: Policy): void {
+  writeOutput(path, policyText(p, path));
 }
 
 /** Read and validate a policy file; every problem is a one-line UserError naming the file and field. */

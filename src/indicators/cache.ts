@@ -1,6 +1,7 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import { UserError } from '../util/errors.js';
+import { readInputFile } from '../util/fs.js';
 import { PACKAGE_ROOT } from '../util/paths.js';
 
 /** Where cached indicators live: the working directory's `indicators/`, then the shipped ones. */
@@ -17,7 +18,7 @@ function shortPath(p: string): string {
 function modelOf(path: string): string | undefined {
   if (!path.endsWith('.json')) return undefined;
   try {
-    const meta = JSON.parse(readFileSync(path, 'utf8'))?.meta;
+    const meta = JSON.parse(readInputFile(path, 'indicators').toString('utf8'))?.meta;
     return typeof meta?.model === 'string' ? meta.model : undefined;
   } catch {
     return undefined; // unreadable files are reported when (if) they are chosen

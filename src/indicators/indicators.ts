@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { Parser } from 'pickleparser';
-import { UserError } from '../util/errors.js';
+import { shownValue, UserError } from '../util/errors.js';
+import { readInputFile } from '../util/fs.js';
 
 /** Learned importance indicators in the LIMPQ schema: layer → bits → step size. */
 export interface Indicators {
@@ -20,18 +20,27 @@ export interface LoadedIndicators extends Indicators {
 
 /** Read indicators from LIMPQ's pickle (`.pkl`) or from JSON in the same schema. */
 export function readIndicators(path: string): LoadedIndicators {
-  if (!existsSync(path)) throw new UserError(`${path}: no such indicators file`);
-  const bytes = readFileSync(path);
+  const bytes = readInputFile(path, 'indicators');
   const raw = path.toLowerCase().endsWith('.pkl') ? parsePickle(path, bytes) : parseJson(path, bytes);
   return { ...validateIndicators(path, raw), path, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
+/** Classes whose pickled instances are plain dicts to us (LIMPQ saves a dict). */
+const DICT_CLASSES = new Set(['builtins.dict', 'collections.OrderedDict', 'collections.defaultdict']);
+
 function parsePickle(path: string, bytes: Buffer): unknown {
+  let top: unknown;
   try {
-    return new Parser().parse(bytes);
+    top = new Parser().parse(bytes);
   } catch (err) {
     throw new UserError(`${path}: not a readable pickle (${oneLine(err)})`);
   }
+  // pickleparser builds instances of classes it does not know with __module__/__name__ on their prototype
+  const cls = typeof top === 'object' && top !== null ? (top as { __module__?: unknown; __name__?: unknown }) : undefined;
+  if (cls && typeof cls.__module__ === 'string' && typeof cls.__name__ === 'string' && !DICT_CLASSES.has(`${cls.__module__}.${cls.__name__}`)) {
+    throw new UserError(`${path}: the pickle holds a ${cls.__module__}.${cls.__name__} object, not a dict with 'weight', 'act' and 'layer_name' (LIMPQ's indicators)`);
+  }
+  return top;
 }
 
 function parseJson(path: string, bytes: Buffer): unknown {
@@ -52,7 +61,7 @@ function isRecord(x: unknown): x is Record<string, unknown> {
 
 /** Check the schema by hand so every message names the exact field (`weight['conv1']['4']`). */
 export function validateIndicators(path: string, raw: unknown): Indicators {
-  if (!isRecord(raw)) throw new UserError(`${path}: expected an object with 'weight', 'act' and 'layer_name'`);
+  if (!isRecord(raw)) throw new UserError(`${path}: expected an object with 'weight', 'act' and 'layer_name', got ${shownValue(raw)}`);
   const names = raw.layer_name;
   if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === 'string')) {
     throw new UserError(`${path}: layer_name: expected a non-empty list of layer names`);
@@ -71,7 +80,7 @@ export function validateIndicators(path: string, raw: unknown): Indicators {
       for (const [bits, value] of Object.entries(entry)) {
         if (!/^\d+$/.test(bits)) throw new UserError(`${path}: ${kind}['${name}']: key '${bits}' is not a bit-width`);
         if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-          throw new UserError(`${path}: ${kind}['${name}']['${bits}']: expected a positive finite number, got ${String(value)}`);
+          throw new UserError(`${path}: ${kind}['${name}']['${bits}']: expected a positive finite number, got ${shownValue(value)}`);
         }
         clean[String(Number(bits))] = value;
       }
@@ -94,7 +103,7 @@ export function canonicalLayerName(name: string): string {
  * For each model layer (in the model's order), the indicator layer of the same name. Any
  * mismatch is an error listing the names on either side that found no partner.
  */
-export function matchIndicatorLayers(ind: LoadedIndicators, modelLayers: string[], modelName: string): string[] {
+export function matchIndicatorLayers(ind: Pick<LoadedIndicators, 'path' | 'layerNames'>, modelLayers: string[], modelName: string): string[] {
   const byName = new Map(ind.layerNames.map((n) => [canonicalLayerName(n), n]));
   const missing = modelLayers.filter((n) => !byName.has(canonicalLayerName(n)));
   const wanted = new Set(modelLayers.map(canonicalLayerName));
@@ -122,15 +131,18 @@ export interface WiredPoint {
   value: number;
   higherBits: number;
   higherValue: number;
+  /** in an objective table of (w, a) pairs: the other bit-width of both choices (act bits for a weight wired point) */
+  at?: number;
 }
 
 /**
  * The candidate bit-widths a layer may use for one of weight/act. Lower bits should learn larger
  * step sizes; a candidate whose indicator is below that of the next higher candidate is a "wired
- * point" (an artefact of joint training, LIMPQ) and is left out rather than priced at 1e8.
+ * point" (an artefact of joint training, LIMPQ) and is left out rather than priced at 1e8, unless
+ * `keepWired` (--keep-wired).
  */
 export function allowedBits(
-  ind: Indicators, kind: 'weight' | 'act', layer: string, bits: number[], path: string,
+  ind: Indicators, kind: 'weight' | 'act', layer: string, bits: number[], path: string, keepWired = false,
 ): { allowed: number[]; removed: WiredPoint[] } {
   const entry = ind[kind][layer];
   const desc = [...bits].sort((a, b) => b - a);
@@ -144,7 +156,7 @@ export function allowedBits(
   for (let i = 1; i < desc.length; i++) {
     const value = entry[String(desc[i])];
     const higherValue = entry[String(desc[i - 1])];
-    if (value < higherValue) removed.push({ layer, kind, bits: desc[i], value, higherBits: desc[i - 1], higherValue });
+    if (value < higherValue && !keepWired) removed.push({ layer, kind, bits: desc[i], value, higherBits: desc[i - 1], higherValue });
     else allowed.push(desc[i]);
   }
   return { allowed, removed };

@@ -6,11 +6,18 @@
  * from a `<module>.weight` initializer, or from the node's scope (`/layer1/layer1.0/conv1/Conv` →
  * `layer1.0.conv1`) when the exporter renamed the weights (batch norm folded into the conv).
  * Anything else is one line naming the file, the node and what is wrong.
+ *
+ * Quantized (QDQ) models, as `mpq export-model` writes them, import too: a DequantizeLinear of an
+ * integer initializer is a weight (dequantized), a QuantizeLinear → DequantizeLinear pair on an
+ * activation (with the Clip before it that narrows the grid) marks the input of the layer that
+ * reads it; each layer's bits are recovered (`qdqBits`): activations from the Clip or the
+ * storage type's range, weights from the file's `mpq.weight_bits` metadata (checked against the
+ * codes), else the narrowest signed range that holds the codes.
  */
 import { UserError } from '../util/errors.js';
 import { GraphBuilder, GraphError, type ActivationFn, type GraphModel, type NodeSpec, type Pads2d, type Shape } from './graph.js';
 import { modelName } from './names.js';
-import { onnxAttribute, readOnnxFile, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx/proto.js';
+import { dataTypeName, ONNX_DATA_TYPE, onnxAttribute, readOnnxFile, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx/proto.js';
 
 /** The ONNX default-domain opsets this importer reads. */
 export const ONNX_OPSETS = { min: 11, max: 21 } as const;
@@ -18,14 +25,41 @@ export const ONNX_OPSETS = { min: 11, max: 21 } as const;
 export const SUPPORTED_ONNX_OPS = [
   'Conv', 'Gemm', 'MatMul', 'Add', 'BatchNormalization', 'Relu', 'Clip', 'Sigmoid', 'Tanh', 'HardSwish', 'HardSigmoid', 'LeakyRelu',
   'Gelu', 'Softmax', 'Concat', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'GlobalMaxPool', 'Flatten', 'Reshape', 'Pad', 'Identity',
-  'Dropout', 'Constant',
+  'Dropout', 'Constant', 'QuantizeLinear', 'DequantizeLinear', 'Mul (x · Sigmoid(x), x · HardSigmoid(x))', 'Transpose (before a Flatten)',
 ] as const;
 
-/** A value of the ONNX graph: a node of ours, or a constant (initializer, Constant node). */
-type Value = { node: string } | { constant: OnnxTensor };
+/** Metadata key of the weight bits of each quantized layer, as `mpq export-model` writes it. */
+export const WEIGHT_BITS_METADATA = 'mpq.weight_bits';
+
+/** An activation's integer grid: value = q · step, q in [lo, hi]. */
+interface Grid {
+  step: number;
+  lo: number;
+  hi: number;
+}
+
+/**
+ * A value of the ONNX graph: a node of ours, a constant (initializer, Constant node, dequantized
+ * weight), a Clip that narrows the grid of the QuantizeLinear reading it, or a QuantizeLinear's
+ * codes of a node's output.
+ */
+type Value =
+  | { node: string }
+  | { constant: OnnxTensor }
+  | { clip: { node: string; min?: number; max?: number } }
+  | { quantized: { node: string; grid: Grid; zeroPoint: number } }
+  | { transposed: string };
+
+/** Bits of each layer of a QDQ model (32: that side is float). */
+export type QdqBits = Record<string, { weightBits: number; actBits: number }>;
+
+/** An imported ONNX model; `qdqBits` when it is quantized (QDQ). */
+export interface OnnxGraphModel extends GraphModel {
+  qdqBits?: QdqBits;
+}
 
 /** Reads an .onnx file as a graph; `weights: false` skips converting the initializers (the search needs shapes only). */
-export function readOnnxModel(path: string, opts: { weights?: boolean } = {}): GraphModel {
+export function readOnnxModel(path: string, opts: { weights?: boolean } = {}): OnnxGraphModel {
   return onnxGraph(readOnnxFile(path), path, opts);
 }
 
@@ -93,7 +127,7 @@ function topologicalOrder(model: OnnxModel, path: string, known: Set<string>): O
 }
 
 /** The ONNX model as a graph (`path` names the file in errors). */
-export function onnxGraph(model: OnnxModel, path: string, opts: { weights?: boolean } = {}): GraphModel {
+export function onnxGraph(model: OnnxModel, path: string, opts: { weights?: boolean } = {}): OnnxGraphModel {
   opsetOf(model, path);
   return new OnnxImporter(model, path, opts.weights !== false).run();
 }
@@ -105,12 +139,32 @@ class OnnxImporter {
   private readonly readers = new Map<string, number>();
   private readonly fused = new Set<OnnxNode>();
   private order: OnnxNode[] = [];
+  /** the activation grid of a DequantizeLinear's output (a layer's quantized input) */
+  private readonly grids = new Map<string, Grid>();
+  /** the (q − zero point) codes of a dequantized weight, by the DequantizeLinear's output */
+  private readonly weightCodes = new Map<string, { min: number; max: number }>();
+  /** the weight bits the file's metadata states, by layer */
+  private readonly statedWeightBits: Record<string, number>;
+  private readonly qdqBits: QdqBits = {};
 
   constructor(private readonly model: OnnxModel, private readonly path: string, private readonly withWeights: boolean) {
     this.b = new GraphBuilder(modelName(path), 'onnx', 'nchw');
+    this.statedWeightBits = this.metadataBits();
   }
 
-  run(): GraphModel {
+  private metadataBits(): Record<string, number> {
+    const stated = this.model.metadataProps?.find((e) => e.key === WEIGHT_BITS_METADATA)?.value;
+    if (stated === undefined) return {};
+    try {
+      const bits = JSON.parse(stated) as unknown;
+      if (typeof bits === 'object' && bits !== null && Object.values(bits).every((b) => Number.isInteger(b) && b >= 1 && b <= 16)) return bits as Record<string, number>;
+    } catch {
+      // reported below
+    }
+    throw new UserError(`${this.path}: metadata '${WEIGHT_BITS_METADATA}' is not a JSON object of layer → bit-width (1..16)`);
+  }
+
+  run(): OnnxGraphModel {
     const { graph } = this.model;
     for (const t of graph.initializers) this.values.set(t.name, { constant: t });
     const inputs = graph.inputs.filter((i) => !this.values.has(i.name));
@@ -133,7 +187,8 @@ class OnnxImporter {
     if (graph.outputs.length !== 1) throw new UserError(`${this.path}: the graph has ${graph.outputs.length} outputs; mpq imports models with one output`);
     const out = this.values.get(graph.outputs[0].name);
     if (!out || !('node' in out)) throw new UserError(`${this.path}: output '${graph.outputs[0].name}' is not computed from the input`);
-    return this.withWeights ? this.b.build(out.node) : { graph: this.b.build(out.node).graph };
+    const built = this.withWeights ? this.b.build(out.node) : { graph: this.b.build(out.node).graph };
+    return Object.keys(this.qdqBits).length > 0 ? { ...built, qdqBits: this.qdqBits } : built;
   }
 
   private fail(node: OnnxNode, message: string): never {
@@ -158,8 +213,119 @@ class OnnxImporter {
   private input(node: OnnxNode, index: number): string {
     const name = node.inputs[index];
     const v = name === undefined || name === '' ? undefined : this.values.get(name);
+    if (v && 'quantized' in v) this.fail(node, `input ${index} ('${name}') is a QuantizeLinear's integer codes; mpq reads them through a DequantizeLinear`);
     if (!v || !('node' in v)) this.fail(node, `input ${index} ('${name ?? ''}') must be computed from the model's input, not a constant`);
     return v.node;
+  }
+
+  /** The one node that reads `value`, if exactly one does. */
+  private onlyReader(value: string): OnnxNode | undefined {
+    if (this.readers.get(value) !== 1) return undefined;
+    return this.order.find((n) => n.inputs.includes(value));
+  }
+
+  /**
+   * f(x) whose one reader is Mul(x, f(x)): the product is one activation `fn` (x · Sigmoid(x) is
+   * swish, x · HardSigmoid(x; 1/6, 1/2) hard-swish). Returns whether it was.
+   */
+  private selfProduct(node: OnnxNode, name: string, fn: ActivationFn): boolean {
+    const mul = this.onlyReader(node.outputs[0]);
+    if (mul?.opType !== 'Mul' || mul.inputs.length !== 2) return false;
+    const other = mul.inputs[mul.inputs[0] === node.outputs[0] ? 1 : 0];
+    if (other !== node.inputs[0]) return false;
+    this.fused.add(mul);
+    const out = this.add(node, name, { op: 'activation', fn }, [this.input(node, 0)]);
+    this.values.set(mul.outputs[0], { node: out });
+    return true;
+  }
+
+  /** The integer range of a quantized type, from its zero point (or QuantizeLinear's default, uint8). */
+  private storageRange(node: OnnxNode, zeroPoint: OnnxTensor | undefined): [number, number] {
+    const type = zeroPoint?.dataType ?? onnxAttribute(node, 'output_dtype', 'int', this.path) ?? ONNX_DATA_TYPE.UINT8;
+    const ranges: Record<number, [number, number]> = {
+      [ONNX_DATA_TYPE.INT4]: [-8, 7], [ONNX_DATA_TYPE.UINT4]: [0, 15], [ONNX_DATA_TYPE.INT8]: [-128, 127], [ONNX_DATA_TYPE.UINT8]: [0, 255],
+      [ONNX_DATA_TYPE.INT16]: [-32768, 32767], [ONNX_DATA_TYPE.UINT16]: [0, 65535],
+    };
+    return ranges[type] ?? this.fail(node, `quantized type ${dataTypeName(type)} is not supported (INT4/8/16, UINT4/8/16)`);
+  }
+
+  /** A per-tensor scale and zero point (inputs 1 and 2). */
+  private scalarQuantization(node: OnnxNode): { scale: number; zeroPoint: number; zeroTensor?: OnnxTensor } {
+    const scale = this.floats(node, this.constant(node, 1, 'the scale'), 'the scale');
+    const zeroTensor = this.optionalConstant(node, 2, 'the zero point');
+    const zero = zeroTensor ? this.floats(node, zeroTensor, 'the zero point') : [0];
+    if (scale.length !== 1 || zero.length !== 1) this.fail(node, 'activations quantized per axis are not supported (one scale per tensor)');
+    return { scale: scale[0], zeroPoint: zero[0], zeroTensor };
+  }
+
+  /** QuantizeLinear of an activation: its codes, on the grid of the storage type narrowed by a Clip before it. */
+  private quantizeLinear(node: OnnxNode): void {
+    const x = this.values.get(node.inputs[0]);
+    if (!x || !('node' in x || 'clip' in x)) this.fail(node, `input '${node.inputs[0]}' must be an activation (quantized weights are integer initializers read by a DequantizeLinear)`);
+    const { scale, zeroPoint, zeroTensor } = this.scalarQuantization(node);
+    const [storageLo, storageHi] = this.storageRange(node, zeroTensor);
+    let [lo, hi] = [storageLo - zeroPoint, storageHi - zeroPoint];
+    if ('clip' in x) {
+      const { min, max } = x.clip;
+      if (min !== undefined) lo = Math.max(lo, Math.round(min / scale));
+      if (max !== undefined) hi = Math.min(hi, Math.round(max / scale));
+    }
+    const from = 'clip' in x ? x.clip.node : x.node;
+    this.values.set(node.outputs[0], { quantized: { node: from, grid: { step: scale, lo, hi }, zeroPoint } });
+  }
+
+  /** DequantizeLinear: of a QuantizeLinear's codes, the activation (its grid noted); of an integer initializer, a weight. */
+  private dequantizeLinear(node: OnnxNode): void {
+    const v = this.values.get(node.inputs[0]);
+    if (v && 'quantized' in v) {
+      const q = v.quantized;
+      const { scale, zeroPoint } = this.scalarQuantization(node);
+      if (scale !== q.grid.step || zeroPoint !== q.zeroPoint) this.fail(node, 'dequantizes with another scale or zero point than its QuantizeLinear');
+      this.values.set(node.outputs[0], { node: q.node });
+      this.grids.set(node.outputs[0], q.grid);
+      return;
+    }
+    const codes = this.constant(node, 0, 'the quantized tensor');
+    const scaleTensor = this.constant(node, 1, 'the scale');
+    const zeroTensor = this.optionalConstant(node, 2, 'the zero point');
+    this.storageRange(node, zeroTensor ?? codes);
+    const q = this.floats(node, codes, 'the quantized tensor');
+    const scales = this.floats(node, scaleTensor, 'the scale');
+    const zeros = zeroTensor ? this.floats(node, zeroTensor, 'the zero point') : new Float32Array(scales.length);
+    const rank = codes.dims.length;
+    const axisAttribute = onnxAttribute(node, 'axis', 'int', this.path) ?? 1;
+    const axis = axisAttribute < 0 ? axisAttribute + rank : axisAttribute;
+    if (scales.length > 1 && (axis < 0 || axis >= rank || codes.dims[axis] !== scales.length)) this.fail(node, `${scales.length} scales do not match axis ${axis} of [${codes.dims.join(', ')}]`);
+    if (onnxAttribute(node, 'block_size', 'int', this.path)) this.fail(node, 'blocked quantization (block_size) is not supported');
+    const inner = scales.length > 1 ? codes.dims.slice(axis + 1).reduce((a, b) => a * b, 1) : 1;
+    const values = new Float32Array(q.length);
+    let [min, max] = [Infinity, -Infinity];
+    for (let i = 0; i < q.length; i++) {
+      const k = scales.length > 1 ? Math.floor(i / inner) % scales.length : 0;
+      const code = q[i] - zeros[k];
+      values[i] = Math.fround(code * scales[k]);
+      [min, max] = [Math.min(min, code), Math.max(max, code)];
+    }
+    this.values.set(node.outputs[0], { constant: { name: node.outputs[0], dataType: ONNX_DATA_TYPE.FLOAT, dims: codes.dims, data: values } });
+    this.weightCodes.set(node.outputs[0], { min, max });
+  }
+
+  /** Notes the bits of a quantized layer: its input's grid, its weight's codes. */
+  private noteBits(node: OnnxNode, layer: string): void {
+    const grid = this.grids.get(node.inputs[0]);
+    const codes = this.weightCodes.get(node.inputs[1]);
+    if (!grid && !codes) return;
+    const bitsOf = (levels: number) => Math.max(1, Math.ceil(Math.log2(levels)));
+    let weightBits = 32;
+    if (codes) {
+      const stated = this.statedWeightBits[layer];
+      // without metadata: the narrowest signed grid that holds the codes
+      weightBits = stated ?? Math.max(2, bitsOf(2 * Math.max(-codes.min, codes.max + 1)));
+      if (codes.min < -(2 ** (weightBits - 1)) || codes.max > 2 ** (weightBits - 1) - 1) {
+        this.fail(node, `metadata '${WEIGHT_BITS_METADATA}' gives ${layer} ${weightBits} bits, its weight codes reach [${codes.min}, ${codes.max}]`);
+      }
+    }
+    this.qdqBits[layer] = { weightBits, actBits: grid ? bitsOf(grid.hi - grid.lo + 1) : 32 };
   }
 
   private constant(node: OnnxNode, index: number, what: string): OnnxTensor {
@@ -236,7 +402,10 @@ class OnnxImporter {
         return;
       }
       case 'Relu': activation('relu'); return;
-      case 'Sigmoid': activation('sigmoid'); return;
+      case 'Sigmoid':
+        if (this.selfProduct(node, plain, 'swish')) return;
+        activation('sigmoid');
+        return;
       case 'Tanh': activation('tanh'); return;
       case 'HardSwish': activation('hardswish'); return;
       case 'Gelu': {
@@ -246,6 +415,9 @@ class OnnxImporter {
         return;
       }
       case 'HardSigmoid':
+        // x · HardSigmoid(x; 1/6, 1/2) is hard-swish (how opsets below 14 say it)
+        if (Math.abs((onnxAttribute(node, 'alpha', 'float', this.path) ?? 0.2) - 1 / 6) < 1e-6 && (onnxAttribute(node, 'beta', 'float', this.path) ?? 0.5) === 0.5
+          && this.selfProduct(node, plain, 'hardswish')) return;
         activation('hardsigmoid', { alpha: onnxAttribute(node, 'alpha', 'float', this.path) ?? 0.2, beta: onnxAttribute(node, 'beta', 'float', this.path) ?? 0.5 });
         return;
       case 'LeakyRelu': activation('leakyrelu', { alpha: onnxAttribute(node, 'alpha', 'float', this.path) ?? 0.01 }); return;
@@ -256,6 +428,11 @@ class OnnxImporter {
         };
         const min = bound(1, 'min');
         const max = bound(2, 'max');
+        if (this.onlyReader(node.outputs[0])?.opType === 'QuantizeLinear') {
+          // the narrower grid of the quantizer after it
+          this.values.set(node.outputs[0], { clip: { node: this.input(node, 0), min, max } });
+          return;
+        }
         if (min === 0 && max === 6) activation('relu6');
         else if (min === 0 && max === undefined) activation('relu');
         else activation('clip', { ...(min !== undefined && { min }), ...(max !== undefined && { max }) });
@@ -292,9 +469,20 @@ class OnnxImporter {
       case 'Flatten': {
         const axis = onnxAttribute(node, 'axis', 'int', this.path) ?? 1;
         if (axis !== 1) this.fail(node, `axis ${axis}: mpq supports flattening everything after the batch axis (axis 1)`);
-        this.add(node, plain, { op: 'flatten', channelsFirst: true }, [this.input(node, 0)]);
+        const x = this.values.get(node.inputs[0]);
+        const nhwc = x !== undefined && 'transposed' in x;
+        this.add(node, plain, { op: 'flatten', channelsFirst: !nhwc }, [nhwc ? (x as { transposed: string }).transposed : this.input(node, 0)]);
         return;
       }
+      case 'Transpose': {
+        // NCHW → NHWC before a Flatten: a channels-last flatten
+        const perm = onnxAttribute(node, 'perm', 'ints', this.path);
+        if (perm?.join() !== '0,2,3,1' || this.onlyReader(node.outputs[0])?.opType !== 'Flatten') this.fail(node, 'a Transpose is supported only as NCHW → NHWC before a Flatten');
+        this.values.set(node.outputs[0], { transposed: this.input(node, 0) });
+        return;
+      }
+      case 'QuantizeLinear': return this.quantizeLinear(node);
+      case 'DequantizeLinear': return this.dequantizeLinear(node);
       case 'Reshape': {
         const x = this.input(node, 0);
         const target = this.ints(node, this.constant(node, 1, 'the shape'), 'the shape');
@@ -345,6 +533,7 @@ class OnnxImporter {
     this.add(node, name, {
       op: 'conv', filters: out, kernel: [kh, kw], strides: [strides[0], strides[1]], dilations: [dilations[0], dilations[1]], pads, groups, bias: bt !== undefined,
     }, [x], weights);
+    this.noteBits(node, name);
   }
 
   /** Explicit pads, or auto_pad's SAME_UPPER / SAME_LOWER / VALID. */
@@ -457,6 +646,7 @@ class OnnxImporter {
     }
     const name = this.moduleName(node, node.inputs[1]);
     this.add(node, name, { op: 'dense', units, bias: ct !== undefined }, [x], weights);
+    this.noteBits(node, name);
     if (biasNode) this.values.set(biasNode.outputs[0], this.values.get(node.outputs[0])!);
   }
 

@@ -54,15 +54,16 @@ export async function trainingModel(spec: string): Promise<ModelSource> {
 }
 
 /** `--model` for the search: a zoo model's table, a model file's (ONNX, tfjs) or a layer-table file. */
-export async function searchLayerTable(spec: string, selection: LayerSelection): Promise<LayerTable> {
+export async function searchLayerTable(spec: string, selection: LayerSelection, opts: { macs?: 'exact' | 'limpq' } = {}): Promise<LayerTable> {
   const { graphLayerTable } = await import('./graph-table.js');
-  if (isZooModel(spec)) return graphLayerTable(zooGraph(spec), spec, selection);
+  if (isZooModel(spec)) return graphLayerTable(zooGraph(spec), spec, selection, opts);
   if (!existsSync(spec)) throw missing(spec);
-  if (isOnnxPath(spec)) return graphLayerTable((await import('./onnx-import.js')).readOnnxModel(spec, { weights: false }).graph, spec, selection);
+  if (isOnnxPath(spec)) return graphLayerTable((await import('./onnx-import.js')).readOnnxModel(spec, { weights: false }).graph, spec, selection, opts);
   // a JSON file: a tfjs model (it has `modelTopology`) or a layer table
   const data = readJsonFile(spec, 'model');
-  if (isTfjsModelJson(data)) return graphLayerTable((await import('./tfjs-import.js')).tfjsGraph(data, spec).graph, spec, selection);
+  if (isTfjsModelJson(data)) return graphLayerTable((await import('./tfjs-import.js')).tfjsGraph(data, spec).graph, spec, selection, opts);
   if (selection.fixed || selection.searchable) throw new UserError(`--fixed / --searchable: ${spec} is a layer table, which says itself which layers are fixed`);
+  if (opts.macs === 'limpq') throw new UserError(`--limpq-macs: ${spec} is a layer table, which gives its own MACs`);
   return (await import('./table-file.js')).layerTableFrom(data, spec);
 }
 

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { bitsProblem, FULL_PRECISION_BITS, SUPPORTED_BITS } from '../quant/bits.js';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import { jsonObject, parseWithSchema } from '../util/schema.js';
@@ -18,7 +19,8 @@ const layerEntries = {
   output_size: v.optional(v.tuple([count, count])),
 };
 const layerSchema = v.object(layerEntries);
-const bits = v.pipe(v.number(), v.integer('expected a bit-width in 1..32'), v.minValue(1, 'expected a bit-width in 1..32'), v.maxValue(32, 'expected a bit-width in 1..32'));
+const BITS_MESSAGE = `expected a bit-width in ${SUPPORTED_BITS.min}..${SUPPORTED_BITS.max} or ${FULL_PRECISION_BITS} (full precision)`;
+const bits = v.pipe(v.number(BITS_MESSAGE), v.check((b) => bitsProblem(b, SUPPORTED_BITS, { fullPrecision: true }) === undefined, BITS_MESSAGE));
 const tableSchema = jsonObject(v.object({
   model: v.optional(v.string(), 'custom'),
   input: v.optional(v.array(count)),

@@ -9,11 +9,12 @@
  * `weightsManifest` are read into the graph (float32, float16, and tfjs's uint8/uint16 affine
  * quantization).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, resolve, sep } from 'node:path';
 import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
+import { MAX_BINARY_INPUT_BYTES, readInputFile } from '../util/fs.js';
 import { describeIssues, nonNegativeInteger as count, parseWithSchema } from '../util/schema.js';
 import {
   ACTIVATIONS, GraphBuilder, GraphError, samePadding, windowOutput,
@@ -155,7 +156,7 @@ export function readTfjsModel(path: string, opts: { weights?: boolean } = {}): G
 
 /** Parsed tfjs model JSON as a graph; with `weightsDir`, its weight shards are read from there. */
 export function tfjsGraph(data: unknown, path: string, opts: { weightsDir?: string } = {}): GraphModel {
-  if ((data as { format?: unknown }).format === 'graph-model') {
+  if ((data as { format?: unknown } | null)?.format === 'graph-model') {
     throw new UserError(`${path}: a tfjs graph model (format 'graph-model') has no layers to read; export a LayersModel (format 'layers-model')`);
   }
   const parsed = parseWithSchema(fileSchema, data, path);
@@ -196,8 +197,8 @@ function readWeightShards(path: string, dir: string, manifest: Manifest): Map<st
     const buffers = group.paths.map((p) => {
       const file = resolve(dir, p);
       if (!file.startsWith(resolve(dir) + sep)) throw new UserError(`${path}: weightsManifest[${g}].paths: '${p}' is outside the model's directory`);
-      if (!existsSync(file) || !statSync(file).isFile()) throw new UserError(`${path}: weight shard ${file} is missing`);
-      return readFileSync(file);
+      if (!existsSync(file)) throw new UserError(`${path}: weight shard ${file} is missing`);
+      return readInputFile(file, 'weight shard', MAX_BINARY_INPUT_BYTES);
     });
     const bytes = Buffer.concat(buffers);
     const stored = (w: WeightEntry) => w.quantization?.dtype ?? w.dtype;

@@ -1,7 +1,7 @@
-import * as tf from '@tensorflow/tfjs';
-import { minMaxRange, type RangeGranularity } from '../calibrate/ranges.js';
-import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS, quantRange, type QuantRange } from './range.js';
+import type { RangeGranularity } from '../calibrate/ranges.js';
+import type * as tf from '@tensorflow/tfjs';
+import { gridBits } from './range.js';
+import { TensorRange, Threshold, UniformQuantizer, type Granularity, type ThresholdMode } from './uniform.js';
 
 /**
  * Post-training min-max linear quantizers, as the MXNet simulated-quantization tool (seed 003)
@@ -13,9 +13,11 @@ import { FULL_PRECISION_BITS, quantRange, type QuantRange } from './range.js';
  * the max |x| of each batch (online) or a calibrated constant (EMA of batch maxima, or KL).
  */
 
-/** Largest positive level of a symmetric signed b-bit grid, or of an unsigned one. */
-function positiveLevels(bits: number, signed: boolean): number {
-  return quantRange(bits, signed ? 'symmetric' : 'unsigned').hi;
+/** The simulate tool's granularity flags as the quantizer's one parameter. */
+export function granularityOf(granularity: RangeGranularity, groupSize?: number): Granularity {
+  if (granularity === 'layer') return { per: 'tensor' };
+  if (granularity === 'channel') return { per: 'channel' };
+  return { per: 'group', size: groupSize ?? NaN };
 }
 
 export interface MinMaxWeightOptions {
@@ -27,14 +29,12 @@ export interface MinMaxWeightOptions {
   groupSize?: number;
 }
 
-/** Min-max weight quantizer; its state is the weight itself, so it has no variables. */
-export class MinMaxWeightQuantizer implements Quantizer {
-  readonly kind = 'minmax';
-  readonly bitsList: readonly number[];
-  activeBits: number = FULL_PRECISION_BITS;
+/** Min-max weight quantizer: the uniform quantizer with the range observed from the weight itself (no variables). */
+export class MinMaxWeightQuantizer extends UniformQuantizer {
+  declare readonly source: TensorRange;
 
   constructor(readonly options: MinMaxWeightOptions) {
-    this.bitsList = [...options.bitsList];
+    super('minmax', options.bitsList, new TensorRange({ granularity: granularityOf(options.granularity, options.groupSize), zeroPoint: 'symmetric' }), gridBits('symmetric'));
   }
 
   /**
@@ -42,52 +42,12 @@ export class MinMaxWeightQuantizer implements Quantizer {
    * step repeated over its channels), as float32. An all-zero range gets step 1 (its codes are 0).
    */
   steps(x: tf.Tensor): Float32Array {
-    const { min, max } = minMaxRange(x.dataSync() as Float32Array, this.options.granularity, this.options.shape, { groupSize: this.options.groupSize });
-    const hi = positiveLevels(this.activeBits, true);
-    const perRange = min.map((lo, r) => {
-      const absMax = Math.max(-lo, max[r]!);
-      return absMax === 0 ? 1 : absMax / hi;
-    });
-    if (this.options.granularity === 'layer') return perRange;
-    const channels = this.options.shape[this.options.shape.length - 1]!;
-    const perChannel = channels / perRange.length;
-    return Float32Array.from({ length: channels }, (_, c) => perRange[Math.floor(c / perChannel)]!);
-  }
-
-  quantize(x: tf.Tensor, _training: boolean): tf.Tensor {
-    if (this.activeBits >= FULL_PRECISION_BITS) return x;
-    const steps = this.steps(x);
-    return tf.tidy(() => fakeQuantize(x, this.stepTensor(steps), this.range()));
-  }
-
-  integerForm(x: tf.Tensor): IntegerForm {
-    const steps = this.steps(x);
-    const range = this.range();
-    const step = this.stepTensor(steps);
-    const q = uniformCodes(x, step, range);
-    step.dispose();
-    return { bits: this.activeBits, q, scales: steps };
-  }
-
-  trainableVariables(): tf.Variable[] {
-    return [];
-  }
-
-  namedState(): Map<string, tf.Variable> {
-    return new Map();
-  }
-
-  private range(): QuantRange {
-    return quantRange(this.activeBits, 'symmetric');
-  }
-
-  private stepTensor(steps: Float32Array): tf.Tensor {
-    return this.options.granularity === 'layer' ? tf.scalar(steps[0]!) : tf.tensor1d(steps);
+    return this.source.steps(x, this.activeBits);
   }
 }
 
 /** How an input quantizer gets its threshold. */
-export type InputRangeMode = 'online' | 'calibrated';
+export type InputRangeMode = ThresholdMode;
 
 export interface MinMaxInputOptions {
   bitsList: readonly number[];
@@ -97,56 +57,31 @@ export interface MinMaxInputOptions {
 }
 
 /**
- * Min-max input (activation) quantizer. `observe`, when set, turns it into a calibration probe:
- * the input passes through unquantized and its values are handed to the callback.
+ * Min-max input (activation) quantizer: the uniform quantizer with a threshold source. `observe`,
+ * when set, turns it into a calibration probe: the input passes through unquantized and its values
+ * are handed to the callback.
  */
-export class MinMaxInputQuantizer implements Quantizer {
-  readonly kind = 'minmax';
-  readonly bitsList: readonly number[];
-  activeBits: number = FULL_PRECISION_BITS;
+export class MinMaxInputQuantizer extends UniformQuantizer {
+  declare readonly source: Threshold;
   observe?: (values: Float32Array) => void;
-  /** the calibrated threshold T (mode 'calibrated'); 0 until calibrated */
-  private readonly threshold = tf.variable(tf.scalar(0), false);
 
   constructor(readonly options: MinMaxInputOptions) {
-    this.bitsList = [...options.bitsList];
+    const signedness = options.signed ? 'symmetric' : 'unsigned';
+    super('minmax', options.bitsList, new Threshold({ mode: options.mode, signedness }), gridBits(signedness));
   }
 
   /** Set the calibrated threshold (a positive finite number). */
   calibrate(threshold: number): void {
-    if (!(threshold > 0) || !Number.isFinite(threshold)) throw new RangeError(`input threshold must be positive and finite, got ${threshold}`);
-    this.threshold.assign(tf.scalar(threshold));
+    this.source.calibrate(threshold);
   }
 
   get calibratedThreshold(): number {
-    return this.threshold.dataSync()[0]!;
+    return this.source.calibrated;
   }
 
-  quantize(x: tf.Tensor, _training: boolean): tf.Tensor {
-    if (this.activeBits >= FULL_PRECISION_BITS) return x;
-    if (this.observe) {
-      this.observe(x.dataSync() as Float32Array);
-      return x;
-    }
-    if (this.options.mode === 'calibrated' && !(this.calibratedThreshold > 0)) {
-      throw new RangeError('calibrated input quantizer used before calibration');
-    }
-    const { signed } = this.options;
-    const hi = positiveLevels(this.activeBits, signed);
-    return tf.tidy(() => {
-      const t = this.options.mode === 'online' ? tf.max(tf.abs(x)) : this.threshold;
-      // an all-zero batch: any positive step quantizes it to zeros
-      const step = tf.maximum(tf.div(t, hi), 1e-30);
-      return fakeQuantize(x, step, quantRange(this.activeBits, signed ? 'symmetric' : 'unsigned'));
-    });
-  }
-
-  trainableVariables(): tf.Variable[] {
-    return [];
-  }
-
-  /** The calibrated threshold, as `max` (meaningful in 'calibrated' mode). */
-  namedState(): Map<string, tf.Variable> {
-    return new Map([['max', this.threshold]]);
+  protected override quantizeAt(x: tf.Tensor, bits: number, training: boolean): tf.Tensor {
+    if (!this.observe) return super.quantizeAt(x, bits, training);
+    this.observe(x.dataSync() as Float32Array);
+    return x;
   }
 }

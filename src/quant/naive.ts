@@ -1,37 +1,25 @@
 import * as tf from '@tensorflow/tfjs';
-import type { IntegerForm, Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { NAIVE_BITS } from './bits.js';
+import { QuantizerBase } from './core.js';
+import type { IntegerForm } from './integer-form.js';
+import { truncSte } from './ste.js';
 
-/** NNI's NaiveQuantizer knows one width. */
-export const NAIVE_BITS = 8;
+export { NAIVE_BITS };
 const NAIVE_MAX_CODE = 2 ** (NAIVE_BITS - 1) - 1;
-
-/** trunc(x) forward (towards zero, as a cast to int8), identity gradient. */
-const truncSte = tf.customGrad((x) => ({
-  value: tf.tidy(() => {
-    const t = x as tf.Tensor;
-    return tf.where(tf.greaterEqual(t, 0), tf.floor(t), tf.ceil(t));
-  }),
-  gradFunc: (dy: tf.Tensor) => dy,
-})) as (x: tf.Tensor) => tf.Tensor;
 
 /**
  * NNI's NaiveQuantizer: weights to 8 bits with no configuration. The scale is the running
  * maximum over calls of max|w|/127, and w/scale is cast to int8, which truncates towards zero.
- * The gradient passes straight through. Weights only: it has no activation quantization.
+ * The gradient passes straight through. Weights only: it has no activation quantization. Its own
+ * arithmetic (no clamp, truncation) on the shared scaffolding.
  */
-export class NaiveQuantizer implements Quantizer {
+export class NaiveQuantizer extends QuantizerBase {
   readonly kind = 'naive';
-  readonly bitsList: readonly number[];
-  activeBits: number = FULL_PRECISION_BITS;
   /** running max of max|w|/127 (0 until the first call); kept in checkpoints */
   private readonly scale = tf.variable(tf.scalar(0), false);
 
   constructor(bitsList: readonly number[] = [NAIVE_BITS]) {
-    for (const bits of bitsList) {
-      if (bits !== NAIVE_BITS) throw new RangeError(`the naive quantizer quantizes to ${NAIVE_BITS} bits only, got ${bits}`);
-    }
-    this.bitsList = [...bitsList];
+    super(bitsList, { min: NAIVE_BITS, max: NAIVE_BITS }, 'the naive quantizer');
   }
 
   /** The scale in use (after the last call). */
@@ -39,31 +27,27 @@ export class NaiveQuantizer implements Quantizer {
     return this.scale.dataSync()[0]!;
   }
 
-  quantize(x: tf.Tensor, _training: boolean): tf.Tensor {
-    if (this.activeBits >= FULL_PRECISION_BITS) return x;
-    const scale = this.updateScale(x);
+  protected quantizeAt(x: tf.Tensor): tf.Tensor {
+    const scale = this.scaleFor(x);
+    tf.tidy(() => this.scale.assign(tf.scalar(scale)));
     if (scale === 0) return x;
     return tf.tidy(() => tf.mul(truncSte(tf.div(x, scale)), scale));
   }
 
-  integerForm(x: tf.Tensor): IntegerForm {
-    const scale = this.updateScale(x);
+  /** The codes quantize(x) would give, at the scale it would raise to; the running scale stays. */
+  protected override codesAt(x: tf.Tensor): IntegerForm {
+    const scale = this.scaleFor(x);
     const q = tf.tidy(() => (scale === 0 ? tf.zerosLike(x) : truncSte(tf.div(x, scale))).dataSync());
     return { bits: NAIVE_BITS, q: Int32Array.from(q), scales: Float32Array.of(scale) };
   }
 
-  trainableVariables(): tf.Variable[] {
-    return [];
+  override namedState(): Map<string, tf.Variable> {
+    return new Map([...super.namedState(), ['scale', this.scale]]);
   }
 
-  namedState(): Map<string, tf.Variable> {
-    return new Map([['scale', this.scale]]);
-  }
-
-  private updateScale(x: tf.Tensor): number {
+  /** The running scale after seeing x: max(current, max|x|/127), as float32. */
+  private scaleFor(x: tf.Tensor): number {
     const maxAbs = tf.tidy(() => tf.max(tf.abs(x)).dataSync()[0]!);
-    const scale = Math.max(this.currentScale(), maxAbs / NAIVE_MAX_CODE);
-    tf.tidy(() => this.scale.assign(tf.scalar(scale)));
-    return this.scale.dataSync()[0]!;
+    return Math.fround(Math.max(this.currentScale(), maxAbs / NAIVE_MAX_CODE));
   }
 }

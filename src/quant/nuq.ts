@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import type { IntegerForm, Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { CODEBOOK_BITS } from './bits.js';
+import { InitFlags, QuantizerBase } from './core.js';
+import { codebookCode, type IntegerForm } from './integer-form.js';
 import { gradScale } from './ste.js';
 
 /**
@@ -26,7 +27,7 @@ export type NuqBuckets = { type: 'split'; size: number } | { type: 'channel' };
 /** The seed's defaults (PocketFlow's nuql_* flags). */
 export const NUQ_DEFAULTS = { optMode: 'weights', init: 'quantile', weightBits: 4, actBits: 32, bucketSize: 256 } as const;
 /** Codebooks hold 2^b points each; PocketFlow's largest is 8 bits. */
-export const NUQ_MAX_BITS = 8;
+export const NUQ_MAX_BITS = CODEBOOK_BITS.max;
 
 export interface NuqOptions {
   bitsList: readonly number[];
@@ -101,10 +102,9 @@ function nearest(points: ArrayLike<number>, order: Int32Array, v: number): numbe
   return order[lo]!;
 }
 
-export class NuqQuantizer implements Quantizer {
+/** The codebook family, beside the uniform quantizer: NUQ on the shared scaffolding (QuantizerBase). */
+export class NuqQuantizer extends QuantizerBase {
   readonly kind = 'nuq';
-  readonly bitsList: readonly number[];
-  activeBits: number = FULL_PRECISION_BITS;
   readonly init: NuqInit;
   readonly optMode: NuqOptMode;
   readonly buckets?: NuqBuckets;
@@ -123,15 +123,10 @@ export class NuqQuantizer implements Quantizer {
   private readonly codebooks = new Map<number, tf.Variable>();
   /** each weight's point within its bucket (0…2^b−1), in the weight's shape: kept in checkpoints */
   private readonly indices = new Map<number, tf.Variable>();
-  private readonly initialised = new Map<number, tf.Variable>();
-  /**
-   * The codes a packed model stores: present unless buckets are per channel, which are not runs
-   * of the row-major layout that IntegerForm groups.
-   */
-  readonly integerForm?: (x: tf.Tensor) => IntegerForm;
+  private readonly initialised: InitFlags;
 
   constructor(options: NuqOptions) {
-    this.bitsList = [...options.bitsList];
+    super(options.bitsList, CODEBOOK_BITS, 'non-uniform quantization');
     this.init = options.init ?? NUQ_DEFAULTS.init;
     this.optMode = options.optMode ?? NUQ_DEFAULTS.optMode;
     this.buckets = options.buckets;
@@ -150,15 +145,11 @@ export class NuqQuantizer implements Quantizer {
       this.bucketCount = 1;
     }
     for (const bits of this.bitsList) {
-      if (!Number.isInteger(bits) || bits < 1 || bits > NUQ_MAX_BITS) {
-        throw new RangeError(`non-uniform quantization takes 1..${NUQ_MAX_BITS} bits, got ${bits}`);
-      }
       this.codebooks.set(bits, tf.variable(tf.zeros([this.bucketCount, 2 ** bits]), this.optMode !== 'weights'));
       this.indices.set(bits, tf.variable(tf.zeros([...options.shape]), false));
-      this.initialised.set(bits, tf.variable(tf.scalar(0), false));
     }
+    this.initialised = new InitFlags(this.bitsList);
     this.pointGradScale = 1 / Math.sqrt(Math.max(1, size / this.bucketCount));
-    if (buckets?.type !== 'channel') this.integerForm = (x) => this.codesOf(x);
   }
 
   /** The [buckets, 2^bits] quantization points. */
@@ -175,17 +166,15 @@ export class NuqQuantizer implements Quantizer {
   }
 
   isInitialised(bits: number): boolean {
-    return this.initialised.get(bits)?.dataSync()[0] === 1;
+    return this.initialised.has(bits);
   }
 
   /**
    * Weights do not depend on the batch, so the points are initialised from the first tensor
    * quantized at a bit-width, in training or not (post-training k-quantile clustering).
    */
-  quantize(x: tf.Tensor, _training: boolean): tf.Tensor {
-    const bits = this.activeBits;
-    if (bits >= FULL_PRECISION_BITS) return x;
-    const { codes, points } = this.assign(x, bits);
+  protected quantizeAt(x: tf.Tensor, bits: number): tf.Tensor {
+    const { codes, points } = this.assign(x, bits, true);
     tf.tidy(() => this.indices.get(bits)!.assign(tf.tensor(Float32Array.from(codes), x.shape)));
     const levels = 2 ** bits;
     const flatIndex = new Int32Array(codes.length);
@@ -198,50 +187,56 @@ export class NuqQuantizer implements Quantizer {
     });
   }
 
-  trainableVariables(): tf.Variable[] {
+  override trainableVariables(): tf.Variable[] {
     return this.optMode === 'weights' ? [] : [...this.codebooks.values()];
   }
 
-  namedState(): Map<string, tf.Variable> {
-    const state = new Map<string, tf.Variable>();
+  override namedState(): Map<string, tf.Variable> {
+    const state = super.namedState();
     for (const bits of this.bitsList) {
       state.set(`codebook.${bits}`, this.codebooks.get(bits)!);
       state.set(`indices.${bits}`, this.indices.get(bits)!);
-      state.set(`codebook_init.${bits}`, this.initialised.get(bits)!);
+      state.set(`codebook_init.${bits}`, this.initialised.variable(bits));
     }
     return state;
   }
 
-  /** Codes as two's-complement bit patterns of the point index (what the packer stores). */
-  private codesOf(x: tf.Tensor): IntegerForm {
-    const bits = this.activeBits;
-    const { codes, points } = this.assign(x, bits);
-    const half = 2 ** (bits - 1);
-    const q = Int32Array.from(codes, (c) => (c >= half ? c - 2 * half : c));
-    const form: IntegerForm = { bits, q, scales: new Float32Array(0), codebook: Float32Array.from(points) };
+  /**
+   * Codes as two's-complement bit patterns of the point index (what the packer stores), the
+   * points as the codebook: one per run of `size` weights (split buckets) or per output channel.
+   */
+  protected override codesAt(x: tf.Tensor, bits: number): IntegerForm {
+    const { codes, points } = this.assign(x, bits, false);
+    const form: IntegerForm = { bits, q: codes.map((c) => codebookCode(c, bits)), scales: new Float32Array(0), codebook: points };
     if (this.buckets?.type === 'split') form.groupSize = this.buckets.size;
+    if (this.buckets?.type === 'channel') form.perChannel = true;
     return form;
   }
 
-  /** Nearest point of every element (initialising the points first if needed). */
-  private assign(x: tf.Tensor, bits: number): { codes: Int32Array; points: Float32Array } {
+  /**
+   * Nearest point of every element. Points not initialised yet come from x: stored when `store`
+   * (quantize), only used otherwise (integerForm is a query).
+   */
+  private assign(x: tf.Tensor, bits: number, store: boolean): { codes: Int32Array; points: Float32Array } {
     const values = x.dataSync();
     if (values.length !== this.bucketOf.length) {
       throw new RangeError(`NUQ quantizer built for ${this.bucketOf.length} weights got a tensor of ${values.length}`);
     }
     const levels = 2 ** bits;
     const codebook = this.codebook(bits);
-    if (!this.isInitialised(bits)) {
+    let points: Float32Array;
+    if (this.isInitialised(bits)) {
+      points = Float32Array.from(codebook.dataSync() as Float32Array);
+    } else {
       const members: number[][] = Array.from({ length: this.bucketCount }, () => []);
       for (let i = 0; i < values.length; i++) members[this.bucketOf[i]!]!.push(values[i]!);
-      const init = new Float32Array(this.bucketCount * levels);
-      members.forEach((m, b) => init.set(initialPoints(m, levels, this.init), b * levels));
-      tf.tidy(() => {
-        codebook.assign(tf.tensor(init, [this.bucketCount, levels]));
-        this.initialised.get(bits)!.assign(tf.scalar(1));
-      });
+      points = new Float32Array(this.bucketCount * levels);
+      members.forEach((m, b) => points.set(initialPoints(m, levels, this.init), b * levels));
+      if (store) {
+        tf.tidy(() => codebook.assign(tf.tensor(points, [this.bucketCount, levels])));
+        this.initialised.set(bits);
+      }
     }
-    const points = codebook.dataSync() as Float32Array;
     const orders = Array.from({ length: this.bucketCount }, (_, b) => {
       const row = points.subarray(b * levels, (b + 1) * levels);
       return Int32Array.from(row.keys()).sort((i, j) => row[i]! - row[j]! || i - j);

@@ -1,47 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { EmaMaxObserver } from '../calibrate/ema.js';
-import { fakeQuantize, uniformCodes, type IntegerForm, type Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import { CODE_BITS } from './bits.js';
+import { Delay } from './core.js';
+import type { IntegerForm } from './integer-form.js';
+import { fakeQuantize } from './quantizer.js';
+import { EmaRange, QAT_EMA_DECAY, TensorRange, UniformQuantizer, type Grid } from './uniform.js';
 
-/** NNI's QAT_Quantizer EMA decay of tracked ranges. */
-export const QAT_EMA_DECAY = 0.99;
-
-export interface AffineParams {
-  scale: number;
-  /** integer in [0, 2^b − 1] */
-  zeroPoint: number;
-  /** 2^b − 1 */
-  qmax: number;
-}
-
-/**
- * Asymmetric b-bit quantization parameters of a real range (Jacob et al.; NNI's
- * update_quantization_param): the range is widened to hold 0, scale = (max − min)/(2^b − 1), and
- * the zero point −min/scale is rounded (half to even) and clamped to [0, 2^b − 1] so that 0 is
- * exactly representable. Undefined for an empty range (max = min = 0).
- */
-export function affineParams(bits: number, min: number, max: number): AffineParams | undefined {
-  const lo = Math.min(min, 0);
-  const hi = Math.max(max, 0);
-  const qmax = 2 ** bits - 1;
-  const scale = Math.fround((hi - lo) / qmax);
-  if (!(scale > 0)) return undefined;
-  const initial = -lo / scale;
-  return { scale, zeroPoint: Math.min(Math.max(roundHalfEven(initial), 0), qmax), qmax };
-}
-
-function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/**
- * scale·(clamp(round(x/scale + zp), 0, qmax) − zp), i.e. fakeQuantize on the integer window
- * [−zp, qmax − zp]: straight-through inside, zero gradient outside (as TF's FakeQuant).
- */
-export function affineFakeQuantize(x: tf.Tensor, p: AffineParams): tf.Tensor {
-  return tf.tidy(() => fakeQuantize(x, tf.scalar(p.scale), { lo: -p.zeroPoint, hi: p.qmax - p.zeroPoint }));
-}
 
 export interface QatOptions {
   bitsList: readonly number[];
@@ -54,152 +17,91 @@ export interface QatOptions {
 }
 
 /**
- * QAT (Jacob et al. 2018) as NNI's QAT_Quantizer: per-tensor asymmetric quantization. Weights
- * take their current min/max; activations a min/max tracked by an exponential moving average
- * (EmaMaxObserver, decay 0.99) over training batches. Nothing is quantized before
- * `quantStartStep` training steps (counted per quantizer, kept in checkpoints).
+ * QAT (Jacob et al. 2018) as NNI's QAT_Quantizer: the uniform quantizer with an affine zero point,
+ * per tensor. Weights take their current min/max (TensorRange); activations a min/max tracked by
+ * an exponential moving average over training batches (EmaRange, decay 0.99). Nothing is quantized
+ * before `quantStartStep` training steps: the delay, which QAT always carries (its `steps` are in
+ * every QAT checkpoint).
  *
  * Batch-norm folding (which NNI leaves out): with `foldScale` set, a conv's weights are quantized
  * as the inference engine holds them, folded w·s with s = γ/√(σ²+ε) of the BN set in use, and
  * divided back by s so that the BN that follows restores exactly conv(x, q(w·s)) at inference; in
  * training its batch statistics give Jacob's σ/σ_B correction.
  */
-export class QatQuantizer implements Quantizer {
-  readonly kind = 'qat';
-  readonly bitsList: readonly number[];
+export class QatQuantizer extends UniformQuantizer {
   readonly role: 'weight' | 'activation';
   readonly decay: number;
-  activeBits: number = FULL_PRECISION_BITS;
-  quantStartStep: number;
-  /** activations: track ranges in inference-mode forwards too (post-training calibration) */
-  calibrating = false;
   /** per-output-channel fold scale of the BN that follows, for the active bits (weights only) */
   foldScale?: (bits: number) => Float32Array | undefined;
-  /** training steps (forwards) seen */
-  private readonly steps = tf.variable(tf.scalar(0), false);
-  /** tracked [min, max] of activations, and 1 once a batch was observed */
-  private readonly range = tf.variable(tf.zeros([2]), false);
-  private readonly observed = tf.variable(tf.scalar(0), false);
 
   constructor(options: QatOptions) {
-    for (const bits of options.bitsList) {
-      if (!Number.isInteger(bits) || bits < 1) throw new RangeError(`bit-width must be a positive integer, got ${bits}`);
-    }
-    this.bitsList = [...options.bitsList];
+    const decay = options.decay ?? QAT_EMA_DECAY;
+    super('qat', options.bitsList, options.role === 'weight' ? new TensorRange({ granularity: { per: 'tensor' }, zeroPoint: 'affine' }) : new EmaRange(decay), CODE_BITS);
     this.role = options.role;
-    this.decay = options.decay ?? QAT_EMA_DECAY;
-    this.quantStartStep = options.quantStartStep ?? 0;
+    this.decay = decay;
+    this.delay = new Delay(options.quantStartStep ?? 0);
   }
 
-  get stepsSeen(): number {
-    return this.steps.dataSync()[0]!;
+  get quantStartStep(): number {
+    return this.startStep;
   }
 
-  /** Tracked activation range, undefined before the first observed batch. */
+  set quantStartStep(step: number) {
+    this.startStep = step;
+  }
+
+  /** activations: track ranges in inference-mode forwards too (post-training calibration) */
+  get calibrating(): boolean {
+    return this.source instanceof EmaRange && this.source.calibrating;
+  }
+
+  set calibrating(on: boolean) {
+    if (this.source instanceof EmaRange) this.source.calibrating = on;
+  }
+
+  /** Tracked activation range, undefined before the first observed batch (and for weights). */
   trackedRange(): { min: number; max: number } | undefined {
-    if (this.observed.dataSync()[0] !== 1) return undefined;
-    const [min, max] = this.range.dataSync();
-    return { min: min!, max: max! };
+    return this.source instanceof EmaRange ? this.source.tracked() : undefined;
   }
 
   /** An activation quantizer that has started but has no range yet needs calibration batches. */
   needsCalibration(): boolean {
-    return this.role === 'activation' && this.started() && this.trackedRange() === undefined;
+    return this.role === 'activation' && this.started && this.trackedRange() === undefined;
   }
 
-  quantize(x: tf.Tensor, training: boolean): tf.Tensor {
-    const bits = this.activeBits;
-    if (bits >= FULL_PRECISION_BITS) return x;
-    const active = this.started();
-    if (training) tf.tidy(() => this.steps.assign(tf.scalar(this.stepsSeen + 1)));
-    if (!active) return x;
-    return this.role === 'weight' ? this.quantizeWeight(x, bits) : this.quantizeActivation(x, bits, training || this.calibrating);
-  }
-
-  /** Codebook form, one group: code c stands for (c − zp)·scale. Absent for BN-folded weights. */
-  get integerForm(): ((x: tf.Tensor) => IntegerForm) | undefined {
-    if (this.foldScale) return undefined;
-    return (x) => {
-      const bits = this.activeBits;
-      const p = this.role === 'weight' ? this.weightParams(x, bits) : this.activationParams(bits);
-      const half = 2 ** (bits - 1);
-      const levels = 2 ** bits;
-      if (!p) return { bits, q: new Int32Array(x.size), scales: new Float32Array(0), codebook: new Float32Array(levels) };
-      // the rounding of affineFakeQuantize, shifted by the zero point
-      const scale = tf.scalar(p.scale);
-      const codes = uniformCodes(x, scale, { lo: -p.zeroPoint, hi: p.qmax - p.zeroPoint });
-      scale.dispose();
-      const q = codes.map((c) => (c + p.zeroPoint >= half ? c + p.zeroPoint - levels : c + p.zeroPoint));
-      const codebook = Float32Array.from({ length: levels }, (_, c) => (c - p.zeroPoint) * p.scale);
-      return { bits, q, scales: new Float32Array(0), codebook };
-    };
-  }
-
-  trainableVariables(): tf.Variable[] {
-    return [];
-  }
-
-  namedState(): Map<string, tf.Variable> {
-    const state = new Map<string, tf.Variable>([['steps', this.steps]]);
-    if (this.role === 'activation') {
-      state.set('tracked_range', this.range);
-      state.set('tracked', this.observed);
-    }
-    return state;
-  }
-
-  /** NNI counts steps from 1 and quantizes once quant_start_step <= step. */
-  private started(): boolean {
-    return this.quantStartStep <= this.stepsSeen + 1;
-  }
-
-  private quantizeWeight(x: tf.Tensor, bits: number): tf.Tensor {
+  protected override quantizeAt(x: tf.Tensor, bits: number, training: boolean): tf.Tensor {
     const s = this.foldScale?.(bits);
+    if (!s) return super.quantizeAt(x, bits, training);
     return tf.tidy(() => {
-      if (!s) {
-        const p = this.weightParams(x, bits);
-        return p ? affineFakeQuantize(x, p) : x;
-      }
-      // a channel whose γ is 0 has nothing to fold; keep it as is rather than divide by 0
-      const safe = tf.tensor1d(s.map((v) => (v === 0 ? 1 : v)));
-      const folded = tf.mul(x, safe);
-      const p = this.weightParams(folded, bits);
-      return p ? tf.div(affineFakeQuantize(folded, p), safe) : x;
+      const { safe, folded, grid } = this.foldedGrid(x, s, bits, training);
+      return grid ? tf.div(fakeQuantize(folded, grid.step, grid.range), safe) : x;
     });
   }
 
-  private weightParams(x: tf.Tensor, bits: number): AffineParams | undefined {
-    const [min, max] = tf.tidy(() => [tf.min(x).dataSync()[0]!, tf.max(x).dataSync()[0]!]);
-    return affineParams(bits, min, max);
+  /**
+   * Codebook form: code c stands for (c − zp)·scale. Folded weights, divided by their channel's s,
+   * have a codebook per channel. An empty range (all zeros) has all-zero codes and levels.
+   */
+  protected override codesAt(x: tf.Tensor, bits: number): IntegerForm | undefined {
+    const s = this.foldScale?.(bits);
+    const folded = s && tf.tidy(() => tf.mul(x, tf.tensor1d(s.map(safeScale))));
+    const form = super.codesAt(folded ?? x, bits) ?? { bits, q: new Int32Array(x.size), scales: new Float32Array(0), codebook: new Float32Array(2 ** bits) };
+    folded?.dispose();
+    if (!s) return form;
+    const levels = form.codebook!;
+    // as quantizeAt divides: float32 level / float32 s of the channel
+    const codebook = Float32Array.from({ length: s.length * levels.length }, (_, i) => levels[i % levels.length]! / safeScale(s[Math.floor(i / levels.length)]!));
+    return { ...form, codebook, perChannel: true };
   }
 
-  private quantizeActivation(x: tf.Tensor, bits: number, observe: boolean): tf.Tensor {
-    if (observe) this.observe(x);
-    const p = this.activationParams(bits);
-    if (!p) {
-      if (this.trackedRange() === undefined) throw new Error('QAT activation quantizer has no tracked range: calibrate or train first');
-      return x;
-    }
-    return affineFakeQuantize(x, p);
+  private foldedGrid(x: tf.Tensor, s: Float32Array, bits: number, training: boolean): { safe: tf.Tensor; folded: tf.Tensor; grid: Grid | undefined } {
+    const safe = tf.tensor1d(s.map(safeScale));
+    const folded = tf.mul(x, safe);
+    return { safe, folded, grid: this.source.grid(folded, bits, training) };
   }
+}
 
-  private activationParams(bits: number): AffineParams | undefined {
-    const r = this.trackedRange();
-    return r && affineParams(bits, r.min, r.max);
-  }
-
-  /** One EMA update of the tracked range; the state lives in the checkpointed variables. */
-  private observe(x: tf.Tensor): void {
-    const [min, max] = tf.tidy(() => [tf.min(x).dataSync()[0]!, tf.max(x).dataSync()[0]!]);
-    const observer = new EmaMaxObserver({ decay: this.decay, signed: true });
-    const previous = this.trackedRange();
-    // the first observation seeds the averages: replaying the stored range restores them exactly
-    if (previous) observer.observe([previous.min, previous.max]);
-    observer.observe([min, max]);
-    const range = observer.range();
-    tf.tidy(() => {
-      this.range.assign(tf.tensor1d([range.min, range.max]));
-      this.observed.assign(tf.scalar(1));
-    });
-  }
+/** A channel whose γ is 0 has nothing to fold: keep it as is rather than divide by 0. */
+function safeScale(v: number): number {
+  return v === 0 ? 1 : v;
 }

@@ -1,13 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
-import { fusedFakeQuantize, fusedFakeQuantizeApplies } from '../train/backend/fake-quant.js';
-import { roundSte } from './ste.js';
+import type { IntegerForm } from './integer-form.js';
 import type { QuantRange } from './range.js';
+import { roundSte } from './ste.js';
+
+export { codebookCode, dequantize, integerFormProblem, type IntegerForm } from './integer-form.js';
 
 /**
- * What every quantizer offers the training code. Quantizers are built from small parts (an integer
- * range from bit-width and signedness, a step-size source, a rounding with its gradient estimator,
- * a clamp); LSQ is one implementation, others (min-max/EMA QAT, DoReFa, fixed-step naive,
- * learnable codebooks) plug in behind the same interface.
+ * What every quantizer offers the training code. The quantizers are built from parts
+ * (core.ts, uniform.ts): a bit-width range, a scale source (learned, observed or calibrated) with
+ * its zero point and granularity, a rounding, and the wrappers every quantizer gets — the
+ * full-precision bypass and the delay.
  */
 export interface Quantizer {
   /** e.g. 'lsq' */
@@ -16,6 +18,10 @@ export interface Quantizer {
   readonly bitsList: readonly number[];
   /** bit-width used by `quantize`; FULL_PRECISION_BITS (32) or more passes the tensor through */
   activeBits: number;
+  /** training step quantization starts at (NNI's quant_start_step; 0 or 1: the first) */
+  startStep: number;
+  /** whether quantization has started (the start step reached) */
+  readonly started: boolean;
   /**
    * Fake-quantize x at the active bit-width: values on the quantization grid, float dtype,
    * differentiable w.r.t. x and the quantizer's parameters. `training` lets data-dependent
@@ -28,51 +34,38 @@ export interface Quantizer {
   namedState(): Map<string, tf.Variable>;
   /**
    * The integer form of x at the active bit-width (what a packed model stores), such that
-   * dequantize(integerForm(x)) equals quantize(x, false). Absent for quantizers that cannot say.
+   * dequantize(integerForm(x)) equals quantize(x, false). A query: it changes no state. Undefined
+   * where there is none (full precision, before the start step, a quantizer that cannot say).
    */
-  integerForm?(x: tf.Tensor): IntegerForm;
+  integerForm(x: tf.Tensor): IntegerForm | undefined;
 }
+
+/** A faster fakeQuantize for the tensors it `applies` to: same values, same gradients. */
+export interface FakeQuantizeKernel {
+  applies(x: tf.Tensor, step: tf.Tensor): boolean;
+  run(x: tf.Tensor, step: tf.Tensor, lo: number, hi: number): tf.Tensor;
+}
+
+let kernel: FakeQuantizeKernel | undefined;
 
 /**
- * Integer codes of a quantized tensor. Uniform: value = q · scales[k], k the channel (last axis)
- * when there is one scale per channel, else 0. Non-uniform: value = codebook[g · 2^bits +
- * (q mod 2^bits)], g the element's group (index / groupSize; one group when groupSize is absent).
+ * Sets the kernel fakeQuantize prefers (undefined: tfjs ops alone). The training backends set
+ * theirs when they start (train/backend/index.ts initBackend: one fused kernel on wasm and cpu),
+ * so quant/ needs nothing of train/.
  */
-export interface IntegerForm {
-  bits: number;
-  /** one code per element of x, in x's (row-major) layout */
-  q: Int32Array;
-  scales: Float32Array;
-  codebook?: Float32Array;
-  groupSize?: number;
-}
-
-/** Values of an integer form (the inverse of `integerForm`), in the tensor's layout. */
-export function dequantize(form: IntegerForm): Float32Array {
-  const out = new Float32Array(form.q.length);
-  const levels = 2 ** form.bits;
-  if (form.codebook) {
-    const groupSize = form.groupSize ?? form.q.length;
-    for (let i = 0; i < out.length; i++) {
-      const code = ((form.q[i]! % levels) + levels) % levels;
-      out[i] = form.codebook[Math.floor(i / groupSize) * levels + code]!;
-    }
-    return out;
-  }
-  const channels = form.scales.length;
-  for (let i = 0; i < out.length; i++) out[i] = Math.fround(form.q[i]! * form.scales[channels === 1 ? 0 : i % channels]!);
-  return out;
+export function useFakeQuantizeKernel(k: FakeQuantizeKernel | undefined): void {
+  kernel = k;
 }
 
 /**
  * Uniform fake quantization with a given step: round(clamp(x/step, lo, hi))·step, with a
  * straight-through round. Gradients (LSQ): d/dx = 1 inside the range, 0 outside; d/dstep =
  * round(x/step) − x/step inside, lo or hi outside. `step` broadcasts against x (per-tensor scalar or
- * per-channel vector over the last axis). On wasm and cpu this is one fused kernel
- * (train/backend/fake-quant.ts); elsewhere, and for other step shapes, fakeQuantizeUnfused.
+ * per-channel vector over the last axis). Through the kernel set by useFakeQuantizeKernel where it
+ * applies, else fakeQuantizeUnfused.
  */
 export function fakeQuantize(x: tf.Tensor, step: tf.Tensor, range: QuantRange): tf.Tensor {
-  if (fusedFakeQuantizeApplies(x, step)) return fusedFakeQuantize(x, step, range.lo, range.hi);
+  if (kernel?.applies(x, step)) return kernel.run(x, step, range.lo, range.hi);
   return fakeQuantizeUnfused(x, step, range);
 }
 

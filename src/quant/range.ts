@@ -1,3 +1,5 @@
+import { bitsProblem, CODE_BITS, type BitRange } from './bits.js';
+
 /**
  * Integer ranges of uniform quantizers. `unsigned` is for non-negative tensors (activations after
  * ReLU), `signed` is two's complement, `symmetric` drops the most negative level so that the grid
@@ -12,13 +14,15 @@ export interface QuantRange {
   hi: number;
 }
 
-/** Bit-widths at or above this are not quantized (full precision). */
-export const FULL_PRECISION_BITS = 32;
+/** Widths a grid of this signedness exists at: a signed grid needs a sign bit and a magnitude bit. */
+export function gridBits(signedness: Signedness): BitRange {
+  return signedness === 'unsigned' ? CODE_BITS : { min: 2, max: CODE_BITS.max };
+}
 
 export function quantRange(bits: number, signedness: Signedness): QuantRange {
-  if (!Number.isInteger(bits) || bits < 1) throw new RangeError(`bit-width must be a positive integer, got ${bits}`);
+  const problem = bitsProblem(bits, gridBits(signedness));
+  if (problem) throw new RangeError(`a ${signedness} grid: ${problem}`);
   if (signedness === 'unsigned') return { lo: 0, hi: 2 ** bits - 1 };
-  if (bits < 2) throw new RangeError(`a ${signedness} quantizer needs at least 2 bits, got ${bits}`);
   const half = 2 ** (bits - 1);
   return signedness === 'signed' ? { lo: -half, hi: half - 1 } : { lo: -half + 1, hi: half - 1 };
 }

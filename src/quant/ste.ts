@@ -1,13 +1,23 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * Straight-through estimators: operations whose forward value and backward gradient differ.
- * Written with tf.customGrad because tfjs has no stop-gradient op.
+ * Straight-through estimators: operations whose forward value and backward gradient differ — the
+ * roundings of the quantizers (half to even, truncation) and LSQ's gradient scale. Written with
+ * tf.customGrad because tfjs has no stop-gradient op.
  */
 
 /** round(x) forward, identity gradient. */
 export const roundSte = tf.customGrad((x) => ({
   value: tf.round(x as tf.Tensor),
+  gradFunc: (dy: tf.Tensor) => dy,
+})) as (x: tf.Tensor) => tf.Tensor;
+
+/** trunc(x) forward (towards zero, as a cast to int8: NNI's naive quantizer), identity gradient. */
+export const truncSte = tf.customGrad((x) => ({
+  value: tf.tidy(() => {
+    const t = x as tf.Tensor;
+    return tf.where(tf.greaterEqual(t, 0), tf.floor(t), tf.ceil(t));
+  }),
   gradFunc: (dy: tf.Tensor) => dy,
 })) as (x: tf.Tensor) => tf.Tensor;
 

@@ -24,6 +24,7 @@ export function formatSearchReport(r: SearchResult, header: string): string {
   const budgets = r.rows.map((b) => `  ${b.name.padEnd(8)} ${g(b.used!)} ${b.unit} of ${g(b.limit)} ${b.unit} (${b.sources.join(', ')})`);
   out.push(
     `status: ${r.status}   objective: ${r.objective}   solver: ${r.solver} (${r.solveMs.toFixed(2)} ms)`,
+    ...(r.status === 'time_limit' ? [`stopped by the ${r.limit ?? 'time'} limit: ${r.bound !== undefined ? `proven bound ${r.bound}, gap ≤ ${formatGap(r.gap!)}` : 'no bound from this solver'}`] : []),
     `average bits: weights ${r.avgWeightBits!.toFixed(2)}, activations ${r.avgActBits!.toFixed(2)} (searchable layers)`,
     `model size: ${g(r.sizeMb!)} MB of ${g(r.fp32SizeMb)} MB FP32 — compression ratio ${r.compressionRatio!.toFixed(2)}`,
     `BitOps: ${g(r.bitops!)} G` + (r.bitopsTarget !== null ? ` vs target ${g(r.bitopsTarget)} G` : '') + ` vs FP32 ${g(r.bitopsFp32)} G (${(r.bitopsFp32 / r.bitops!).toFixed(1)}x fewer)`,
@@ -31,7 +32,12 @@ export function formatSearchReport(r: SearchResult, header: string): string {
     ...budgets,
   );
   if (r.removed.length) {
-    out.push(`wired points removed (${r.removed.length}): ` + r.removed.map((w) => `${w.layer} ${w.kind} ${w.bits}b`).join(', '));
+    out.push(`wired points removed (${r.removed.length}): ` + r.removed.map((w) => `${w.layer} ${w.kind} ${w.bits}b${w.at === undefined ? '' : ` at ${w.kind === 'weight' ? 'A' : 'W'}${w.at}`}`).join(', '));
   }
   return out.join('\n');
+}
+
+/** A relative gap as a percentage with enough digits to tell it from 0. */
+export function formatGap(gap: number): string {
+  return `${+(100 * gap).toPrecision(3)}%`;
 }

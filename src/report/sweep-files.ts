@@ -1,6 +1,6 @@
 import type { SweepResult } from '../search/sweep.js';
 
-const COLUMNS = ['index', 'wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto_bitops', 'pareto_size', 'pareto_both', 'solve_ms', 'reused_from'] as const;
+const COLUMNS = ['index', 'wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_latency', 'max_cost', 'status', 'objective', 'bitops_g', 'compression_ratio', 'size_mb', 'pareto_bitops', 'pareto_size', 'pareto_both', 'solve_ms', 'reused_from'] as const;
 
 /** One JSON entry per point: the budgets, the outcome, the policy. */
 export function sweepEntry(r: SweepResult) {
@@ -12,6 +12,7 @@ export function sweepEntry(r: SweepResult) {
     max_bitops_g: r.point.maxBitopsG ?? null,
     max_size_mb: r.point.maxSizeMb ?? null,
     max_latency: r.point.maxLatency ?? null,
+    max_cost: r.point.maxCost ?? null,
     status: r.status,
     objective: r.objective,
     bitops: r.bitops,
@@ -42,6 +43,6 @@ export function sweepCsv(results: SweepResult[]): string {
 
 export function sweepLabel(r: SweepResult): string {
   const p = r.point;
-  return [`W${p.wb}A${p.ab}`, p.cr > 0 ? `CR${p.cr}` : '', p.maxBitopsG ? `${p.maxBitopsG}G` : '', p.maxSizeMb ? `${p.maxSizeMb}MB` : '', p.maxLatency ? `L${p.maxLatency}` : '']
+  return [`W${p.wb}A${p.ab}`, p.cr > 0 ? `CR${p.cr}` : '', p.maxBitopsG ? `${p.maxBitopsG}G` : '', p.maxSizeMb ? `${p.maxSizeMb}MB` : '', p.maxLatency ? `L${p.maxLatency}` : '', p.maxCost ? `C${p.maxCost}` : '']
     .filter(Boolean).join(' ');
 }

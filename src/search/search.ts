@@ -1,3 +1,4 @@
+import { compressionRatio, costs } from '../model/costs.js';
 import type { LayerTable } from '../model/layer.js';
 import { fixedPolicyLayer, policyLayer, type PolicyLayer } from '../export/policy.js';
 import type { WiredPoint } from '../indicators/indicators.js';
@@ -35,6 +36,13 @@ export interface SearchResult {
   removed: WiredPoint[];
   solver: string;
   solveMs: number;
+  /**
+   * For a search stopped by a limit: what stopped it, the proven lower bound on the optimum's
+   * objective (when the solver gives one) and the policy's relative gap to it.
+   */
+  limit?: 'time' | 'memory';
+  bound?: number;
+  gap?: number;
   /** why no policy exists, when infeasible */
   reason?: string;
 }
@@ -62,10 +70,9 @@ export async function runSearch(
     throw new UserError(`solver '${sol.solver}' returned a policy over the ${evaluation.violated.join(', ')} budget; try --solver exact`, 1);
   }
   const fixed = table.fixed.map(fixedPolicyLayer);
-  const fixedBitops = table.fixed.reduce((s, l) => s + l.macs * l.weightBits * l.actBits, 0);
-  const fixedBits = table.fixed.reduce((s, l) => s + l.params * l.weightBits, 0);
-  const allMacs = [...table.layers, ...table.fixed].reduce((s, l) => s + l.macs, 0);
-  const allParams = [...table.layers, ...table.fixed].reduce((s, l) => s + l.params, 0);
+  const fixedCosts = costs(table.fixed);
+  // the whole model in full precision
+  const fp32 = costs([...table.layers, ...table.fixed].map(({ macs, params }) => ({ macs, params })));
   const rows: RowReport[] = problem.rows.map((r, k) => ({
     name: r.name,
     sources: r.sources,
@@ -77,33 +84,35 @@ export async function runSearch(
   const base = {
     status: sol.status,
     fixed,
-    bitopsTarget: wbab ? (table.layers.reduce((s, l) => s + l.macs * wbab.wb * wbab.ab, 0) + fixedBitops) / GIGA : null,
-    bitopsFp32: (allMacs * 32 * 32) / GIGA,
-    fp32SizeMb: (allParams * 32) / BITS_PER_MB,
+    bitopsTarget: wbab ? (costs(table.layers, { weightBits: wbab.wb, actBits: wbab.ab }).bitops + fixedCosts.bitops) / GIGA : null,
+    bitopsFp32: fp32.bitops / GIGA,
+    fp32SizeMb: fp32.sizeBits / BITS_PER_MB,
     rows,
     removed: f.removed,
     solver: sol.solver,
     solveMs: sol.solveMs,
+    ...(sol.status === 'time_limit' ? { limit: sol.limit ?? 'time' } : {}),
+    ...(sol.status === 'time_limit' && sol.bound !== undefined ? { bound: sol.bound } : {}),
   };
   if (!sol.choice || !evaluation) {
     return {
       ...base, objective: null, layers: [], bitops: null, compressionRatio: null, sizeMb: null, avgWeightBits: null, avgActBits: null,
-      ...(sol.status === 'infeasible' ? { reason: infeasibleReason(rows) } : { reason: 'the search stopped (time limit or rollouts spent) before it found a policy within every budget' }),
+      ...(sol.status === 'infeasible' ? { reason: infeasibleReason(rows) } : { reason: `the search stopped (${sol.limit === 'memory' ? 'memory limit' : 'time limit or rollouts spent'}) before it found a policy within every budget` }),
     };
   }
   const layers = table.layers.map((l, i) => {
     const c = problem.choices[i][sol.choice![i]];
     return policyLayer(l, c.w, c.a);
   });
-  const bitops = layers.reduce((s, l) => s + l.macs * l.weightBits * l.actBits, fixedBitops);
-  const sizeBits = layers.reduce((s, l) => s + l.params * l.weightBits, fixedBits);
+  const model = costs([...table.fixed, ...layers]);
   return {
     ...base,
+    ...(base.bound !== undefined ? { gap: Math.max(0, evaluation.objective - base.bound) / Math.max(Math.abs(evaluation.objective), Number.MIN_VALUE) } : {}),
     objective: evaluation.objective,
     layers,
-    bitops: bitops / GIGA,
-    compressionRatio: (32 * allParams) / sizeBits,
-    sizeMb: sizeBits / BITS_PER_MB,
+    bitops: model.bitops / GIGA,
+    compressionRatio: compressionRatio(model),
+    sizeMb: model.sizeBits / BITS_PER_MB,
     avgWeightBits: mean(layers.map((l) => l.weightBits)),
     avgActBits: mean(layers.map((l) => l.actBits)),
   };
@@ -113,7 +122,7 @@ function mean(xs: number[]): number {
   return xs.reduce((s, x) => s + x, 0) / xs.length;
 }
 
-const ROW_LABEL: Record<BudgetRow['name'], string> = { bitops: 'BitOps', size: 'model size', latency: 'latency' };
+const ROW_LABEL: Record<BudgetRow['name'], string> = { bitops: 'BitOps', size: 'model size', latency: 'latency', cost: 'cost' };
 
 /** Say why: a budget below what any policy reaches alone, or budgets that cannot hold together. */
 export function infeasibleReason(rows: RowReport[]): string {

@@ -1,11 +1,11 @@
 import type { LayerTable } from '../model/layer.js';
 import type { LayerSelection } from '../model/graph-table.js';
 import { searchLayerTable } from '../model/resolve.js';
-import { readIndicators, type LoadedIndicators } from '../indicators/indicators.js';
+import { readIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
 import { UserError } from '../util/errors.js';
-import type { LatencyTable } from './latency.js';
-import type { SearchOptions } from './problem.js';
+import type { CostTable } from './cost-table.js';
+import type { ObjectiveSource, SearchOptions } from './problem.js';
 
 /** One point of the budget grid: the budget flags as single numbers. */
 export interface BudgetPoint {
@@ -15,6 +15,7 @@ export interface BudgetPoint {
   maxBitopsG?: number;
   maxSizeMb?: number;
   maxLatency?: number;
+  maxCost?: number;
 }
 
 /** Checked, parsed flags other than the budgets. */
@@ -22,9 +23,12 @@ export interface CommonFlags {
   bits: number[];
   alpha: number;
   bops: boolean;
-  /** the latency table file (kept so worker threads can read it again) */
+  /** the latency and cost table files (kept so worker threads can read them again) */
   latencyTablePath?: string;
-  latencyTable?: LatencyTable;
+  latencyTable?: CostTable;
+  costTablePath?: string;
+  costTable?: CostTable;
+  keepWired?: boolean;
   weightBitsRange?: { min: number; max: number };
   equivalentBits?: number;
 }
@@ -40,6 +44,8 @@ export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
     ...(p.maxBitopsG !== undefined ? { maxBitopsG: p.maxBitopsG } : {}),
     ...(p.maxSizeMb !== undefined ? { maxSizeMb: p.maxSizeMb } : {}),
     ...(c.latencyTable && p.maxLatency !== undefined ? { latency: { table: c.latencyTable, max: p.maxLatency } } : {}),
+    ...(c.costTable && p.maxCost !== undefined ? { cost: { table: c.costTable, max: p.maxCost } } : {}),
+    ...(c.keepWired ? { keepWired: true } : {}),
     ...(c.weightBitsRange ? { weightBitsRange: c.weightBitsRange } : {}),
     ...(c.equivalentBits !== undefined ? { equivalentBits: c.equivalentBits } : {}),
   };
@@ -52,28 +58,36 @@ export function budgetLabel(c: CommonFlags, p: BudgetPoint): string {
   if (p.maxBitopsG !== undefined) parts.push(`bops${p.maxBitopsG}g`);
   if (p.maxSizeMb !== undefined) parts.push(`size${p.maxSizeMb}mb`);
   if (p.maxLatency !== undefined) parts.push(`lat${p.maxLatency}`);
+  if (p.maxCost !== undefined) parts.push(`cost${p.maxCost}`);
   if (c.equivalentBits !== undefined) parts.push(`eq${c.equivalentBits}b`);
   return parts.join('-');
 }
 
-/** Where a search's model and indicators come from. */
+/** Where a search's model and objective (indicators or an objective table) come from. */
 export interface InputSpec {
   model?: string;
   indicators?: string;
+  objectiveTable?: string;
   /** which layers are fixed (LIMPQ: the first and last; `fixFirstLast: false` searches all) */
   layers: LayerSelection;
+  /** count MACs as LIMPQ's search script (stride-2 output sizes unfloored) */
+  limpqMacs?: boolean;
 }
 
-/** The model and indicators a search runs on: as given, or the cached indicators and their model. */
-export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerTable; indicators: LoadedIndicators }> {
-  const indicators = readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
+/** The model and objective a search runs on: as given, or the cached indicators and their model. */
+export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerTable; indicators: ObjectiveSource }> {
+  const indicators = spec.objectiveTable !== undefined
+    ? (await import('./objective-table-file.js')).readObjectiveTable(spec.objectiveTable)
+    : readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
   if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
-  return { table: await searchLayerTable(modelSpec, spec.layers), indicators };
+  return { table: await searchLayerTable(modelSpec, spec.layers, spec.limpqMacs ? { macs: 'limpq' } : {}), indicators };
 }
 
-/** Read the latency table named in the flags (again, in a worker thread). */
-export async function withLatencyTable(c: CommonFlags): Promise<CommonFlags> {
-  if (!c.latencyTablePath || c.latencyTable) return c;
-  return { ...c, latencyTable: (await import('./latency.js')).readLatencyTable(c.latencyTablePath) };
+/** Read the latency and cost tables named in the flags (again, in a worker thread). */
+export async function withCostTables(c: CommonFlags): Promise<CommonFlags> {
+  const out = { ...c };
+  if (c.latencyTablePath && !c.latencyTable) out.latencyTable = (await import('./cost-table.js')).readCostTable(c.latencyTablePath, 'latency table');
+  if (c.costTablePath && !c.costTable) out.costTable = (await import('./cost-table.js')).readCostTable(c.costTablePath, 'cost table');
+  return out;
 }

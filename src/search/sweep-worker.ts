@@ -1,9 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { solvePoints, type PointGroups } from './sweep.js';
-import { loadSearchInputs, withLatencyTable, type CommonFlags, type InputSpec } from './spec.js';
+import { loadSearchInputs, withCostTables, type CommonFlags, type InputSpec } from './spec.js';
 
 /** One thread of a sweep: load the inputs once, solve groups of points while any is left, post each result. */
 const { spec, common, work, solver } = workerData as { spec: InputSpec; common: CommonFlags; work: PointGroups; solver: string };
 const { table, indicators } = await loadSearchInputs(spec);
-const full = await withLatencyTable(common);
+const full = await withCostTables(common);
 await solvePoints(table, indicators, full, work, solver, (index, result) => parentPort!.postMessage({ index, result }));

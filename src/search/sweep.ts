@@ -1,13 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { LayerTable } from '../model/layer.js';
-import type { LoadedIndicators } from '../indicators/indicators.js';
-import { budgetRows, formulate, type BudgetRow, type FormulatedSearch, type Problem } from './problem.js';
+import { budgetRows, formulate, type BudgetRow, type FormulatedSearch, type ObjectiveSource, type Problem } from './problem.js';
 import { runSearch } from './search.js';
 import { solverByName } from './solvers/index.js';
 import { rowTolerance, type Solver, type SolveStatus } from './solvers/solver.js';
 import { evaluateChoice } from './verify.js';
-import { loadSearchInputs, searchOptions, withLatencyTable, type BudgetPoint, type CommonFlags, type InputSpec } from './spec.js';
+import { loadSearchInputs, searchOptions, withCostTables, type BudgetPoint, type CommonFlags, type InputSpec } from './spec.js';
 
 /** One solved point of a sweep. */
 export interface SweepResult {
@@ -57,7 +56,7 @@ export function pointGroups(groups: IndexedPoint[][], shared: boolean): PointGro
  * loaded once, answering from earlier optima where they apply.
  */
 export async function solvePoints(
-  table: LayerTable, ind: LoadedIndicators, common: CommonFlags, work: PointGroups, solver: string,
+  table: LayerTable, ind: ObjectiveSource, common: CommonFlags, work: PointGroups, solver: string,
   take: (index: number, r: SweepResult) => void,
 ): Promise<void> {
   const optima = new SolvedOptima();
@@ -168,7 +167,7 @@ export class SolvedOptima {
  * different compression ratios), so a thread takes whole groups.
  */
 export function loosestFirst(table: LayerTable, common: CommonFlags, points: BudgetPoint[]): number[][] {
-  const names: BudgetRow['name'][] = ['bitops', 'size', 'latency'];
+  const names: BudgetRow['name'][] = ['bitops', 'size', 'latency', 'cost'];
   const keys = points.map((p) => {
     const rows = budgetRows(table, searchOptions(common, p));
     return names.map((name) => rows.find((r) => r.name === name)?.limit ?? Infinity);
@@ -208,7 +207,7 @@ export interface SweepOptions {
   jobs: number;
   onResult?: (r: SweepResult, done: number) => void;
   /** the inputs, when the caller has loaded them already (workers load their own) */
-  loaded?: { table: LayerTable; indicators: LoadedIndicators };
+  loaded?: { table: LayerTable; indicators: ObjectiveSource };
   /**
    * Work for this thread while the workers start solving, before it joins them (the CLI loads the
    * plot's modules then: after the sweep, the other core would sit idle while it did)
@@ -241,10 +240,10 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
     opts.onResult?.(r, ++done);
   };
   const { table, indicators } = opts.loaded ?? await loadSearchInputs(spec);
-  const full = await withLatencyTable(common);
+  const full = await withCostTables(common);
   const groups = loosestFirst(table, full, points).map((g) => g.map((index) => ({ index, point: points[index] })));
   const work = pointGroups(groups, opts.jobs > 1);
-  const { latencyTable: _dropped, ...portable } = common; // functions do not cross threads
+  const { latencyTable: _latency, costTable: _cost, ...portable } = common; // functions do not cross threads
   // this thread solves too, with jobs - 1 workers, once it has done `meanwhile` (the workers load their inputs then)
   const workers = Array.from({ length: opts.jobs - 1 }, () => new Promise<void>((resolve, reject) => {
     const worker = new Worker(new URL('./sweep-worker.js', import.meta.url), {

@@ -5,22 +5,23 @@
  * calibrated threshold (KL with 128 target bins by default, as ncnn2table and TensorRT; or naive).
  */
 import { writeTensorRtCache, type NcnnLayerCalibration } from '../export/deploy-tables.js';
-import type { CalibrationMode } from './calibrate.js';
+import type { Calibration, CalibrationMode } from './calibrate.js';
 import { disposeModel } from '../train/models.js';
 import { simulatedModel, type SimulateContext } from './simulate.js';
 
-/** Every layer's merged weights and calibrated int8 input threshold. */
-export function int8Calibration(ctx: SimulateContext, calib: CalibrationMode): NcnnLayerCalibration[] {
-  const { model, thresholds } = simulatedModel(ctx, {
+/** Every layer's merged weights and calibrated int8 input threshold, and what the thresholds clip. */
+export function int8Calibration(ctx: SimulateContext, calib: CalibrationMode): { layers: NcnnLayerCalibration[]; calibration: Calibration } {
+  const { model, calibration } = simulatedModel(ctx, {
     quantType: 'channel', weightBits: 8, inputBits: 8, inputSigned: true, calib, mergeBn: true, excludeFirstConv: false,
   });
   try {
-    return model.layers.map((layer) => ({
+    const layers = model.layers.map((layer) => ({
       name: layer.name,
       weights: Float32Array.from(layer.weight.dataSync() as Float32Array),
       layout: { shape: [...layer.weight.shape] },
-      inputThreshold: thresholds!.get(layer.name)!,
+      inputThreshold: calibration!.thresholds.get(layer.name)!,
     }));
+    return { layers, calibration: calibration! };
   } finally {
     disposeModel(model);
   }

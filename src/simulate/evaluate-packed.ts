@@ -1,4 +1,4 @@
-import { readPacked } from '../export/packed.js';
+import { COMPRESSED_SINCE, readPacked } from '../export/packed.js';
 import type { BackendName } from '../train/backend/index.js';
 import { subset } from '../train/data.js';
 import { evaluate, type Evaluation } from '../train/loops.js';
@@ -11,6 +11,10 @@ export async function evaluatePackedModel(o: {
   bytes: Uint8Array; path: string; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<{ model: string; backend: string; test: Evaluation }> {
   const packed = readPacked(o.bytes, o.path);
+  if (packed.version < COMPRESSED_SINCE) {
+    o.log?.(`mpq: note: ${o.path} is a version-${packed.version} packed file, without a checksum: a corrupted byte would go unnoticed; `
+      + `\`mpq pack --packed ${o.path} --out NEW.mpqp\` rewrites it with one (version ${COMPRESSED_SINCE} or later)`);
+  }
   let loaded: LoadedPackedModel | undefined;
   const source = packedModelSource(packed, o.path);
   const { backend, data } = await prepare({ source, backend: o.backend, dataDir: o.dataDir, log: o.log }, () => {

@@ -6,7 +6,9 @@
  *   layer's bits, scales, codebook) — the weights are never stored in float;
  * - as float32 tensors, under their checkpoint names: weights of layers the policy leaves in full
  *   precision, biases, and the input quantizers' state at the layer's activation bits (LSQ:
- *   `s.<bits>`, `s_init.<bits>`; min-max: the calibrated `max`);
+ *   `s.<bits>`, `s_init.<bits>`; min-max: the calibrated `max`; QAT: `tracked_range`, `tracked`),
+ *   but the delay's step counter, which inference does not read (every quantizer in use must have
+ *   started);
  * - each batch-norm set the policy's forward pass reads, as one [4, channels] float32 tensor
  *   `<bn>.bns.<key>` of rows γ, β, running mean, running variance (after `--merge-bn`: 1, the
  *   folded bias, 0, identityVariance(bn));
@@ -17,11 +19,16 @@
  * forward pass is the fake-quantized model's, on the same values, so its outputs are equal.
  */
 import * as tf from '@tensorflow/tfjs';
-import { writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
-import { dequantize, type IntegerForm, type Quantizer } from '../quant/quantizer.js';
-import { FULL_PRECISION_BITS } from '../quant/range.js';
+import { packedByteLength, writePacked, type PackedFloat, type PackedLayer, type PackedModel } from '../export/packed.js';
+import { compressionRatio as crOf, costs } from '../model/costs.js';
+import { QUANTIZER_CONVENTIONS, type QuantizerName } from '../quant/conventions.js';
+import { QuantizerBase } from '../quant/core.js';
+import { QatQuantizer } from '../quant/qat.js';
+import { dequantize, type IntegerForm } from '../quant/quantizer.js';
+import { bitsProblem, CODE_BITS, FULL_PRECISION_BITS, SUPPORTED_BITS } from '../quant/bits.js';
 import { lsqQuantizers, type QuantizerFactory } from '../train/layers.js';
 import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '../train/models.js';
+import { PassThroughQuantizer } from '../train/quantizer-factory.js';
 import { UserError } from '../util/errors.js';
 import { batchNormSet, minMaxQuantizers } from './model.js';
 import { parseGraphJson } from '../model/graph-file.js';
@@ -30,42 +37,49 @@ import type { ModelSource } from '../model/resolve.js';
 
 export const PACKED_MODEL_FORMAT = 'mpq-packed-model';
 
-/** Which input quantizers a packed model's layers are rebuilt with. */
+/**
+ * Which input quantizers a packed model's layers are rebuilt with: LSQ steps, min-max thresholds,
+ * QAT's tracked ranges (QAT and NUQ), or none (weight-only quantizers: DoReFa, naive).
+ */
 export type InputQuantizerSpec =
   | { kind: 'lsq' }
-  | { kind: 'minmax'; inputMode: 'online' | 'calibrated'; inputSigned: boolean };
+  | { kind: 'minmax'; inputMode: 'online' | 'calibrated'; inputSigned: boolean }
+  | { kind: 'qat' }
+  | { kind: 'none' };
+
+const INPUT_KINDS: ReadonlyArray<InputQuantizerSpec['kind']> = ['lsq', 'minmax', 'qat', 'none'];
+
+/** The input quantizers of a model a `--quantizer` built (its activation convention). */
+export function inputQuantizersOf(name: QuantizerName): InputQuantizerSpec {
+  const activations = QUANTIZER_CONVENTIONS[name].activations;
+  return { kind: activations === 'lsq' ? 'lsq' : activations === 'ema-minmax' ? 'qat' : 'none' };
+}
 
 /** The factory that rebuilds the input quantizers (weight quantizers are replaced on load). */
 function factoryFor(spec: InputQuantizerSpec): QuantizerFactory {
-  if (spec.kind === 'lsq') return lsqQuantizers();
-  return minMaxQuantizers({ granularity: 'layer', inputMode: spec.inputMode, inputSigned: spec.inputSigned });
+  switch (spec.kind) {
+    case 'lsq': return lsqQuantizers();
+    case 'minmax': return minMaxQuantizers({ granularity: 'layer', inputMode: spec.inputMode, inputSigned: spec.inputSigned });
+    case 'qat': return (site) => (site.role === 'input' ? new QatQuantizer({ bitsList: site.bitsList, role: 'activation' }) : new PassThroughQuantizer(site.bitsList));
+    case 'none': return (site) => new PassThroughQuantizer(site.bitsList);
+  }
 }
 
 /** A weight quantizer for weights that already are their dequantized codes: passes them through. */
-export class StoredCodesQuantizer implements Quantizer {
+export class StoredCodesQuantizer extends QuantizerBase {
   readonly kind = 'stored-codes';
-  readonly bitsList: readonly number[];
-  activeBits: number;
 
   constructor(readonly form: IntegerForm) {
-    this.bitsList = [form.bits];
+    super([form.bits], CODE_BITS, 'stored codes');
     this.activeBits = form.bits;
   }
 
-  quantize(x: tf.Tensor, _training: boolean): tf.Tensor {
+  protected quantizeAt(x: tf.Tensor): tf.Tensor {
     return x;
   }
 
-  integerForm(_x: tf.Tensor): IntegerForm {
+  protected override codesAt(): IntegerForm {
     return this.form;
-  }
-
-  trainableVariables(): tf.Variable[] {
-    return [];
-  }
-
-  namedState(): Map<string, tf.Variable> {
-    return new Map();
   }
 }
 
@@ -91,7 +105,11 @@ export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQu
   for (const layer of model.layers) {
     const bits = policy[layer.name] ?? { weightBits: FULL_PRECISION_BITS, actBits: FULL_PRECISION_BITS };
     const inputPrefix = `${layer.name}.quan_a_fn.`;
+    for (const [q, b, side] of [[layer.weightQuantizer, bits.weightBits, 'weight'], [layer.inputQuantizer, bits.actBits, 'input']] as const) {
+      if (b < FULL_PRECISION_BITS && !q.started) throw new UserError(`${layer.name}: its ${side} quantizer has not reached its start step ${q.startStep} (train further first)`);
+    }
     for (const [name, v] of layer.namedState()) {
+      if (name === `${inputPrefix}steps`) continue;
       if (name === `${layer.name}.weight`) {
         if (bits.weightBits >= FULL_PRECISION_BITS) floats.push(floatOf(name, v));
       } else if (name.startsWith(inputPrefix)) {
@@ -102,13 +120,10 @@ export function packModel(model: QuantModel, policy: BitsPolicy, inputs: InputQu
     }
     if (bits.weightBits >= FULL_PRECISION_BITS) continue;
     const quantizer = layer.weightQuantizer;
-    if (!quantizer.integerForm) throw new UserError(`${layer.name}: its '${quantizer.kind}' weight quantizer cannot give integer codes to pack`);
     quantizer.activeBits = bits.weightBits;
     const form = quantizer.integerForm(layer.weight);
-    layers.push({
-      name: layer.name, shape: [...layer.weight.shape], bits: form.bits, scales: form.scales, q: form.q,
-      ...(form.codebook ? { codebook: form.codebook } : {}), ...(form.groupSize !== undefined ? { groupSize: form.groupSize } : {}),
-    });
+    if (!form) throw new UserError(`${layer.name}: its '${quantizer.kind}' weight quantizer gives no integer codes to pack at ${bits.weightBits} bits`);
+    layers.push({ name: layer.name, shape: [...layer.weight.shape], ...form });
   }
   const sets = batchNormSetsUsed(model, policy);
   for (const bn of model.batchNorms) {
@@ -151,13 +166,13 @@ export function loadPackedModel(packed: PackedModel, source: string, from = pack
   };
   if (meta.format !== PACKED_MODEL_FORMAT) fail(`meta.format is ${JSON.stringify(meta.format)}, not a packed model ("${PACKED_MODEL_FORMAT}")`);
   const inputs = meta.inputs as InputQuantizerSpec | undefined;
-  if (inputs?.kind !== 'lsq' && inputs?.kind !== 'minmax') fail(`meta.inputs names no input quantizer this build can rebuild (lsq, minmax)`);
+  if (!INPUT_KINDS.includes(inputs?.kind as InputQuantizerSpec['kind'])) fail(`meta.inputs names no input quantizer this build can rebuild (${INPUT_KINDS.join(', ')})`);
   const bitsList = meta.bits;
-  if (!Array.isArray(bitsList) || !bitsList.every((b) => Number.isInteger(b))) fail('meta.bits is not a list of bit-widths');
+  if (!Array.isArray(bitsList) || !bitsList.every((b) => bitsProblem(b) === undefined)) fail('meta.bits is not a list of bit-widths');
   const rawPolicy = (meta.policy ?? {}) as Record<string, unknown>;
   const policy: BitsPolicy = {};
   for (const [name, pair] of Object.entries(rawPolicy)) {
-    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((b) => Number.isInteger(b) && b > 0)) fail(`meta.policy.${name} is not [weightBits, actBits]`);
+    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((b) => bitsProblem(b, SUPPORTED_BITS, { fullPrecision: true }) === undefined)) fail(`meta.policy.${name} is not [weightBits, actBits]`);
     policy[name] = { weightBits: (pair as number[])[0]!, actBits: (pair as number[])[1]! };
   }
 
@@ -186,10 +201,7 @@ export function loadPackedModel(packed: PackedModel, source: string, from = pack
     const stored = byName.get(layer.name) ?? fail(`layer '${layer.name}' is quantized by the policy but has no codes`);
     if (stored.shape.join('x') !== layer.weight.shape.join('x')) fail(`layer '${layer.name}' has shape [${stored.shape}], the model expects [${layer.weight.shape}]`);
     if (stored.bits !== bits.weightBits) fail(`layer '${layer.name}' holds ${stored.bits}-bit codes, the policy says ${bits.weightBits}`);
-    const form: IntegerForm = {
-      bits: stored.bits, q: stored.q, scales: stored.scales,
-      ...(stored.codebook ? { codebook: stored.codebook } : {}), ...(stored.groupSize !== undefined ? { groupSize: stored.groupSize } : {}),
-    };
+    const { name: _name, shape: _shape, ...form } = stored;
     layer.weight.assign(tf.tensor(dequantize(form), stored.shape));
     layer.weightQuantizer = new StoredCodesQuantizer(form);
   }
@@ -220,6 +232,8 @@ export interface PackedSize {
   targetBytes: number;
   /** the whole file against targetBytes, signed: 100 · (fileBytes / targetBytes − 1) */
   deviationPercent: number;
+  /** fileBytes − targetBytes, rounded: positive over, negative under */
+  deviationBytes: number;
   /** |deviationPercent| ≤ PACKED_SIZE_TOLERANCE_PERCENT */
   withinTolerance: boolean;
   tolerancePercent: number;
@@ -231,27 +245,21 @@ export interface PackedSize {
  * whole file — codes, float32 state and index, compressed — is compared with targetBytes.
  */
 export function packedSize(file: Uint8Array, packed: PackedModel): PackedSize {
-  const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-  const codeBytes = packed.layers.reduce((s, l) => s + Math.ceil((count(l.shape) * l.bits) / 8), 0);
+  const codeBytes = packed.layers.reduce((s, l) => s + packedByteLength(l.q.length, l.bits), 0);
   const floatBytes = packed.floats.reduce((s, f) => s + 4 * f.values.length, 0);
-  let weightParams = 0;
-  let weightBits = 0;
-  for (const l of packed.layers) {
-    weightParams += count(l.shape);
-    weightBits += count(l.shape) * l.bits;
-  }
-  for (const f of packed.floats) {
-    if (!f.name.endsWith('.weight') || f.name.includes('.bns.')) continue;
-    weightParams += f.values.length;
-    weightBits += 32 * f.values.length;
-  }
+  // weights as the search counts them: codes at their bits, float weights at 32 (no MACs here)
+  const weights = costs([
+    ...packed.layers.map((l) => ({ macs: 0, params: l.q.length, weightBits: l.bits })),
+    ...packed.floats.filter((f) => f.name.endsWith('.weight') && !f.name.includes('.bns.')).map((f) => ({ macs: 0, params: f.values.length })),
+  ]);
+  const weightParams = weights.params;
   const fp32WeightBytes = 4 * weightParams;
-  const compressionRatio = (32 * weightParams) / weightBits;
+  const compressionRatio = crOf(weights);
   const targetBytes = fp32WeightBytes / compressionRatio;
   const deviationPercent = 100 * (file.length / targetBytes - 1);
   return {
     fileBytes: file.length, payloadBytes: packed.payloadBytes, codeBytes, floatBytes, indexBytes: packed.payloadBytes - codeBytes - floatBytes,
-    weightParams, fp32WeightBytes, compressionRatio, targetBytes, deviationPercent,
+    weightParams, fp32WeightBytes, compressionRatio, targetBytes, deviationPercent, deviationBytes: Math.round(file.length - targetBytes),
     withinTolerance: Math.abs(deviationPercent) <= PACKED_SIZE_TOLERANCE_PERCENT, tolerancePercent: PACKED_SIZE_TOLERANCE_PERCENT,
   };
 }
@@ -261,10 +269,17 @@ export function signedPercent(x: number): string {
   return `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}%`;
 }
 
+/** The file against FP32 / CR in words: "1,234 bytes (2.6%) under it, within 5%". */
+export function sizeVerdict(s: PackedSize): string {
+  const side = s.deviationBytes > 0 ? 'over' : 'under';
+  const bytes = Math.abs(s.deviationBytes).toLocaleString('en-US');
+  const tolerance = s.withinTolerance ? `within ${s.tolerancePercent}%` : `more than ${s.tolerancePercent}% ${side}`;
+  return `${bytes} bytes (${Math.abs(s.deviationPercent).toFixed(1)}%) ${side} it, ${tolerance}`;
+}
+
 /** One line: where the bytes go and how the file compares with FP32 weights / compression ratio. */
 export function formatPackedSize(path: string, s: PackedSize): string {
-  const deviation = signedPercent(s.deviationPercent);
   return `${path}: ${s.fileBytes} bytes, zlib of a ${s.payloadBytes}-byte payload = codes ${s.codeBytes} + float32 ${s.floatBytes} + index ${s.indexBytes}; `
     + `FP32 weights ${s.fp32WeightBytes} bytes / compression ratio ${s.compressionRatio.toFixed(2)} = ${Math.round(s.targetBytes)} bytes; `
-    + `file ${deviation} from that: ${s.withinTolerance ? 'within' : 'NOT within'} ${s.tolerancePercent}%`;
+    + `file ${sizeVerdict(s)}`;
 }

@@ -11,9 +11,10 @@ import { evaluate, type Evaluation } from '../train/loops.js';
 import { createModel, disposeModel, type BitsPolicy, type QuantModel } from '../train/models.js';
 import { sourceName, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION } from '../train/policies.js';
+import { bitsProblem } from '../quant/bits.js';
 import { prepare } from '../train/run.js';
 import { UserError } from '../util/errors.js';
-import { applyThresholds, calibrateInputs, samplePerClass, type CalibrationMode } from './calibrate.js';
+import { applyThresholds, calibrateInputs, clippingWarning, samplePerClass, type Calibration, type CalibrationMode } from './calibrate.js';
 import { useFullPrecisionBatchNorm, loadWeightsOnly, mergeBatchNorm, minMaxQuantizers } from './model.js';
 
 export interface SimulateSetting {
@@ -75,6 +76,10 @@ export interface SimulateRow extends SimulateSetting {
   loss: number;
   /** calibrated input thresholds by layer (calibrated settings only) */
   thresholds?: Record<string, number>;
+  /** share of each calibrated input's calibration values its threshold clips */
+  clipped?: Record<string, number>;
+  /** clippingWarning: thresholds that clip more than CLIP_LIMIT */
+  warning?: string;
   seconds: number;
 }
 
@@ -98,10 +103,10 @@ export interface SimulateContext {
   calibEpoch: number;
   batchSize: number;
   /**
-   * KL thresholds already found, by klCacheKey: KL calibrates the FP network, so they depend on
+   * KL calibrations already done, by klCacheKey: KL calibrates the FP network, so they depend on
    * the input grid and the merge only, not on the weight quantization, and a grid reuses them.
    */
-  klCache?: Map<string, Map<string, number>>;
+  klCache?: Map<string, Calibration>;
 }
 
 function klCacheKey(s: SimulateSetting): string {
@@ -119,7 +124,7 @@ export function simulatePolicy(model: QuantModel, s: SimulateSetting): BitsPolic
  * The FP checkpoint as a min-max quantized model at one setting, merged and calibrated as the
  * setting says. The caller disposes the model (disposeModel).
  */
-export function simulatedModel(ctx: SimulateContext, s: SimulateSetting): { model: QuantModel; policy: BitsPolicy; thresholds?: Map<string, number> } {
+export function simulatedModel(ctx: SimulateContext, s: SimulateSetting): { model: QuantModel; policy: BitsPolicy; calibration?: Calibration } {
   const model = createModel(ctx.source, {
     quantizers: minMaxQuantizers({ granularity: s.quantType, groupSize: ctx.groupSize, inputMode: s.calib === 'none' ? 'online' : 'calibrated', inputSigned: s.inputSigned }),
   });
@@ -128,13 +133,13 @@ export function simulatedModel(ctx: SimulateContext, s: SimulateSetting): { mode
     useFullPrecisionBatchNorm(model, bnKey(s.weightBits));
     if (s.mergeBn) mergeBatchNorm(model);
     const policy = simulatePolicy(model, s);
-    let thresholds = s.calib === 'kl' ? ctx.klCache?.get(klCacheKey(s)) : undefined;
-    if (thresholds) applyThresholds(model, policy, thresholds);
+    let calibration = s.calib === 'kl' ? ctx.klCache?.get(klCacheKey(s)) : undefined;
+    if (calibration) applyThresholds(model, policy, calibration.thresholds);
     else if (s.calib !== 'none') {
-      thresholds = calibrateInputs(model, policy, ctx.calibSet, { mode: s.calib, epochs: ctx.calibEpoch, batchSize: ctx.batchSize });
-      if (s.calib === 'kl') ctx.klCache?.set(klCacheKey(s), thresholds);
+      calibration = calibrateInputs(model, policy, ctx.calibSet, { mode: s.calib, epochs: ctx.calibEpoch, batchSize: ctx.batchSize });
+      if (s.calib === 'kl') ctx.klCache?.set(klCacheKey(s), calibration);
     }
-    return { model, policy, thresholds };
+    return { model, policy, calibration };
   } catch (err) {
     disposeModel(model);
     throw err;
@@ -165,7 +170,8 @@ export async function simulateContext(o: SimulateOptions): Promise<{ ctx: Simula
 
 export function validateSetting(s: SimulateSetting): void {
   for (const [flag, bits] of [['--weight-bits', s.weightBits], ['--input-bits', s.inputBits]] as const) {
-    if (!Number.isInteger(bits) || bits < 2 || bits > 16) throw new UserError(`${flag}: ${bits} is not a bit-width in 2..16`);
+    const problem = bitsProblem(bits);
+    if (problem) throw new UserError(`${flag}: ${problem}`);
   }
 }
 
@@ -180,12 +186,14 @@ export async function runSimulation(o: SimulateOptions): Promise<SimulateResult>
     const rows: SimulateRow[] = [];
     for (const setting of o.settings) {
       const started = performance.now();
-      const { model, policy, thresholds } = simulatedModel(ctx, setting);
+      const { model, policy, calibration } = simulatedModel(ctx, setting);
       try {
         const result = evaluate(model, test, policy, o.batchSize);
+        const warning = calibration && clippingWarning(calibration.clipped);
         const row: SimulateRow = {
           ...setting, top1: result.top1, loss: result.loss, seconds: (performance.now() - started) / 1000,
-          ...(thresholds ? { thresholds: Object.fromEntries(thresholds) } : {}),
+          ...(calibration ? { thresholds: Object.fromEntries(calibration.thresholds), clipped: Object.fromEntries(calibration.clipped) } : {}),
+          ...(warning ? { warning } : {}),
         };
         rows.push(row);
         o.onRow?.(row);

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { MAX_BINARY_INPUT_BYTES, readInputFile, removeStaleTemps, writeOutput } from '../util/fs.js';
 import { readJsonFile } from '../util/json-file.js';
+import { fileInDirectory } from '../util/paths.js';
 import { jsonObject, nonNegativeInteger as count, parseWithSchema } from '../util/schema.js';
 import { graphToJson, type Graph, type GraphJson } from '../model/graph.js';
 import { parseGraphJson } from '../model/graph-file.js';
@@ -14,17 +15,21 @@ import type { ModelSource } from '../model/resolve.js';
 /**
  * Checkpoints are directories in the spirit of tfjs's model format: `model.json` lists every
  * variable (name, shape, byte offset) and names a binary file of little-endian float32 values.
- * The weights file name carries a content hash and is written before model.json, which is
- * replaced atomically last: an interrupted save leaves the previous complete checkpoint.
+ * The weights file name carries a content hash (checked on load) and is written before model.json,
+ * which is replaced atomically last: an interrupted save leaves the previous complete checkpoint.
  */
 export const CHECKPOINT_MANIFEST = 'model.json';
+/** `weights-<first 16 hex digits of the file's sha256>.bin` */
+const WEIGHTS_FILE = /^weights-([0-9a-f]{16})\.bin$/;
+
+const sha256Prefix = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex').slice(0, 16);
 
 const manifestSchema = jsonObject(v.object({
   format: v.literal('mpq-checkpoint', "expected 'mpq-checkpoint'"),
   version: v.literal(1, 'expected 1 (the only checkpoint version this mpq reads)'),
   model: v.string(),
   bits: v.array(v.pipe(v.number(), v.integer('expected an integer'))),
-  weightsFile: v.string(),
+  weightsFile: v.pipe(v.string(), v.regex(WEIGHTS_FILE, 'expected weights-<16 hex digits of its sha256>.bin, a file of the checkpoint directory')),
   variables: v.array(v.object({ name: v.string(), shape: v.array(count), offset: count })),
   /** where training stands, for --resume */
   training: v.looseObject({ stage: v.string(), epochsDone: count, epochs: count }),
@@ -61,14 +66,16 @@ export function saveCheckpoint(
     bytes.set(new Uint8Array(c.buffer), at);
     at += c.byteLength;
   }
-  const weightsFile = `weights-${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}.bin`;
-  writeFileAtomic(join(dir, weightsFile), bytes);
+  // temp files of a save that was killed go first
+  removeStaleTemps(dir);
+  const weightsFile = `weights-${sha256Prefix(bytes)}.bin`;
+  writeOutput(join(dir, weightsFile), bytes);
   const manifest: CheckpointManifest = {
     format: 'mpq-checkpoint', version: 1, model: header.model, bits: [...header.bits], weightsFile,
     variables: entries, training: header.training, meta: header.meta, ...(header.graph ? { graph: header.graph } : {}),
   };
-  writeFileAtomic(join(dir, CHECKPOINT_MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
-  for (const f of readdirSync(dir)) if (/^weights-[0-9a-f]+\.bin$/.test(f) && f !== weightsFile) rmSync(join(dir, f), { force: true });
+  writeOutput(join(dir, CHECKPOINT_MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+  for (const f of readdirSync(dir)) if (WEIGHTS_FILE.test(f) && f !== weightsFile) rmSync(join(dir, f), { force: true });
 }
 
 export function hasCheckpoint(dir: string): boolean {
@@ -105,9 +112,11 @@ export function savedPerChannelWeightSteps(manifest: CheckpointManifest): boolea
 export function readCheckpoint(dir: string): Checkpoint {
   const path = join(dir, CHECKPOINT_MANIFEST);
   const manifest = readCheckpointManifest(dir);
-  const weightsPath = join(dir, manifest.weightsFile);
+  const weightsPath = fileInDirectory(dir, manifest.weightsFile, `${path}: weightsFile`);
   if (!existsSync(weightsPath)) throw new UserError(`${path}: weights file ${manifest.weightsFile} is missing`);
-  const buf = readFileSync(weightsPath);
+  const buf = readInputFile(weightsPath, 'checkpoint weights', MAX_BINARY_INPUT_BYTES);
+  const [hash, named] = [sha256Prefix(buf), WEIGHTS_FILE.exec(manifest.weightsFile)![1]];
+  if (hash !== named) throw new UserError(`${weightsPath}: corrupt (its sha256 starts ${hash}, the name says ${named})`);
   const tensors = new Map<string, tf.Tensor>();
   for (const { name, shape, offset } of manifest.variables) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -116,6 +125,40 @@ export function readCheckpoint(dir: string): Checkpoint {
     tensors.set(name, tf.tensor(values, shape));
   }
   return { manifest, tensors };
+}
+
+/** Settings a run records in its meta that a resumed run must share, with the flag that sets each. */
+const RESUME_FLAGS: Record<string, string> = {
+  model: '--model', seed: '--seed', epochs: '--epochs', limit: '--limit', dataset: '--data', split: '--data', from: '--from',
+  bits: '--bits', policy: '--policy', config: '--config', quantizer: '--quantizer', nuq: '--nuq-*', weight_bits: '--weight-bits',
+  act_bits: '--act-bits', weight_steps: '--per-channel-weights', quantize_first_last: '--quantize-first-last',
+  'hyperparameters.batchSize': '--batch-size', 'hyperparameters.lr': '--lr', 'hyperparameters.weightDecay': '--weight-decay',
+};
+/** Meta fields that may differ: when and how the run was started, not what it computes (and epochs' twin). */
+const RESUME_FREE = new Set(['command', 'created_at', 'backend', 'hyperparameters.epochs']);
+
+/**
+ * A run may continue the checkpoint in `dir` only when it is the same run: the same stage, and every
+ * setting the checkpoint recorded (seed, limit, epochs, hyperparameters, data, bits…) unchanged.
+ * Otherwise one line names what differs; a resumed run never mixes two runs' settings.
+ */
+export function checkResumable(dir: string, manifest: CheckpointManifest, stage: string, meta: Record<string, unknown>): void {
+  if (manifest.training.stage !== stage) {
+    throw new UserError(`--resume: ${dir} holds a '${manifest.training.stage}' run, not a '${stage}' one (give another --checkpoint, or --overwrite instead of --resume to replace it)`);
+  }
+  const flat = (m: Record<string, unknown>): Map<string, string> => new Map(Object.entries(m).flatMap(([key, value]) =>
+    key === 'hyperparameters' && typeof value === 'object' && value !== null
+      ? Object.entries(value).map(([k, x]): [string, string] => [`${key}.${k}`, JSON.stringify(x)])
+      : [[key, JSON.stringify(value)]]));
+  const [recorded, now] = [flat(manifest.meta), flat(meta)];
+  // a checkpoint of an older mpq records fewer settings: only what it recorded is compared
+  if (Object.keys(manifest.meta).length === 0) return;
+  const differs = [...new Set([...recorded.keys(), ...now.keys()])].filter((key) => !RESUME_FREE.has(key) && recorded.get(key) !== now.get(key));
+  if (differs.length === 0) return;
+  const name = (key: string) => RESUME_FLAGS[key] ?? key;
+  const shown = (v: string | undefined) => (v === undefined ? '(none)' : v.length <= 40 ? v : `${v.slice(0, 37)}...`);
+  const list = (m: Map<string, string>) => differs.map((key) => `${name(key)} ${shown(m.get(key))}`).join(', ');
+  throw new UserError(`--resume: ${dir} was made with ${list(recorded)}; this run has ${list(now)} (give the same settings, or --overwrite instead of --resume to start afresh)`);
 }
 
 export function disposeCheckpoint(checkpoint: Checkpoint): void {

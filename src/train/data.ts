@@ -1,9 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.js';
+import { fsReason, MAX_BINARY_INPUT_BYTES, readInputFile } from '../util/fs.js';
 import { Prng } from '../util/prng.js';
 
 /** Images as NHWC floats (already normalised) with integer labels. */
@@ -91,10 +92,15 @@ export function loadMnistPackage(splitSeed = 0): Dataset {
   };
 }
 
-/** Reads a file, gunzipping it when its name ends in .gz. */
+/** Reads a file, gunzipping it when its name ends in .gz (to at most the input bound). */
 function readMaybeGzip(path: string): Buffer {
-  const data = readFileSync(path);
-  return path.endsWith('.gz') ? gunzipSync(data) : data;
+  const data = readInputFile(path, 'IDX', MAX_BINARY_INPUT_BYTES);
+  if (!path.endsWith('.gz')) return data;
+  try {
+    return gunzipSync(data, { maxOutputLength: MAX_BINARY_INPUT_BYTES });
+  } catch (err) {
+    throw new UserError(`${path}: not a readable gzip file (${fsReason(err)})`);
+  }
 }
 
 /** An IDX file (MNIST format): magic 0x0000 08 <ndim>, big-endian dimensions, unsigned bytes. */
@@ -149,7 +155,7 @@ const CIFAR_RECORD = 1 + 3 * 32 * 32;
 /** CIFAR-10 binary batches (label byte + 3072 bytes CHW per record), converted to NHWC. */
 export function readCifarBatches(paths: string[]): ImageSet {
   const buffers = paths.map((p) => {
-    const buf = readFileSync(p);
+    const buf = readInputFile(p, 'CIFAR-10 batch', MAX_BINARY_INPUT_BYTES);
     if (buf.length % CIFAR_RECORD !== 0) throw new UserError(`${p}: size ${buf.length} is not a multiple of ${CIFAR_RECORD} (CIFAR-10 binary record)`);
     return buf;
   });
@@ -198,6 +204,7 @@ export function loadDataset(inputShape: [number, number, number], dataDir?: stri
   let data: Dataset;
   if (dataDir !== undefined) {
     if (!existsSync(dataDir)) throw new UserError(`--data: directory ${dataDir} does not exist`);
+    if (!statSync(dataDir).isDirectory()) throw new UserError(`--data: ${dataDir} is not a directory`);
     data = grey ? loadIdxDirectory(dataDir) : loadCifar10Directory(dataDir);
   } else {
     if (!grey) throw new UserError(`--data: a model with input ${inputShape.join('x')} needs a dataset directory (CIFAR-10 binary)`);

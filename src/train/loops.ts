@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  hasCheckpoint, readCheckpoint, disposeCheckpoint, loadIntoVariables, recordedGraph, saveCheckpoint, type CheckpointTraining,
+  checkResumable, hasCheckpoint, readCheckpoint, disposeCheckpoint, loadIntoVariables, recordedGraph, saveCheckpoint, type CheckpointTraining,
 } from './checkpoint.js';
 import { batches, epochOrder, subset, type Dataset, type ImageSet } from './data.js';
 import { decayedVariables, namedVariables, trainableVariables, type BitsPolicy, type QuantModel } from './models.js';
@@ -8,24 +8,12 @@ import { cosineLr, SgdMomentum } from './optimizer.js';
 import { FULL_PRECISION, randomPolicy, uniformPolicy } from './policies.js';
 import { deriveSeed, Prng } from '../util/prng.js';
 import { ProgressBar } from './progress.js';
-import type { DataParallelGradients } from './backend/data-parallel.js';
 import { startWorkers, workerGradients } from './backend/model-replica.js';
+import { accumulateGradients, correctCount, lossOf, type Hyperparameters, type Pass, type PassMetrics, type StepState } from './step.js';
+
+export type { Hyperparameters, Pass, PassMetrics, StepState } from './step.js';
 
 export type Stage = 'train' | 'pretrain' | 'finetune';
-
-export interface Hyperparameters {
-  epochs: number;
-  batchSize: number;
-  /** initial learning rate, decayed to 0 by a per-step cosine schedule */
-  lr: number;
-  momentum: number;
-  weightDecay: number;
-  labelSmoothing: number;
-  /** clip every gradient element to [−clip, clip] before the update (LIMPQ pretraining: 1) */
-  clipValue?: number;
-  /** training images are shifted by up to this many pixels each way (0: no augmentation) */
-  maxShift: number;
-}
 
 /** Defaults per stage: FP training from scratch, LIMPQ joint pretraining, LSQ finetuning. */
 export const DEFAULT_HYPERPARAMETERS: Record<Stage, Omit<Hyperparameters, 'epochs'>> = {
@@ -33,12 +21,6 @@ export const DEFAULT_HYPERPARAMETERS: Record<Stage, Omit<Hyperparameters, 'epoch
   pretrain: { batchSize: 64, lr: 0.01, momentum: 0.9, weightDecay: 1e-4, labelSmoothing: 0.1, clipValue: 1, maxShift: 2 },
   finetune: { batchSize: 64, lr: 0.01, momentum: 0.9, weightDecay: 1e-4, labelSmoothing: 0.1, maxShift: 2 },
 };
-
-/** One forward/backward pass of a training step: a label for the metrics and the bits it runs at. */
-export interface Pass {
-  label: string;
-  policy: BitsPolicy;
-}
 
 export interface EpochReport {
   stage: Stage;
@@ -71,6 +53,8 @@ export interface LoopOptions {
   meta?: Record<string, unknown>;
   progress?: boolean;
   onEpoch?(report: EpochReport): void;
+  /** notices (stderr in the CLI) */
+  log?: (line: string) => void;
   /**
    * Data-parallel gradient workers (startWorkers: wasm, one thread each, LSQ models): each step's
    * batch is split among them. Batch-norm statistics are then per shard; the running statistics
@@ -83,14 +67,6 @@ export interface Evaluation {
   top1: number;
   loss: number;
   count: number;
-}
-
-function lossOf(logits: tf.Tensor2D, labels: tf.Tensor1D, numClasses: number, labelSmoothing: number): tf.Scalar {
-  return tf.losses.softmaxCrossEntropy(tf.oneHot(labels, numClasses), logits, undefined, labelSmoothing) as tf.Scalar;
-}
-
-function correctCount(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
-  return tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
 }
 
 /** Top-1 accuracy (0–1) and mean cross-entropy of the model at `policy` (inference mode). */
@@ -110,60 +86,11 @@ export function evaluate(model: QuantModel, set: ImageSet, policy: BitsPolicy, b
   return { top1: set.count === 0 ? 0 : correct / set.count, loss: set.count === 0 ? 0 : lossSum / set.count, count: set.count };
 }
 
-/** Loss and correct count of one pass over a batch. */
-export interface PassMetrics {
-  label: string;
-  loss: number;
-  correct: number;
-}
-
-/** Sum of the gradients of every pass (the step's single update uses all of them), with metrics. */
-export function accumulateGradients(
-  model: QuantModel, x: tf.Tensor4D, y: tf.Tensor1D, passes: Pass[], variables: tf.Variable[], labelSmoothing: number,
-): { grads: Map<tf.Variable, tf.Tensor>; metrics: PassMetrics[] } {
-  const byName = new Map(variables.map((v) => [v.name, v]));
-  const grads = new Map<tf.Variable, tf.Tensor>();
-  const metrics: PassMetrics[] = [];
-  for (const pass of passes) {
-    let correct: tf.Scalar | undefined;
-    const { value, grads: passGrads } = tf.variableGrads(() => {
-      const logits = model.forward(x, pass.policy, true);
-      correct = tf.keep(correctCount(logits, y));
-      return lossOf(logits, y, model.numClasses, labelSmoothing);
-    }, variables);
-    metrics.push({ label: pass.label, loss: value.dataSync()[0], correct: correct!.dataSync()[0] });
-    value.dispose();
-    correct!.dispose();
-    for (const [name, g] of Object.entries(passGrads)) {
-      const variable = byName.get(name)!;
-      const previous = grads.get(variable);
-      if (previous) {
-        grads.set(variable, tf.add(previous, g));
-        previous.dispose();
-        g.dispose();
-      } else {
-        grads.set(variable, g);
-      }
-    }
-  }
-  return { grads, metrics };
-}
-
 function clipGradients(grads: Map<tf.Variable, tf.Tensor>, clip: number): void {
   for (const [variable, g] of grads) {
     grads.set(variable, tf.clipByValue(g, -clip, clip));
     g.dispose();
   }
-}
-
-/** What a training step needs besides its batch: the model, its variables and optimizer, the hyperparameters. */
-export interface StepState {
-  model: QuantModel;
-  variables: tf.Variable[];
-  optimizer: SgdMomentum;
-  hyper: Hyperparameters;
-  /** data-parallel gradient workers (startWorkers), when the step's gradients come from them */
-  workers?: DataParallelGradients;
 }
 
 /** The step state of a fresh run: SGD with momentum, weight decay on conv/dense weights. */
@@ -215,14 +142,18 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
   const totalSteps = stepsPerEpoch * hyper.epochs;
 
   let startEpoch = 0;
-  if (options.resume && options.checkpointDir && hasCheckpoint(options.checkpointDir)) {
+  if (options.resume && options.checkpointDir && !hasCheckpoint(options.checkpointDir)) {
+    options.log?.(`--resume: ${options.checkpointDir} holds no checkpoint yet; starting the run from the beginning`);
+  } else if (options.resume && options.checkpointDir) {
     const checkpoint = readCheckpoint(options.checkpointDir);
-    if (checkpoint.manifest.training.stage === stage) {
+    try {
+      checkResumable(options.checkpointDir, checkpoint.manifest, stage, options.meta ?? {});
       loadIntoVariables(options.checkpointDir, checkpoint, names);
       optimizer.load(names, checkpoint.tensors);
       startEpoch = Math.min(checkpoint.manifest.training.epochsDone, hyper.epochs);
+    } finally {
+      disposeCheckpoint(checkpoint);
     }
-    disposeCheckpoint(checkpoint);
   }
 
   const reports: EpochReport[] = [];

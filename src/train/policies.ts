@@ -32,13 +32,18 @@ export function policyBits(policy: Policy): number[] {
   return [...bits].sort((a, b) => b - a);
 }
 
+/** The policy file must be for the model named `model`. */
+export function assertPolicyModel(policy: Policy, model: string, path: string): void {
+  if (policy.model !== model) throw new UserError(`${path}: policy is for model '${policy.model}', not '${model}'`);
+}
+
 /**
  * A policy file as the bits of a model's layers. The file must be for this model, name exactly
  * its searchable layers, and keep the fixed layers at 8/8 (the bits the model's first and last
  * layers are built for).
  */
 export function policyFromFile(model: QuantModel, policy: Policy, path: string): BitsPolicy {
-  if (policy.model !== model.name) throw new UserError(`${path}: policy is for model '${policy.model}', not '${model.name}'`);
+  assertPolicyModel(policy, model.name, path);
   const names = policy.layers.map((l) => l.name);
   const expected = model.searchableLayerNames;
   if (names.length !== expected.length || names.some((n, i) => n !== expected[i])) {

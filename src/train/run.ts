@@ -1,6 +1,6 @@
-import { LsqQuantizer } from '../quant/index.js';
+import { bitsProblem, LsqQuantizer } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { readInputFile, refuseExistingOutput, writeOutput } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
 import {
   CHECKPOINT_MANIFEST, checkpointModel, disposeCheckpoint, hasCheckpoint, loadIntoVariables, readCheckpoint, readCheckpointManifest, savedPerChannelWeightSteps,
@@ -16,8 +16,10 @@ import { createModel, namedVariables, type BitsPolicy, type QuantModel } from '.
 import type { LayerSelection } from '../model/graph-table.js';
 import { trainingModel, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION, uniformPolicy } from './policies.js';
-import type { QuantizerChoice } from '../quant/factory.js';
-import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from '../quant/plan.js';
+import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type QuantizeRequest } from './quantization-plan.js';
+import { savedQuantizerChoice, type QuantizerChoice } from './quantizer-factory.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * The stages as the CLI runs them: backend, data, model and checkpoints wired to the loops. Each
@@ -28,6 +30,8 @@ import { calibrateActivationRanges, CALIBRATION_IMAGES, planQuantization, type Q
 export const DATA_SPLIT_SEED = 0;
 
 export interface RunOptions {
+  /** replace what --checkpoint or --out already holds (else refused) */
+  overwrite?: boolean;
   /** a trainable zoo model or an ONNX / tfjs model file; absent: the model of the `from` checkpoint */
   model?: string;
   /** which layers keep fixed bits (default: the policy's, else the first and last) */
@@ -65,19 +69,26 @@ export async function resolveModel(o: { model?: string; from?: string }): Promis
   throw new UserError('--model: give a model (a zoo name, an ONNX file or a tfjs model.json) or --from a checkpoint');
 }
 
+/** `--from DIR` must be an mpq checkpoint directory. */
+export function assertCheckpointDir(from: string): void {
+  if (!hasCheckpoint(from)) throw new UserError(`--from ${from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
+}
+
 /** Starts the backend (and says which), builds the model, loads the dataset it takes. */
 export async function prepare(
   options: { model?: string; from?: string; source?: ModelSource; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
   build: (source: ModelSource) => QuantModel,
 ): Promise<Context & { model: QuantModel; source: ModelSource }> {
   // input errors first, before the backend starts (and tfjs prints anything)
-  if (options.from !== undefined && !hasCheckpoint(options.from)) {
-    throw new UserError(`--from ${options.from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
-  }
+  if (options.from !== undefined) assertCheckpointDir(options.from);
   const source = options.source ?? await resolveModel(options);
-  const backend = await initBackend(options.backend ?? 'auto', { log: options.log });
+  // which backend runs and why is said once, after the inputs were found good (an input error stays one line)
+  const said: string[] = [];
+  const backend = await initBackend(options.backend ?? 'auto', { log: (line) => said.push(line) });
   const model = build(source);
-  return { backend, model, source, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
+  const data = loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED);
+  for (const line of said) options.log?.(line);
+  return { backend, model, source, data };
 }
 
 /** A run that starts from weights: a checkpoint, or the imported model's own. */
@@ -112,9 +123,16 @@ export function loadWeights(
   }
 }
 
-function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean }): void {
+function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean; out?: string }): void {
   if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs: must be a positive integer, got ${o.epochs}`);
   if (o.resume && o.checkpoint === undefined) throw new UserError('--resume: needs --checkpoint DIR (the run to continue)');
+  if (o.resume && o.overwrite) throw new UserError('--resume and --overwrite: give one of them (continue the run, or replace it)');
+  // hours of training are not replaced without a word
+  if (o.checkpoint !== undefined && !o.resume && !o.overwrite && hasCheckpoint(o.checkpoint)) {
+    const { training } = readCheckpointManifest(o.checkpoint);
+    throw new UserError(`--checkpoint ${o.checkpoint}: holds a previous '${training.stage}' run (epoch ${training.epochsDone} of ${training.epochs}); give --resume to continue it or --overwrite to replace it`);
+  }
+  if (o.out !== undefined && !o.overwrite) refuseExistingOutput(o.out, '--out');
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new UserError(`--limit: must be a positive integer, got ${o.limit}`);
 }
 
@@ -144,7 +162,7 @@ export async function trainFullPrecision(o: RunOptions & { checkpoint: string; r
   const hyper = hyperparameters('train', o);
   const reports = await trainLoop(model, ctx.data, {
     stage: 'train', hyper, seed: o.seed, limit: o.limit, passes: fullPrecisionPasses, evalPolicy: FULL_PRECISION,
-    checkpointDir: o.checkpoint, resume: o.resume, meta: runMeta('train', o, ctx, hyper), progress: o.progress, onEpoch: o.onEpoch,
+    checkpointDir: o.checkpoint, resume: o.resume, meta: runMeta('train', o, ctx, hyper), progress: o.progress, onEpoch: o.onEpoch, log: o.log,
     workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), FULL_PRECISION);
@@ -171,7 +189,7 @@ export async function pretrainIndicators(o: RunOptions & {
 }): Promise<PretrainResult> {
   validateOptions(o);
   if (o.bits.length === 0) throw new UserError('--bits: give at least one candidate bit-width');
-  for (const b of o.bits) if (!Number.isInteger(b) || b < 2 || b > 16) throw new UserError(`--bits: ${b} is not a bit-width in 2..16`);
+  for (const b of o.bits) if (bitsProblem(b)) throw new UserError(`--bits: ${bitsProblem(b)}`);
   const ctx = await prepare(o, (source) => createModel(source, { bits: o.bits, seed: o.seed, layers: o.layers }));
   const { model } = ctx;
   if (model.searchableLayerNames.length === 0) throw new UserError(`--fixed: every layer of ${model.name} is fixed; nothing is left to pretrain indicators for`);
@@ -182,7 +200,7 @@ export async function pretrainIndicators(o: RunOptions & {
   const reports = await trainLoop(model, ctx.data, {
     stage: 'pretrain', hyper, seed: o.seed, limit: o.limit, passes: jointPretrainPasses(model),
     evalPolicy: uniformPolicy(model, Math.max(...o.bits)), checkpointDir: o.checkpoint, resume: o.resume,
-    meta, progress: o.progress, onEpoch: o.onEpoch, workers: o.workers,
+    meta, progress: o.progress, onEpoch: o.onEpoch, log: o.log, workers: o.workers,
   });
   const testSet = subset(ctx.data.test, o.limit);
   const uniformTop1 = Object.fromEntries(o.bits.map((b) => [String(b), evaluate(model, testSet, uniformPolicy(model, b)).top1]));
@@ -191,7 +209,7 @@ export async function pretrainIndicators(o: RunOptions & {
     ...meta, bits: o.bits, from: o.from ?? null, produced_by: 'mpq pretrain (LIMPQ joint indicator pretraining, LSQ step sizes)',
     test_top1_uniform: uniformTop1, seconds: Math.round(seconds),
   });
-  if (o.out) writeFileAtomic(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
+  if (o.out) writeOutput(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
   return { model: model.name, backend: ctx.backend, reports, indicators, uniformTop1, seconds };
 }
 
@@ -226,14 +244,58 @@ export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
   // per-tensor steps of a pretrained checkpoint cannot start per-channel ones: those start from data
   startingWeights(model, ctx.source, o.from, { restartReshapedQuantizers: true });
   const hyper = hyperparameters('finetune', o);
+  // the checkpoint keeps the file its bits came from, so eval, pack and export find them there
+  const kept = o.checkpoint === undefined ? {} : keepBitsSource(o, o.checkpoint);
   const reports = await trainLoop(model, ctx.data, {
     stage: 'finetune', hyper, seed: o.seed, limit: o.limit, passes: () => [{ label: 'policy', policy }],
     evalPolicy: policy, checkpointDir: o.checkpoint, resume: o.resume,
-    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, from: o.from ?? null }, progress: o.progress, onEpoch: o.onEpoch,
+    meta: { ...runMeta('finetune', o, ctx, hyper), ...plan.describe, ...kept, from: o.from ?? null }, progress: o.progress, onEpoch: o.onEpoch, log: o.log,
     workers: o.workers,
   });
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
   return { model: model.name, backend: ctx.backend, reports, test, policy, quantization: plan.describe, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Names of the copies of a fine-tune's policy file and config list in its checkpoint directory. */
+const KEPT_POLICY = 'policy.json';
+const KEPT_CONFIG = 'config_list.json';
+
+function keepBitsSource(o: QuantizeRequest, dir: string): Record<string, string> {
+  if (o.policyPath !== undefined) {
+    writeOutput(join(dir, KEPT_POLICY), readInputFile(o.policyPath, 'policy'));
+    return { kept_policy: KEPT_POLICY };
+  }
+  if (o.configPath !== undefined) {
+    writeOutput(join(dir, KEPT_CONFIG), readInputFile(o.configPath, 'config list'));
+    return { kept_config: KEPT_CONFIG };
+  }
+  return {};
+}
+
+/**
+ * What a fine-tuned checkpoint was quantized with, as its meta records it: the quantizer, and the
+ * bits (its kept policy file or config list, or uniform bits). Undefined for other stages (an FP
+ * or pretraining checkpoint has no bits of its own).
+ */
+export function savedQuantizeRequest(dir: string): (QuantizeRequest & { quantizer: QuantizerChoice; says: string }) | undefined {
+  const manifest = readCheckpointManifest(dir);
+  if (manifest.training.stage !== 'finetune') return undefined;
+  const { meta } = manifest;
+  const quantizer = savedQuantizerChoice(manifest, dir);
+  const kept = (key: string) => (typeof meta[key] === 'string' && existsSync(join(dir, meta[key] as string)) ? join(dir, meta[key] as string) : undefined);
+  const policyPath = kept('kept_policy');
+  if (policyPath) return { quantizer, policyPath, says: `its policy ${typeof meta.policy === 'string' ? meta.policy : policyPath}` };
+  const configPath = kept('kept_config');
+  if (configPath) return { quantizer, configPath, says: `its config list ${typeof meta.config === 'string' ? meta.config : configPath}` };
+  if (typeof meta.weight_bits === 'number') {
+    const actBits = typeof meta.act_bits === 'number' ? meta.act_bits : undefined;
+    return {
+      quantizer, weightBits: meta.weight_bits, ...(actBits !== undefined ? { actBits } : {}),
+      ...(typeof meta.quantize_first_last === 'boolean' ? { quantizeFirstLast: meta.quantize_first_last } : {}),
+      says: `its uniform bits W${meta.weight_bits}A${actBits ?? meta.weight_bits}`,
+    };
+  }
+  return { quantizer, says: 'its quantizer' };
 }
 
 /** Every step size a policy uses must have been learned (finetuned), else the numbers mean nothing. */
@@ -258,6 +320,8 @@ export interface EvaluateResult {
   /** activation quantizers calibrated on training images first (post-training, no ranges saved) */
   calibrated: number;
   quantization?: Record<string, unknown>;
+  /** how it was evaluated: full precision, the bits given, or the fine-tuned checkpoint's own */
+  mode: string;
 }
 
 /**
@@ -268,10 +332,11 @@ export interface EvaluateResult {
 export async function evaluateCheckpoint(o: QuantizeRequest & {
   model?: string; from?: string; layers?: LayerSelection; limit?: number; backend?: BackendName; dataDir?: string; log?: (line: string) => void;
 }): Promise<EvaluateResult> {
+  const request = withCheckpointMode(o);
   // the checkpoint's step sizes say how its LSQ weight quantizers were built
-  const perChannelWeights = (o.quantizer === undefined || o.quantizer.name === 'lsq')
+  const perChannelWeights = (request.quantizer === undefined || request.quantizer.name === 'lsq')
     && o.from !== undefined && hasCheckpoint(o.from) && savedPerChannelWeightSteps(readCheckpointManifest(o.from));
-  const plan = planQuantization({ ...o, perChannelWeights });
+  const plan = planQuantization({ ...request, perChannelWeights });
   const ctx = await prepare(o, (source) => createModel(source, {
     bits: plan?.bits ?? [], quantizers: plan?.quantizers, perChannelWeights, layers: o.layers ?? plan?.layers,
   }));
@@ -281,7 +346,25 @@ export async function evaluateCheckpoint(o: QuantizeRequest & {
   assertStepSizesTrained(model, policy, o.from ?? `--model ${o.model}`);
   const calibrated = calibrateActivationRanges(model, subset(ctx.data.train, Math.min(o.limit ?? CALIBRATION_IMAGES, CALIBRATION_IMAGES)), policy);
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
-  return { model: model.name, backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe };
+  return { model: model.name, backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe, mode: request.mode };
+}
+
+/**
+ * A fine-tuned checkpoint is evaluated as it was fine-tuned unless the flags say otherwise: its
+ * quantizer, and its bits when none are given. A quantizer flag that contradicts it is one line.
+ */
+function withCheckpointMode<R extends QuantizeRequest & { from?: string; log?: (line: string) => void }>(o: R): R & { mode: string } {
+  const saved = o.from !== undefined && hasCheckpoint(o.from) ? savedQuantizeRequest(o.from) : undefined;
+  const bitsGiven = o.policyPath !== undefined || o.weightBits !== undefined || o.configPath !== undefined;
+  if (!saved) return { ...o, mode: bitsGiven ? 'the bits given' : 'full precision' };
+  if (o.quantizer !== undefined && o.quantizer.name !== saved.quantizer.name) {
+    throw new UserError(`--quantizer ${o.quantizer.name}: ${o.from} was fine-tuned with ${saved.quantizer.name} (its meta.quantizer); leave --quantizer out to use it`);
+  }
+  const quantizer = o.quantizer ?? saved.quantizer;
+  const { says, quantizer: _q, ...bits } = saved;
+  const mode = bitsGiven ? `${quantizer.name} at the bits given` : `${quantizer.name} at ${says}, from the checkpoint`;
+  o.log?.(`eval: ${o.from} is a fine-tuned checkpoint: ${mode}`);
+  return { ...o, quantizer, ...(bitsGiven ? {} : bits), mode };
 }
 
 export interface QuantizeResult {

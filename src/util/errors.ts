@@ -4,10 +4,32 @@
  */
 export class UserError extends Error {
   constructor(message: string, readonly exitCode = 2) {
-    super(message);
+    // one line whatever an input put in a name it quotes: line breaks are shown, not made
+    super(message.replace(/\r\n|[\r\n\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1)));
     this.name = 'UserError';
   }
 }
 
 /** Exit code for a well-formed problem that has no feasible policy. */
 export const EXIT_INFEASIBLE = 3;
+
+/**
+ * An input value as a message shows it: a string in quotes (so `"0.03"` is told from `0.03`), cut
+ * to 40 characters; other values as JSON would write them, a list or object by its kind.
+ */
+export function shownValue(value: unknown): string {
+  if (typeof value === 'string') {
+    const quoted = JSON.stringify(value);
+    return quoted.length <= 42 ? quoted : `${quoted.slice(0, 40)}..."`;
+  }
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (value === null) return 'null';
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
+
+/** Exit code for a search stopped by a limit (--time-limit, memory): the best policy found, with its gap. */
+export const EXIT_LIMIT = 4;
+
+/** Exit code for a solver that ended in a state other than optimal, infeasible or a limit. */
+export const EXIT_SOLVER_FAILED = 5;

@@ -1,6 +1,7 @@
 import { lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from './errors.js';
+import { makeDirectory, processAlive } from './fs.js';
 
 /**
  * A folder whose files are replaced all at once. `DIR` is a symbolic link to a hidden sibling
@@ -23,7 +24,7 @@ export class FileSet {
    */
   static check(dir: string, names: readonly string[], flag: string): void {
     const at = resolve(dir);
-    mkdirSync(dirname(at), { recursive: true });
+    makeDirectory(`${flag} ${dir}`, dirname(at)); // node's recursive mkdir never returns under /proc
     recover(at);
     const stat = lstatOrNull(at);
     if (!stat || stat.isSymbolicLink()) {
@@ -99,16 +100,6 @@ function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Mend what killed writers of `dir` left: remove their partial sets and links; if `dir` is
  * missing (killed between the two renames of a first commit), link the newest whole set; remove
@@ -122,7 +113,7 @@ function recover(dir: string): void {
     return e ? [{ entry, ...e }] : [];
   });
   for (const e of entries) {
-    if (e.kind !== 'set' && !alive(e.pid)) rmSync(join(parent, e.entry), { recursive: true, force: true });
+    if (e.kind !== 'set' && !processAlive(e.pid)) rmSync(join(parent, e.entry), { recursive: true, force: true });
   }
   const sets = entries.filter((e) => e.kind === 'set').sort((a, b) => b.stamp - a.stamp);
   const stat = lstatOrNull(dir);
@@ -133,5 +124,5 @@ function recover(dir: string): void {
   }
   const linked = lstatOrNull(dir)?.isSymbolicLink() ? readlinkSync(dir) : null;
   // a live writer's set may be between its renames: not garbage
-  for (const e of sets) if (e.entry !== linked && !alive(e.pid)) rmSync(join(parent, e.entry), { recursive: true, force: true });
+  for (const e of sets) if (e.entry !== linked && !processAlive(e.pid)) rmSync(join(parent, e.entry), { recursive: true, force: true });
 }

@@ -3,10 +3,9 @@
  * (./schema.ts). Heavy to load compared with the search path, so callers import this module only
  * when they meet an .onnx file. Anything wrong with a file is a one-line UserError naming it.
  */
-import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { UserError } from '../../util/errors.js';
-import { writeFileAtomic } from '../../util/fs.js';
+import { MAX_BINARY_INPUT_BYTES, readInputFile, writeOutput } from '../../util/fs.js';
 import { ONNX_PROTO } from './schema.js';
 import { decodeTensorData, encodeTensorData, int64ToNumber, type Int64, type OnnxTensorData, type StoredTensorData } from './tensor-data.js';
 
@@ -19,6 +18,8 @@ export interface OnnxModel {
   producerName: string;
   producerVersion: string;
   graph: OnnxGraph;
+  /** the model's metadata_props (key → value strings), when it has any */
+  metadataProps?: { key: string; value: string }[];
 }
 
 export interface OnnxGraph {
@@ -149,6 +150,7 @@ interface ModelMessage {
   producer_version?: string;
   graph?: GraphMessage;
   opset_import?: { domain?: string; version?: Int64 }[];
+  metadata_props?: { key?: string; value?: string }[];
 }
 
 let modelProto: protobuf.Type | undefined;
@@ -342,7 +344,9 @@ function toModel(m: ModelMessage, path: string): OnnxModel {
   if ((m.opset_import ?? []).length === 0) throw incomplete('no opset_import');
   const g = m.graph;
   if ((g.sparse_initializer ?? []).length > 0) throw new UserError(`${path}: the graph has sparse initializers, which mpq does not read`);
+  const metadata = (m.metadata_props ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
   return {
+    ...(metadata.length > 0 && { metadataProps: metadata }),
     irVersion: int64(m.ir_version),
     opsetImports: m.opset_import!.map((o) => ({ domain: o.domain ?? '', version: int64(o.version) })),
     producerName: m.producer_name ?? '',
@@ -372,16 +376,7 @@ export function decodeOnnx(bytes: Uint8Array, path: string): OnnxModel {
 }
 
 export function readOnnxFile(path: string): OnnxModel {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`${path}: no such ONNX file`);
-    if (code === 'EISDIR') throw new UserError(`${path}: is a directory, not an ONNX file`);
-    throw new UserError(`${path}: cannot read (${code ?? String(err)})`);
-  }
-  return decodeOnnx(bytes, path);
+  return decodeOnnx(readInputFile(path, 'ONNX', MAX_BINARY_INPUT_BYTES), path);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,13 +451,14 @@ export function encodeOnnx(model: OnnxModel): Uint8Array {
       value_info: g.valueInfo.map(encodeValueInfo),
     },
     opset_import: model.opsetImports.map((o) => ({ domain: o.domain, version: toInt64(o.version) })),
+    metadata_props: model.metadataProps ?? [],
   };
   return ModelProto().encode(message).finish();
 }
 
 /** Writes an .onnx file atomically (a temp file renamed into place: never a half-written model). */
 export function writeOnnxFile(path: string, model: OnnxModel): void {
-  writeFileAtomic(path, encodeOnnx(model));
+  writeOutput(path, encodeOnnx(model));
 }
 
 /**

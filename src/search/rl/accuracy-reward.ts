@@ -87,8 +87,6 @@ export class AccuracyReward implements RewardFunction {
 
   /** Checks the inputs (before the backend starts), loads the checkpoint and data, scores full precision. */
   static async create(problem: Problem, o: AccuracyRewardOptions): Promise<AccuracyReward> {
-    const low = o.bits.find((b) => b < 2);
-    if (low !== undefined) throw new UserError(`--bits: ${low} cannot be fine-tuned (LSQ takes 2..16 bits)`);
     // the training commands' own checks (trainable model, --from a checkpoint) come before the backend starts
     const { backend, model, data, source } = await prepare(o, (m) => createModel(m, { bits: o.bits, layers: o.layers }));
     const expected = model.searchableLayerNames;

@@ -1,6 +1,7 @@
 import type { LP } from 'glpk.js/node';
 import type { Problem } from '../problem.js';
-import { type Solution, type Solver } from './solver.js';
+import { EXIT_SOLVER_FAILED, UserError } from '../../util/errors.js';
+import { costScale, type Solution, type Solver } from './solver.js';
 import { choiceFromBinaries, varName } from './mip.js';
 
 type Glpk = Awaited<ReturnType<typeof import('glpk.js/node').default>>;
@@ -27,8 +28,9 @@ export const glpkSolver: Solver = {
     const choice = choiceFromBinaries(problem, (name) => res.result.vars[name] ?? 0);
     if (st === glpk.GLP_OPT) return out('optimal', choice);
     if (st === glpk.GLP_FEAS) return out('time_limit', choice);
-    // GLP_UNDEF after a time limit: nothing found yet
-    return out(opts.timeLimitMs !== undefined ? 'time_limit' : 'infeasible', null);
+    // GLP_UNDEF after a time limit: nothing found yet; anything else says neither optimal nor infeasible
+    if (st === glpk.GLP_UNDEF && opts.timeLimitMs !== undefined) return out('time_limit', null);
+    throw new UserError(`glpk.js ended with status ${st} (${st === glpk.GLP_UNDEF ? 'undefined' : st === glpk.GLP_UNBND ? 'unbounded' : 'unknown'}), which says neither optimal nor infeasible; try --solver exact`, EXIT_SOLVER_FAILED);
   },
 };
 
@@ -36,10 +38,11 @@ function toGlpkModel(problem: Problem, glpk: { GLP_MIN: number; GLP_FX: number; 
   const binaries: string[] = [];
   const objective: { name: string; coef: number }[] = [];
   const subjectTo: LP['subjectTo'] = [];
+  const scale = costScale(problem);
   problem.choices.forEach((cs, i) => {
     const names = cs.map((_, j) => varName(i, j));
     binaries.push(...names);
-    cs.forEach((c, j) => objective.push({ name: names[j], coef: c.cost }));
+    cs.forEach((c, j) => objective.push({ name: names[j], coef: c.cost * scale }));
     subjectTo.push({ name: `one_${i}`, vars: names.map((name) => ({ name, coef: 1 })), bnds: { type: glpk.GLP_FX, lb: 1, ub: 1 } });
   });
   problem.rows.forEach((row, k) => {

@@ -1,3 +1,4 @@
+import { UserError, EXIT_SOLVER_FAILED } from '../../util/errors.js';
 import { type Solution, type Solver } from './solver.js';
 import { choiceFromBinaries, toLpFormat } from './mip.js';
 
@@ -25,13 +26,21 @@ export const highsSolver: Solver = {
       ...(opts.timeLimitMs !== undefined ? { time_limit: opts.timeLimitMs / 1000 } : {}),
     });
     const solveMs = performance.now() - t0;
-    const out = (status: Solution['status'], choice: number[] | null): Solution => ({ status, choice, solver: 'highs', solveMs });
-    if (res.Status === 'Infeasible') return out('infeasible', null);
+    const status = highsOutcome(res.Status);
     const cols = res.Columns as Record<string, { Primal?: number }>;
-    const hasPrimal = Object.values(cols).some((c) => typeof c.Primal === 'number');
+    const hasPrimal = status !== 'infeasible' && Object.values(cols).some((c) => typeof c.Primal === 'number');
     const choice = hasPrimal ? choiceFromBinaries(problem, (name) => cols[name]?.Primal ?? 0) : null;
-    if (res.Status === 'Optimal') return out('optimal', choice);
-    if (res.Status === 'Time limit reached') return out('time_limit', choice);
-    throw new Error(`HiGHS ended with status '${res.Status}'`);
+    return { status, choice, solver: 'highs', solveMs };
   },
 };
+
+/**
+ * Our status for HiGHS's: optimal, infeasible or a time limit; any other (seen: 'Unknown' when
+ * costs reached HiGHS's 1e20 infinity, before costs were scaled) is one line, exit 5.
+ */
+export function highsOutcome(status: string): Solution['status'] {
+  if (status === 'Optimal') return 'optimal';
+  if (status === 'Infeasible') return 'infeasible';
+  if (status === 'Time limit reached') return 'time_limit';
+  throw new UserError(`HiGHS ended with status '${status}', which says neither optimal nor infeasible; try --solver exact`, EXIT_SOLVER_FAILED);
+}

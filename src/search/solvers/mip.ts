@@ -1,4 +1,5 @@
 import type { Problem } from '../problem.js';
+import { costScale } from './solver.js';
 
 /** Binary variable x_i_j: layer i takes its choice j. Shared by the general MIP solvers. */
 export function varName(i: number, j: number): string {
@@ -14,15 +15,16 @@ export function choiceFromBinaries(problem: Problem, value: (name: string) => nu
   });
 }
 
-/** The problem in CPLEX LP format (read by HiGHS). Numbers keep full precision. */
+/** The problem in CPLEX LP format (read by HiGHS), costs scaled by `costScale`. Numbers keep full precision. */
 export function toLpFormat(problem: Problem): string {
+  const scale = costScale(problem);
   const obj: string[] = [];
   const rows: string[] = [];
   const bins: string[] = [];
   problem.choices.forEach((cs, i) => {
     const names = cs.map((_, j) => varName(i, j));
     bins.push(...names);
-    cs.forEach((c, j) => obj.push(`${signed(c.cost)} ${names[j]}`));
+    cs.forEach((c, j) => obj.push(`${signed(c.cost * scale)} ${names[j]}`));
     rows.push(` one_${i}: ${names.join(' + ')} = 1`);
   });
   problem.rows.forEach((row, k) => {

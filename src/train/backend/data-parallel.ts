@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Worker } from 'node:worker_threads';
-import type { BackendName } from './index.js';
+import type { BackendName } from './names.js';
 
 /** One replica of the model inside a worker. */
 export interface Replica {

@@ -2,12 +2,17 @@
  * Backend selection for training: tfjs-node (native TensorFlow) when installed; else mpq's native
  * oneDNN kernels over tfjs's wasm backend when the addon was built (native.ts); else the wasm
  * backend, multi-threaded and with mpq's training kernels (wasm-kernels.ts). Gradients tfjs lacks
- * (gradients.ts) on every backend. Also re-exports the wasm-friendly training ops (ops.ts) and
- * data-parallel gradient workers (data-parallel.ts).
+ * (gradients.ts) on every backend; the fused fake-quantization kernel (fake-quant.ts) set as
+ * quant/'s fakeQuantize kernel (the native kernels replace its wasm implementation). Also
+ * re-exports the wasm-friendly training ops (ops.ts), data-parallel gradient workers
+ * (data-parallel.ts) and the backend names (names.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import { useFakeQuantizeKernel } from '../../quant/quantizer.js';
 import { UserError } from '../../util/errors.js';
+import { fusedFakeQuantize, fusedFakeQuantizeApplies } from './fake-quant.js';
+import { BACKEND_NAMES, type BackendName } from './names.js';
 import { registerMissingGradients } from './gradients.js';
 import { loadNative, setNativeThreads, useNativeKernels } from './native.js';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
@@ -20,10 +25,7 @@ export { batchNormTrain, groupedConv2d, scaleShiftPerChannel, sumPerChannel } fr
 export type { BatchNormTrainResult, GroupedConvOptions } from './ops.js';
 export { DataParallelGradients, splitBatch } from './data-parallel.js';
 export type { DataParallelOptions, Replica, ReplicaModule, TensorData } from './data-parallel.js';
-
-export type BackendName = 'auto' | 'native' | 'wasm' | 'cpu' | 'tensorflow';
-
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'native', 'wasm', 'cpu', 'tensorflow'];
+export { BACKEND_NAMES, type BackendName } from './names.js';
 
 export interface InitBackendOptions {
   /**
@@ -113,6 +115,7 @@ export function currentBackend(): BackendName | undefined {
  */
 export async function initBackend(name: BackendName = 'auto', options: InitBackendOptions = {}): Promise<string> {
   registerMissingGradients();
+  useFakeQuantizeKernel({ applies: fusedFakeQuantizeApplies, run: fusedFakeQuantize });
   const threads = options.threads ?? defaultWasmThreads();
   if (!Number.isInteger(threads) || threads < 1) {
     throw new UserError(`threads must be a positive integer, got ${options.threads}`);

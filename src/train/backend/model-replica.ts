@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { LsqQuantizer } from '../../quant/lsq.js';
 import { UserError } from '../../util/errors.js';
-import { accumulateGradients, type Pass, type PassMetrics, type StepState } from '../loops.js';
+import { accumulateGradients, type Pass, type PassMetrics, type StepState } from '../step.js';
 import { createModel, hasPerChannelWeightSteps, namedVariables, trainableVariables, type QuantModel } from '../models.js';
 import { DataParallelGradients, splitBatch, type Replica } from './data-parallel.js';
 import { graphFromJson, type GraphJson } from '../../model/graph.js';
@@ -55,6 +55,9 @@ export async function startWorkers(model: QuantModel, count: number): Promise<Da
   if (!Number.isInteger(count) || count < 1) throw new UserError(`--workers: must be a positive integer, got ${count}`);
   const other = model.layers.flatMap((l) => [l.weightQuantizer, l.inputQuantizer]).find((q) => !(q instanceof LsqQuantizer));
   if (other) throw new UserError(`--workers: data-parallel training supports LSQ quantizers only, the model has '${other.kind}'`);
+  if (model.layers.some((l) => l.weightQuantizer.startStep > 1 || l.inputQuantizer.startStep > 1)) {
+    throw new UserError('--workers: data-parallel replicas do not take quant_start_step (a delayed quantizer): train in one thread');
+  }
   const replica: ModelReplicaOptions = {
     model: model.name, graph: recordedGraph(model.graph), bits: [...model.bitsList], perChannelWeights: hasPerChannelWeightSteps(model),
     fixed: model.fixedLayerNames,

@@ -2,9 +2,11 @@ import * as v from 'valibot';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import { describeIssues, isUnknownKey, pathTo, strictFields } from '../util/schema.js';
+// the two tfjs-free modules of quant/: validating a config list loads no tfjs
+import { SUPPORTED_BITS } from '../quant/bits.js';
 import {
-  bitsProblem, MAX_BITS, MIN_BITS, QUANT_TYPES, QUANTIZER_CONVENTIONS, type QuantizerName, type QuantType,
-} from './conventions.js';
+  quantizerBitsProblem, QUANT_TYPES, QUANTIZER_CONVENTIONS, type QuantizerName, type QuantType,
+} from '../quant/conventions.js';
 
 /**
  * NNI's quantization config_list (v2 schema): a JSON array of entries
@@ -24,8 +26,9 @@ const OP_TYPE_KINDS: Record<string, readonly OpKind[]> = {
 };
 const LAYER_KINDS: readonly OpKind[] = ['conv', 'linear'];
 
-const BITS_MESSAGE = `expected an integer bit-width in ${MIN_BITS}..${MAX_BITS}`;
-const bitsSchema = v.pipe(v.number(BITS_MESSAGE), v.integer(BITS_MESSAGE), v.minValue(MIN_BITS, BITS_MESSAGE), v.maxValue(MAX_BITS, BITS_MESSAGE));
+const { min, max } = SUPPORTED_BITS;
+const BITS_MESSAGE = `expected an integer bit-width in ${min}..${max}`;
+const bitsSchema = v.pipe(v.number(BITS_MESSAGE), v.integer(BITS_MESSAGE), v.minValue(min, BITS_MESSAGE), v.maxValue(max, BITS_MESSAGE));
 const bitsByTypeSchema = v.strictObject({ weight: v.optional(bitsSchema), input: v.optional(bitsSchema), output: v.optional(bitsSchema) });
 type BitsByType = v.InferOutput<typeof bitsByTypeSchema>;
 const BITS_EXPECTED = 'an integer bit-width or an object {weight, input, output: bits}';
@@ -126,9 +129,6 @@ export function parseConfigList(data: unknown, source: string, quantizer: Quanti
   const convention = QUANTIZER_CONVENTIONS[quantizer];
   entries.forEach((e, i) => {
     if (e.exclude) return;
-    if (e.quant_start_step !== undefined && !convention.startStep) {
-      throw fieldError(source, [i, 'quant_start_step'], `only qat takes a start step, not ${quantizer}`);
-    }
     const kinds = kindsOf(e);
     e.quant_types!.forEach((t, j) => {
       if (!convention.quantTypes.includes(t)) {
@@ -140,7 +140,7 @@ export function parseConfigList(data: unknown, source: string, quantizer: Quanti
       if (t !== 'output' && !kinds.some((k) => k !== 'relu')) {
         throw fieldError(source, [i, 'quant_types', j], `'${t}' needs a Conv2d, Linear or default op type (a ReLU has only an output)`);
       }
-      const problem = bitsProblem(quantizer, t === 'weight' ? 'weight' : 'activation', bitsOf(e, t));
+      const problem = quantizerBitsProblem(quantizer, t === 'weight' ? 'weight' : 'activation', bitsOf(e, t));
       if (problem) throw fieldError(source, typeof e.quant_bits === 'number' ? [i, 'quant_bits'] : [i, 'quant_bits', t], problem);
     });
   });

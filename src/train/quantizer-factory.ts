@@ -1,19 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { foldBatchNorm } from '../fold/bn-fold.js';
-import { bnKey, lsqQuantizers, SwitchableBatchNorm, type QuantizerFactory, type QuantizerSite } from '../train/layers.js';
-import type { QuantModel } from '../train/models.js';
-import { QUANTIZER_CONVENTIONS, type QuantizerName } from './conventions.js';
-import { DorefaQuantizer } from './dorefa.js';
-import { NAIVE_BITS, NaiveQuantizer } from './naive.js';
-import { NUQ_MAX_BITS, NuqQuantizer, type NuqBuckets, type NuqInit, type NuqOptMode } from './nuq.js';
-import { QatQuantizer } from './qat.js';
-import type { Quantizer } from './quantizer.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import {
+  CODE_BITS, DorefaQuantizer, NAIVE_BITS, NaiveQuantizer, NUQ_MAX_BITS, NuqQuantizer, QatQuantizer, QUANTIZER_CONVENTIONS, QUANTIZER_NAMES, QuantizerBase,
+  type NuqBuckets, type NuqInit, type NuqOptMode, type Quantizer, type QuantizerName,
+} from '../quant/index.js';
+import { UserError } from '../util/errors.js';
+import type { CheckpointManifest } from './checkpoint.js';
+import { bnKey, lsqQuantizers, SwitchableBatchNorm, type QuantizerFactory, type QuantizerSite } from './layers.js';
+import type { QuantModel } from './models.js';
 
-/**
- * Quantizers by name, built into a model's layers through the QuantizerFactory seam. Imported
- * directly (not through quant/index.ts): it builds on train/layers.ts, which imports quant/.
- */
+/** Quantizers by name, built into a model's layers through the QuantizerFactory seam (the wiring of quant/ into train/). */
 
 export interface QuantizerChoice {
   name: QuantizerName;
@@ -21,19 +17,28 @@ export interface QuantizerChoice {
   qat?: { decay?: number };
 }
 
+/**
+ * The quantizer a checkpoint was finetuned with, as its meta records it (`quantizer`, and NUQ's
+ * `nuq` options, which shape its codebooks); LSQ when it names none (full-precision, pretrained).
+ */
+export function savedQuantizerChoice(manifest: CheckpointManifest, dir: string): QuantizerChoice {
+  const { quantizer, nuq } = manifest.meta;
+  if (quantizer === undefined) return { name: 'lsq' };
+  if (!(QUANTIZER_NAMES as readonly unknown[]).includes(quantizer)) {
+    throw new UserError(`${dir}: meta.quantizer ${JSON.stringify(quantizer)} is not one of ${QUANTIZER_NAMES.join(', ')}`);
+  }
+  const name = quantizer as QuantizerName;
+  return name === 'nuq' && typeof nuq === 'object' && nuq !== null ? { name, nuq: nuq as QuantizerChoice['nuq'] } : { name };
+}
+
 /** A pass-through for the sides a quantizer leaves in full precision (weight-only quantizers' inputs). */
-export class PassThroughQuantizer implements Quantizer {
+export class PassThroughQuantizer extends QuantizerBase {
   readonly kind = 'none';
-  activeBits = FULL_PRECISION_BITS;
-  constructor(readonly bitsList: readonly number[]) {}
-  quantize(x: tf.Tensor): tf.Tensor {
+  constructor(bitsList: readonly number[]) {
+    super(bitsList, CODE_BITS, 'a pass-through');
+  }
+  protected quantizeAt(x: tf.Tensor): tf.Tensor {
     return x;
-  }
-  trainableVariables(): tf.Variable[] {
-    return [];
-  }
-  namedState(): Map<string, tf.Variable> {
-    return new Map();
   }
 }
 

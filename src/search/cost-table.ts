@@ -3,12 +3,14 @@ import { canonicalLayerName } from '../indicators/indicators.js';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import { jsonObject, parseWithSchema } from '../util/schema.js';
+import { MAX_COUNT } from './problem.js';
 
 /**
- * A user's hardware cost table: per layer, a measured cost for each (weight bits, act bits) pair,
- * keyed `w<W>a<A>`. File shape: `{ "unit": "ms", "layers": { "layer1.0.conv1": { "w4a4": 0.12, … } } }`.
+ * A user's per-layer cost table for a budget row: per layer, a measured cost (latency, energy, …)
+ * for each (weight bits, act bits) pair, keyed `w<W>a<A>`. File shape:
+ * `{ "unit": "ms", "layers": { "layer1.0.conv1": { "w4a4": 0.12, … } } }`.
  */
-export interface LatencyTable {
+export interface CostTable {
   unit: string;
   /** cost of a searchable layer at (w, a); a missing entry is an error naming layer and key */
   cost(layer: string, w: number, a: number): number;
@@ -16,16 +18,17 @@ export interface LatencyTable {
   fixedCost(layer: string, w: number, a: number): number;
 }
 
-const latencySchema = jsonObject(v.object({
+const costTableSchema = jsonObject(v.object({
   unit: v.optional(v.string(), 'ms'),
   layers: v.record(v.string(), v.record(
     v.pipe(v.string(), v.regex(/^w\d+a\d+$/, 'keys look like w4a8')),
-    v.pipe(v.number(), v.finite('expected a finite number'), v.minValue(0, 'expected a cost ≥ 0')),
+    v.pipe(v.number(), v.finite('expected a finite number'), v.minValue(0, 'expected a cost ≥ 0'), v.maxValue(MAX_COUNT, `expected a cost ≤ ${MAX_COUNT.toExponential()}`)),
   )),
-}), 'expected a JSON object (a latency table)');
+}), 'expected a JSON object (a cost table)');
 
-export function readLatencyTable(path: string): LatencyTable {
-  const parsed = parseWithSchema(latencySchema, readJsonFile(path, 'latency table'), path);
+/** Read a cost table (`what`: 'latency table' or 'cost table', for messages). */
+export function readCostTable(path: string, what: string): CostTable {
+  const parsed = parseWithSchema(costTableSchema, readJsonFile(path, what), path);
   const byLayer = new Map(Object.entries(parsed.layers).map(([name, costs]) => [canonicalLayerName(name), costs]));
   const lookup = (layer: string, w: number, a: number) => byLayer.get(canonicalLayerName(layer))?.[`w${w}a${a}`];
   return {

@@ -1,21 +1,18 @@
 import { readPolicy } from '../export/policy-file.js';
 import type { LayerSelection } from '../model/graph-table.js';
-import type { ImageSet } from '../train/data.js';
-import { evaluate } from '../train/loops.js';
-import { FIXED_LAYER_BITS, type BitsPolicy, type QuantModel } from '../train/models.js';
-import { policyBits, policyFromFile, withFixedLayers } from '../train/policies.js';
+import { FULL_PRECISION_BITS, NUQ_DEFAULTS, QatQuantizer, quantizerBitsProblem, QUANTIZER_CONVENTIONS } from '../quant/index.js';
 import { UserError } from '../util/errors.js';
 import { configListBits, readConfigList, resolveConfigList } from './config-list.js';
-import { bitsProblem, QUANTIZER_CONVENTIONS } from './conventions.js';
-import { bindBatchNormFolds, modelQuantizers, quantizerFactory, type QuantizerChoice, type RecordingFactory } from './factory.js';
-import { NUQ_DEFAULTS } from './nuq.js';
-import { QatQuantizer } from './qat.js';
-import { FULL_PRECISION_BITS } from './range.js';
+import type { ImageSet } from './data.js';
+import { evaluate } from './loops.js';
+import { FIXED_LAYER_BITS, type BitsPolicy, type QuantModel } from './models.js';
+import { policyBits, policyFromFile, withFixedLayers } from './policies.js';
+import { bindBatchNormFolds, modelQuantizers, quantizerFactory, type QuantizerChoice, type RecordingFactory } from './quantizer-factory.js';
 
 /**
  * What a quantized run asks for — which quantizer, and bits from a policy file, uniform flags or an
  * NNI config list — turned into the model's candidate bits, its quantizer factory and, once the
- * model is built, the bits of every layer. Imported directly, as factory.ts.
+ * model is built, the bits of every layer.
  */
 export interface QuantizeRequest {
   /** default: LSQ, the engine's own quantizer */
@@ -46,8 +43,8 @@ export interface QuantizationPlan {
   /** the fixed layers a policy file names (the model must be built with them) */
   layers?: LayerSelection;
   /**
-   * Binds the plan to the built model: the bits of every layer, with QAT's start steps and batch-norm
-   * folds set on its quantizers.
+   * Binds the plan to the built model: the bits of every layer, with a config list's start steps
+   * and QAT's batch-norm folds set on its quantizers.
    */
   attach(model: QuantModel): BitsPolicy;
   /** what was asked, for run metadata and summaries */
@@ -57,7 +54,7 @@ export interface QuantizationPlan {
 const NOT_QUANTIZED = FULL_PRECISION_BITS;
 
 function checkBits(name: QuantizerChoice['name'], side: 'weight' | 'activation', bits: number, where: string): void {
-  const problem = bitsProblem(name, side, bits);
+  const problem = quantizerBitsProblem(name, side, bits);
   if (problem) throw new UserError(`${where}: ${problem}`);
 }
 
@@ -140,9 +137,7 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
         })), { source: path, model: model.name, fixedBits: FIXED_LAYER_BITS });
         for (const layer of model.layers) {
           const r = resolved[layer.name];
-          for (const [q, site] of [[layer.weightQuantizer, r?.weight], [layer.inputQuantizer, r?.input]] as const) {
-            if (q instanceof QatQuantizer) q.quantStartStep = site?.startStep ?? 0;
-          }
+          for (const [q, site] of [[layer.weightQuantizer, r?.weight], [layer.inputQuantizer, r?.input]] as const) q.startStep = site?.startStep ?? 0;
         }
         bindQat(model);
         return Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, {
