@@ -82,10 +82,13 @@ export async function prepare(
   // input errors first, before the backend starts (and tfjs prints anything)
   if (options.from !== undefined) assertCheckpointDir(options.from);
   const source = options.source ?? await resolveModel(options);
-  // the backend is in each command's result, not a line before its errors
-  const backend = await initBackend(options.backend ?? 'auto');
+  // which backend runs and why is said once, after the inputs were found good (an input error stays one line)
+  const said: string[] = [];
+  const backend = await initBackend(options.backend ?? 'auto', { log: (line) => said.push(line) });
   const model = build(source);
-  return { backend, model, source, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
+  const data = loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED);
+  for (const line of said) options.log?.(line);
+  return { backend, model, source, data };
 }
 
 /** A run that starts from weights: a checkpoint, or the imported model's own. */
