@@ -21,6 +21,9 @@ test('a fine-tuned checkpoint says what it is: eval and pack take its quantizer 
   const finetune = runCli(['finetune', '--model', 'mnist-cnn', '--from', fp, '--policy', policy, ...small, '--checkpoint', ft, '--json']);
   assert.equal(finetune.status, 0, finetune.stderr);
   const tuned = lastJson(finetune.stdout);
+  // --json: stdout is the one JSON object (the epoch line went to stderr)
+  assert.equal(finetune.stdout.trim().split('\n').length, 1, finetune.stdout);
+  assert.match(finetune.stderr, /finetune epoch 1\/1/);
   // the checkpoint keeps its policy file
   assert.deepEqual(JSON.parse(readFileSync(join(ft, 'policy.json'), 'utf8')), JSON.parse(readFileSync(policy, 'utf8')));
   // no flags: the fine-tune's own bits and quantizer, said on stderr and in the JSON
