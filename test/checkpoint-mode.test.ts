@@ -30,6 +30,8 @@ test('a fine-tuned checkpoint says what it is: eval and pack take its quantizer 
   const evaluated = runCli(['eval', '--from', ft, '--limit', '64', '--json']);
   assert.equal(evaluated.status, 0, evaluated.stderr);
   const e = lastJson(evaluated.stdout);
+  // which backend ran and why: the last stderr line, after the result (never ahead of an error)
+  assert.match(evaluated.stderr.trim().split('\n').at(-1)!, new RegExp(`^mpq: backend: ${e.backend} \\(.+\\)$`));
   assert.equal(e.top1, tuned.top1, 'the fine-tune\'s own top-1, not full precision\'s');
   assert.equal(e.model, 'mnist-cnn');
   assert.match(e.mode, /^lsq at its policy .*mnist-cnn-w3a4-cr12\.2\.json, from the checkpoint$/);

@@ -1,3 +1,4 @@
+import { backendChoice } from '../train/backend/choice.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -9,6 +10,9 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
     try {
       const code = await fn(...args);
       if (typeof code === 'number') process.exitCode = code;
+      // which backend ran and why: after the result, so that an error is always the one line
+      const backend = backendChoice();
+      if (backend !== undefined) process.stderr.write(`mpq: ${backend}\n`);
     } catch (err) {
       if (err instanceof UserError) {
         process.stderr.write(`mpq: ${err.message}\n`);

@@ -82,13 +82,10 @@ export async function prepare(
   // input errors first, before the backend starts (and tfjs prints anything)
   if (options.from !== undefined) assertCheckpointDir(options.from);
   const source = options.source ?? await resolveModel(options);
-  // which backend runs and why is said once, after the inputs were found good (an input error stays one line)
-  const said: string[] = [];
-  const backend = await initBackend(options.backend ?? 'auto', { log: (line) => said.push(line) });
+  // the backend is in each command's result; which and why is said after it (cli/run.ts), not ahead of an error
+  const backend = await initBackend(options.backend ?? 'auto');
   const model = build(source);
-  const data = loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED);
-  for (const line of said) options.log?.(line);
-  return { backend, model, source, data };
+  return { backend, model, source, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };
 }
 
 /** A run that starts from weights: a checkpoint, or the imported model's own. */

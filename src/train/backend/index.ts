@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { useFakeQuantizeKernel } from '../../quant/quantizer.js';
 import { UserError } from '../../util/errors.js';
+import { recordBackendChoice } from './choice.js';
 import { fusedFakeQuantize, fusedFakeQuantizeApplies } from './fake-quant.js';
 import { BACKEND_NAMES, type BackendName } from './names.js';
 import { registerMissingGradients } from './gradients.js';
@@ -19,6 +20,7 @@ import { registerWasmTrainingKernels } from './wasm-kernels.js';
 import { defaultWasmThreads, registerThreadedWasmBackend, wasmThreadsAvailable } from './wasm-threads.js';
 
 export { defaultWasmThreads } from './wasm-threads.js';
+export { backendChoice } from './choice.js';
 export { loadNative, nativeKernelsActive } from './native.js';
 
 export { batchNormTrain, groupedConv2d, scaleShiftPerChannel, sumPerChannel } from './ops.js';
@@ -121,6 +123,7 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     throw new UserError(`threads must be a positive integer, got ${options.threads}`);
   }
   const say = (backend: string, why: string) => {
+    recordBackendChoice(`backend: ${backend} (${why})`);
     options.log?.(`backend: ${backend} (${why})`);
     current = backend as BackendName;
     return backend;
