@@ -130,21 +130,22 @@ function runUntil(args: string[], when: RegExp, signal: NodeJS.Signals, delayMs:
 }
 
 test('train --resume after a SIGKILL mid-epoch: no finished epoch again, and bit for bit the uninterrupted run', async (t) => {
-  const args = ['train', '--model', 'mnist-cnn', '--epochs', '3', '--limit', '96', '--batch-size', '16', '--seed', '9', '--no-progress'];
+  const args = ['train', '--model', 'mnist-cnn', '--epochs', '3', '--limit', '192', '--batch-size', '16', '--seed', '9', '--no-progress'];
   const whole = tempDir(t);
   const uninterrupted = runCli([...args, '--checkpoint', whole]);
   assert.equal(uninterrupted.status, 0, uninterrupted.stderr);
 
   const dir = tempDir(t);
-  // epoch 1's checkpoint is saved before its line is printed; 0.3 s later epoch 2 (6 steps) is under way
-  const killed = await runUntil([...args, '--checkpoint', dir], /train epoch 1\/3/, 'SIGKILL', 300);
+  // epoch 1's checkpoint is saved before its line is printed; the kill follows the line at once,
+  // inside epoch 2 (12 steps and a test pass: a fixed delay was too long on the native kernels)
+  const killed = await runUntil([...args, '--checkpoint', dir], /train epoch 1\/3/, 'SIGKILL', 0);
   assert.equal(killed.signal, 'SIGKILL', 'killed before the run ended');
   assert.equal(readCheckpointManifest(dir).training.epochsDone, 1, 'the last complete checkpoint is epoch 1');
 
   // a resume with other settings than the checkpoint's is refused, naming them
-  const other = runCli([...args.map((a) => (a === '96' ? '64' : a)), '--checkpoint', dir, '--resume']);
+  const other = runCli([...args.map((a) => (a === '192' ? '128' : a)), '--checkpoint', dir, '--resume']);
   assert.equal(other.status, 2, other.stderr);
-  assert.match(other.stderr, /^mpq: --resume: .* was made with --limit 96; this run has --limit 64 \(give the same settings/);
+  assert.match(other.stderr, /^mpq: --resume: .* was made with --limit 192; this run has --limit 128 \(give the same settings/);
   assert.equal(other.stderr.trim().split('\n').length, 1, other.stderr);
 
   const resumed = runCli([...args, '--checkpoint', dir, '--resume']);
