@@ -1,17 +1,27 @@
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError } from '../util/errors.js';
 
 /**
- * Wraps a command's action: a UserError becomes one line on stderr and its exit code; anything
- * else is a bug, printed with its stack (exit 1).
+ * A library option field's flag: `numSample` → `--num-sample`, unless the command maps it
+ * otherwise; a name that is a flag already (`--out`) stays.
  */
-export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void> | number | void) {
+export function flagOf(field: string, flags: Readonly<Record<string, string>> = {}): string {
+  if (field.startsWith('-')) return field;
+  return flags[field] ?? `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/**
+ * Wraps a command's action: a UserError becomes one line on stderr and its exit code, a library's
+ * FieldError with its fields named as this command's flags (`flags` maps the fields whose flag is
+ * not their kebab-case name); anything else is a bug, printed with its stack (exit 1).
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void> | number | void, flags: Readonly<Record<string, string>> = {}) {
   return async (...args: A): Promise<void> => {
     try {
       const code = await fn(...args);
       if (typeof code === 'number') process.exitCode = code;
     } catch (err) {
       if (err instanceof UserError) {
-        process.stderr.write(`mpq: ${err.message}\n`);
+        process.stderr.write(`mpq: ${err instanceof FieldError ? err.named((field) => flagOf(field, flags)) : err.message}\n`);
         process.exitCode = err.exitCode;
       } else {
         throw err;
