@@ -9,9 +9,14 @@ export function flagOf(field: string, flags: Readonly<Record<string, string>> = 
   return flags[field] ?? `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
+/** A library FieldError as this command's UserError, its fields named as flags; any other error as it is. */
+export function inFlags(err: unknown, flags: Readonly<Record<string, string>> = {}): unknown {
+  return err instanceof FieldError ? new UserError(err.named((field) => flagOf(field, flags)), err.exitCode) : err;
+}
+
 /**
- * Wraps a command's action: a UserError becomes one line on stderr and its exit code, a library's
- * FieldError with its fields named as this command's flags (`flags` maps the fields whose flag is
+ * Wraps a command's action: a UserError becomes one line on stderr and its exit code (a library's
+ * FieldError with its fields named as this command's flags: `flags` maps the fields whose flag is
  * not their kebab-case name); anything else is a bug, printed with its stack (exit 1).
  */
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void> | number | void, flags: Readonly<Record<string, string>> = {}) {
@@ -19,9 +24,10 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
     try {
       const code = await fn(...args);
       if (typeof code === 'number') process.exitCode = code;
-    } catch (err) {
+    } catch (thrown) {
+      const err = inFlags(thrown, flags);
       if (err instanceof UserError) {
-        process.stderr.write(`mpq: ${err instanceof FieldError ? err.named((field) => flagOf(field, flags)) : err.message}\n`);
+        process.stderr.write(`mpq: ${err.message}\n`);
         process.exitCode = err.exitCode;
       } else {
         throw err;

@@ -9,7 +9,7 @@ import { packSimulation } from '../simulate/pack.js';
 import { formatPackedSize } from '../simulate/packed-model.js';
 import { UserError } from '../util/errors.js';
 import { checkOutputPath, writeOutputs, type OutputFile } from '../util/fs.js';
-import { action, parseInteger } from './run.js';
+import { action, inFlags, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 
 type Raw = Record<string, unknown>;
@@ -69,7 +69,11 @@ export function settingsFromFlags(o: Raw): SimulateSetting[] {
     mergeBn: axis('mergeBn', '--merge-bn', onOff('--merge-bn')),
     excludeFirstConv: axis('excludeFirstConv', '--exclude-first-conv', onOff('--exclude-first-conv')),
   });
-  for (const s of settings) validateSetting(s);
+  try {
+    for (const s of settings) validateSetting(s);
+  } catch (err) {
+    throw inFlags(err);
+  }
   return settings;
 }
 

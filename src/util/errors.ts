@@ -23,9 +23,9 @@ export class FieldError extends UserError {
     super(build((field) => field), exitCode);
   }
 
-  /** The message with every field named by `name`, kept to one line as UserError keeps it. */
+  /** The message with every field named by `name` (a UserError made of it keeps it to one line). */
   named(name: FieldNamer): string {
-    return new UserError(this.build(name)).message;
+    return this.build(name);
   }
 }
 
