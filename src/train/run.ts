@@ -7,7 +7,8 @@ import {
   type Checkpoint,
 } from './checkpoint.js';
 import { loadDataset, subset, type Dataset } from './data.js';
-import { extractIndicators, type IndicatorsFile } from './indicators.js';
+import { writeIndicators, type IndicatorsFile } from '../indicators/indicators.js';
+import { extractIndicators } from './indicators.js';
 import {
   DEFAULT_HYPERPARAMETERS, evaluate, fullPrecisionPasses, jointPretrainPasses, trainLoop,
   type EpochReport, type Evaluation, type Hyperparameters, type Stage,
@@ -206,7 +207,7 @@ export async function pretrainIndicators(o: RunOptions & {
     ...meta, bits: o.bits, from: o.from ?? null, produced_by: 'mpq pretrain (LIMPQ joint indicator pretraining, LSQ step sizes)',
     test_top1_uniform: uniformTop1, seconds: Math.round(seconds),
   });
-  if (o.out) writeOutput(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
+  if (o.out) writeIndicators(o.out, indicators);
   return { model: model.name, backend: ctx.backend, reports, indicators, uniformTop1, seconds };
 }
 
