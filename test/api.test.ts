@@ -171,6 +171,8 @@ test('train, pretrain, finetune, eval, pack, export and simulate through the ent
   const policyPath = join(dir, 'policy.json');
   mpq.writePolicy(policyPath, mpq.policyFromSearch(table, indicators, { ...FLAGS, bits: [4, 2] }, { wb: 3, ab: 4, cr: 0 }, r, 'api test'));
   const ft = join(dir, 'ft');
+  await assert.rejects(mpq.finetuneAtPolicy({ ...small, epochs: 0, from: fp, policyPath }),
+    (e: Error) => e instanceof mpq.FieldError && e.message === 'epochs: must be a positive integer, got 0');
   const tuned = await mpq.finetuneAtPolicy({ ...small, from: fp, policyPath, checkpoint: ft });
   assert.deepEqual(r.layers.map((l) => tuned.policy[l.name]), r.layers.map((l) => ({ weightBits: l.weightBits, actBits: l.actBits })));
 

@@ -1,12 +1,13 @@
 import { FieldError, UserError } from '../util/errors.js';
 
 /**
- * A library option field's flag: `numSample` → `--num-sample`, unless the command maps it
- * otherwise; a name that is a flag already (`--out`) stays.
+ * A library option field's flag: `numSample` → `--num-sample`, a nested field by its last part
+ * (`layers.fixed` → `--fixed`), unless the command maps it otherwise; a name that is a flag
+ * already (`--out`) stays.
  */
 export function flagOf(field: string, flags: Readonly<Record<string, string>> = {}): string {
   if (field.startsWith('-')) return field;
-  return flags[field] ?? `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  return flags[field] ?? `--${field.split('.').pop()!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
 /** A library FieldError as this command's UserError, its fields named as flags; any other error as it is. */

@@ -96,7 +96,7 @@ export async function exportModelFile(o: ExportModelFileOptions): Promise<Export
   try {
     const policy = file ? policyFromFile(model, file, policyPath!) : FULL_PRECISION;
     startingWeights(model, source, from);
-    if (file) assertStepSizesTrained(model, policy, from!);
+    if (file) assertStepSizesTrained(model, policy, { field: 'from', value: from! });
     const exported = await exportModel(model, { format, ...(file && { policy }), ...(opset !== undefined && { opset: opset as ExportOpset }), fakeQuant: o.fakeQuant === true });
     // tfjs: `model.json` and its shard in the directory `out` names (or beside the .json it names)
     const [dir, main] = format === 'tfjs' && extname(out).toLowerCase() !== '.json' ? [out, join(out, 'model.json')] : [dirname(out), out];

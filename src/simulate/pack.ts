@@ -107,7 +107,7 @@ export async function packCheckpoint(o: PackCheckpointOptions): Promise<PackChec
   );
   const policy = plan.attach(model);
   loadWeights(model, from);
-  assertStepSizesTrained(model, policy, from);
+  assertStepSizesTrained(model, policy, { field: 'from', value: from });
   calibrateActivationRanges(model, subset(data.train, CALIBRATION_IMAGES), policy);
   const bytes = packModel(model, policy, inputQuantizersOf(quantizer.name), {
     source: from, quantizer: quantizer.name, ...(o.policyPath !== undefined && { policy_file: o.policyPath }), ...(o.command !== undefined && { command: o.command }),
