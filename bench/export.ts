@@ -62,7 +62,7 @@ async function throughput(n: number, run: () => Promise<void> | void, seconds = 
 
 export async function benchExport(batch = 256): Promise<ExportBenchRow[]> {
   const ort = await import('onnxruntime-node');
-  await initBackend('wasm', { wasmThreads: 1 });
+  await initBackend('wasm', { threads: 1 });
   const mnist = loadMnistPackage(0);
   const images = mnist.test.images.subarray(0, batch * 784);
   const x = tf.tensor4d(images, [batch, 28, 28, 1]);

@@ -1,5 +1,6 @@
 /** `npm run bench`: every benchmark, each printing its figures and its ratio to a reference. */
 import { benchQuantizers, parseQuantizerBenchArgs } from './quantizers.js';
+import { benchRecipe } from './recipe.js';
 import { benchRl } from './rl.js';
 import { benchSimulate, parseSimulateBenchArgs } from './simulate.js';
 import { benchSearch } from './search.js';
@@ -14,6 +15,8 @@ await benchSearchScale(parseScaleBenchArgs());
 await benchSweepView();
 await benchRl();
 console.log(formatTrainStep(benchTrainStep()));
+// mnist-cnn trained 1, 3 and 10 epochs (seeds 1–3) beside its PyTorch twin (≈15 min; skipped without Python's torch)
+await benchRecipe();
 // torchvision resnet18 / mobilenet_v2 through the ONNX importer (skipped without Python's torch)
 for (const keepBn of [false, true]) console.log(formatOnnxImport(await benchOnnxImport(keepBn), keepBn));
 // mpq export-model: ONNX sizes at opsets 13 / 21 and onnxruntime's throughput against tfjs-wasm's

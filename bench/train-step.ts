@@ -11,26 +11,30 @@
  * first starts, and peak RSS is per process):
  *
  *   node dist/bench/train-step.js [--batch 32] [--steps 8] [--warmup 3] [--bits 4] [--threads N]
- *                                 [--workers N] [--no-torch] [--no-fp]
+ *                                 [--workers N] [--backend native|wasm] [--no-torch] [--no-fp]
  *
- * Without --threads/--workers: one core (1 thread), both cores as XNNPACK threads and as
- * data-parallel workers (2 workers x 1 thread), each against PyTorch with as many threads.
- * --bits 32 measures the full-precision step; by default an FP line follows (1 thread).
+ * Without --threads/--workers: one core (1 thread), both cores as threads and as data-parallel
+ * workers (2 workers x 1 thread), each against PyTorch with as many threads; on the native kernels
+ * when they are built (then wasm at 1 thread too, for reference), else on wasm. --bits 32 measures
+ * the full-precision step; by default FP lines follow (1 and 2 threads).
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { initBackend } from '../src/train/backend/index.js';
+import { initBackend, loadNative } from '../src/train/backend/index.js';
 import { startWorkers } from '../src/train/backend/model-replica.js';
 import { createStepState, DEFAULT_HYPERPARAMETERS, trainStep } from '../src/train/loops.js';
 import { createModel } from '../src/train/models.js';
 import { FULL_PRECISION, uniformPolicy } from '../src/train/policies.js';
 
-/** One measured configuration: XNNPACK threads of one backend, or data-parallel workers. */
+/** One measured configuration: threads of one backend, or data-parallel workers. */
 export interface Parallelism {
+  /** mpq's native kernels over wasm, or wasm alone */
+  backend: 'native' | 'wasm';
+  /** oneDNN threads (native) or XNNPACK threads (wasm) */
   threads: number;
-  /** data-parallel gradient workers (one wasm thread each); 0: the step runs in the main thread */
+  /** data-parallel gradient workers (one thread each); 0: the step runs in the main thread */
   workers: number;
 }
 
@@ -41,11 +45,11 @@ export interface BenchTrainStepOptions {
   warmup?: number;
   /** bit-width of the searchable layers (32: the full-precision step) */
   bits?: number;
-  /** configurations to measure (default: 1 thread, 2 threads, 2 workers) */
+  /** configurations to measure (default: 1 thread, 2 threads, 2 workers; see the module comment) */
   parallelism?: Parallelism[];
   /** also run the PyTorch twin when python3 has torch (default true) */
   torch?: boolean;
-  /** also measure the FP step at one thread (default true) */
+  /** also measure the FP step at one and two threads (default true) */
   fp?: boolean;
 }
 
@@ -100,9 +104,9 @@ interface ChildRequest {
 
 /** The measurement itself, in this (fresh) process. */
 async function measureHere(r: ChildRequest): Promise<TrainStepFigures> {
-  const { threads, workers } = r.parallelism;
-  // With workers, this thread only applies the updates: one wasm thread.
-  await initBackend('wasm', { wasmThreads: workers > 0 ? 1 : threads });
+  const { backend, threads, workers } = r.parallelism;
+  // With workers, this thread only applies the updates: one thread.
+  await initBackend(backend, { threads: workers > 0 ? 1 : threads });
   const quantized = r.bits < 32;
   const model = createModel('resnet20', { bits: quantized ? [r.bits] : [] });
   const passes = [{ label: quantized ? `w${r.bits}a${r.bits}` : 'fp', policy: quantized ? uniformPolicy(model, r.bits) : FULL_PRECISION }];
@@ -166,10 +170,13 @@ export function benchTrainStep(opts: BenchTrainStepOptions = {}): TrainStepResul
   };
   const bits = opts.bits ?? 4;
   const withTorch = (opts.torch ?? true) && torchAvailable();
+  const backend = loadNative().addon ? 'native' : 'wasm';
+  const threaded: Parallelism[] = [{ backend, threads: 1, workers: 0 }, { backend, threads: 2, workers: 0 }];
   const configurations: Array<{ bits: number; parallelism: Parallelism }> = (opts.parallelism ?? [
-    { threads: 1, workers: 0 }, { threads: 2, workers: 0 }, { threads: 1, workers: 2 },
+    ...(backend === 'native' ? [{ backend: 'wasm' as const, threads: 1, workers: 0 }] : []),
+    ...threaded, { backend, threads: 1, workers: 2 },
   ]).map((parallelism) => ({ bits, parallelism }));
-  if ((opts.fp ?? true) && bits < 32) configurations.push({ bits: 32, parallelism: { threads: 1, workers: 0 } });
+  if ((opts.fp ?? true) && bits < 32) configurations.push(...threaded.map((parallelism) => ({ bits: 32, parallelism })));
   const result: TrainStepResult = { tfjs: [], torch: [] };
   configurations.forEach(({ bits: b, parallelism }, i) => {
     const request: ChildRequest = { ...base, bits: b, parallelism };
@@ -183,7 +190,7 @@ export function benchTrainStep(opts: BenchTrainStepOptions = {}): TrainStepResul
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n > 1 ? 's' : ''}`;
-const describeParallelism = (p: Parallelism) => (p.workers > 0 ? `${p.workers} workers x 1 thread` : plural(p.threads, 'thread'));
+const describeParallelism = (p: Parallelism) => `${p.backend}, ${p.workers > 0 ? `${p.workers} workers x 1 thread` : plural(p.threads, 'thread')}`;
 const describeLoad = ([a, b]: [number, number]) => `load ${a.toFixed(1)}→${b.toFixed(1)}`;
 const describeFigures = (f: Measured) =>
   `${f.imgPerSec.toFixed(1)} img/s, ${f.medianMs.toFixed(0)} ms/step, peak RSS ${Math.round(f.peakRssMB)} MB, ${describeLoad(f.load)}`;
@@ -192,20 +199,20 @@ export function formatTrainStep(r: TrainStepResult): string {
   const lines: string[] = [];
   for (const run of r.tfjs) {
     const torch = r.torch.find((t) => t.bits === run.bits && t.threads === cores(run.parallelism));
-    lines.push(`train-step resnet20 ${run.label} b${run.batchSize} wasm (${describeParallelism(run.parallelism)}): ${describeFigures(run)}` +
-      (torch ? `; ratio to torch ${(run.imgPerSec / torch.imgPerSec).toFixed(2)}` : ''));
+    lines.push(`train-step resnet20 ${run.label} b${run.batchSize} (${describeParallelism(run.parallelism)}): ${describeFigures(run)}` +
+      (torch ? `; ratio to torch ${(run.imgPerSec / torch.imgPerSec).toFixed(2)}, RSS ${(run.peakRssMB / torch.peakRssMB).toFixed(2)}x` : ''));
   }
   for (const torch of r.torch) {
     lines.push(`  torch ${torch.bits < 32 ? `W${torch.bits}A${torch.bits} LSQ` : 'FP'} (${plural(torch.threads, 'thread')}): ${describeFigures(torch)}`);
   }
-  // best against best: each side at its fastest configuration (target: 0.5)
-  for (const bits of new Set(r.tfjs.map((run) => run.bits))) {
-    const fastest = <T extends Measured>(runs: T[]) => runs.reduce<T | undefined>((a, b) => (a && a.imgPerSec >= b.imgPerSec ? a : b), undefined);
-    const tfjs = fastest(r.tfjs.filter((run) => run.bits === bits));
-    const torch = fastest(r.torch.filter((run) => run.bits === bits));
-    if (tfjs && torch) {
-      lines.push(`  best ${tfjs.label}: tfjs ${tfjs.imgPerSec.toFixed(1)} img/s (${describeParallelism(tfjs.parallelism)}) / torch ` +
-        `${torch.imgPerSec.toFixed(1)} img/s (${plural(torch.threads, 'thread')}) = ${(tfjs.imgPerSec / torch.imgPerSec).toFixed(2)} (target 0.5)`);
+  // per core count, mpq's fastest configuration against PyTorch (targets: 0.8x the speed, 1.2x the peak RSS)
+  for (const torch of r.torch) {
+    const runs = r.tfjs.filter((run) => run.bits === torch.bits && cores(run.parallelism) === torch.threads);
+    const best = runs.reduce<TrainStepRun | undefined>((a, b) => (a && a.imgPerSec >= b.imgPerSec ? a : b), undefined);
+    if (best) {
+      lines.push(`  best ${best.label} on ${plural(torch.threads, 'core')}: ${best.imgPerSec.toFixed(1)} img/s (${describeParallelism(best.parallelism)}) / torch ` +
+        `${torch.imgPerSec.toFixed(1)} img/s = ${(best.imgPerSec / torch.imgPerSec).toFixed(2)} (target 0.8); peak RSS ` +
+        `${(best.peakRssMB / torch.peakRssMB).toFixed(2)}x torch's (target 1.2)`);
     }
   }
   lines.push(`  (${os.availableParallelism()} cores shared with other work: load averages are the machine's 1-minute figures; compare ratios)`);
@@ -216,6 +223,7 @@ function parseArgs(argv: string[]): BenchTrainStepOptions {
   const opts: BenchTrainStepOptions = {};
   let threads: number | undefined;
   let workers: number | undefined;
+  let backend: Parallelism['backend'] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const next = () => {
@@ -229,11 +237,18 @@ function parseArgs(argv: string[]): BenchTrainStepOptions {
     else if (flag === '--bits') opts.bits = next();
     else if (flag === '--threads') threads = next();
     else if (flag === '--workers') workers = next();
+    else if (flag === '--backend') {
+      const value = argv[++i];
+      if (value !== 'native' && value !== 'wasm') throw new Error('--backend: native or wasm');
+      backend = value;
+    }
     else if (flag === '--no-torch') opts.torch = false;
     else if (flag === '--no-fp') opts.fp = false;
     else throw new Error(`unknown flag ${flag}`);
   }
-  if (threads !== undefined || workers !== undefined) opts.parallelism = [{ threads: threads ?? 1, workers: workers ?? 0 }];
+  if (threads !== undefined || workers !== undefined || backend !== undefined) {
+    opts.parallelism = [{ backend: backend ?? (loadNative().addon ? 'native' : 'wasm'), threads: threads ?? 1, workers: workers ?? 0 }];
+  }
   return opts;
 }
 

@@ -15,6 +15,7 @@ import { fakeQuantize, fakeQuantizeUnfused } from '../src/quant/quantizer.js';
 import { fakeQuantSimd } from '../src/train/backend/fake-quant-simd.js';
 import { gradScale } from '../src/quant/ste.js';
 import { UserError } from '../src/util/errors.js';
+import { relativeGap } from './support.js';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 type Shape4 = [number, number, number, number];
@@ -57,18 +58,6 @@ function values(size: number, seed: number): Float32Array {
 }
 
 const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-
-/** Relative gap: max |a - b| over max |b|. */
-function relativeGap(actual: Float32Array, expected: Float32Array): number {
-  assert.equal(actual.length, expected.length);
-  let gap = 0;
-  let scale = 0;
-  for (let i = 0; i < actual.length; i++) {
-    gap = Math.max(gap, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return gap / Math.max(scale, 1e-12);
-}
 
 /** dLoss/dx and dLoss/dfilter for loss = sum(conv(x, filter) * weights), on the active backend. */
 function convGradients(c: ConvCase): { dx: Float32Array; dFilter: Float32Array } {
@@ -138,7 +127,7 @@ test('wasm convolution gradients match the cpu backend (multi-threaded wasm buil
   assert.equal(await initBackend('cpu'), 'cpu');
   for (const c of convCases) expected.set(c.name, convGradients(c));
   // The first wasm start in this process: two XNNPACK threads, whatever the machine's load.
-  assert.equal(await initBackend('wasm', { wasmThreads: 2 }), 'wasm');
+  assert.equal(await initBackend('wasm', { threads: 2 }), 'wasm');
   assert.equal(getThreadsCount(), 2);
   for (const c of convCases) {
     const got = convGradients(c);

@@ -21,12 +21,17 @@ test('a fine-tuned checkpoint says what it is: eval and pack take its quantizer 
   const finetune = runCli(['finetune', '--model', 'mnist-cnn', '--from', fp, '--policy', policy, ...small, '--checkpoint', ft, '--json']);
   assert.equal(finetune.status, 0, finetune.stderr);
   const tuned = lastJson(finetune.stdout);
+  // --json: stdout is the one JSON object (the epoch line went to stderr)
+  assert.equal(finetune.stdout.trim().split('\n').length, 1, finetune.stdout);
+  assert.match(finetune.stderr, /finetune epoch 1\/1/);
   // the checkpoint keeps its policy file
   assert.deepEqual(JSON.parse(readFileSync(join(ft, 'policy.json'), 'utf8')), JSON.parse(readFileSync(policy, 'utf8')));
   // no flags: the fine-tune's own bits and quantizer, said on stderr and in the JSON
   const evaluated = runCli(['eval', '--from', ft, '--limit', '64', '--json']);
   assert.equal(evaluated.status, 0, evaluated.stderr);
   const e = lastJson(evaluated.stdout);
+  // which backend ran and why: the last stderr line, after the result (never ahead of an error)
+  assert.match(evaluated.stderr.trim().split('\n').at(-1)!, new RegExp(`^mpq: backend: ${e.backend} \\(.+\\)$`));
   assert.equal(e.top1, tuned.top1, 'the fine-tune\'s own top-1, not full precision\'s');
   assert.equal(e.model, 'mnist-cnn');
   assert.match(e.mode, /^lsq at its policy .*mnist-cnn-w3a4-cr12\.2\.json, from the checkpoint$/);

@@ -98,6 +98,15 @@ test('bad ONNX files: one line naming the file and the node, exit 2, nothing wri
     // Relu reads Tanh's output, which depends on Relu through fc2, Sigmoid, MatMul
     m.graph.nodes[2].inputs = ['/Tanh_output_0'];
   })), /depends on its own output \(a cycle\)/);
+  // two nodes of one module path would be two layers of one name (one indicator entry for both): refused
+  // (a layer is named by its weight, else its node's scope: here two anonymous weights under one scope)
+  expectError(write('duplicate.onnx', tinyModel((m) => {
+    for (const [node, weight] of [[1, 'onnx::Gemm_a'], [4, 'onnx::Gemm_b']] as const) {
+      m.graph.initializers.find((t) => t.name === m.graph.nodes[node].inputs[1])!.name = weight;
+      m.graph.nodes[node].inputs[1] = weight;
+      m.graph.nodes[node].name = '/fc1/Gemm';
+    }
+  })), /'fc1'.*the name is used twice/);
   expectError(write('opset.onnx', tinyModel((m) => { m.opsetImports = [{ domain: '', version: 9 }]; })), /opset 9 is not supported \(mpq reads opsets 11 to 21/);
   const bytes = readFileSync(fixture('residual'));
   expectError(write('truncated.onnx', bytes.subarray(0, bytes.length - 1000)), /./);

@@ -16,7 +16,9 @@ function assertUserError(r: CliRun, pattern: RegExp): void {
 
 function lastJson(r: CliRun): Record<string, unknown> {
   assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  // --json: stdout is the one JSON object (epoch lines go to stderr)
+  assert.equal(r.stdout.trim().split('\n').length, 1, r.stdout);
+  return JSON.parse(r.stdout);
 }
 
 /** Variables of a checkpoint directory by name, with their shapes and values. */

@@ -54,3 +54,15 @@ export function writeTinySearchInputs(dir: string): { model: string; indicators:
   }));
   return { model, indicators };
 }
+
+/** Relative gap between two tensors' values: max |a − b| over max |b| (lengths must match). */
+export function relativeGap(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) throw new Error(`relativeGap: ${actual.length} values against ${expected.length}`);
+  let gap = 0;
+  let scale = 0;
+  for (let i = 0; i < actual.length; i++) {
+    gap = Math.max(gap, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return gap / Math.max(scale, 1e-30);
+}

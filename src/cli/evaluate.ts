@@ -14,7 +14,7 @@ export function registerEvaluate(program: Command): void {
     .option('--packed <file>', 'evaluate a packed model (mpq pack / simulate --pack) instead of a checkpoint')
     .option('--policy <file>', 'policy JSON to evaluate at (default: full precision)')
     .option('--limit <n>', 'use only the first N test samples', parseInteger('--limit'))
-    .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
+    .option('--backend <name>', 'tfjs backend: auto | native | wasm | cpu | tensorflow', 'auto')
     .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
     .option('--json', 'print one JSON object')
     .action(action(async (o: Record<string, unknown>) => {

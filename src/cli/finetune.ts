@@ -90,7 +90,8 @@ export function registerFinetune(program: Command): void {
       const result = await finetuneAtPolicy({
         ...runOptions(o), ...quantizeRequest(o), perChannelWeights: o.perChannelWeights === true, ...(o.from !== undefined ? { from: String(o.from) } : {}),
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
-        onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
+        // with --json, stdout is the one JSON object: the epoch lines go to stderr
+        onEpoch: (r) => (o.json ? process.stderr : process.stdout).write(`${formatEpoch(r)}\n`),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({

@@ -21,7 +21,7 @@ export function registerPack(program: Command): void {
     .option('--calib <mode>', `input thresholds of the tables: kl (TensorRT entropy, clipping at most ${100 * CLIP_LIMIT}% of the values) | naive (EMA of batch max)`, 'kl')
     .option('--num-sample <n>', 'calibration samples per class, from the training split', parseInteger('--num-sample'), 100)
     .option('--seed <n>', 'seed of the calibration sample draw', parseInteger('--seed'), 7)
-    .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
+    .option('--backend <name>', 'tfjs backend: auto | native | wasm | cpu | tensorflow', 'auto')
     .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
     .option('--json', 'print one JSON object')
     .option('--overwrite', 'replace an existing --out (or table) file; without it that is refused')

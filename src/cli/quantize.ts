@@ -22,7 +22,8 @@ export function registerQuantize(program: Command): void {
       const result = await quantizeWithConfig({
         ...runOptions(o), quantizer, configPath: String(o.config), ...(o.from !== undefined ? { from: String(o.from) } : {}),
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
-        onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
+        // with --json, stdout is the one JSON object: the epoch lines go to stderr
+        onEpoch: (r) => (o.json ? process.stderr : process.stdout).write(`${formatEpoch(r)}\n`),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({

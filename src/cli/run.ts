@@ -1,3 +1,4 @@
+import { backendChoice } from '../train/backend/choice.js';
 import { FieldError, UserError } from '../util/errors.js';
 
 /**
@@ -25,6 +26,9 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
     try {
       const code = await fn(...args);
       if (typeof code === 'number') process.exitCode = code;
+      // which backend ran and why: after the result, so that an error is always the one line
+      const backend = backendChoice();
+      if (backend !== undefined) process.stderr.write(`mpq: ${backend}\n`);
     } catch (thrown) {
       const err = inFlags(thrown, flags);
       if (err instanceof UserError) {

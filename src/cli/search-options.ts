@@ -186,7 +186,7 @@ export function addSearcherOptions(cmd: Command): Command {
     .option('--from <dir>', 'rl accuracy: full-precision checkpoint of the model (mpq train) every fine-tune starts from (default: an imported model\'s own weights)')
     .option('--reward-steps <n>', 'rl accuracy: fine-tune batches (of 64) per scored policy (default 20)')
     .option('--reward-holdout <n>', 'rl accuracy: training images held out to score on (default 1000)')
-    .option('--backend <name>', 'rl accuracy: tfjs backend: auto | wasm | cpu | tensorflow (default auto)')
+    .option('--backend <name>', 'rl accuracy: tfjs backend: auto | native | wasm | cpu | tensorflow (default auto)')
     .option('--data <dir>', 'rl accuracy: dataset directory, MNIST IDX or CIFAR-10 binary (default: bundled mnist digits)')
     .option('--rl-out <dir>', 'rl: write reward-curve.csv, best-policy.json and rl-run.json (seed, reward settings) there');
 }

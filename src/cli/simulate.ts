@@ -101,7 +101,7 @@ export function registerSimulate(program: Command): void {
     .option('--batch-size <n>', 'batch size for calibration and evaluation (online ranges are per batch)', parseInteger('--batch-size'), 128)
     .option('--seed <n>', 'seed of the calibration sample draw', parseInteger('--seed'), 7)
     .option('--limit <n>', 'use only the first N test samples', parseInteger('--limit'))
-    .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
+    .option('--backend <name>', 'tfjs backend: auto | native | wasm | cpu | tensorflow', 'auto')
     .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
     .option('--json', 'print one JSON object instead of the table')
     .option('--csv <file>', 'also write the table as CSV')

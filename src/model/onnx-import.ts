@@ -362,7 +362,8 @@ class OnnxImporter {
       this.values.set(node.outputs[0], { node: out });
       return out;
     } catch (err) {
-      if (err instanceof GraphError) this.fail(node, err.detail);
+      // the graph node's name is the layer's (a module path), which may differ from the ONNX node's
+      if (err instanceof GraphError) this.fail(node, err.node === node.name ? err.detail : `layer '${err.node}': ${err.detail}`);
       throw err;
     }
   }

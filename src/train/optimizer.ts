@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { fusedSgdMomentum } from './backend/native.js';
 
 /** Cosine learning-rate decay from `base` at step 0 to 0 at `total` steps. */
 export function cosineLr(base: number, step: number, total: number): number {
@@ -7,8 +8,9 @@ export function cosineLr(base: number, step: number, total: number): number {
 
 /**
  * SGD with momentum and L2 weight decay, as torch.optim.SGD: g ← g + wd·w (decayed variables
- * only), v ← μ·v + g, w ← w − lr·v. Written here rather than tf.train.momentum so the learning rate
- * can follow a schedule and the momentum buffers can go into checkpoints.
+ * only), v ← μ·v + g, w ← w − lr·v; one kernel per variable with the native kernels. Written here
+ * rather than tf.train.momentum so the learning rate can follow a schedule and the momentum buffers
+ * can go into checkpoints.
  */
 export class SgdMomentum {
   private readonly velocity = new Map<tf.Variable, tf.Variable>();
@@ -23,12 +25,19 @@ export class SgdMomentum {
   step(grads: Map<tf.Variable, tf.Tensor>, lr: number): void {
     tf.tidy(() => {
       for (const [variable, grad] of grads) {
-        const g = this.decayed.has(variable) && this.weightDecay > 0 ? tf.add(grad, tf.mul(variable, this.weightDecay)) : grad;
+        const decay = this.decayed.has(variable) ? this.weightDecay : 0;
         let v = this.velocity.get(variable);
         if (!v) {
           v = tf.variable(tf.zerosLike(variable), false);
           this.velocity.set(variable, v);
         }
+        const fused = fusedSgdMomentum(variable, v, grad, { lr, momentum: this.momentum, weightDecay: decay });
+        if (fused) {
+          variable.assign(fused[0]);
+          v.assign(fused[1]);
+          continue;
+        }
+        const g = decay > 0 ? tf.add(grad, tf.mul(variable, decay)) : grad;
         v.assign(tf.add(tf.mul(v, this.momentum), g));
         variable.assign(tf.sub(variable, tf.mul(v, lr)));
       }

@@ -83,7 +83,7 @@ export async function prepare(
   // input errors first, before the backend starts (and tfjs prints anything)
   if (options.from !== undefined) assertCheckpointDir(options.from);
   const source = options.source ?? await resolveModel(options);
-  // the backend is in each command's result, not a line before its errors
+  // the backend is in each command's result; which and why is said after it (cli/run.ts), not ahead of an error
   const backend = await initBackend(options.backend ?? 'auto');
   const model = build(source);
   return { backend, model, source, data: loadDataset(model.inputShape, options.dataDir, DATA_SPLIT_SEED) };

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import type { BackendName } from '../../train/backend/index.js';
 import { epochOrder, pick, type ImageSet } from '../../train/data.js';
 import { DEFAULT_HYPERPARAMETERS, evaluate, trainLoop, type Hyperparameters } from '../../train/loops.js';
@@ -110,7 +110,8 @@ export class AccuracyReward implements RewardFunction {
       finetune_images: finetuneSet.count, finetune_seed: o.seed, holdout: heldOut.count, holdout_split_seed: HOLDOUT_SPLIT_SEED,
       dataset: data.name, backend, fp_top1: fp.top1,
     };
-    return new AccuracyReward(backend, problem, model, snapshot, finetuneSet, heldOut, hyper, o.seed, settings, data.test);
+    // the agent shares the tfjs backend ('wasm' under mpq's native kernels); settings keep mpq's name for it
+    return new AccuracyReward(tf.getBackend(), problem, model, snapshot, finetuneSet, heldOut, hyper, o.seed, settings, data.test);
   }
 
   /** Fine-tunes and evaluates a policy (or returns its cached top-1). */

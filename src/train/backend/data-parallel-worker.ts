@@ -21,8 +21,8 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 }
 
 async function start(init: WorkerInit): Promise<void> {
-  // The workers are the parallelism: one XNNPACK thread each.
-  await initBackend(init.backend, { wasmThreads: 1 });
+  // The workers are the parallelism: one thread each.
+  await initBackend(init.backend, { threads: 1 });
   const module = (await import(init.replicaModule)) as ReplicaModule;
   const replica = await module.createReplica(init.replicaOptions);
   const { state } = replica;

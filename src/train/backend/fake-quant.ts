@@ -16,14 +16,14 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { fakeQuantSimd, type FakeQuantSimd } from './fake-quant-simd.js';
 import type { GradConfig, KernelBackend, KernelConfig, KernelFunc, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs';
 
-const FAKE_QUANTIZE = 'MpqFakeQuantize';
-const FAKE_QUANTIZE_GRAD_X = 'MpqFakeQuantizeGradX';
-const FAKE_QUANTIZE_GRAD_STEP = 'MpqFakeQuantizeGradStep';
+export const FAKE_QUANTIZE = 'MpqFakeQuantize';
+export const FAKE_QUANTIZE_GRAD_X = 'MpqFakeQuantizeGradX';
+export const FAKE_QUANTIZE_GRAD_STEP = 'MpqFakeQuantizeGradStep';
 
 /** Backends the fused kernels are registered for. */
 const FUSED_BACKENDS = ['wasm', 'cpu'] as const;
 
-interface FakeQuantizeAttrs {
+export interface FakeQuantizeAttrs {
   lo: number;
   hi: number;
 }
@@ -220,7 +220,8 @@ const fakeQuantizeGradient: GradConfig = {
 
 let registered = false;
 
-function registerFakeQuantizeKernels(): void {
+/** Registers the fused kernels and their gradient, once (native.ts then replaces the wasm ones). */
+export function registerFakeQuantizeKernels(): void {
   if (registered) return;
   registered = true;
   for (const name of FUSED_BACKENDS) for (const config of kernels(name)) tf.registerKernel(config);

@@ -13,6 +13,7 @@ import { createModel, hasPerChannelWeightSteps, namedVariables, trainableVariabl
 import { DataParallelGradients, splitBatch, type Replica } from './data-parallel.js';
 import { graphFromJson, type GraphJson } from '../../model/graph.js';
 import { recordedGraph } from '../checkpoint.js';
+import { currentBackend } from './index.js';
 
 export interface ModelReplicaOptions {
   model: string;
@@ -62,7 +63,7 @@ export async function startWorkers(model: QuantModel, count: number): Promise<Da
     fixed: model.fixedLayerNames,
   };
   const workers = await DataParallelGradients.start({
-    workers: count, replicaModule: import.meta.url, replicaOptions: replica, backend: 'wasm',
+    workers: count, replicaModule: import.meta.url, replicaOptions: replica, backend: currentBackend() === 'native' ? 'native' : 'wasm',
   });
   const shapes = [...namedVariables(model).values()].map((v) => v.shape.join('x'));
   if (workers.shapes.map((shape) => shape.join('x')).join() !== shapes.join()) {

@@ -9,7 +9,11 @@
  * (scaleShiftPerChannel). Same-shape elementwise ops are fast and are used as they are.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Tensor, Tensor1D } from '@tensorflow/tfjs';
+import type { GradConfig, NamedAttrMap, Tensor, Tensor1D } from '@tensorflow/tfjs';
+import {
+  BATCH_NORM_TRAIN, BATCH_NORM_TRAIN_GRAD, GROUPED_CONV, GROUPED_CONV_BACKPROP_FILTER, GROUPED_CONV_BACKPROP_INPUT, nativeKernelsActive,
+  type BatchNormAttrs, type GroupedConvAttrs,
+} from './native.js';
 
 export interface BatchNormTrainResult<T extends Tensor> {
   /** normalised, scaled and shifted x; differentiable w.r.t. x, gamma and beta */
@@ -64,12 +68,18 @@ export function scaleShiftPerChannel<T extends Tensor>(x: T, scale: Tensor1D, sh
  * Training-mode batch normalisation over all axes but the last (channels-last), as in
  * torch.nn.BatchNorm2d.train(): y = gamma * (x - mean) / sqrt(variance + epsilon) + beta with the
  * batch's mean and biased variance. The caller disposes the returned mean/variance (or lets an
- * enclosing tf.tidy do it).
+ * enclosing tf.tidy do it). With the native kernels, one oneDNN kernel each way.
  */
 export function batchNormTrain<T extends Tensor>(x: T, gamma: Tensor1D, beta: Tensor1D, epsilon = 1e-5): BatchNormTrainResult<T> {
   const channels = x.shape[x.rank - 1];
   if (gamma.size !== channels || beta.size !== channels) {
     throw new Error(`batchNormTrain: gamma/beta have ${gamma.size}/${beta.size} values for ${channels} channels`);
+  }
+  if (nativeKernelsActive() && x.dtype === 'float32') {
+    if (tf.getGradient(BATCH_NORM_TRAIN) === undefined) tf.registerGradient(batchNormTrainGradient);
+    const attrs: BatchNormAttrs = { epsilon };
+    const [y, mean, variance] = tf.engine().runKernel(BATCH_NORM_TRAIN, { x, gamma, beta }, attrs as unknown as NamedAttrMap) as Tensor[];
+    return { y: y as T, mean: mean as Tensor1D, variance: variance as Tensor1D };
   }
   const count = x.size / channels;
   // Statistics leave the custom-gradient function kept (its forward runs inside a tidy) and are
@@ -109,3 +119,67 @@ export function batchNormTrain<T extends Tensor>(x: T, gamma: Tensor1D, beta: Te
   keptVariance?.dispose();
   return { y, mean, variance };
 }
+
+/**
+ * The native batch norm's gradient: dx, dgamma and dbeta from one kernel. It runs here, not in the
+ * returned functions: the tape runs each of those in its own tidy, which would dispose the others.
+ */
+const batchNormTrainGradient: GradConfig = {
+  kernelName: BATCH_NORM_TRAIN,
+  inputsToSave: ['x', 'gamma'],
+  outputsToSave: [false, true, true],
+  gradFunc: (dys: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
+    const [x, gamma, mean, variance] = saved;
+    const dy = (dys as Tensor[])[0];
+    const [dx, dGamma, dBeta] = tf.engine().runKernel(BATCH_NORM_TRAIN_GRAD, { x, dy, gamma, mean, variance }, attrs) as Tensor[];
+    return { x: () => dx, gamma: () => dGamma, beta: () => dBeta };
+  },
+};
+
+export interface GroupedConvOptions {
+  strides?: number | [number, number];
+  /** as tf.conv2d: 'same', 'valid', a number, or explicit [[0, 0], [top, bottom], [left, right], [0, 0]] */
+  pad: GroupedConvAttrs['pad'];
+  dilations?: number | [number, number];
+  groups?: number;
+}
+
+const pair = (v: number | [number, number] | undefined): [number, number] => (v === undefined ? [1, 1] : typeof v === 'number' ? [v, v] : v);
+
+/**
+ * A 2-D convolution with groups and dilation (PyTorch's Conv2d), NHWC, the filter
+ * [kh, kw, in/groups, out] with output channels group-major (group g's are g·out/groups onwards).
+ * With the native kernels, one oneDNN convolution each way, dilated gradients included; else
+ * tf.conv2d per group and a concat (tfjs has no gradient for dilated convolutions).
+ */
+export function groupedConv2d(x: tf.Tensor4D, filter: tf.Tensor4D, o: GroupedConvOptions): tf.Tensor4D {
+  const groups = o.groups ?? 1;
+  const [strides, dilations] = [pair(o.strides), pair(o.dilations)];
+  const [inChannels, [, , groupChannels, outChannels]] = [x.shape[3], filter.shape];
+  if (!Number.isInteger(groups) || groups < 1 || inChannels % groups !== 0 || outChannels % groups !== 0 || groupChannels !== inChannels / groups) {
+    throw new Error(`groupedConv2d: ${inChannels} input and ${outChannels} output channels in ${groups} groups need a filter [kh, kw, ${inChannels / groups}, out], got [${filter.shape}]`);
+  }
+  if (nativeKernelsActive() && x.dtype === 'float32' && (groups > 1 || dilations.some((d) => d > 1))) {
+    if (tf.getGradient(GROUPED_CONV) === undefined) tf.registerGradient(groupedConvGradient);
+    const attrs: GroupedConvAttrs = { strides, pad: o.pad, dilations, groups };
+    return tf.engine().runKernel(GROUPED_CONV, { x, filter }, attrs as unknown as NamedAttrMap) as tf.Tensor4D;
+  }
+  const conv = (input: tf.Tensor4D, weights: tf.Tensor4D) => tf.conv2d(input, weights, strides, o.pad as 'same', 'NHWC', dilations) as tf.Tensor4D;
+  if (groups === 1) return conv(x, filter);
+  return tf.tidy(() => {
+    const filters = tf.split(filter, groups, 3) as tf.Tensor4D[];
+    return tf.concat((tf.split(x, groups, 3) as tf.Tensor4D[]).map((part, g) => conv(part, filters[g])), 3);
+  });
+}
+
+const groupedConvGradient: GradConfig = {
+  kernelName: GROUPED_CONV,
+  inputsToSave: ['x', 'filter'],
+  gradFunc: (dy: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => {
+    const [x, filter] = saved;
+    return {
+      x: () => tf.engine().runKernel(GROUPED_CONV_BACKPROP_INPUT, { dy: dy as Tensor, filter }, { ...attrs, inputShape: x.shape }) as Tensor,
+      filter: () => tf.engine().runKernel(GROUPED_CONV_BACKPROP_FILTER, { x, dy: dy as Tensor }, { ...attrs, filterShape: filter.shape }) as Tensor,
+    };
+  },
+};
