@@ -3,11 +3,9 @@ import { FieldError, UserError } from '../util/errors.js';
 
 /**
  * A library option field's flag: `numSample` → `--num-sample`, a nested field by its last part
- * (`layers.fixed` → `--fixed`), unless the command maps it otherwise; a name that is a flag
- * already (`--out`) stays.
+ * (`layers.fixed` → `--fixed`), unless the command maps it otherwise.
  */
 export function flagOf(field: string, flags: Readonly<Record<string, string>> = {}): string {
-  if (field.startsWith('-')) return field;
   return flags[field] ?? `--${field.split('.').pop()!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 

@@ -130,7 +130,7 @@ function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean
     const { training } = readCheckpointManifest(o.checkpoint);
     throw new FieldError((n) => `${n('checkpoint')} ${o.checkpoint}: holds a previous '${training.stage}' run (epoch ${training.epochsDone} of ${training.epochs}); give ${n('resume')} to continue it or ${n('overwrite')} to replace it`);
   }
-  if (o.out !== undefined && !o.overwrite) refuseExistingOutput(o.out, '--out');
+  if (o.out !== undefined && !o.overwrite) refuseExistingOutput(o.out, 'out');
   if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new FieldError((n) => `${n('limit')}: must be a positive integer, got ${o.limit}`);
 }
 

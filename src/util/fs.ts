@@ -205,7 +205,8 @@ export function isExistingFile(path: string): boolean {
 
 /**
  * A command whose output is the product of a long run (a pack, an export, pretrained indicators)
- * does not replace an earlier one without --overwrite: one line naming the flag and the path.
+ * does not replace an earlier one without `overwrite`: one line naming the field (the CLI: its
+ * flag) and the path.
  * Special files (stdout, devices) are written through, never refused.
  */
 export function refuseExistingOutput(path: string, field: string): void {
