@@ -1,11 +1,25 @@
 import { backendChoice } from '../train/backend/choice.js';
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError } from '../util/errors.js';
 
 /**
- * Wraps a command's action: a UserError becomes one line on stderr and its exit code; anything
- * else is a bug, printed with its stack (exit 1).
+ * A library option field's flag: `numSample` → `--num-sample`, a nested field by its last part
+ * (`layers.fixed` → `--fixed`), unless the command maps it otherwise.
  */
-export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void> | number | void) {
+export function flagOf(field: string, flags: Readonly<Record<string, string>> = {}): string {
+  return flags[field] ?? `--${field.split('.').pop()!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** A library FieldError as this command's UserError, its fields named as flags; any other error as it is. */
+export function inFlags(err: unknown, flags: Readonly<Record<string, string>> = {}): unknown {
+  return err instanceof FieldError ? new UserError(err.named((field) => flagOf(field, flags)), err.exitCode) : err;
+}
+
+/**
+ * Wraps a command's action: a UserError becomes one line on stderr and its exit code (a library's
+ * FieldError with its fields named as this command's flags: `flags` maps the fields whose flag is
+ * not their kebab-case name); anything else is a bug, printed with its stack (exit 1).
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void> | number | void, flags: Readonly<Record<string, string>> = {}) {
   return async (...args: A): Promise<void> => {
     try {
       const code = await fn(...args);
@@ -13,7 +27,8 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
       // which backend ran and why: after the result, so that an error is always the one line
       const backend = backendChoice();
       if (backend !== undefined) process.stderr.write(`mpq: ${backend}\n`);
-    } catch (err) {
+    } catch (thrown) {
+      const err = inFlags(thrown, flags);
       if (err instanceof UserError) {
         process.stderr.write(`mpq: ${err.message}\n`);
         process.exitCode = err.exitCode;

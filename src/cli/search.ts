@@ -58,7 +58,7 @@ export function registerSearch(program: Command): void {
       const files: OutputFile[] = [];
       if (rl && rlOut !== undefined) {
         files.push({ path: join(rlOut, 'reward-curve.csv'), data: rl.curveCsv() });
-        files.push({ path: join(rlOut, 'rl-run.json'), data: `${JSON.stringify(rl.runRecord(result, table.model, command), null, 2)}\n` });
+        files.push({ path: join(rlOut, 'rl-run.json'), data: `${JSON.stringify(rl.record(result, command), null, 2)}\n` });
       }
       if (result.objective !== null && (outputs.policy !== undefined || outputs.export !== undefined || rlOut !== undefined)) {
         const policy = policyFromSearch(table, indicators, common, point, result, command);
@@ -95,84 +95,33 @@ export function registerSearch(program: Command): void {
 }
 
 /**
- * The DDPG searcher with its reward, its progress bar on stderr, its reward curve and run record
- * (tfjs loads only on this path; the training engine only for the accuracy reward).
+ * The DDPG searcher (search/rl/run.ts) with its progress bar on stderr (tfjs loads only on this
+ * path; the training engine only for the accuracy reward).
  */
 async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerTable, problem: Problem, bits: number[], spec: InputSpec) {
-  const { DDPG_DEFAULTS } = await import('../search/rl/ddpg.js');
-  const { INDICATORS_REWARD_FORMULA, rewardCurveCsv, rlSearcher } = await import('../search/rl/searcher.js');
-  const started = performance.now();
-  let accuracy: import('../search/rl/accuracy-reward.js').AccuracyReward | undefined;
-  if (c.reward.kind === 'accuracy') {
-    const { AccuracyReward } = await import('../search/rl/accuracy-reward.js');
-    const { backendFlag } = await import('./train.js');
-    accuracy = await AccuracyReward.create(problem, {
-      // the model as named (a file path for an imported model), and the search's fixed layers
-      model: spec.model ?? table.model, layers: spec.layers, ...(c.reward.from !== undefined ? { from: c.reward.from } : {}), bits, steps: c.reward.steps, holdout: c.reward.holdout, seed: c.seed,
-      backend: backendFlag(c.reward.backend), ...(c.reward.dataDir !== undefined ? { dataDir: c.reward.dataDir } : {}),
-      log: (line) => process.stderr.write(`${line}\n`),
-    });
-  }
-  const curve: Parameters<typeof rewardCurveCsv>[0] = [];
-  const bestLabel = accuracy ? 'best held-out top-1' : 'best reward';
-  const formatBest = (r: number) => (!Number.isFinite(r) ? '-' : accuracy ? `${(100 * r).toFixed(2)}%` : r.toFixed(4));
+  const { startRlRun } = await import('../search/rl/run.js');
   // loaded here: cli-progress costs start-up time every `mpq search` would pay
   const { Presets, SingleBar } = await import('cli-progress');
-  const bar = new SingleBar({ format: `rl |{bar}| {value}/{total} rollouts | ${bestLabel} {best} | ETA {eta_formatted}`, hideCursor: true }, Presets.shades_classic);
+  const { reward } = c;
+  const accuracy = reward.kind === 'accuracy';
+  const bestLabel = accuracy ? 'best held-out top-1' : 'best reward';
+  const formatBest = (r: number) => (!Number.isFinite(r) ? '-' : accuracy ? `${(100 * r).toFixed(2)}%` : r.toFixed(4));
+  let bar: InstanceType<typeof SingleBar> | undefined;
+  const run = await startRlRun({
+    table, problem, bits, rollouts: c.rollouts, warmup: c.warmup, seed: c.seed,
+    // the model as named (a file path for an imported model), and the search's fixed layers
+    model: spec.model ?? table.model, layers: spec.layers,
+    reward: reward.kind === 'accuracy' ? { ...reward, backend: (await import('./train.js')).backendFlag(reward.backend) } : reward,
+    log: (line) => process.stderr.write(`${line}\n`),
+    onRollout: (r) => bar?.update(r.rollout, { best: formatBest(r.bestReward) }),
+  });
+  bar = new SingleBar({ format: `rl |{bar}| {value}/{total} rollouts | ${bestLabel} {best} | ETA {eta_formatted}`, hideCursor: true }, Presets.shades_classic);
   bar.start(c.rollouts, 0, { best: '-' });
-  const solver = rlSearcher({
-    rollouts: c.rollouts, warmup: c.warmup, seed: c.seed, table, ...(accuracy ? { reward: accuracy } : {}),
-    onRollout: (r) => {
-      curve.push(r);
-      bar.update(r.rollout, { best: formatBest(r.bestReward) });
-    },
-  });
-  /** The best reward of a policy within budget (null before the first). */
-  const bestReward = (): number | null => {
-    const last = curve[curve.length - 1];
-    return last && Number.isFinite(last.bestReward) ? last.bestReward : null;
-  };
-  /**
-   * `--json`'s `rl`: the run's size and its reward — kind, best reward, and for the accuracy
-   * reward that best as held-out top-1 with the held-out count and the FP model's top-1 on them.
-   */
-  const summary = () => ({
-    rollouts: c.rollouts, rollouts_done: curve.length, warmup: c.warmup, seed: c.seed,
-    reward: {
-      kind: c.reward.kind, best: bestReward(),
-      ...(accuracy ? { held_out_top1: bestReward(), holdout: accuracy.settings.holdout, fp_held_out_top1: accuracy.settings.fp_top1 } : {}),
-    },
-  });
-  /** The same, one line under the report. */
-  const summaryLine = (): string => {
-    const best = bestReward();
-    const run = `rl: ${curve.length} of ${c.rollouts} rollouts (${c.warmup} warm-up, seed ${c.seed}), reward ${c.reward.kind}`;
-    if (best === null) return `${run}: no policy within budget`;
-    if (!accuracy) return `${run}: best reward ${best}`;
-    const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-    return `${run}: best held-out top-1 ${pct(best)} on ${accuracy.settings.holdout} training images held out (FP ${pct(accuracy.settings.fp_top1)})`;
-  };
-  /** rl-run.json: what reproduces the run (seed, reward and its settings, agent) and what it found. */
-  const runRecord = (result: SearchResult, model: string, command: string) => {
-    return {
-      format: 'mpq-rl-run', version: 1, model, seed: c.seed, rollouts: c.rollouts, rollouts_done: curve.length, warmup: c.warmup,
-      reward: accuracy
-        ? { ...accuracy.settings, fine_tunes: accuracy.fineTuneCount, cache_hits: curve.filter((r) => r.cached).length }
-        : { kind: 'indicators', formula: INDICATORS_REWARD_FORMULA },
-      ddpg: DDPG_DEFAULTS,
-      best: result.objective === null ? null : {
-        reward: bestReward(), objective: result.objective,
-        weight_bits: result.layers.map((l) => l.weightBits), act_bits: result.layers.map((l) => l.actBits),
-      },
-      seconds: +((performance.now() - started) / 1000).toFixed(1),
-      command, created_at: new Date().toISOString(),
-    };
-  };
   return {
-    solver, curveCsv: () => rewardCurveCsv(curve), runRecord, summary, summaryLine,
+    ...run,
     stop: () => {
       bar.stop();
-      accuracy?.dispose();
+      run.dispose();
     },
   };
 }

@@ -1,17 +1,15 @@
 import type { Command } from 'commander';
 import type { RangeGranularity } from '../calibrate/ranges.js';
 import {
-  expandGrid, runSimulation, SEED_GRID, simulateContext, simulateCsv, simulatedModel, simulateMarkdown, validateSetting,
+  expandGrid, runSimulation, SEED_GRID, settingLabel, simulateCsv, simulateMarkdown, validateSetting,
   type SimulateResult, type SimulateSetting,
 } from '../simulate/simulate.js';
-import { CLIP_LIMIT, clippingWarning } from '../simulate/calibrate.js';
-import { readPacked } from '../export/packed.js';
-import { disposeModel } from '../train/models.js';
-import { formatPackedSize, packedSize, packModel } from '../simulate/packed-model.js';
-import { disposeCheckpoint } from '../train/checkpoint.js';
+import { CLIP_LIMIT } from '../simulate/calibrate.js';
+import { packSimulation } from '../simulate/pack.js';
+import { formatPackedSize } from '../simulate/packed-model.js';
 import { UserError } from '../util/errors.js';
-import { checkOutputPath, refuseExistingOutput, writeOutput, writeOutputs, type OutputFile } from '../util/fs.js';
-import { action, parseInteger } from './run.js';
+import { checkOutputPath, writeOutputs, type OutputFile } from '../util/fs.js';
+import { action, inFlags, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 
 type Raw = Record<string, unknown>;
@@ -71,7 +69,11 @@ export function settingsFromFlags(o: Raw): SimulateSetting[] {
     mergeBn: axis('mergeBn', '--merge-bn', onOff('--merge-bn')),
     excludeFirstConv: axis('excludeFirstConv', '--exclude-first-conv', onOff('--exclude-first-conv')),
   });
-  for (const s of settings) validateSetting(s);
+  try {
+    for (const s of settings) validateSetting(s);
+  } catch (err) {
+    throw inFlags(err);
+  }
   return settings;
 }
 
@@ -116,11 +118,14 @@ export function registerSimulate(program: Command): void {
         backend: backendFlag(o.backend), dataDir: o.data as string | undefined,
         log: (line: string) => process.stderr.write(`${line}\n`),
       };
-      for (const key of ['csv', 'markdown', 'pack']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
+      for (const key of ['csv', 'markdown']) if (o[key] !== undefined) checkOutputPath(String(o[key]));
       if (o.pack !== undefined) {
-        if (o.overwrite !== true) refuseExistingOutput(String(o.pack), '--pack');
         if (settings.length !== 1) throw new UserError(`--pack: packs one setting, the flags give ${settings.length}`);
-        return packSimulated(String(o.pack), { ...common, settings }, o.json === true);
+        const { out, size, clipping } = await packSimulation({
+          ...common, setting: settings[0]!, out: String(o.pack), overwrite: o.overwrite === true, command: ['mpq', ...process.argv.slice(2)].join(' '),
+        });
+        process.stdout.write(o.json ? `${JSON.stringify({ out, ...size, ...clipping })}\n` : `${formatPackedSize(out, size)}\n`);
+        return;
       }
       const result = await runSimulation({
         ...common, settings,
@@ -135,11 +140,7 @@ export function registerSimulate(program: Command): void {
       if (o.markdown !== undefined) files.push({ path: String(o.markdown), data: markdown });
       writeOutputs(files);
       process.stdout.write(o.json ? `${JSON.stringify(summary(result, common))}\n` : markdown);
-    }));
-}
-
-function settingLabel(s: SimulateSetting): string {
-  return `${s.quantType} W${s.weightBits} A${s.inputBits}${s.inputSigned ? ' signed' : ''} calib ${s.calib}${s.mergeBn ? ' merge-bn' : ''}${s.excludeFirstConv ? ' w/o first' : ''}`;
+    }, { out: '--pack' }));
 }
 
 function summary(result: SimulateResult, o: { model?: string; from: string; groupSize: number; numSample: number; calibEpoch: number; batchSize: number; seed: number }) {
@@ -149,26 +150,4 @@ function summary(result: SimulateResult, o: { model?: string; from: string; grou
     batch_size: o.batchSize, seed: o.seed, fp_top1: result.fp.top1,
     rows: result.rows.map(({ seconds: _s, ...r }) => r),
   };
-}
-
-/** `--pack`: the simulated model at one setting, calibrated, as an MPQP file. */
-async function packSimulated(out: string, o: Parameters<typeof simulateContext>[0], json: boolean): Promise<void> {
-  const setting = o.settings[0]!;
-  const { ctx, fpModel } = await simulateContext(o);
-  disposeModel(fpModel);
-  try {
-    const { model, policy, calibration } = simulatedModel(ctx, setting);
-    const warning = calibration && clippingWarning(calibration.clipped);
-    if (warning) process.stderr.write(`mpq: warning: ${settingLabel(setting)}: ${warning}\n`);
-    const file = packModel(model, policy, { kind: 'minmax', inputMode: setting.calib === 'none' ? 'online' : 'calibrated', inputSigned: setting.inputSigned }, {
-      source: o.from, setting, command: ['mpq', ...process.argv.slice(2)].join(' '),
-    });
-    disposeModel(model);
-    writeOutput(out, file);
-    const size = packedSize(file, readPacked(file, out));
-    const clipping = calibration ? { clipped: Object.fromEntries(calibration.clipped), ...(warning ? { warning } : {}) } : {};
-    process.stdout.write(json ? `${JSON.stringify({ out, ...size, ...clipping })}\n` : `${formatPackedSize(out, size)}\n`);
-  } finally {
-    disposeCheckpoint(ctx.checkpoint);
-  }
 }

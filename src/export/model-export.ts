@@ -5,6 +5,7 @@
  * the policy, each quantized layer's weight codes and input grid from its quantizers.
  */
 import * as tf from '@tensorflow/tfjs';
+import { compressionRatio, costs } from '../model/costs.js';
 import { graphLayers, type GraphWeights } from '../model/graph.js';
 import { WEIGHT_BITS_METADATA } from '../model/onnx-import.js';
 import { encodeOnnx } from '../model/onnx/proto.js';
@@ -137,14 +138,10 @@ export interface ExportSize {
 }
 
 export function exportSize(model: QuantModel, policy: BitsPolicy, fileBytes: number): ExportSize {
-  let params = 0;
-  let bits = 0;
-  for (const l of graphLayers(model.graph)) {
-    params += l.params;
-    bits += l.params * Math.min(bitsOf(policy, l.name).weightBits, FULL_PRECISION_BITS);
-  }
-  const compressionRatio = (32 * params) / bits;
-  return { fileBytes, weightParams: params, fp32WeightBytes: 4 * params, compressionRatio, targetBytes: (4 * params) / compressionRatio };
+  // weights as the search counts them (no MACs here), bits above 32 stored as float32
+  const weights = costs(graphLayers(model.graph).map((l) => ({ macs: 0, params: l.params, weightBits: Math.min(bitsOf(policy, l.name).weightBits, FULL_PRECISION_BITS) })));
+  const ratio = compressionRatio(weights);
+  return { fileBytes, weightParams: weights.params, fp32WeightBytes: 4 * weights.params, compressionRatio: ratio, targetBytes: (4 * weights.params) / ratio };
 }
 
 /** One line, as `mpq pack` prints: the file against FP32 weights / compression ratio; `float` says what float weights are. */

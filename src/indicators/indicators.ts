@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Parser } from 'pickleparser';
 import { shownValue, UserError } from '../util/errors.js';
-import { readInputFile } from '../util/fs.js';
+import { readInputFile, writeOutput } from '../util/fs.js';
 
 /** Learned importance indicators in the LIMPQ schema: layer → bits → step size. */
 export interface Indicators {
@@ -11,6 +11,22 @@ export interface Indicators {
   layerNames: string[];
   /** optional provenance: model, bits, how it was produced, seed */
   meta?: Record<string, unknown>;
+}
+
+/** Indicators as a file holds them (LIMPQ's schema), as `mpq pretrain` writes them. */
+export interface IndicatorsFile {
+  /** layer → bits (string) → weight step size */
+  weight: Record<string, Record<string, number>>;
+  /** layer → bits (string) → activation (input) step size */
+  act: Record<string, Record<string, number>>;
+  /** searchable layer names, in order */
+  layer_name: string[];
+  meta: Record<string, unknown>;
+}
+
+/** Writes indicators as JSON in LIMPQ's schema (atomically: a temp file, then renamed); readIndicators reads them back. */
+export function writeIndicators(path: string, indicators: IndicatorsFile): void {
+  writeOutput(path, `${JSON.stringify(indicators, null, 2)}\n`);
 }
 
 export interface LoadedIndicators extends Indicators {

@@ -2,8 +2,8 @@ import { FULL_PRECISION_BITS } from '../quant/bits.js';
 
 /**
  * BitOps, model size and compression ratio, defined once (LIMPQ's arithmetic): the search's
- * budget rows (search/problem.ts), its report (search/search.ts) and a packed file's size check
- * (simulate/packed-model.ts) all sum these.
+ * budget rows (search/problem.ts), its report (search/search.ts), a packed file's size check
+ * (simulate/packed-model.ts) and an exported model's (export/model-export.ts) all sum these.
  */
 
 /** A layer's BitOps at its bits: MACs · weight bits · activation bits. */
@@ -51,4 +51,9 @@ export function costs(layers: Iterable<CostedLayer>, at: { weightBits: number; a
 /** The compression ratio against 32-bit weights: 32 · Σ params / Σ params · w. */
 export function compressionRatio(c: Pick<Costs, 'params' | 'sizeBits'>): number {
   return (FULL_PRECISION_BITS * c.params) / c.sizeBits;
+}
+
+/** The weight storage in bits a compression ratio allows `params` weights: its inverse, 32 · params / ratio. */
+export function sizeBitsAtCompressionRatio(params: number, ratio: number): number {
+  return (FULL_PRECISION_BITS * params) / ratio;
 }

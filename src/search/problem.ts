@@ -1,4 +1,4 @@
-import { costs, layerBitops, layerSizeBits } from '../model/costs.js';
+import { costs, layerBitops, layerSizeBits, sizeBitsAtCompressionRatio } from '../model/costs.js';
 import type { LayerTable } from '../model/layer.js';
 import { allowedBits, matchIndicatorLayers, type LoadedIndicators, type WiredPoint } from '../indicators/indicators.js';
 import type { CostTable } from './cost-table.js';
@@ -191,7 +191,7 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   const fixedBits = costs(table.fixed).sizeBits;
   if (opts.cr !== undefined && opts.cr > 0) {
     const allParams = costs([...table.layers, ...table.fixed]).params;
-    add('size', (32 * allParams) / opts.cr, fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB', `--cr ${opts.cr}`);
+    add('size', sizeBitsAtCompressionRatio(allParams, opts.cr), fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB', `--cr ${opts.cr}`);
   }
   if (opts.equivalentBits !== undefined) {
     // like LIMPQ's BitOps row, over the searchable layers only

@@ -13,7 +13,7 @@ import { sourceName, type ModelSource } from '../model/resolve.js';
 import { FULL_PRECISION } from '../train/policies.js';
 import { bitsProblem } from '../quant/bits.js';
 import { prepare } from '../train/run.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 import { applyThresholds, calibrateInputs, clippingWarning, samplePerClass, type Calibration, type CalibrationMode } from './calibrate.js';
 import { useFullPrecisionBatchNorm, loadWeightsOnly, mergeBatchNorm, minMaxQuantizers } from './model.js';
 
@@ -169,10 +169,15 @@ export async function simulateContext(o: SimulateOptions): Promise<{ ctx: Simula
 }
 
 export function validateSetting(s: SimulateSetting): void {
-  for (const [flag, bits] of [['--weight-bits', s.weightBits], ['--input-bits', s.inputBits]] as const) {
-    const problem = bitsProblem(bits);
-    if (problem) throw new UserError(`${flag}: ${problem}`);
+  for (const field of ['weightBits', 'inputBits'] as const) {
+    const problem = bitsProblem(s[field]);
+    if (problem) throw new FieldError((n) => `${n(field)}: ${problem}`);
   }
+}
+
+/** A setting in a few words, as progress lines and warnings name it. */
+export function settingLabel(s: SimulateSetting): string {
+  return `${s.quantType} W${s.weightBits} A${s.inputBits}${s.inputSigned ? ' signed' : ''} calib ${s.calib}${s.mergeBn ? ' merge-bn' : ''}${s.excludeFirstConv ? ' w/o first' : ''}`;
 }
 
 /** The FP model's top-1, then every setting's, on the test split. */

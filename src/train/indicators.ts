@@ -1,16 +1,6 @@
 import { LsqQuantizer, type Quantizer } from '../quant/index.js';
+import type { IndicatorsFile } from '../indicators/indicators.js';
 import type { QuantModel } from './models.js';
-
-/** LIMPQ's importance indicators: learned step size per searchable layer per bit-width. */
-export interface IndicatorsFile {
-  /** layer → bits (string) → weight step size */
-  weight: Record<string, Record<string, number>>;
-  /** layer → bits (string) → activation (input) step size */
-  act: Record<string, Record<string, number>>;
-  /** searchable layer names, in order */
-  layer_name: string[];
-  meta: Record<string, unknown>;
-}
 
 /**
  * The learned LSQ step sizes of the searchable layers, as LIMPQ's importance_extractor.py reads

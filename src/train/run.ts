@@ -1,5 +1,5 @@
 import { bitsProblem, LsqQuantizer } from '../quant/index.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 import { readInputFile, refuseExistingOutput, writeOutput } from '../util/fs.js';
 import { initBackend, type BackendName } from './backend/index.js';
 import {
@@ -7,7 +7,8 @@ import {
   type Checkpoint,
 } from './checkpoint.js';
 import { loadDataset, subset, type Dataset } from './data.js';
-import { extractIndicators, type IndicatorsFile } from './indicators.js';
+import { writeIndicators, type IndicatorsFile } from '../indicators/indicators.js';
+import { extractIndicators } from './indicators.js';
 import {
   DEFAULT_HYPERPARAMETERS, evaluate, fullPrecisionPasses, jointPretrainPasses, trainLoop,
   type EpochReport, type Evaluation, type Hyperparameters, type Stage,
@@ -66,12 +67,12 @@ interface Context {
 export async function resolveModel(o: { model?: string; from?: string }): Promise<ModelSource> {
   if (o.model !== undefined) return trainingModel(o.model);
   if (o.from !== undefined) return checkpointModel(o.from);
-  throw new UserError('--model: give a model (a zoo name, an ONNX file or a tfjs model.json) or --from a checkpoint');
+  throw new FieldError((n) => `${n('model')}: give a model (a zoo name, an ONNX file or a tfjs model.json) or ${n('from')} a checkpoint`);
 }
 
 /** `--from DIR` must be an mpq checkpoint directory. */
 export function assertCheckpointDir(from: string): void {
-  if (!hasCheckpoint(from)) throw new UserError(`--from ${from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
+  if (!hasCheckpoint(from)) throw new FieldError((n) => `${n('from')} ${from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
 }
 
 /** Starts the backend (and says which), builds the model, loads the dataset it takes. */
@@ -92,7 +93,7 @@ export async function prepare(
 export function startingWeights(model: QuantModel, source: ModelSource, from: string | undefined, o: Parameters<typeof loadWeights>[2] = {}): void {
   if (from !== undefined) loadWeights(model, from, o);
   else if (typeof source === 'string' || !source.weights) {
-    throw new UserError(`--from: ${model.name} has no weights of its own; give --from DIR (a checkpoint of the model, from mpq train)`);
+    throw new FieldError((n) => `${n('from')}: ${model.name} has no weights of its own; give ${n('from')} DIR (a checkpoint of the model, from mpq train)`);
   }
 }
 
@@ -111,7 +112,7 @@ export function loadWeights(
   const source = o.checkpoint ?? readCheckpoint(dir);
   try {
     if (source.manifest.model !== model.name) {
-      throw new UserError(`--from ${dir}: checkpoint is for model '${source.manifest.model}', not '${model.name}'`);
+      throw new FieldError((n) => `${n('from')} ${dir}: checkpoint is for model '${source.manifest.model}', not '${model.name}'`);
     }
     const variables = namedVariables(model);
     loadIntoVariables(dir, source, o.include ? new Map([...variables].filter(([name]) => o.include!(name))) : variables, o);
@@ -121,16 +122,16 @@ export function loadWeights(
 }
 
 function validateOptions(o: RunOptions & { checkpoint?: string; resume?: boolean; out?: string }): void {
-  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new UserError(`--epochs: must be a positive integer, got ${o.epochs}`);
-  if (o.resume && o.checkpoint === undefined) throw new UserError('--resume: needs --checkpoint DIR (the run to continue)');
-  if (o.resume && o.overwrite) throw new UserError('--resume and --overwrite: give one of them (continue the run, or replace it)');
+  if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new FieldError((n) => `${n('epochs')}: must be a positive integer, got ${o.epochs}`);
+  if (o.resume && o.checkpoint === undefined) throw new FieldError((n) => `${n('resume')}: needs ${n('checkpoint')} DIR (the run to continue)`);
+  if (o.resume && o.overwrite) throw new FieldError((n) => `${n('resume')} and ${n('overwrite')}: give one of them (continue the run, or replace it)`);
   // hours of training are not replaced without a word
   if (o.checkpoint !== undefined && !o.resume && !o.overwrite && hasCheckpoint(o.checkpoint)) {
     const { training } = readCheckpointManifest(o.checkpoint);
-    throw new UserError(`--checkpoint ${o.checkpoint}: holds a previous '${training.stage}' run (epoch ${training.epochsDone} of ${training.epochs}); give --resume to continue it or --overwrite to replace it`);
+    throw new FieldError((n) => `${n('checkpoint')} ${o.checkpoint}: holds a previous '${training.stage}' run (epoch ${training.epochsDone} of ${training.epochs}); give ${n('resume')} to continue it or ${n('overwrite')} to replace it`);
   }
-  if (o.out !== undefined && !o.overwrite) refuseExistingOutput(o.out, '--out');
-  if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new UserError(`--limit: must be a positive integer, got ${o.limit}`);
+  if (o.out !== undefined && !o.overwrite) refuseExistingOutput(o.out, 'out');
+  if (o.limit !== undefined && (!Number.isInteger(o.limit) || o.limit < 1)) throw new FieldError((n) => `${n('limit')}: must be a positive integer, got ${o.limit}`);
 }
 
 function runMeta(stage: Stage, o: RunOptions, ctx: Context & { model: QuantModel }, hyper: Hyperparameters): Record<string, unknown> {
@@ -185,11 +186,11 @@ export async function pretrainIndicators(o: RunOptions & {
   from?: string; bits: number[]; out?: string; checkpoint?: string; resume?: boolean;
 }): Promise<PretrainResult> {
   validateOptions(o);
-  if (o.bits.length === 0) throw new UserError('--bits: give at least one candidate bit-width');
-  for (const b of o.bits) if (bitsProblem(b)) throw new UserError(`--bits: ${bitsProblem(b)}`);
+  if (o.bits.length === 0) throw new FieldError((n) => `${n('bits')}: give at least one candidate bit-width`);
+  for (const b of o.bits) if (bitsProblem(b)) throw new FieldError((n) => `${n('bits')}: ${bitsProblem(b)}`);
   const ctx = await prepare(o, (source) => createModel(source, { bits: o.bits, seed: o.seed, layers: o.layers }));
   const { model } = ctx;
-  if (model.searchableLayerNames.length === 0) throw new UserError(`--fixed: every layer of ${model.name} is fixed; nothing is left to pretrain indicators for`);
+  if (model.searchableLayerNames.length === 0) throw new FieldError((n) => `${n('layers.fixed')}: every layer of ${model.name} is fixed; nothing is left to pretrain indicators for`);
   const started = performance.now();
   startingWeights(model, ctx.source, o.from);
   const hyper = hyperparameters('pretrain', o);
@@ -206,7 +207,7 @@ export async function pretrainIndicators(o: RunOptions & {
     ...meta, bits: o.bits, from: o.from ?? null, produced_by: 'mpq pretrain (LIMPQ joint indicator pretraining, LSQ step sizes)',
     test_top1_uniform: uniformTop1, seconds: Math.round(seconds),
   });
-  if (o.out) writeOutput(o.out, `${JSON.stringify(indicators, null, 2)}\n`);
+  if (o.out) writeIndicators(o.out, indicators);
   return { model: model.name, backend: ctx.backend, reports, indicators, uniformTop1, seconds };
 }
 
@@ -231,7 +232,7 @@ export async function finetuneAtPolicy(o: RunOptions & QuantizeRequest & {
 }): Promise<FinetuneResult> {
   validateOptions(o);
   const plan = planQuantization(o);
-  if (!plan) throw new UserError('finetune: give --policy FILE or --weight-bits B (the bits to finetune at)');
+  if (!plan) throw new FieldError((n) => `finetune: give ${n('policyPath')} FILE or ${n('weightBits')} B (the bits to finetune at)`);
   const ctx = await prepare(o, (source) => createModel(source, {
     bits: plan.bits, seed: o.seed, quantizers: plan.quantizers, perChannelWeights: plan.perChannelWeights, layers: o.layers ?? plan.layers,
   }));
@@ -296,13 +297,13 @@ export function savedQuantizeRequest(dir: string): (QuantizeRequest & { quantize
 }
 
 /** Every step size a policy uses must have been learned (finetuned), else the numbers mean nothing. */
-export function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, where: string): void {
+export function assertStepSizesTrained(model: QuantModel, policy: BitsPolicy, where: { field: 'from' | 'model'; value: string }): void {
   for (const layer of model.layers) {
     const bits = policy[layer.name];
     if (!bits) continue;
     for (const [q, b, side] of [[layer.weightQuantizer, bits.weightBits, 'weight'], [layer.inputQuantizer, bits.actBits, 'activation']] as const) {
       if (q instanceof LsqQuantizer && b < 32 && !q.isInitialised(b)) {
-        throw new UserError(`${where.startsWith('--') ? where : `--from ${where}`}: no learned ${side} step size for ${layer.name} at ${b} bits (finetune at this policy first)`);
+        throw new FieldError((n) => `${n(where.field)} ${where.value}: no learned ${side} step size for ${layer.name} at ${b} bits (finetune at this policy first)`);
       }
     }
   }
@@ -340,7 +341,7 @@ export async function evaluateCheckpoint(o: QuantizeRequest & {
   const { model } = ctx;
   const policy = plan ? plan.attach(model) : FULL_PRECISION;
   startingWeights(model, ctx.source, o.from);
-  assertStepSizesTrained(model, policy, o.from ?? `--model ${o.model}`);
+  assertStepSizesTrained(model, policy, o.from !== undefined ? { field: 'from', value: o.from } : { field: 'model', value: String(o.model) });
   const calibrated = calibrateActivationRanges(model, subset(ctx.data.train, Math.min(o.limit ?? CALIBRATION_IMAGES, CALIBRATION_IMAGES)), policy);
   const test = evaluate(model, subset(ctx.data.test, o.limit), policy);
   return { model: model.name, backend: ctx.backend, test, policy, calibrated, quantization: plan?.describe, mode: request.mode };
@@ -355,7 +356,7 @@ function withCheckpointMode<R extends QuantizeRequest & { from?: string; log?: (
   const bitsGiven = o.policyPath !== undefined || o.weightBits !== undefined || o.configPath !== undefined;
   if (!saved) return { ...o, mode: bitsGiven ? 'the bits given' : 'full precision' };
   if (o.quantizer !== undefined && o.quantizer.name !== saved.quantizer.name) {
-    throw new UserError(`--quantizer ${o.quantizer.name}: ${o.from} was fine-tuned with ${saved.quantizer.name} (its meta.quantizer); leave --quantizer out to use it`);
+    throw new FieldError((n) => `${n('quantizer')} ${o.quantizer!.name}: ${o.from} was fine-tuned with ${saved.quantizer.name} (its meta.quantizer); leave ${n('quantizer')} out to use it`);
   }
   const quantizer = o.quantizer ?? saved.quantizer;
   const { says, quantizer: _q, ...bits } = saved;
@@ -389,8 +390,8 @@ export async function quantizeWithConfig(o: RunOptions & {
     const r = await finetuneAtPolicy(o);
     return { ...r, calibrated: 0 };
   }
-  for (const [flag, given] of [['--checkpoint', o.checkpoint !== undefined], ['--resume', o.resume === true]] as const) {
-    if (given) throw new UserError(`${flag}: nothing is trained with --epochs 0`);
+  for (const [field, given] of [['checkpoint', o.checkpoint !== undefined], ['resume', o.resume === true]] as const) {
+    if (given) throw new FieldError((n) => `${n(field)}: nothing is trained with ${n('epochs')} 0`);
   }
   const r = await evaluateCheckpoint(o);
   return { ...r, reports: [], quantization: r.quantization!, seconds: (performance.now() - started) / 1000 };

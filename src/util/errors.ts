@@ -10,6 +10,25 @@ export class UserError extends Error {
   }
 }
 
+/** How a field is shown in a message: its option name to a library caller, its flag to the CLI. */
+export type FieldNamer = (field: string) => string;
+
+/**
+ * A UserError about an option field. The message is built by a function of the namer, so a
+ * library caller reads the option's name (`numSample: ...`) and the CLI, catching it, prints
+ * the flag it maps that field to (`--num-sample: ...`) without the library knowing any flag.
+ */
+export class FieldError extends UserError {
+  constructor(readonly build: (name: FieldNamer) => string, exitCode = 2) {
+    super(build((field) => field), exitCode);
+  }
+
+  /** The message with every field named by `name` (a UserError made of it keeps it to one line). */
+  named(name: FieldNamer): string {
+    return this.build(name);
+  }
+}
+
 /** Exit code for a well-formed problem that has no feasible policy. */
 export const EXIT_INFEASIBLE = 3;
 

@@ -3,7 +3,7 @@ import {
   renameSync, rmSync, statSync, writeFileSync, writeSync, type Stats,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { UserError } from './errors.js';
+import { FieldError, UserError } from './errors.js';
 
 /**
  * Every file mpq reads or writes goes through here, so the rules hold everywhere:
@@ -205,11 +205,12 @@ export function isExistingFile(path: string): boolean {
 
 /**
  * A command whose output is the product of a long run (a pack, an export, pretrained indicators)
- * does not replace an earlier one without --overwrite: one line naming the flag and the path.
+ * does not replace an earlier one without `overwrite`: one line naming the field (the CLI: its
+ * flag) and the path.
  * Special files (stdout, devices) are written through, never refused.
  */
-export function refuseExistingOutput(path: string, flag: string): void {
-  if (isExistingFile(path)) throw new UserError(`${flag} ${path}: already exists (a previous run's output); give --overwrite to replace it`);
+export function refuseExistingOutput(path: string, field: string): void {
+  if (isExistingFile(path)) throw new FieldError((name) => `${name(field)} ${path}: already exists (a previous run's output); give ${name('overwrite')} to replace it`);
 }
 
 /** One output file (writeOutputs of one). */
