@@ -220,7 +220,7 @@ export function searchJson(r: SearchResult, model: string, bits: number[], alpha
     fp32_size_mb: r.fp32SizeMb,
     avg_weight_bits: r.avgWeightBits,
     avg_act_bits: r.avgActBits,
-    budgets: r.rows.map((b) => ({ name: b.name, sources: b.sources, used: b.used, limit: b.limit, smallest_reachable: b.smallestReachable, unit: b.unit })),
+    budgets: r.rows.map((b) => ({ name: b.name, sources: b.sources, scope: b.scope, used: b.used, limit: b.limit, smallest_reachable: b.smallestReachable, unit: b.unit })),
     removed: r.removed.map((w) => ({ layer: w.layer, kind: w.kind, bits: w.bits, value: w.value, higher_bits: w.higherBits, higher_value: w.higherValue, ...(w.at !== undefined ? { at_bits: w.at } : {}) })),
     solver: r.solver,
     solve_ms: r.solveMs,
