@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI_MAIN, REPO_ROOT, runCli } from './support.js';
+import { CLI_MAIN, REPO_ROOT, runCli, tempDir } from './support.js';
 
 test('npx mpq runs the built CLI from node_modules/.bin, and package.json names no bin that would make npx install the project', () => {
   assert.equal(realpathSync(join(REPO_ROOT, 'node_modules/.bin/mpq')), realpathSync(CLI_MAIN));
@@ -31,4 +31,22 @@ test('search summary: every table column has a header; the whole-model BitOps an
   assert.match(r.stdout, /^ {2}size +[\d.]+ MB of [\d.]+ MB, whole model \(compression ratio 12\.2\)$/m);
   const json = JSON.parse(runCli(['search', '--json']).stdout);
   assert.deepEqual(json.budgets.map((b: { name: string; scope: string }) => `${b.name} ${b.scope}`), ['bitops searchable layers', 'size whole model']);
+});
+
+test('search --model: an unknown model is said as such before its indicators; a known one without indicators says how to get them', () => {
+  const cwd = tempDir(); // no indicators/ here: only the shipped mnist-cnn ones are found
+  const oneLine = (args: string[], pattern: RegExp) => {
+    const r = runCli(args, cwd);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, pattern);
+  };
+  oneLine(['search', '--model', 'foo'], /^mpq: --model: unknown model 'foo': neither a zoo model \(.*resnet18.*\) nor a model file \(\.onnx, tfjs model\.json, layer-table \.json\)$/m);
+  oneLine(['search', '--model', 'nope.onnx'], /unknown model 'nope\.onnx'/);
+  // ImageNet models: mpq cannot pretrain them here, so the way is a file of LIMPQ's or an objective table
+  oneLine(['search', '--model', 'resnet18'], /--model resnet18: no cached indicators .*no dataset to pretrain resnet18 on .*--indicators FILE .*--objective-table FILE/);
+  // trainable: the commands that make them
+  oneLine(['search', '--model', 'resnet20'], /`mpq train --model resnet20 --data CIFAR10_DIR --epochs 24 --checkpoint ckpt\/fp`, then `mpq pretrain --from ckpt\/fp --bits 6 5 4 3 2 --epochs 2 --data CIFAR10_DIR --out indicators\/resnet20\.json`/);
+  const onnx = join(REPO_ROOT, 'test/fixtures/onnx/residual.onnx');
+  oneLine(['search', '--model', onnx], new RegExp(`\`mpq pretrain --model ${onnx.replace(/[.]/g, '\\.')} --bits 6 5 4 3 2 --epochs 2 --out indicators/residual\\.json\``));
 });
