@@ -186,7 +186,7 @@ test('simulate flags: one value each without --grid, lists with it, the seed tab
     [{ calib: ['entropy'] }, /^--calib: 'entropy' is not one of none, naive, kl$/],
     [{ mergeBn: ['maybe'] }, /^--merge-bn: 'maybe' is not on or off$/],
     [{ weightBits: ['1'] }, /^--weight-bits: 1 is not a bit-width in 2\.\.16$/],
-    [{ inputBits: ['x'] }, /^--input-bits: 'x' is not a number$/],
+    [{ actBits: ['x'] }, /^--act-bits: 'x' is not a number$/],
   ];
   for (const [flags, message] of fails) assert.throws(() => settingsFromFlags(flags), (err: Error) => err.name === 'UserError' && message.test(err.message), JSON.stringify(flags));
 });

@@ -24,7 +24,7 @@ function assertUserError(r: ReturnType<typeof mpq>, pattern: RegExp): void {
 
 test('training commands: bad input is one line naming the flag or file, exit 2', () => {
   assertUserError(mpq(['train', '--model', 'mnist-cnn', '--epochs', 'two', '--checkpoint', '/tmp/x']), /--epochs/);
-  assertUserError(mpq(['train', '--model', 'vgg', '--epochs', '1', '--checkpoint', '/tmp/x']), /--model: 'vgg'/);
+  assertUserError(mpq(['train', '--model', 'vgg', '--epochs', '1', '--checkpoint', '/tmp/x']), /--model: unknown model 'vgg'/);
   assertUserError(mpq(['train', '--model', 'mnist-cnn', '--epochs', '1', '--checkpoint', '/tmp/x', '--backend', 'gpu']), /--backend: 'gpu'/);
   assertUserError(mpq(['eval', '--model', 'mnist-cnn', '--from', '/nonexistent/ck']), /--from \/nonexistent\/ck: no model.json/);
   assertUserError(mpq(['pretrain', '--model', 'mnist-cnn', '--from', '/nonexistent', '--bits', '4', 'x', '--epochs', '1']), /--bits: 'x'/);

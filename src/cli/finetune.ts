@@ -80,7 +80,7 @@ export function quantizeRequest(o: Record<string, unknown>): QuantizeRequest {
 
 export function registerFinetune(program: Command): void {
   const cmd = program.command('finetune').description('quantization-aware finetuning (LSQ by default) at a policy or uniform bits, from an FP checkpoint');
-  addBitsOptions(addQuantizerOptions(addTrainingOptions(cmd)))
+  addBitsOptions(addQuantizerOptions(addTrainingOptions(cmd, 'finetune')))
     .option('--from <dir>', 'full-precision checkpoint to start from (default: an imported model\'s own weights)')
     .option('--policy <file>', 'policy JSON (policies/…) giving each layer its bits')
     .option('--checkpoint <dir>', 'save the finetuned model here after every epoch')

@@ -8,7 +8,7 @@ import { parseBits } from './search-options.js';
 import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
 
 export function registerPretrain(program: Command): void {
-  addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'))
+  addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'), 'pretrain')
     .option('--from <dir>', 'full-precision checkpoint to start from (default: an imported model\'s own weights)')
     .requiredOption('--bits <b...>', 'candidate bit-widths, e.g. 6 5 4 3 2')
     .option('--out <file>', 'indicators JSON to write (default: indicators/<model>.json)')

@@ -9,7 +9,7 @@ import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
 export function registerQuantize(program: Command): void {
   const cmd = program.command('quantize')
     .description('apply an NNI config_list with a quantizer (qat, dorefa, naive, lsq, nuq): finetune from a checkpoint, or with --epochs 0 evaluate post-training');
-  addQuantizerOptions(addTrainingOptions(cmd, 1))
+  addQuantizerOptions(addTrainingOptions(cmd, 'finetune', 1))
     .requiredOption('--config <file>', 'NNI config_list JSON: [{quant_types, quant_bits, quant_start_step?, op_types | op_names, exclude?}]')
     .option('--from <dir>', 'checkpoint to start from (full precision, or one this quantizer finetuned; default: an imported model\'s own weights)')
     .option('--checkpoint <dir>', 'save the quantized model here after every epoch')

@@ -12,7 +12,7 @@ import { disposeCheckpoint } from '../train/checkpoint.js';
 import { UserError } from '../util/errors.js';
 import { checkOutputPath, refuseExistingOutput, writeOutput, writeOutputs, type OutputFile } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
-import { addModelOptions, backendFlag } from './train.js';
+import { addAlias, addBitsPairOptions, addModelOptions, backendFlag, backendOption, dataOption, flagOf, jsonOption, limitOption, overwriteOption, seedOption } from './options.js';
 
 type Raw = Record<string, unknown>;
 type Grid = { [K in keyof SimulateSetting]: Array<SimulateSetting[K]> };
@@ -53,8 +53,8 @@ export function settingsFromFlags(o: Raw): SimulateSetting[] {
   const defaults: Grid = grid ? SEED_GRID : {
     quantType: ['layer'], weightBits: [8], inputBits: [8], inputSigned: [false], calib: ['none'], mergeBn: [false], excludeFirstConv: [false],
   };
-  const axis = <K extends keyof SimulateSetting>(key: K, flag: string, parse: (v: string) => SimulateSetting[K]): Array<SimulateSetting[K]> => {
-    const given = values(o, key);
+  const axis = <K extends keyof SimulateSetting>(key: K, flag: string, parse: (v: string) => SimulateSetting[K], optionKey: string = key): Array<SimulateSetting[K]> => {
+    const given = values(o, optionKey);
     if (given === undefined) return defaults[key];
     if (!grid && given.length > 1) throw new UserError(`${flag}: ${given.length} values need --grid`);
     const parsed = given.map(parse);
@@ -65,7 +65,7 @@ export function settingsFromFlags(o: Raw): SimulateSetting[] {
   const settings = expandGrid({
     quantType: axis('quantType', '--quant-type', choice('--quant-type', QUANT_TYPES)),
     weightBits: axis('weightBits', '--weight-bits', parseInteger('--weight-bits')),
-    inputBits: axis('inputBits', '--input-bits', parseInteger('--input-bits')),
+    inputBits: axis('inputBits', flagOf(o, 'actBits', '--act-bits'), parseInteger(flagOf(o, 'actBits', '--act-bits')), 'actBits'),
     inputSigned: axis('inputSigned', '--input-signed', onOff('--input-signed')),
     calib: axis('calib', '--calib', choice('--calib', CALIB_MODES)),
     mergeBn: axis('mergeBn', '--merge-bn', onOff('--merge-bn')),
@@ -82,12 +82,13 @@ function positive(flag: string, value: unknown): number {
 }
 
 export function registerSimulate(program: Command): void {
-  addModelOptions(program.command('simulate')
+  const cmd = addModelOptions(program.command('simulate')
     .description('post-training simulated quantization (min-max) of an FP checkpoint: top-1 per setting against FP'))
     .requiredOption('--from <dir>', 'full-precision checkpoint')
-    .option('--quant-type <types...>', 'weight ranges: layer | group | channel (default layer)')
-    .option('--weight-bits <bits...>', 'weight bit-width (default 8)')
-    .option('--input-bits <bits...>', 'input (activation) bit-width (default 8)')
+    .option('--quant-type <types...>', 'weight ranges: layer | group | channel (default: layer)');
+  addBitsPairOptions(cmd, { weight: 'weight bit-width (default: 8)', act: 'input (activation) bit-width (default: 8)', value: '<bits...>', parse: false });
+  addAlias(cmd, '--input-bits', '--act-bits', 'its old name');
+  cmd
     .option('--input-signed [on|off...]', 'quantize every input as signed int (default: uint after ReLU, the image signed)')
     .option('--calib <modes...>', `input ranges: none (online, each batch) | naive (EMA of batch max) | kl (TensorRT entropy, clipping at most ${100 * CLIP_LIMIT}% of the values)`)
     .option('--merge-bn [on|off...]', 'fold batch norm into the convolutions before quantizing')
@@ -97,15 +98,15 @@ export function registerSimulate(program: Command): void {
     .option('--num-sample <n>', 'calibration samples per class, from the training split', parseInteger('--num-sample'), 100)
     .option('--calib-epoch <n>', 'passes of naive calibration', parseInteger('--calib-epoch'), 3)
     .option('--batch-size <n>', 'batch size for calibration and evaluation (online ranges are per batch)', parseInteger('--batch-size'), 128)
-    .option('--seed <n>', 'seed of the calibration sample draw', parseInteger('--seed'), 7)
-    .option('--limit <n>', 'use only the first N test samples', parseInteger('--limit'))
-    .option('--backend <name>', 'tfjs backend: auto | wasm | cpu | tensorflow', 'auto')
-    .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
-    .option('--json', 'print one JSON object instead of the table')
+    .addOption(seedOption('seed of the calibration sample draw', 7))
+    .addOption(limitOption())
+    .addOption(backendOption())
+    .addOption(dataOption())
+    .addOption(jsonOption('print one JSON object (snake_case keys) instead of the table'))
     .option('--csv <file>', 'also write the table as CSV')
     .option('--markdown <file>', 'also write the markdown table')
     .option('--pack <file>', 'write the quantized model (one setting) as a packed MPQP file')
-    .option('--overwrite', 'replace an existing --pack file; without it that is refused')
+    .addOption(overwriteOption('an existing --pack file'))
     .action(action(async (o: Raw) => {
       const settings = settingsFromFlags(o);
       const common = {
