@@ -301,6 +301,21 @@ test('hawq uses the bottleneck ResNets\' stem name and quant_act2 before conv3',
   assert.equal(bits['stage1.unit1.quant_convbn3'], 2);
 });
 
+test('mpq export --json: what was written, as one object; without --out FILE it is one line naming --json', () => {
+  const dir = tempDir();
+  const policyPath = join(dir, 'r18.json');
+  writePolicy(policyPath, resnet18Policy);
+  const out = join(dir, 'r18.nni.json');
+  const r = spawnSync(process.execPath, [MAIN, 'export', policyPath, '--format', 'nni', '--out', out, '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { policy: policyPath, format: 'nni', out, replaced: false, bytes: readFileSync(out).length });
+  const again = spawnSync(process.execPath, [MAIN, 'export', policyPath, '--format', 'nni', '--out', out, '--json'], { encoding: 'utf8' });
+  assert.equal(JSON.parse(again.stdout).replaced, true);
+  const bad = spawnSync(process.execPath, [MAIN, 'export', policyPath, '--format', 'nni', '--json'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr, 'mpq: --json: give --out FILE (stdout carries the JSON object)\n');
+});
+
 test('hawq keeps the layer names of models HAWQ has no module map for', () => {
   const p = policy(
     [layer('features.stage1.unit1.dw_conv.conv', 4, 5)],

@@ -45,10 +45,19 @@ test('train → pretrain → finetune → eval on 32 digits', (t) => {
   assert.equal(train.stderr, '', 'nothing on stderr: the backend is in the result, not a line before any error');
   assert.match(train.stdout, /train epoch 1\/1: test top1 [\d.]+%/);
   assert.ok(existsSync(join(fp, 'model.json')));
+  // --json: the same run (one seed) as one object on the last line
+  const again = mpq(['train', ...common, '--checkpoint', fp, '--overwrite', '--json']);
+  assert.equal(again.code, 0, again.stderr);
+  const trained = JSON.parse(again.stdout.trim().split('\n').at(-1)!);
+  assert.deepEqual([trained.model, trained.checkpoint, trained.count, trained.epochs, trained.seed], ['mnist-cnn', fp, 32, 1, 3]);
+  assert.equal(`${(100 * trained.top1).toFixed(2)}%`, /final test top1 ([\d.]+%)/.exec(train.stdout)![1]);
 
   const indicatorsPath = join(dir, 'indicators.json');
-  const pretrain = mpq(['pretrain', ...common, '--from', fp, '--bits', '4', '2', '--out', indicatorsPath]);
+  const pretrain = mpq(['pretrain', ...common, '--from', fp, '--bits', '4', '2', '--out', indicatorsPath, '--json']);
   assert.equal(pretrain.code, 0, pretrain.stderr);
+  const pretrained = JSON.parse(pretrain.stdout.trim().split('\n').at(-1)!);
+  assert.deepEqual([pretrained.out, pretrained.from, pretrained.bits, pretrained.layers], [indicatorsPath, fp, [4, 2], 4]);
+  assert.deepEqual(Object.keys(pretrained.test_top1_uniform).sort(), ['2', '4']);
   const indicators = JSON.parse(readFileSync(indicatorsPath, 'utf8'));
   assert.deepEqual(indicators.layer_name, ['conv2', 'conv3', 'conv4', 'conv5']);
   assert.deepEqual(Object.keys(indicators.weight.conv3).sort(), ['2', '4']);

@@ -6,7 +6,7 @@ import { UserError } from '../util/errors.js';
 import { checkOutputDirectory } from '../util/fs.js';
 import { action, parseInteger, parseNumber } from './run.js';
 import { layerSelection } from './search-options.js';
-import { addModelOptions, backendFlag, backendOption, dataOption, limitOption, overwriteOption, progressOption, seedOption } from './options.js';
+import { addModelOptions, backendFlag, backendOption, dataOption, jsonOption, limitOption, overwriteOption, progressOption, seedOption } from './options.js';
 
 /**
  * Flags every training command shares (train, pretrain, finetune, quantize), with the stage's
@@ -78,12 +78,15 @@ export function formatEpoch(r: EpochReport): string {
 export function registerTrain(program: Command): void {
   addTrainingOptions(program.command('train').description('train a model in full precision (SGD, cosine LR, label smoothing)'), 'train')
     .requiredOption('--checkpoint <dir>', 'checkpoint directory (written after every epoch)')
+    .addOption(jsonOption('print a JSON summary (top1 0–1, snake_case keys) as the last line'))
     .action(action(async (o: Record<string, unknown>) => {
       if (o.model === undefined) throw new UserError('--model: required (what to train)');
       const result = await trainFullPrecision({
         ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
-      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}; checkpoint ${String(o.checkpoint)}\n`);
+      process.stdout.write(o.json
+        ? `${JSON.stringify({ model: result.model, checkpoint: String(o.checkpoint), top1: result.test.top1, count: result.test.count, epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds) })}\n`
+        : `final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}; checkpoint ${String(o.checkpoint)}\n`);
     }));
 }
