@@ -22,7 +22,7 @@ export function registerExport(program: Command): void {
     // commander rejects other values at parse time with one line listing the choices (exit 2)
     .addOption(new Option('--format <format>', 'output format').choices(EXPORT_FORMATS).makeOptionMandatory())
     .option('--out <file>', 'output: the config file (written atomically; - for stdout; default: stdout)')
-    .addOption(jsonOption('print one JSON object (snake_case keys) saying what was written; needs --out FILE'))
+    .addOption(jsonOption('print one JSON object saying what was written; needs --out FILE'))
     .action(
       action((policyPath: string, flags: ExportFlags) => {
         if (flags.json && (flags.out === undefined || isStdout(flags.out))) throw new UserError('--json: give --out FILE (stdout carries the JSON object)');

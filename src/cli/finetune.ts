@@ -5,6 +5,7 @@ import type { QuantizerChoice } from '../train/quantizer-factory.js';
 import { finetuneAtPolicy } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger } from './run.js';
+import { addBitsPairOptions } from './options.js';
 import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
 
 const NUQ_FLAGS: [key: string, flag: string][] = [
@@ -23,9 +24,10 @@ export function addQuantizerOptions(cmd: Command): Command {
 
 /** Uniform bits instead of a policy file, and what happens to the first and last layers. */
 export function addBitsOptions(cmd: Command): Command {
-  return cmd
-    .option('--weight-bits <b>', 'uniform weight bits of the searchable layers, instead of --policy (32: not quantized)', parseInteger('--weight-bits'))
-    .option('--act-bits <b>', 'uniform activation bits (32: not quantized; default: lsq/qat as --weight-bits, nuq 32, dorefa/naive weights only)', parseInteger('--act-bits'))
+  return addBitsPairOptions(cmd, {
+    weight: 'uniform weight bits of the searchable layers, instead of --policy (32: not quantized)',
+    act: 'uniform activation bits (32: not quantized; default: lsq/qat as --weight-bits, nuq 32, dorefa/naive weights only)',
+  })
     .option('--quantize-first-last', 'quantize the first and last layers, at 8 bits (default, except nuq)')
     .option('--no-quantize-first-last', 'leave the first and last layers in full precision (the nuq default)');
 }

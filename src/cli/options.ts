@@ -54,7 +54,7 @@ export function backendFlag(value: unknown): BackendName {
 export const dataOption = (what = 'dataset directory'): Option =>
   new Option('--data <dir>', `${what}: MNIST IDX files or CIFAR-10 binary batches (default: the bundled mnist digits)`);
 
-export const jsonOption = (what = 'print one JSON object (snake_case keys) instead of the text'): Option => new Option('--json', what);
+export const jsonOption = (what = 'print one JSON object instead of the text'): Option => new Option('--json', what);
 
 export const overwriteOption = (what: string): Option => new Option('--overwrite', `replace ${what}; without it that is refused`);
 
@@ -128,14 +128,4 @@ export function showDefaultsPlainly(cmd: Command): void {
     opt.defaultValueDescription = Array.isArray(v) ? v.join(' ') : String(v);
   }
   for (const sub of cmd.commands) showDefaultsPlainly(sub);
-}
-
-/** `fileBytes` → `file_bytes`: --json keys are snake_case in every command. */
-export function snakeCase(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-}
-
-/** An object of fixed field names (not one keyed by layer names) with its keys in snake_case. */
-export function snakeKeys<T extends object>(o: T): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [snakeCase(k), v]));
 }

@@ -14,7 +14,7 @@ export function registerPretrain(program: Command): void {
     .requiredOption('--bits <b...>', 'candidate bit-widths, e.g. 6 5 4 3 2')
     .option('--out <file>', 'indicators JSON to write (default: indicators/<model>.json)')
     .option('--checkpoint <dir>', 'also save the pretrained model here after every epoch')
-    .addOption(jsonOption('print a JSON summary (snake_case keys; the indicators are in the --out file) as the last line'))
+    .addOption(jsonOption('print a JSON summary (the indicators are in the --out file) as the last line'))
     .action(action(async (o: Record<string, unknown>) => {
       const common = runOptions(o);
       const out = typeof o.out === 'string' ? o.out : defaultOutputPath('indicators', `${modelName(common.model ?? String(o.from))}.json`);

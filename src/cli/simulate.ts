@@ -102,7 +102,7 @@ export function registerSimulate(program: Command): void {
     .addOption(limitOption())
     .addOption(backendOption())
     .addOption(dataOption())
-    .addOption(jsonOption('print one JSON object (snake_case keys) instead of the table'))
+    .addOption(jsonOption('print one JSON object instead of the table'))
     .option('--csv <file>', 'also write the table as CSV')
     .option('--markdown <file>', 'also write the markdown table')
     .option('--pack <file>', 'write the quantized model (one setting) as a packed MPQP file')

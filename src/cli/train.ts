@@ -78,7 +78,7 @@ export function formatEpoch(r: EpochReport): string {
 export function registerTrain(program: Command): void {
   addTrainingOptions(program.command('train').description('train a model in full precision (SGD, cosine LR, label smoothing)'), 'train')
     .requiredOption('--checkpoint <dir>', 'checkpoint directory (written after every epoch)')
-    .addOption(jsonOption('print a JSON summary (top1 0–1, snake_case keys) as the last line'))
+    .addOption(jsonOption('print a JSON summary (top1 0–1) as the last line'))
     .action(action(async (o: Record<string, unknown>) => {
       if (o.model === undefined) throw new UserError('--model: required (what to train)');
       const result = await trainFullPrecision({
