@@ -77,7 +77,7 @@ test('train → pretrain → finetune → eval on 32 digits', (t) => {
   assert.equal(finetune.code, 0, finetune.stderr);
   const summary = JSON.parse(finetune.stdout.trim().split('\n').at(-1)!);
   assert.ok(summary.top1 >= 0 && summary.top1 <= 1);
-  assert.deepEqual(summary.layers.find((l: { name: string }) => l.name === 'conv3'), { name: 'conv3', weightBits: 2, actBits: 4 });
+  assert.deepEqual(summary.layers.find((l: { name: string }) => l.name === 'conv3'), { name: 'conv3', weight_bits: 2, act_bits: 4 });
 
   const evaluated = mpq(['eval', '--model', 'mnist-cnn', '--from', finetuned, '--policy', policyPath, '--limit', '32', '--json']);
   assert.equal(evaluated.code, 0, evaluated.stderr);

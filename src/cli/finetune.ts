@@ -97,7 +97,7 @@ export function registerFinetune(program: Command): void {
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
           model: result.model, policy: o.policy ?? null, ...result.quantization, top1: result.test.top1, count: result.test.count,
-          layers: Object.entries(result.policy).map(([name, b]) => ({ name, ...b })),
+          layers: Object.entries(result.policy).map(([name, b]) => ({ name, weight_bits: b.weightBits, act_bits: b.actBits })),
           epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);
       } else {

@@ -27,7 +27,7 @@ export function registerQuantize(program: Command): void {
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
           model: result.model, ...result.quantization, top1: result.test.top1, count: result.test.count,
-          layers: Object.entries(result.policy).map(([name, b]) => ({ name, ...b })), calibrated: result.calibrated,
+          layers: Object.entries(result.policy).map(([name, b]) => ({ name, weight_bits: b.weightBits, act_bits: b.actBits })), calibrated: result.calibrated,
           epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);
       } else {

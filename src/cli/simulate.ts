@@ -148,7 +148,8 @@ function summary(result: SimulateResult, o: { model?: string; from: string; grou
     model: result.model, from: o.from, backend: result.backend, dataset: result.dataset, test_count: result.testCount,
     calibration_count: result.calibrationCount, group_size: o.groupSize, num_sample: o.numSample, calib_epoch: o.calibEpoch,
     batch_size: o.batchSize, seed: o.seed, fp_top1: result.fp.top1,
-    rows: result.rows.map(({ seconds: _s, ...r }) => r),
+    // a row's own fields in snake_case, as every --json; its thresholds and clipping stay keyed by layer name
+    rows: result.rows.map(({ seconds: _s, ...r }) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]))),
   };
 }
 
