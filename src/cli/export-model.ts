@@ -14,6 +14,7 @@ import { UserError } from '../util/errors.js';
 import { refuseExistingOutput, writeOutputs } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
 import { layerSelection } from './search-options.js';
+import { snakeKeys } from './options.js';
 import { addModelOptions, backendFlag } from './train.js';
 
 /** The format --out names: `.onnx` an ONNX file, `*.json` or a directory a tfjs LayersModel. */
@@ -85,7 +86,7 @@ export function registerExportModel(program: Command): void {
         const written = outputs.map(({ path, data }) => ({ path, bytes: typeof data === 'string' ? Buffer.byteLength(data) : data.length }));
         // a tfjs file holds float32 weights, fake-quantized or not: its ratio is against FP32 alone
         const size = exportSize(model, format === 'onnx' ? policy : FULL_PRECISION, written.reduce((s, f) => s + f.bytes, 0));
-        const summary = { out: main, format, ...(format === 'onnx' && { opset: opset ?? 13 }), policy: policyPath ?? null, files: written, storage: exported.storage, ...size };
+        const summary = { out: main, format, ...(format === 'onnx' && { opset: opset ?? 13 }), policy: policyPath ?? null, files: written, storage: exported.storage, ...snakeKeys(size) };
         const line = format === 'tfjs'
           ? formatExportSize(`${main} + ${basename(written[0].path)}`, size, file ? 'float32 weights, fake-quantized at the policy' : 'full precision')
           : formatExportSize(main, size);

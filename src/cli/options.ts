@@ -129,3 +129,8 @@ export function showDefaultsPlainly(cmd: Command): void {
   }
   for (const sub of cmd.commands) showDefaultsPlainly(sub);
 }
+
+/** An object of fixed field names (not one keyed by layer names) with its keys in snake_case, as every --json has them. */
+export function snakeKeys(o: object): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]));
+}

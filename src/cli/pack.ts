@@ -16,6 +16,7 @@ import { addBitsOptions, quantizeRequest } from './finetune.js';
 import { action, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 import { layerSelection } from './search-options.js';
+import { snakeKeys } from './options.js';
 
 export function registerPack(program: Command): void {
   addBitsOptions(addModelOptions(program.command('pack')
@@ -100,7 +101,7 @@ export function registerPack(program: Command): void {
       writeOutputs(outputs.map(([path, data]) => ({ path, data }))); // all or none
       const written = outputs.map(([path]) => path);
       const size = packedSize(bytes, readPacked(bytes, out));
-      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...size, ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer: quantizer.name, backend, ...snakeKeys(size), ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
     }));
 }
 

@@ -12,7 +12,7 @@ import { disposeCheckpoint } from '../train/checkpoint.js';
 import { UserError } from '../util/errors.js';
 import { checkOutputPath, refuseExistingOutput, writeOutput, writeOutputs, type OutputFile } from '../util/fs.js';
 import { action, parseInteger } from './run.js';
-import { addAlias, addBitsPairOptions, addModelOptions, backendFlag, backendOption, dataOption, flagOf, jsonOption, limitOption, overwriteOption, seedOption } from './options.js';
+import { addAlias, addBitsPairOptions, addModelOptions, backendFlag, backendOption, dataOption, flagOf, jsonOption, limitOption, overwriteOption, seedOption, snakeKeys } from './options.js';
 
 type Raw = Record<string, unknown>;
 type Grid = { [K in keyof SimulateSetting]: Array<SimulateSetting[K]> };
@@ -149,7 +149,7 @@ function summary(result: SimulateResult, o: { model?: string; from: string; grou
     calibration_count: result.calibrationCount, group_size: o.groupSize, num_sample: o.numSample, calib_epoch: o.calibEpoch,
     batch_size: o.batchSize, seed: o.seed, fp_top1: result.fp.top1,
     // a row's own fields in snake_case, as every --json; its thresholds and clipping stay keyed by layer name
-    rows: result.rows.map(({ seconds: _s, ...r }) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]))),
+    rows: result.rows.map(({ seconds: _s, ...r }) => snakeKeys(r)),
   };
 }
 
@@ -169,7 +169,7 @@ async function packSimulated(out: string, o: Parameters<typeof simulateContext>[
     writeOutput(out, file);
     const size = packedSize(file, readPacked(file, out));
     const clipping = calibration ? { clipped: Object.fromEntries(calibration.clipped), ...(warning ? { warning } : {}) } : {};
-    process.stdout.write(json ? `${JSON.stringify({ out, ...size, ...clipping })}\n` : `${formatPackedSize(out, size)}\n`);
+    process.stdout.write(json ? `${JSON.stringify({ out, ...snakeKeys(size), ...clipping })}\n` : `${formatPackedSize(out, size)}\n`);
   } finally {
     disposeCheckpoint(ctx.checkpoint);
   }
