@@ -43,7 +43,7 @@ function finetune(name: string, args: string[]): string {
 }
 
 /** `mpq export-model` (CLI); returns its JSON summary. */
-function exportModel(args: string[]): { fileBytes: number; compressionRatio: number; fp32WeightBytes: number; storage: string[] } {
+function exportModel(args: string[]): { file_bytes: number; compression_ratio: number; fp32_weight_bytes: number; storage: string[] } {
   const r = runCli(['export-model', ...args, '--json']);
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
@@ -135,23 +135,23 @@ test('the shipped W3A4 policy of mnist-cnn as QDQ: onnxruntime gives the fake-qu
   const ft = shippedFinetune();
   const paths = { 13: join(dir, 'mnist-13.onnx'), 21: join(dir, 'mnist-21.onnx') };
   const sizes = { 13: exportModel(['--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[13]]), 21: exportModel(['--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[21], '--opset', '21']) };
-  t.diagnostic(`mnist-cnn W3A4: opset 13 ${sizes[13].fileBytes} bytes, opset 21 ${sizes[21].fileBytes} bytes; FP32 weights ${sizes[13].fp32WeightBytes} bytes / CR ${sizes[13].compressionRatio.toFixed(2)}`);
-  assert.ok(sizes[21].fileBytes < sizes[13].fileBytes * 0.6, 'INT4 weights take half the bytes of INT8');
-  assert.equal(sizes[13].compressionRatio, readPolicy(SHIPPED_POLICY).compressionRatio);
+  t.diagnostic(`mnist-cnn W3A4: opset 13 ${sizes[13].file_bytes} bytes, opset 21 ${sizes[21].file_bytes} bytes; FP32 weights ${sizes[13].fp32_weight_bytes} bytes / CR ${sizes[13].compression_ratio.toFixed(2)}`);
+  assert.ok(sizes[21].file_bytes < sizes[13].file_bytes * 0.6, 'INT4 weights take half the bytes of INT8');
+  assert.equal(sizes[13].compression_ratio, readPolicy(SHIPPED_POLICY).compressionRatio);
   // an earlier export is not replaced without --overwrite
   const again = runCli(['export-model', '--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[21], '--opset', '21']);
   assert.equal(again.status, 2);
   assert.match(again.stderr, /^mpq: --out .*: already exists \(a previous run's output\); give --overwrite to replace it\n$/);
   const line = runCli(['export-model', '--from', ft, '--policy', SHIPPED_POLICY, '--out', paths[21], '--opset', '21', '--overwrite']);
-  assert.equal(line.stdout, `${paths[21]}: ${sizes[21].fileBytes} bytes, ${(sizes[21].fileBytes / 540224).toFixed(2)}x FP32 weights (540224 bytes); `
-    + `FP32 weights / compression ratio 15.01 = 35984 bytes, the file ${(sizes[21].fileBytes / 35984).toFixed(2)}x that\n`);
+  assert.equal(line.stdout, `${paths[21]}: ${sizes[21].file_bytes} bytes, ${(sizes[21].file_bytes / 540224).toFixed(2)}x FP32 weights (540224 bytes); `
+    + `FP32 weights / compression ratio 15.01 = 35984 bytes, the file ${(sizes[21].file_bytes / 35984).toFixed(2)}x that\n`);
   // without --policy, the fine-tune is written at the policy it kept: the same file; --full-precision writes it in FP
   const kept = runCli(['export-model', '--from', ft, '--out', join(dir, 'mnist-kept.onnx')]);
   assert.equal(kept.status, 0, kept.stderr);
   assert.match(kept.stderr, /is a fine-tuned checkpoint: at /);
   assert.deepEqual(readFileSync(join(dir, 'mnist-kept.onnx')), readFileSync(paths[13]));
   const fp32 = exportModel(['--from', ft, '--full-precision', '--out', join(dir, 'mnist-fp.onnx')]);
-  assert.ok(fp32.fileBytes > 500_000 && !readOnnxFile(join(dir, 'mnist-fp.onnx')).graph.nodes.some((nd) => nd.opType === 'QuantizeLinear'), 'full precision');
+  assert.ok(fp32.file_bytes > 500_000 && !readOnnxFile(join(dir, 'mnist-fp.onnx')).graph.nodes.some((nd) => nd.opType === 'QuantizeLinear'), 'full precision');
   // the integer weights: 2- and 4-bit layers INT4 at opset 21, INT8 at 13, the codes in the b-bit range either way
   for (const opset of [13, 21] as const) {
     const m = readOnnxFile(paths[opset]);

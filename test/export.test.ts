@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -191,6 +191,35 @@ test('limpq-yaml writes the bit lists in LIMPQ\'s flow style and names the layer
   assert.match(text, /^# +51 {2}l51 {2}W2A6$/m);
 });
 
+test('limpq-yaml for a model LIMPQ does not build: its dataset, classes and FP epochs from the indicators and their checkpoint; the unknown marked null', () => {
+  const dir = tempDir();
+  // what mpq pretrain records: the dataset in the indicators' meta, the FP checkpoint they started from
+  const ckpt = join(dir, 'fp');
+  mkdirSync(ckpt);
+  writeFileSync(join(ckpt, 'model.json'), JSON.stringify({ format: 'mpq-checkpoint', training: { stage: 'train', epochsDone: 24, epochs: 24 }, meta: {} }));
+  const indicators = join(dir, 'mnist-cnn.json');
+  writeFileSync(indicators, JSON.stringify({ weight: {}, act: {}, layer_name: [], meta: { model: 'mnist-cnn', dataset: 'mnist', from: ckpt } }));
+  const mnist = { ...policy([layer('conv2', 4, 5)], [layer('conv1', 8, 8), layer('fc', 8, 8)], 'mnist-cnn'), indicators: { path: indicators, sha256: '' } };
+  const text = exportPolicy(mnist, 'limpq-yaml');
+  const config = parseLimpq(text);
+  assert.deepEqual(Object.keys(config), LIMPQ_TOP_KEYS);
+  assert.deepEqual([config.dataloader.dataset, config.dataloader.num_classes, config.dataloader.path, config.epochs], ['mnist', 10, '/path/to/mnist', 24]);
+  assert.match(text, /^# mnist-cnn is not a model LIMPQ's trainer builds/m);
+  assert.match(text, new RegExp(`what mpq knows \\(from ${indicators}, ${ckpt}\\)`));
+  assert.doesNotMatch(text, /imagenet: |1000|unknown to mpq/);
+  // no indicators file: the zoo's input still says MNIST; the FP training's length is unknown
+  const bare = exportPolicy(policy([layer('conv2', 4, 5)], [layer('conv1', 8, 8)], 'mnist-cnn'), 'limpq-yaml');
+  assert.deepEqual([parseLimpq(bare).dataloader.dataset, parseLimpq(bare).epochs], ['mnist', null]);
+  assert.match(bare, /# unknown to mpq: set it \(mpq knows no full-precision training of mnist-cnn\)\nepochs: null$/m);
+  // an imported model mpq knows nothing of: every such value null, each with its comment
+  const net = exportPolicy(policy([layer('a', 4, 4)], [layer('b', 8, 8)], 'net'), 'limpq-yaml');
+  const c = parseLimpq(net);
+  assert.deepEqual([c.dataloader.dataset, c.dataloader.num_classes, c.epochs], [null, null, null]);
+  assert.equal(net.match(/# unknown to mpq: set it/g)?.length, 3);
+  // LIMPQ's own models keep its template
+  assert.deepEqual([parseLimpq(exportPolicy(resnet18Policy, 'limpq-yaml')).dataloader.dataset, parseLimpq(exportPolicy(resnet18Policy, 'limpq-yaml')).epochs], ['imagenet', 90]);
+});
+
 // ---------------------------------------------------------------------------------------------
 // nni
 
@@ -270,6 +299,21 @@ test('hawq uses the bottleneck ResNets\' stem name and quant_act2 before conv3',
   assert.equal(bits.quant_init_block_convbn, undefined);
   assert.equal(bits['stage1.unit1.quant_act2'], 6);
   assert.equal(bits['stage1.unit1.quant_convbn3'], 2);
+});
+
+test('mpq export --json: what was written, as one object; without --out FILE it is one line naming --json', () => {
+  const dir = tempDir();
+  const policyPath = join(dir, 'r18.json');
+  writePolicy(policyPath, resnet18Policy);
+  const out = join(dir, 'r18.nni.json');
+  const r = spawnSync(process.execPath, [MAIN, 'export', policyPath, '--format', 'nni', '--out', out, '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { policy: policyPath, format: 'nni', out, replaced: false, bytes: readFileSync(out).length });
+  const again = spawnSync(process.execPath, [MAIN, 'export', policyPath, '--format', 'nni', '--out', out, '--json'], { encoding: 'utf8' });
+  assert.equal(JSON.parse(again.stdout).replaced, true);
+  const bad = spawnSync(process.execPath, [MAIN, 'export', policyPath, '--format', 'nni', '--json'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr, 'mpq: --json: give --out FILE (stdout carries the JSON object)\n');
 });
 
 test('hawq keeps the layer names of models HAWQ has no module map for', () => {

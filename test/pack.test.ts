@@ -151,15 +151,15 @@ test('mpq pack and mpq eval --packed: the packed model scores what the checkpoin
     '--ncnn-table', ncnn, '--trt-cache', trt, '--num-sample', '2', '--json']);
   assert.equal(pack.status, 0, pack.stderr);
   const report = JSON.parse(pack.stdout);
-  assert.equal(report.fileBytes, readFileSync(out).length);
+  assert.equal(report.file_bytes, readFileSync(out).length);
   assert.deepEqual(report.written, [out, ncnn, trt]);
   // the compressed file against its uncompressed payload, and the payload's parts
-  assert.equal(report.payloadBytes, report.codeBytes + report.floatBytes + report.indexBytes);
-  assert.equal(report.payloadBytes, new DataView(readFileSync(out).buffer).getUint32(8, true));
-  assert.ok(report.fileBytes < report.payloadBytes, `${report.fileBytes} vs ${report.payloadBytes}`);
-  assert.ok(Math.abs(report.targetBytes - report.fp32WeightBytes / report.compressionRatio) < 1e-6);
-  assert.ok(Math.abs(report.deviationPercent - 100 * (report.fileBytes / report.targetBytes - 1)) < 1e-9);
-  assert.equal(report.withinTolerance, Math.abs(report.deviationPercent) <= report.tolerancePercent);
+  assert.equal(report.payload_bytes, report.code_bytes + report.float_bytes + report.index_bytes);
+  assert.equal(report.payload_bytes, new DataView(readFileSync(out).buffer).getUint32(8, true));
+  assert.ok(report.file_bytes < report.payload_bytes, `${report.file_bytes} vs ${report.payload_bytes}`);
+  assert.ok(Math.abs(report.target_bytes - report.fp32_weight_bytes / report.compression_ratio) < 1e-6);
+  assert.ok(Math.abs(report.deviation_percent - 100 * (report.file_bytes / report.target_bytes - 1)) < 1e-9);
+  assert.equal(report.within_tolerance, Math.abs(report.deviation_percent) <= report.tolerance_percent);
   // what the tables' thresholds clip, per layer input: KL (the default) keeps within the limit
   assert.equal(report.calib, 'kl');
   assert.deepEqual(Object.keys(report.clipped), ['conv1', 'conv2', 'conv3', 'conv4', 'conv5', 'fc']);

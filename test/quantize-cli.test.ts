@@ -96,9 +96,9 @@ test('mpq quantize with a QAT config list: trains, saves EMA ranges; --epochs 0 
   assert.equal(trained.quantizer, 'qat');
   assert.deepEqual(trained.bn_folded, ['conv1', 'conv2', 'conv3', 'conv4', 'conv5']);
   assert.deepEqual(trained.layers, [
-    { name: 'conv1', weightBits: 8, actBits: 8 },
-    ...['conv2', 'conv3', 'conv4', 'conv5'].map((name) => ({ name, weightBits: 4, actBits: 4 })),
-    { name: 'fc', weightBits: 8, actBits: 8 },
+    { name: 'conv1', weight_bits: 8, act_bits: 8 },
+    ...['conv2', 'conv3', 'conv4', 'conv5'].map((name) => ({ name, weight_bits: 4, act_bits: 4 })),
+    { name: 'fc', weight_bits: 8, act_bits: 8 },
   ]);
   const saved = checkpointVariables(q);
   const range = saved.get('conv3.quan_a_fn.tracked_range')!.values;

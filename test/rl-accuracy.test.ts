@@ -63,7 +63,10 @@ test('rl --reward accuracy: every rollout within budget, one held-out top-1 per 
   assert.deepEqual(o.rl, {
     rollouts: 3, rollouts_done: 3, warmup: 1, seed: 5,
     reward: { kind: 'accuracy', best, held_out_top1: best, holdout: HOLDOUT, fp_held_out_top1: record.reward.fp_top1 },
+    // the policy's LIMPQ objective against the exact optimum of the same problem
+    exact_objective: o.rl.exact_objective, exact_status: 'optimal', gap_to_exact: (o.objective - o.rl.exact_objective) / o.rl.exact_objective,
   });
+  assert.ok(o.rl.exact_objective > 0 && o.rl.exact_objective <= o.objective);
   assert.deepEqual(readPolicy(join(dir, 'a', 'best-policy.json')).layers.map((l) => l.actBits), o.act_bits);
 
   const second = run(join(dir, 'b'));

@@ -125,6 +125,26 @@ test('mpq search --searcher rl --rollouts 10: warm-up defaults to 10% of the rol
   assert.match(runCli(['search', '--help']).stdout.replace(/\s+/g, ' '), /--warmup <n> rl: first episodes with random actions, before learning \(default: 10% of --rollouts, rounded up; 20 of 200\)/);
 });
 
+test('mpq search --searcher rl: the gap to the exact optimum of the same problem in --json and the report; plain progress lines off a terminal', () => {
+  const ilp = JSON.parse(runCli([...base, '--json']).stdout);
+  // 3 rollouts of seed 3 stop short of the optimum (seed 2 reaches it: below)
+  const r = runCli([...base, '--searcher', 'rl', '--rollouts', '3', '--seed', '3', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const o = JSON.parse(r.stdout);
+  assert.equal(o.rl.exact_objective, ilp.objective);
+  assert.equal(o.rl.exact_status, 'optimal');
+  assert.ok(o.objective > ilp.objective);
+  assert.ok(Math.abs(o.rl.gap_to_exact - (o.objective - ilp.objective) / ilp.objective) < 1e-12, `gap ${o.rl.gap_to_exact}`);
+  // stderr is a pipe here: no bar, but lines a reader of a log can follow, the last at the end
+  const lines = r.stderr.trim().split('\n');
+  assert.match(lines[0], /^mpq: rl 1\/3 rollouts, best reward \S+, ETA /);
+  assert.match(lines[lines.length - 1], /^mpq: rl 3\/3 rollouts, best reward -?[\d.]+, ETA /);
+  const text = runCli([...base, '--searcher', 'rl', '--rollouts', '3', '--seed', '3']).stdout;
+  assert.ok(text.includes(`\nrl: ${+(100 * o.rl.gap_to_exact).toPrecision(3)}% worse than the exact optimum (objective ${ilp.objective};`), text);
+  const reached = runCli([...base, '--searcher', 'rl', '--rollouts', '3', '--seed', '2']).stdout;
+  assert.ok(reached.includes(`\nrl: the policy is an exact optimum (objective ${ilp.objective})\n`), reached);
+});
+
 test('mpq search: bad searcher flags are one-line errors, exit 2', () => {
   const cases: [string[], RegExp][] = [
     [['--searcher', 'ga'], /--searcher: unknown searcher 'ga'/],

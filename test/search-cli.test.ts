@@ -118,7 +118,7 @@ test('bad input: one line naming the flag or file, exit 2, no output file', () =
   usageError([...base, '--solver', 'lp_solve'], /--solver: unknown solver 'lp_solve'/);
   usageError([...base, '--export', 'onnx'], /--export: unknown format 'onnx'/);
   usageError([...base, '--frobnicate'], /unknown option '--frobnicate'/);
-  usageError(['search', '--model', 'resnet51', '--indicators', indicators], /--model: 'resnet51' is neither a zoo model/);
+  usageError(['search', '--model', 'resnet51', '--indicators', indicators], /--model: unknown model 'resnet51': neither a zoo model/);
   usageError(['search', '--model', model, '--indicators', join(dir, 'nope.pkl')], /nope\.pkl: no such indicators file/);
   usageError(['search', '--model', 'resnet18', '--indicators', indicators], /does not match model 'resnet18'/);
   usageError(['search', '--model', model, '--indicators', indicators, '--bits', '8', '4'], /has no indicator for 8 bits/);

@@ -82,7 +82,7 @@ test('layer counts beyond 1e15, where budget sums would lose other layers, are r
 test('budgets that are not finite are refused in one line naming the flag', () => {
   oneLine(runCli([...base, '--max-bitops', '1e300']), 2, /^mpq: --max-bitops 1e\+?300: /);
   oneLine(runCli([...base, '--cr', '1e-320']), 2, /^mpq: (--cr|compression ratio) 1e-320: /);
-  oneLine(runCli([...base, '--wb', '1e200', '--ab', '1e200']), 2, /^mpq: .*--wb.*--ab|^mpq: W1e\+200A1e\+200/);
+  oneLine(runCli([...base, '--wb', '1e200', '--ab', '1e200']), 2, /^mpq: .*--(wb|weight-bits).*--(ab|act-bits)|^mpq: W1e\+200A1e\+200/);
 });
 
 test('--solver highs at a large --alpha: the same optimum as exact, not a HiGHS failure', () => {

@@ -186,7 +186,7 @@ test('simulate flags: one value each without --grid, lists with it, the seed tab
     [{ calib: ['entropy'] }, /^--calib: 'entropy' is not one of none, naive, kl$/],
     [{ mergeBn: ['maybe'] }, /^--merge-bn: 'maybe' is not on or off$/],
     [{ weightBits: ['1'] }, /^--weight-bits: 1 is not a bit-width in 2\.\.16$/],
-    [{ inputBits: ['x'] }, /^--input-bits: 'x' is not a number$/],
+    [{ actBits: ['x'] }, /^--act-bits: 'x' is not a number$/],
   ];
   for (const [flags, message] of fails) assert.throws(() => settingsFromFlags(flags), (err: Error) => err.name === 'UserError' && message.test(err.message), JSON.stringify(flags));
 });
@@ -205,10 +205,13 @@ test('mpq simulate: a grid prints the table and writes JSON, CSV and markdown; 1
   assert.equal(grid.status, 0, grid.stderr);
   const result = JSON.parse(grid.stdout);
   assert.equal(result.rows.length, 4);
+  // snake_case keys, as every --json; --input-bits (the alias) set the activation bits
+  assert.deepEqual(Object.keys(result.rows[0]).filter((k) => /[A-Z]/.test(k)), []);
+  assert.deepEqual([result.rows[0].quant_type, result.rows[0].weight_bits, result.rows[0].input_bits], ['layer', 16, 16]);
   assert.equal(result.calibration_count, 20);
   assert.equal(result.test_count, 40);
   for (const row of result.rows.filter((r: { calib: string }) => r.calib === 'none')) {
-    assert.equal(row.top1, result.fp_top1, `${row.quantType}: 16-bit weights and inputs keep every FP prediction`);
+    assert.equal(row.top1, result.fp_top1, `${row.quant_type}: 16-bit weights and inputs keep every FP prediction`);
   }
   assert.deepEqual(Object.keys(result.rows[1].thresholds), ['conv2', 'conv3', 'conv4', 'conv5', 'fc']);
   // calibrated rows say what each threshold clips; online rows have no threshold to clip with

@@ -98,7 +98,7 @@ async function checkClick(page: Page, sweep: Sweep): Promise<void> {
   assert.ok(Math.abs(sweep.points[index].objective! - objective) < 1e-9, 'the table lists the clicked point');
   await page.locator('#table button').click();
   const command = (await page.locator('#command').textContent())!;
-  assert.match(command, new RegExp(`^mpq search .*--wb ${sweep.points[index].wb} --ab ${sweep.points[index].ab} --cr ${sweep.points[index].cr} --out$`));
+  assert.match(command, new RegExp(`^mpq search .*--weight-bits ${sweep.points[index].wb} --act-bits ${sweep.points[index].ab} --cr ${sweep.points[index].cr} --out$`));
   // a click on an empty place selects none: the table is back to the Pareto points
   const area = (await page.locator('g.points_size_marks').boundingBox())!;
   await page.mouse.click(area.x + 2, area.y + area.height - 2); // below and left of the front: nothing there

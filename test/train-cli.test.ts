@@ -24,7 +24,7 @@ function assertUserError(r: ReturnType<typeof mpq>, pattern: RegExp): void {
 
 test('training commands: bad input is one line naming the flag or file, exit 2', () => {
   assertUserError(mpq(['train', '--model', 'mnist-cnn', '--epochs', 'two', '--checkpoint', '/tmp/x']), /--epochs/);
-  assertUserError(mpq(['train', '--model', 'vgg', '--epochs', '1', '--checkpoint', '/tmp/x']), /--model: 'vgg'/);
+  assertUserError(mpq(['train', '--model', 'vgg', '--epochs', '1', '--checkpoint', '/tmp/x']), /--model: unknown model 'vgg'/);
   assertUserError(mpq(['train', '--model', 'mnist-cnn', '--epochs', '1', '--checkpoint', '/tmp/x', '--backend', 'gpu']), /--backend: 'gpu'/);
   assertUserError(mpq(['eval', '--model', 'mnist-cnn', '--from', '/nonexistent/ck']), /--from \/nonexistent\/ck: no model.json/);
   assertUserError(mpq(['pretrain', '--model', 'mnist-cnn', '--from', '/nonexistent', '--bits', '4', 'x', '--epochs', '1']), /--bits: 'x'/);
@@ -46,10 +46,19 @@ test('train → pretrain → finetune → eval on 32 digits', (t) => {
   assert.match(train.stderr, /^mpq: backend: \w+ \(.+\)\n$/);
   assert.match(train.stdout, /train epoch 1\/1: test top1 [\d.]+%/);
   assert.ok(existsSync(join(fp, 'model.json')));
+  // --json: the same run (one seed) as one object on the last line
+  const again = mpq(['train', ...common, '--checkpoint', fp, '--overwrite', '--json']);
+  assert.equal(again.code, 0, again.stderr);
+  const trained = JSON.parse(again.stdout.trim().split('\n').at(-1)!);
+  assert.deepEqual([trained.model, trained.checkpoint, trained.count, trained.epochs, trained.seed], ['mnist-cnn', fp, 32, 1, 3]);
+  assert.equal(`${(100 * trained.top1).toFixed(2)}%`, /final test top1 ([\d.]+%)/.exec(train.stdout)![1]);
 
   const indicatorsPath = join(dir, 'indicators.json');
-  const pretrain = mpq(['pretrain', ...common, '--from', fp, '--bits', '4', '2', '--out', indicatorsPath]);
+  const pretrain = mpq(['pretrain', ...common, '--from', fp, '--bits', '4', '2', '--out', indicatorsPath, '--json']);
   assert.equal(pretrain.code, 0, pretrain.stderr);
+  const pretrained = JSON.parse(pretrain.stdout.trim().split('\n').at(-1)!);
+  assert.deepEqual([pretrained.out, pretrained.from, pretrained.bits, pretrained.layers], [indicatorsPath, fp, [4, 2], 4]);
+  assert.deepEqual(Object.keys(pretrained.test_top1_uniform).sort(), ['2', '4']);
   const indicators = JSON.parse(readFileSync(indicatorsPath, 'utf8'));
   assert.deepEqual(indicators.layer_name, ['conv2', 'conv3', 'conv4', 'conv5']);
   assert.deepEqual(Object.keys(indicators.weight.conv3).sort(), ['2', '4']);
@@ -69,7 +78,7 @@ test('train → pretrain → finetune → eval on 32 digits', (t) => {
   assert.equal(finetune.code, 0, finetune.stderr);
   const summary = JSON.parse(finetune.stdout.trim().split('\n').at(-1)!);
   assert.ok(summary.top1 >= 0 && summary.top1 <= 1);
-  assert.deepEqual(summary.layers.find((l: { name: string }) => l.name === 'conv3'), { name: 'conv3', weightBits: 2, actBits: 4 });
+  assert.deepEqual(summary.layers.find((l: { name: string }) => l.name === 'conv3'), { name: 'conv3', weight_bits: 2, act_bits: 4 });
 
   const evaluated = mpq(['eval', '--model', 'mnist-cnn', '--from', finetuned, '--policy', policyPath, '--limit', '32', '--json']);
   assert.equal(evaluated.code, 0, evaluated.stderr);

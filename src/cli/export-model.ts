@@ -5,6 +5,7 @@ import { formatExportSize, MODEL_EXPORT_FORMATS, type ModelExportFormat } from '
 import { exportModelFile } from '../export/model-file.js';
 import { action, parseInteger } from './run.js';
 import { layerSelection } from './search-options.js';
+import { snakeKeys } from './options.js';
 import { addModelOptions, backendFlag } from './train.js';
 
 /** `mpq export-model`: a checkpoint or an imported model, FP or at a policy, as ONNX (QDQ) or a tfjs LayersModel. */
@@ -33,6 +34,6 @@ export function registerExportModel(program: Command): void {
       const line = r.format === 'tfjs'
         ? formatExportSize(`${r.out} + ${basename(r.files[0].path)}`, size, r.policy !== null ? 'float32 weights, fake-quantized at the policy' : 'full precision')
         : formatExportSize(r.out, size);
-      process.stdout.write(o.json ? `${JSON.stringify({ ...summary, ...size })}\n` : `${line}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify({ ...summary, ...snakeKeys(size) })}\n` : `${line}\n`);
     }, { policyPath: '--policy' }));
 }

@@ -5,6 +5,7 @@ import type { QuantizerChoice } from '../train/quantizer-factory.js';
 import { finetuneAtPolicy } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger } from './run.js';
+import { addBitsPairOptions } from './options.js';
 import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
 
 const NUQ_FLAGS: [key: string, flag: string][] = [
@@ -23,9 +24,10 @@ export function addQuantizerOptions(cmd: Command): Command {
 
 /** Uniform bits instead of a policy file, and what happens to the first and last layers. */
 export function addBitsOptions(cmd: Command): Command {
-  return cmd
-    .option('--weight-bits <b>', 'uniform weight bits of the searchable layers, instead of --policy (32: not quantized)', parseInteger('--weight-bits'))
-    .option('--act-bits <b>', 'uniform activation bits (32: not quantized; default: lsq/qat as --weight-bits, nuq 32, dorefa/naive weights only)', parseInteger('--act-bits'))
+  return addBitsPairOptions(cmd, {
+    weight: 'uniform weight bits of the searchable layers, instead of --policy (32: not quantized)',
+    act: 'uniform activation bits (32: not quantized; default: lsq/qat as --weight-bits, nuq 32, dorefa/naive weights only)',
+  })
     .option('--quantize-first-last', 'quantize the first and last layers, at 8 bits (default, except nuq)')
     .option('--no-quantize-first-last', 'leave the first and last layers in full precision (the nuq default)');
 }
@@ -80,7 +82,7 @@ export function quantizeRequest(o: Record<string, unknown>): QuantizeRequest {
 
 export function registerFinetune(program: Command): void {
   const cmd = program.command('finetune').description('quantization-aware finetuning (LSQ by default) at a policy or uniform bits, from an FP checkpoint');
-  addBitsOptions(addQuantizerOptions(addTrainingOptions(cmd)))
+  addBitsOptions(addQuantizerOptions(addTrainingOptions(cmd, 'finetune')))
     .option('--from <dir>', 'full-precision checkpoint to start from (default: an imported model\'s own weights)')
     .option('--policy <file>', 'policy JSON (policies/…) giving each layer its bits')
     .option('--checkpoint <dir>', 'save the finetuned model here after every epoch')
@@ -96,7 +98,7 @@ export function registerFinetune(program: Command): void {
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
           model: result.model, policy: o.policy ?? null, ...result.quantization, top1: result.test.top1, count: result.test.count,
-          layers: Object.entries(result.policy).map(([name, b]) => ({ name, ...b })),
+          layers: Object.entries(result.policy).map(([name, b]) => ({ name, weight_bits: b.weightBits, act_bits: b.actBits })),
           epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);
       } else {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { finishWritesOnInterrupt } from '../util/fs.js';
+import { showDefaultsPlainly } from './options.js';
 
 type Register = (program: Command) => void;
 
@@ -36,6 +37,7 @@ program
 const asked = process.argv[2];
 const needed = asked !== undefined && asked in COMMANDS ? [asked] : Object.keys(COMMANDS);
 for (const name of needed) (await COMMANDS[name]())(program);
+showDefaultsPlainly(program);
 
 try {
   await program.parseAsync(process.argv);

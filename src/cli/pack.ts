@@ -4,9 +4,10 @@ import { packCheckpoint, repackFile } from '../simulate/pack.js';
 import { formatPackedSize } from '../simulate/packed-model.js';
 import { UserError } from '../util/errors.js';
 import { addBitsOptions, quantizeRequest } from './finetune.js';
-import { action, flagOf, parseInteger } from './run.js';
+import { action, fieldFlag, parseInteger } from './run.js';
 import { addModelOptions, backendFlag } from './train.js';
 import { layerSelection } from './search-options.js';
+import { snakeKeys } from './options.js';
 
 export function registerPack(program: Command): void {
   addBitsOptions(addModelOptions(program.command('pack')
@@ -40,14 +41,14 @@ export function registerPack(program: Command): void {
         command: ['mpq', ...process.argv.slice(2)].join(' '), log: (line) => process.stderr.write(`${line}\n`),
       });
       const { out, written, quantizer, backend, size, tables } = result;
-      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer, backend, ...size, ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer, backend, ...snakeKeys(size), ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
     }, { policyPath: '--policy', dataDir: '--data' }));
 }
 
 /** `mpq pack --packed OLD --out NEW`: the same model in the current container version (checksummed). */
 function repack(path: string, out: string, o: Record<string, unknown>): void {
   const stray = ['model', 'from', 'policy', 'weightBits', 'actBits', 'quantizer', 'fixed', 'searchable', 'ncnnTable', 'trtCache'].find((key) => o[key] !== undefined);
-  if (stray) throw new UserError(`${flagOf(stray)}: not with --packed (the packed file holds the model)`);
+  if (stray) throw new UserError(`${fieldFlag(stray)}: not with --packed (the packed file holds the model)`);
   const r = repackFile({ path, out, overwrite: o.overwrite === true });
   process.stdout.write(o.json
     ? `${JSON.stringify({ out, from_version: r.fromVersion, version: r.version, bytes: r.bytes })}\n`

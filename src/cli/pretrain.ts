@@ -6,13 +6,15 @@ import { action } from './run.js';
 import { modelName } from '../model/names.js';
 import { parseBits } from './search-options.js';
 import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
+import { jsonOption } from './options.js';
 
 export function registerPretrain(program: Command): void {
-  addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'))
+  addTrainingOptions(program.command('pretrain').description('LIMPQ joint pretraining of the importance indicators (LSQ step sizes)'), 'pretrain')
     .option('--from <dir>', 'full-precision checkpoint to start from (default: an imported model\'s own weights)')
     .requiredOption('--bits <b...>', 'candidate bit-widths, e.g. 6 5 4 3 2')
     .option('--out <file>', 'indicators JSON to write (default: indicators/<model>.json)')
     .option('--checkpoint <dir>', 'also save the pretrained model here after every epoch')
+    .addOption(jsonOption('print a JSON summary (the indicators are in the --out file) as the last line'))
     .action(action(async (o: Record<string, unknown>) => {
       const common = runOptions(o);
       const out = typeof o.out === 'string' ? o.out : defaultOutputPath('indicators', `${modelName(common.model ?? String(o.from))}.json`);
@@ -22,6 +24,13 @@ export function registerPretrain(program: Command): void {
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({
+          model: result.model, out, from: o.from ?? null, bits: parseBits(o.bits as string[]), test_top1_uniform: result.uniformTop1,
+          layers: result.indicators.layer_name.length, epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
+        })}\n`);
+        return;
+      }
       const uniform = Object.entries(result.uniformTop1).map(([b, t]) => `w${b}a${b} ${(100 * t).toFixed(2)}%`).join(', ');
       process.stdout.write(`test top1 at uniform bits: ${uniform}\n`);
       for (const layer of result.indicators.layer_name) {

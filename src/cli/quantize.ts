@@ -9,7 +9,7 @@ import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
 export function registerQuantize(program: Command): void {
   const cmd = program.command('quantize')
     .description('apply an NNI config_list with a quantizer (qat, dorefa, naive, lsq, nuq): finetune from a checkpoint, or with --epochs 0 evaluate post-training');
-  addQuantizerOptions(addTrainingOptions(cmd, 1))
+  addQuantizerOptions(addTrainingOptions(cmd, 'finetune', 1))
     .requiredOption('--config <file>', 'NNI config_list JSON: [{quant_types, quant_bits, quant_start_step?, op_types | op_names, exclude?}]')
     .option('--from <dir>', 'checkpoint to start from (full precision, or one this quantizer finetuned; default: an imported model\'s own weights)')
     .option('--checkpoint <dir>', 'save the quantized model here after every epoch')
@@ -28,7 +28,7 @@ export function registerQuantize(program: Command): void {
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
           model: result.model, ...result.quantization, top1: result.test.top1, count: result.test.count,
-          layers: Object.entries(result.policy).map(([name, b]) => ({ name, ...b })), calibrated: result.calibrated,
+          layers: Object.entries(result.policy).map(([name, b]) => ({ name, weight_bits: b.weightBits, act_bits: b.actBits })), calibrated: result.calibrated,
           epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);
       } else {

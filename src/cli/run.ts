@@ -5,13 +5,13 @@ import { FieldError, UserError } from '../util/errors.js';
  * A library option field's flag: `numSample` → `--num-sample`, a nested field by its last part
  * (`layers.fixed` → `--fixed`), unless the command maps it otherwise.
  */
-export function flagOf(field: string, flags: Readonly<Record<string, string>> = {}): string {
+export function fieldFlag(field: string, flags: Readonly<Record<string, string>> = {}): string {
   return flags[field] ?? `--${field.split('.').pop()!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
 /** A library FieldError as this command's UserError, its fields named as flags; any other error as it is. */
 export function inFlags(err: unknown, flags: Readonly<Record<string, string>> = {}): unknown {
-  return err instanceof FieldError ? new UserError(err.named((field) => flagOf(field, flags)), err.exitCode) : err;
+  return err instanceof FieldError ? new UserError(err.named((field) => fieldFlag(field, flags)), err.exitCode) : err;
 }
 
 /**

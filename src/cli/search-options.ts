@@ -6,19 +6,25 @@ import type { LayerSelection } from '../model/graph-table.js';
 import { DEFAULT_MEMORY_MB, MAX_MEMORY_MB } from '../search/solvers/exact.js';
 import type { SolveOptions, SolveProgress } from '../search/solvers/solver.js';
 import { formatGap } from '../report/search-report.js';
+import { addAlias, addBitsPairOptions, backendOption, dataOption, flagOf, modelOption, seedOption } from './options.js';
 
 /** Flags shared by `search` and `sweep`. In a sweep the budget flags take lists. */
 export function addProblemOptions(cmd: Command, lists: boolean): Command {
   const v = lists ? '<values...>' : '<value>';
-  return cmd
-    .option('--model <name|file>', 'zoo model, ONNX file, tfjs model.json or layer-table JSON (default: the indicators\' model)')
+  cmd.addOption(modelOption('search', 'the one the indicators record'))
     .option('--indicators <file>', 'indicators JSON or LIMPQ .pkl (default: cached in indicators/)')
     .option('--objective-table <file>', 'any per-layer sensitivity as the objective, in place of indicators: {"layers":{"conv1":{"w4a4":0.1}}} or weight-only {"act_bits":8,"layers":{"conv1":{"w4":0.1}}}')
     .option('--keep-wired', 'keep wired points (a candidate scored below the next higher bits), which are left out by default')
     .option('--bits <bits...>', 'candidate bit-widths', ['6', '5', '4', '3', '2'])
-    .option('--alpha <a>', 'weight of the weight indicators in the objective', '2')
-    .option(`--wb ${v}`, 'BitOps target: average weight bits', lists ? ['3'] : '3')
-    .option(`--ab ${v}`, 'BitOps target: average activation bits', lists ? ['4'] : '4')
+    .option('--alpha <a>', 'weight of the weight indicators in the objective', '2');
+  // the BitOps target in the words every command uses for bits; LIMPQ's --wb / --ab stay as aliases
+  addBitsPairOptions(cmd, {
+    weight: 'BitOps target: the searchable layers\' BitOps at these average weight bits', act: 'BitOps target: the same at these average activation bits',
+    value: v, defaults: lists ? [['3'], ['4']] : ['3', '4'], parse: false,
+  });
+  addAlias(cmd, '--wb', '--weight-bits', 'LIMPQ\'s name');
+  addAlias(cmd, '--ab', '--act-bits', 'LIMPQ\'s name');
+  return cmd
     .option('--no-bops', 'drop the BitOps constraint')
     .option(`--cr ${v}`, 'compression-ratio constraint (0 disables)', lists ? ['12.2'] : '12.2')
     .option(`--max-bitops ${v}`, 'absolute BitOps budget for the whole model, in G')
@@ -110,8 +116,8 @@ export function budgetGrid(o: Raw): BudgetPoint[] {
     return values;
   };
   const axes: [keyof BudgetPoint, number[] | undefined][] = [
-    ['wb', list('wb', '--wb', 'positive')],
-    ['ab', list('ab', '--ab', 'positive')],
+    ['wb', list('weightBits', flagOf(o, 'weightBits', '--weight-bits'), 'positive')],
+    ['ab', list('actBits', flagOf(o, 'actBits', '--act-bits'), 'positive')],
     ['cr', list('cr', '--cr', 'nonnegative')],
     ['maxBitopsG', list('maxBitops', '--max-bitops', 'positive')],
     ['maxSizeMb', list('maxSizeMb', '--max-size-mb', 'positive')],
@@ -181,13 +187,13 @@ export function addSearcherOptions(cmd: Command): Command {
     .option('--searcher <name>', 'ilp (exact, via --solver) | rl (DDPG agent, HAQ style)', 'ilp')
     .option('--rollouts <n>', 'rl: episodes of the agent (default 200)')
     .option('--warmup <n>', 'rl: first episodes with random actions, before learning (default: 10% of --rollouts, rounded up; 20 of 200)')
-    .option('--seed <n>', 'rl: seed of the networks, the exploration and the reward\'s fine-tune (default 0)')
+    .addOption(seedOption('rl: seed of the networks, the exploration and the reward\'s fine-tune', 0, false))
     .option('--reward <kind>', 'rl: indicators (−LIMPQ objective, instant; default) | accuracy (held-out top-1 after a short LSQ fine-tune)')
     .option('--from <dir>', 'rl accuracy: full-precision checkpoint of the model (mpq train) every fine-tune starts from (default: an imported model\'s own weights)')
     .option('--reward-steps <n>', 'rl accuracy: fine-tune batches (of 64) per scored policy (default 20)')
     .option('--reward-holdout <n>', 'rl accuracy: training images held out to score on (default 1000)')
-    .option('--backend <name>', 'rl accuracy: tfjs backend: auto | native | wasm | cpu | tensorflow (default auto)')
-    .option('--data <dir>', 'rl accuracy: dataset directory, MNIST IDX or CIFAR-10 binary (default: bundled mnist digits)')
+    .addOption(backendOption('rl accuracy: tfjs backend', false))
+    .addOption(dataOption('rl accuracy: dataset directory'))
     .option('--rl-out <dir>', 'rl: write reward-curve.csv, best-policy.json and rl-run.json (seed, reward settings) there');
 }
 
@@ -264,7 +270,7 @@ export function searchArgs(spec: InputSpec, c: CommonFlags, solver: string): str
 /** One budget point's flags for `mpq search`. */
 export function budgetArgs(c: CommonFlags, p: BudgetPoint): string[] {
   return [
-    ...(c.bops ? ['--wb', String(p.wb), '--ab', String(p.ab)] : []),
+    ...(c.bops ? ['--weight-bits', String(p.wb), '--act-bits', String(p.ab)] : []),
     '--cr', String(p.cr),
     ...(p.maxBitopsG !== undefined ? ['--max-bitops', String(p.maxBitopsG)] : []),
     ...(p.maxSizeMb !== undefined ? ['--max-size-mb', String(p.maxSizeMb)] : []),

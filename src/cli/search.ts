@@ -4,16 +4,22 @@ import type { LayerTable } from '../model/layer.js';
 import { formulate, type Problem } from '../search/problem.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { solverByName } from '../search/solvers/index.js';
-import { formatSearchReport } from '../report/search-report.js';
+import { formatGap, formatSearchReport } from '../report/search-report.js';
 import { policyFromSearch } from '../export/from-search.js';
 import { EXPORT_FORMATS, type ExportFormat } from '../export/format-names.js';
 import { checkOutputDirectory, checkOutputPath, isExistingFile, isStdout, writeOutputs, type OutputFile } from '../util/fs.js';
 import { defaultOutputPath } from '../util/paths.js';
 import { EXIT_INFEASIBLE, EXIT_LIMIT, UserError } from '../util/errors.js';
 import { action } from './run.js';
+import { SmoothedEta } from '../util/eta.js';
+import { EXACT_GAP_TIME_LIMIT_MS, gapToExact, type ExactGap } from '../search/rl/exact-gap.js';
 import { isObjectiveTable } from '../search/objective-table.js';
 import { budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
 import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseSolveLimits, solverProgress, type SearcherChoice } from './search-options.js';
+
+/** Plain progress lines of the RL searcher where stderr is not a terminal: one per this many ms. */
+const PLAIN_PROGRESS_MS = 2000;
+const EXACT_GAP_SECONDS = EXACT_GAP_TIME_LIMIT_MS / 1000;
 
 const EXPORT_EXT: Record<ExportFormat, string> = { 'limpq-yaml': '.yaml', nni: '.nni.json', hawq: '.hawq.json' };
 
@@ -53,6 +59,8 @@ export function registerSearch(program: Command): void {
         progress?.done();
         rl?.stop();
       }
+      // the agent's answer against the exact optimum of the same problem
+      const exactGap = rl && result.objective !== null ? await gapToExact(formulated.problem, result.objective) : null;
       const command = ['mpq', ...process.argv.slice(2)].join(' ');
 
       const files: OutputFile[] = [];
@@ -78,12 +86,14 @@ export function registerSearch(program: Command): void {
       const report = written.some(isStdout) ? process.stderr : process.stdout;
       if (o.json) {
         const json = { ...searchJson(result, table.model, common.bits, byTable ? null : common.alpha, indicators.path, written), replaced: [...replaced] };
-        process.stdout.write(JSON.stringify(rl ? { ...json, rl: rl.summary() } : json) + '\n');
+        const exact = exactGap && { exact_objective: exactGap.exactObjective, gap_to_exact: exactGap.gap, exact_status: exactGap.status };
+        process.stdout.write(JSON.stringify(rl ? { ...json, rl: { ...rl.summary(), ...exact } } : json) + '\n');
       } else {
         const objective = byTable ? `objective table ${indicators.path}` : `indicators ${indicators.path}, alpha ${common.alpha}`;
         const header = `mpq search: model ${table.model} (${table.layers.length} searchable, ${table.fixed.length} fixed), ${objective}, bits ${common.bits.join(' ')}`;
         report.write(formatSearchReport(result, header) + '\n');
         if (rl) report.write(rl.summaryLine() + '\n');
+        if (exactGap) report.write(`${exactGapLine(exactGap)}\n`);
         for (const w of written) if (!isStdout(w)) report.write(`${replaced.has(w) ? 'replaced' : 'wrote'} ${w}\n`);
       }
       if (result.status === 'infeasible') {
@@ -107,13 +117,23 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
   const bestLabel = accuracy ? 'best held-out top-1' : 'best reward';
   const formatBest = (r: number) => (!Number.isFinite(r) ? '-' : accuracy ? `${(100 * r).toFixed(2)}%` : r.toFixed(4));
   let bar: InstanceType<typeof SingleBar> | undefined;
+  // the bar draws on a terminal only: elsewhere (a log, CI) a plain line every few seconds and at the end
+  const plain = process.stderr.isTTY ? null : { last: -Infinity, eta: new SmoothedEta(c.rollouts) };
   const run = await startRlRun({
     table, problem, bits, rollouts: c.rollouts, warmup: c.warmup, seed: c.seed,
     // the model as named (a file path for an imported model), and the search's fixed layers
     model: spec.model ?? table.model, layers: spec.layers,
     reward: reward.kind === 'accuracy' ? { ...reward, backend: (await import('./train.js')).backendFlag(reward.backend) } : reward,
     log: (line) => process.stderr.write(`${line}\n`),
-    onRollout: (r) => bar?.update(r.rollout, { best: formatBest(r.bestReward) }),
+    onRollout: (r) => {
+      bar?.update(r.rollout, { best: formatBest(r.bestReward) });
+      if (!plain) return;
+      plain.eta.update(r.rollout);
+      const now = performance.now();
+      if (now - plain.last < PLAIN_PROGRESS_MS && r.rollout < c.rollouts) return;
+      plain.last = now;
+      process.stderr.write(`mpq: rl ${r.rollout}/${c.rollouts} rollouts, ${bestLabel} ${formatBest(r.bestReward)}, ETA ${plain.eta.format()}\n`);
+    },
   });
   bar = new SingleBar({ format: `rl |{bar}| {value}/{total} rollouts | ${bestLabel} {best} | ETA {eta_formatted}`, hideCursor: true }, Presets.shades_classic);
   bar.start(c.rollouts, 0, { best: '-' });
@@ -124,6 +144,13 @@ async function startRl(c: Extract<SearcherChoice, { kind: 'rl' }>, table: LayerT
       run.dispose();
     },
   };
+}
+
+/** The agent's gap to the exact optimum, one line under its summary. */
+function exactGapLine(g: ExactGap): string {
+  if (g.gap === null) return `rl: the exact solver proved no optimum within ${EXACT_GAP_SECONDS} s to compare with (${g.status})`;
+  if (g.gap === 0) return `rl: the policy is an exact optimum (objective ${g.exactObjective})`;
+  return `rl: ${formatGap(g.gap)} worse than the exact optimum (objective ${g.exactObjective}; \`mpq search\` without --searcher rl finds it)`;
 }
 
 /**
@@ -169,7 +196,7 @@ export function searchJson(r: SearchResult, model: string, bits: number[], alpha
     fp32_size_mb: r.fp32SizeMb,
     avg_weight_bits: r.avgWeightBits,
     avg_act_bits: r.avgActBits,
-    budgets: r.rows.map((b) => ({ name: b.name, sources: b.sources, used: b.used, limit: b.limit, smallest_reachable: b.smallestReachable, unit: b.unit })),
+    budgets: r.rows.map((b) => ({ name: b.name, sources: b.sources, scope: b.scope, used: b.used, limit: b.limit, smallest_reachable: b.smallestReachable, unit: b.unit })),
     removed: r.removed.map((w) => ({ layer: w.layer, kind: w.kind, bits: w.bits, value: w.value, higher_bits: w.higherBits, higher_value: w.higherValue, ...(w.at !== undefined ? { at_bits: w.at } : {}) })),
     solver: r.solver,
     solve_ms: r.solveMs,

@@ -10,7 +10,7 @@ import { formatPackedSize } from '../simulate/packed-model.js';
 import { UserError } from '../util/errors.js';
 import { checkOutputPath, writeOutputs, type OutputFile } from '../util/fs.js';
 import { action, inFlags, parseInteger } from './run.js';
-import { addModelOptions, backendFlag } from './train.js';
+import { addAlias, addBitsPairOptions, addModelOptions, backendFlag, backendOption, dataOption, flagOf, jsonOption, limitOption, overwriteOption, seedOption, snakeKeys } from './options.js';
 
 type Raw = Record<string, unknown>;
 type Grid = { [K in keyof SimulateSetting]: Array<SimulateSetting[K]> };
@@ -51,8 +51,8 @@ export function settingsFromFlags(o: Raw): SimulateSetting[] {
   const defaults: Grid = grid ? SEED_GRID : {
     quantType: ['layer'], weightBits: [8], inputBits: [8], inputSigned: [false], calib: ['none'], mergeBn: [false], excludeFirstConv: [false],
   };
-  const axis = <K extends keyof SimulateSetting>(key: K, flag: string, parse: (v: string) => SimulateSetting[K]): Array<SimulateSetting[K]> => {
-    const given = values(o, key);
+  const axis = <K extends keyof SimulateSetting>(key: K, flag: string, parse: (v: string) => SimulateSetting[K], optionKey: string = key): Array<SimulateSetting[K]> => {
+    const given = values(o, optionKey);
     if (given === undefined) return defaults[key];
     if (!grid && given.length > 1) throw new UserError(`${flag}: ${given.length} values need --grid`);
     const parsed = given.map(parse);
@@ -63,7 +63,7 @@ export function settingsFromFlags(o: Raw): SimulateSetting[] {
   const settings = expandGrid({
     quantType: axis('quantType', '--quant-type', choice('--quant-type', QUANT_TYPES)),
     weightBits: axis('weightBits', '--weight-bits', parseInteger('--weight-bits')),
-    inputBits: axis('inputBits', '--input-bits', parseInteger('--input-bits')),
+    inputBits: axis('inputBits', flagOf(o, 'actBits', '--act-bits'), parseInteger(flagOf(o, 'actBits', '--act-bits')), 'actBits'),
     inputSigned: axis('inputSigned', '--input-signed', onOff('--input-signed')),
     calib: axis('calib', '--calib', choice('--calib', CALIB_MODES)),
     mergeBn: axis('mergeBn', '--merge-bn', onOff('--merge-bn')),
@@ -84,12 +84,13 @@ function positive(flag: string, value: unknown): number {
 }
 
 export function registerSimulate(program: Command): void {
-  addModelOptions(program.command('simulate')
+  const cmd = addModelOptions(program.command('simulate')
     .description('post-training simulated quantization (min-max) of an FP checkpoint: top-1 per setting against FP'))
     .requiredOption('--from <dir>', 'full-precision checkpoint')
-    .option('--quant-type <types...>', 'weight ranges: layer | group | channel (default layer)')
-    .option('--weight-bits <bits...>', 'weight bit-width (default 8)')
-    .option('--input-bits <bits...>', 'input (activation) bit-width (default 8)')
+    .option('--quant-type <types...>', 'weight ranges: layer | group | channel (default: layer)');
+  addBitsPairOptions(cmd, { weight: 'weight bit-width (default: 8)', act: 'input (activation) bit-width (default: 8)', value: '<bits...>', parse: false });
+  addAlias(cmd, '--input-bits', '--act-bits', 'its old name');
+  cmd
     .option('--input-signed [on|off...]', 'quantize every input as signed int (default: uint after ReLU, the image signed)')
     .option('--calib <modes...>', `input ranges: none (online, each batch) | naive (EMA of batch max) | kl (TensorRT entropy, clipping at most ${100 * CLIP_LIMIT}% of the values)`)
     .option('--merge-bn [on|off...]', 'fold batch norm into the convolutions before quantizing')
@@ -99,15 +100,15 @@ export function registerSimulate(program: Command): void {
     .option('--num-sample <n>', 'calibration samples per class, from the training split', parseInteger('--num-sample'), 100)
     .option('--calib-epoch <n>', 'passes of naive calibration', parseInteger('--calib-epoch'), 3)
     .option('--batch-size <n>', 'batch size for calibration and evaluation (online ranges are per batch)', parseInteger('--batch-size'), 128)
-    .option('--seed <n>', 'seed of the calibration sample draw', parseInteger('--seed'), 7)
-    .option('--limit <n>', 'use only the first N test samples', parseInteger('--limit'))
-    .option('--backend <name>', 'tfjs backend: auto | native | wasm | cpu | tensorflow', 'auto')
-    .option('--data <dir>', 'dataset directory (default: bundled mnist digits)')
-    .option('--json', 'print one JSON object instead of the table')
+    .addOption(seedOption('seed of the calibration sample draw', 7))
+    .addOption(limitOption())
+    .addOption(backendOption())
+    .addOption(dataOption())
+    .addOption(jsonOption('print one JSON object instead of the table'))
     .option('--csv <file>', 'also write the table as CSV')
     .option('--markdown <file>', 'also write the markdown table')
     .option('--pack <file>', 'write the quantized model (one setting) as a packed MPQP file')
-    .option('--overwrite', 'replace an existing --pack file; without it that is refused')
+    .addOption(overwriteOption('an existing --pack file'))
     .action(action(async (o: Raw) => {
       const settings = settingsFromFlags(o);
       const common = {
@@ -124,7 +125,7 @@ export function registerSimulate(program: Command): void {
         const { out, size, clipping } = await packSimulation({
           ...common, setting: settings[0]!, out: String(o.pack), overwrite: o.overwrite === true, command: ['mpq', ...process.argv.slice(2)].join(' '),
         });
-        process.stdout.write(o.json ? `${JSON.stringify({ out, ...size, ...clipping })}\n` : `${formatPackedSize(out, size)}\n`);
+        process.stdout.write(o.json ? `${JSON.stringify({ out, ...snakeKeys(size), ...clipping })}\n` : `${formatPackedSize(out, size)}\n`);
         return;
       }
       const result = await runSimulation({
@@ -148,6 +149,7 @@ function summary(result: SimulateResult, o: { model?: string; from: string; grou
     model: result.model, from: o.from, backend: result.backend, dataset: result.dataset, test_count: result.testCount,
     calibration_count: result.calibrationCount, group_size: o.groupSize, num_sample: o.numSample, calib_epoch: o.calibEpoch,
     batch_size: o.batchSize, seed: o.seed, fp_top1: result.fp.top1,
-    rows: result.rows.map(({ seconds: _s, ...r }) => r),
+    // a row's own fields in snake_case, as every --json; its thresholds and clipping stay keyed by layer name
+    rows: result.rows.map(({ seconds: _s, ...r }) => snakeKeys(r)),
   };
 }

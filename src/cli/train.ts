@@ -1,48 +1,39 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
-import { BACKEND_NAMES, type BackendName } from '../train/backend/index.js';
-import type { EpochReport } from '../train/loops.js';
+import { DEFAULT_HYPERPARAMETERS, type EpochReport, type Stage } from '../train/loops.js';
 import { trainFullPrecision, type RunOptions } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { checkOutputDirectory } from '../util/fs.js';
 import { action, parseInteger, parseNumber } from './run.js';
 import { layerSelection } from './search-options.js';
-import { TRAIN_MODEL_NAMES } from '../train/models.js';
+import { addModelOptions, backendFlag, backendOption, dataOption, jsonOption, limitOption, overwriteOption, progressOption, seedOption } from './options.js';
 
-/** Flags every training command shares (train, pretrain, finetune, quantize); `defaultEpochs` makes --epochs optional. */
-export function addTrainingOptions(cmd: Command, defaultEpochs?: number): Command {
-  addModelOptions(cmd);
+/**
+ * Flags every training command shares (train, pretrain, finetune, quantize), with the stage's
+ * defaults shown; `defaultEpochs` makes --epochs optional.
+ */
+export function addTrainingOptions(cmd: Command, stage: Stage, defaultEpochs?: number): Command {
+  addModelOptions(cmd, stage === 'train' ? 'none: give one' : 'the --from checkpoint\'s');
   if (defaultEpochs === undefined) cmd.requiredOption('--epochs <n>', 'epochs', parseInteger('--epochs'));
   else cmd.option('--epochs <n>', `epochs (0: evaluate only)`, parseInteger('--epochs'), defaultEpochs);
+  // the stage's own defaults, applied by the engine when the flag is absent (and recorded in the checkpoint)
+  const hyper = DEFAULT_HYPERPARAMETERS[stage];
+  const shown = (opt: Option, value: number) => { opt.description += ` (default: ${value})`; return opt; };
   return cmd
-    .option('--limit <n>', 'use only the first N training and test samples', parseInteger('--limit'))
-    .option('--seed <n>', 'seed for init, shuffling and sampled policies', parseInteger('--seed'), 0)
-    .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(' | ')}`, 'auto')
-    .option('--data <dir>', 'dataset directory: MNIST IDX files or CIFAR-10 binary batches (default: bundled mnist digits)')
-    .option('--batch-size <n>', 'batch size', parseInteger('--batch-size'))
-    .option('--lr <x>', 'initial learning rate (cosine decay)', parseNumber('--lr'))
-    .option('--weight-decay <x>', 'L2 weight decay on conv/fc weights', parseNumber('--weight-decay'))
-    .option('--workers <n>', 'data-parallel gradient workers, one core each (wasm; LSQ models; BN statistics per shard)', parseInteger('--workers'))
+    .addOption(limitOption('training and test samples'))
+    .addOption(seedOption('seed for init, shuffling and sampled policies', 0))
+    .addOption(backendOption())
+    .addOption(dataOption())
+    .addOption(shown(new Option('--batch-size <n>', 'batch size').argParser(parseInteger('--batch-size')), hyper.batchSize))
+    .addOption(shown(new Option('--lr <x>', 'initial learning rate (cosine decay)').argParser(parseNumber('--lr')), hyper.lr))
+    .addOption(shown(new Option('--weight-decay <x>', 'L2 weight decay on conv/fc weights').argParser(parseNumber('--weight-decay')), hyper.weightDecay))
+    .addOption(shown(new Option('--workers <n>', 'data-parallel gradient workers, one core each (wasm; LSQ models; BN statistics per shard; 0: steps in this thread)').argParser(parseInteger('--workers')), 0))
     .option('--resume', 'continue the run saved in --checkpoint')
-    .option('--overwrite', 'replace the run --checkpoint (or the file --out) already holds; without it that is refused')
-    .option('--no-progress', 'no progress bar');
+    .addOption(overwriteOption('the run --checkpoint (or the file --out) already holds'))
+    .addOption(progressOption());
 }
 
-/** --model and the fixed-layer flags of every command that builds a model. */
-export function addModelOptions(cmd: Command, fromCheckpoint = true): Command {
-  return cmd
-    .option('--model <name|file>', `model: ${TRAIN_MODEL_NAMES.join(' | ')}, an ONNX file or a tfjs model.json (weights included)${fromCheckpoint ? '; default: the --from checkpoint\'s' : ''}`)
-    .option('--fixed <names...>', 'layers kept at 8 bits (default: the policy\'s, else the first and last conv / dense)')
-    .option('--searchable <names...>', 'the layers to quantize at searched bits; every other conv / dense is kept at 8 bits');
-}
-
-export function backendFlag(value: unknown): BackendName {
-  const name = String(value);
-  if (!(BACKEND_NAMES as readonly string[]).includes(name)) {
-    throw new UserError(`--backend: '${name}' is not one of ${BACKEND_NAMES.join(', ')}`);
-  }
-  return name as BackendName;
-}
+export { addModelOptions, backendFlag };
 
 /** RunOptions from the shared flags (checked, and the --checkpoint folder); progress lines go to stderr. */
 export function runOptions(o: Record<string, unknown>): RunOptions {
@@ -85,14 +76,17 @@ export function formatEpoch(r: EpochReport): string {
 }
 
 export function registerTrain(program: Command): void {
-  addTrainingOptions(program.command('train').description('train a model in full precision (SGD, cosine LR, label smoothing)'))
+  addTrainingOptions(program.command('train').description('train a model in full precision (SGD, cosine LR, label smoothing)'), 'train')
     .requiredOption('--checkpoint <dir>', 'checkpoint directory (written after every epoch)')
+    .addOption(jsonOption('print a JSON summary (top1 0–1) as the last line'))
     .action(action(async (o: Record<string, unknown>) => {
       if (o.model === undefined) throw new UserError('--model: required (what to train)');
       const result = await trainFullPrecision({
         ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
         onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
       });
-      process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}; checkpoint ${String(o.checkpoint)}\n`);
+      process.stdout.write(o.json
+        ? `${JSON.stringify({ model: result.model, checkpoint: String(o.checkpoint), top1: result.test.top1, count: result.test.count, epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds) })}\n`
+        : `final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}; checkpoint ${String(o.checkpoint)}\n`);
     }));
 }

@@ -1,5 +1,6 @@
 import { Document, isScalar, type Pair, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { Policy, PolicyLayer } from './policy.js';
+import { modelFacts, type ModelFacts } from './model-facts.js';
 
 import { EXPORT_FORMATS, type ExportFormat } from './format-names.js';
 
@@ -8,6 +9,8 @@ export { EXPORT_FORMATS, type ExportFormat };
 export interface ExportOptions {
   /** run name: LIMPQ's experiment `name`, HAWQ's quant scheme (`bit_config_<arch>_<name>`); default `mpq` */
   name?: string;
+  /** limpq-yaml, for a model LIMPQ's trainer does not build: what is known of it (default: read from the policy's inputs) */
+  facts?: ModelFacts;
 }
 
 /** Render a policy as another tool's configuration text (ends with a newline). */
@@ -15,7 +18,7 @@ export function exportPolicy(p: Policy, format: ExportFormat, opts: ExportOption
   const name = opts.name ?? 'mpq';
   switch (format) {
     case 'limpq-yaml':
-      return limpqFinetuneYaml(p, name);
+      return limpqFinetuneYaml(p, name, LIMPQ_ARCHS.includes(p.model) ? undefined : opts.facts ?? modelFacts(p));
     case 'nni':
       return `${JSON.stringify(nniConfigList(p), null, 2)}\n`;
     case 'hawq':
@@ -31,7 +34,17 @@ export function exportPolicy(p: Policy, format: ExportFormat, opts: ExportOption
 // asserts the counts match), so the lists are positional and the layer order is the policy's.
 // ---------------------------------------------------------------------------------------------
 
-function limpqFinetuneYaml(p: Policy, name: string): string {
+/** The ImageNet models LIMPQ's fine-tune trainer builds (model/model.py create_model); its template is theirs. */
+const LIMPQ_ARCHS = ['resnet18', 'resnet50', 'mobilenetv1'];
+
+/** Written where mpq does not know a value of a model outside LIMPQ's: null, and a comment saying so. */
+const UNKNOWN = ' unknown to mpq: set it';
+
+/**
+ * `facts`: for a model outside LIMPQ's (MNIST, CIFAR-10, imported), the dataset, classes and
+ * epochs mpq knows of it in place of the ImageNet template's, and the rest marked.
+ */
+function limpqFinetuneYaml(p: Policy, name: string, facts?: ModelFacts): string {
   const excepts = Object.fromEntries(
     p.fixed.map((layer, index) => [
       layer.name,
@@ -54,9 +67,9 @@ function limpqFinetuneYaml(p: Policy, name: string): string {
     output_dir: 'out',
     training_device: 'gpu',
     dataloader: {
-      dataset: 'imagenet',
-      num_classes: 1000,
-      path: '/path/to/imagenet',
+      dataset: facts ? facts.dataset ?? null : 'imagenet',
+      num_classes: facts ? facts.numClasses ?? null : 1000,
+      path: `/path/to/${facts ? facts.dataset ?? 'dataset' : 'imagenet'}`,
       batch_size: 128,
       workers: 8,
       deterministic: true,
@@ -75,7 +88,7 @@ function limpqFinetuneYaml(p: Policy, name: string): string {
     },
     eval: false,
     fp_model: false,
-    epochs: 90,
+    epochs: facts ? facts.epochs ?? null : 90,
     smoothing: 0.1,
     opt: 'sgd',
     lr: 0.04,
@@ -97,7 +110,21 @@ function limpqFinetuneYaml(p: Policy, name: string): string {
     ` LIMPQ fine-tune config for ${p.model}, exported by mpq from a searched policy.`,
     ' Run: cd quantization_training && python -m torch.distributed.launch --nproc_per_node=N main.py THIS.yaml',
     ' Set dataloader.path (and batch_size) for your machine.',
+    ...(facts ? [
+      ` ${p.model} is not a model LIMPQ's trainer builds (${LIMPQ_ARCHS.join(', ')} on imagenet): add it to`,
+      ' model/model.py create_model, and its dataset to util/data_loader.py if LIMPQ lacks it (it reads imagenet, cifar10).',
+      ` dataset, num_classes and epochs are what mpq knows${facts.sources.length ? ` (from ${facts.sources.join(', ')})` : ''}; null marks what it does not.`,
+      ' The optimiser settings (lr, schedule, warm-up) are LIMPQ\'s ImageNet recipe: scale them to your run.',
+    ] : []),
   ].join('\n');
+  if (facts) {
+    const loader = doc.getIn(['dataloader']) as YAMLMap;
+    if (facts.dataset === undefined) mapKey(loader, 'dataset').commentBefore = UNKNOWN;
+    if (facts.numClasses === undefined) mapKey(loader, 'num_classes').commentBefore = UNKNOWN;
+    mapKey(doc.contents as YAMLMap, 'epochs').commentBefore = facts.epochs === undefined
+      ? `${UNKNOWN} (mpq knows no full-precision training of ${p.model})`
+      : ' as long as the full-precision training, as LIMPQ fine-tunes (90 epochs on ImageNet)';
+  }
   // [6, 3, 4, ...] on one line, as LIMPQ writes them
   for (const key of ['weight_bits', 'act_bits']) (doc.get(key, true) as YAMLSeq).flow = true;
   mapKey(doc.contents as YAMLMap, 'weight_bits').commentBefore = [

@@ -29,16 +29,15 @@ function modelOf(path: string): string | undefined {
  * Without `--indicators`: the cached file for the model (its `meta.model`, or its file name), or,
  * with no model named, the newest cached file.
  */
-export function findCachedIndicators(model?: string): string {
+export function findCachedIndicators(model?: string, howTo = 'make them with `mpq pretrain` or pass --indicators FILE (.json or LIMPQ .pkl)'): string {
   const files = indicatorDirs().flatMap((d) =>
     readdirSync(d).filter((f) => /\.(json|pkl)$/i.test(f)).map((f) => join(d, f)),
   );
-  const howTo = 'make them with `mpq pretrain` or pass --indicators FILE (.json or LIMPQ .pkl)';
   if (files.length === 0) throw new UserError(`no cached indicators in ${indicatorDirs().join(' or ') || 'indicators/'}: ${howTo}`);
   if (model !== undefined) {
     const stem = basename(model).replace(/\.json$/i, '');
     const match = files.find((f) => modelOf(f) === stem) ?? files.find((f) => basename(f).replace(/\.(json|pkl)$/i, '') === stem);
-    if (!match) throw new UserError(`--model ${model}: no cached indicators for it in ${indicatorDirs().join(', ')}: ${howTo}`);
+    if (!match) throw new UserError(`--model ${model}: no cached indicators for it in ${indicatorDirs().join(', ')}; ${howTo}`);
     return match;
   }
   return files.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];

@@ -10,8 +10,9 @@ import { readJsonFile } from '../util/json-file.js';
 import type { GraphModel } from './graph.js';
 import type { LayerSelection } from './graph-table.js';
 import { isTfjsModelJson, type LayerTable } from './layer.js';
-export { modelName } from './names.js';
-import { isZooModel, TRAINABLE_ZOO_MODELS, ZOO_MODEL_NAMES, zooGraph } from './zoo.js';
+import { modelName } from './names.js';
+export { modelName };
+import { isZooModel, TRAINABLE_ZOO_MODELS, ZOO_MODEL_NAMES, zooGraph, zooInput } from './zoo.js';
 
 /** A model the training engine builds: a trainable zoo model by name, or a graph (imported, with its weights). */
 export type ModelSource = string | GraphModel;
@@ -24,7 +25,30 @@ export function sourceName(source: ModelSource): string {
 const isOnnxPath = (path: string): boolean => extname(path).toLowerCase() === '.onnx';
 
 function missing(spec: string): UserError {
-  return new UserError(`--model: '${spec}' is neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor an ONNX, tfjs model.json or layer-table file`);
+  return new UserError(`--model: unknown model '${spec}': neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a model file (.onnx, tfjs model.json, layer-table .json)`);
+}
+
+/** `--model` names a zoo model or an existing file (checked before anything is read for it). */
+export function assertModelExists(spec: string): void {
+  if (!isZooModel(spec) && !existsSync(spec)) throw missing(spec);
+}
+
+/**
+ * How to get indicators for a model that has none cached: pretrain them where mpq can train the
+ * model (a zoo model with a dataset here, an ONNX or tfjs file), else bring LIMPQ's or an objective table.
+ */
+export function indicatorsHowTo(spec: string): string {
+  const elsewhere = 'pass --indicators FILE (JSON in LIMPQ\'s schema, or LIMPQ\'s .pkl) or --objective-table FILE';
+  const out = `--out indicators/${modelName(spec)}.json`;
+  if (isZooModel(spec)) {
+    if (!TRAINABLE_ZOO_MODELS.includes(spec)) return `mpq has no dataset to pretrain ${spec} on (it trains ${TRAINABLE_ZOO_MODELS.join(', ')}); ${elsewhere}`;
+    // colour models train on CIFAR-10 (its binary batches), the digit models on the bundled MNIST
+    const data = zooInput(spec)[0] === 3 ? ' --data CIFAR10_DIR' : '';
+    return `pretrain them: \`mpq train --model ${spec}${data} --epochs 24 --checkpoint ckpt/fp\`, then \`mpq pretrain --from ckpt/fp --bits 6 5 4 3 2 --epochs 2${data} ${out}\`; or ${elsewhere}`;
+  }
+  const trainable = isOnnxPath(spec) || (extname(spec).toLowerCase() === '.json' && isTfjsModelJson(readJsonFile(spec, 'model')));
+  if (!trainable) return elsewhere; // a layer table has no layers to run
+  return `pretrain them on the file's own weights: \`mpq pretrain --model ${spec} --bits 6 5 4 3 2 --epochs 2 ${out}\`; or ${elsewhere}`;
 }
 
 /**

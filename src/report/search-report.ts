@@ -18,17 +18,18 @@ export function formatSearchReport(r: SearchResult, header: string): string {
     out.push(`status: ${r.status} — ${r.reason ?? 'no policy found'}`);
     return out.join('\n');
   }
-  const row = (kind: string) => (l: SearchResult['layers'][number]) => [l.name, kind, l.weightBits, l.actBits, l.macs, l.params];
-  out.push(textTable(['layer', '', 'w bits', 'a bits', 'MACs', 'params'], [...r.fixed.slice(0, 1).map(row('fixed')), ...r.layers.map(row('')), ...r.fixed.slice(1).map(row('fixed'))]));
+  const row = (bits: string) => (l: SearchResult['layers'][number]) => [l.name, bits, l.weightBits, l.actBits, l.macs, l.params];
+  out.push(textTable(['layer', 'bits', 'w bits', 'a bits', 'MACs', 'params'], [...r.fixed.slice(0, 1).map(row('fixed')), ...r.layers.map(row('searched')), ...r.fixed.slice(1).map(row('fixed'))]));
   out.push('');
-  const budgets = r.rows.map((b) => `  ${b.name.padEnd(8)} ${g(b.used!)} ${b.unit} of ${g(b.limit)} ${b.unit} (${b.sources.join(', ')})`);
+  const budgets = r.rows.map((b) => `  ${b.name.padEnd(8)} ${g(b.used!)} ${b.unit} of ${g(b.limit)} ${b.unit}, ${b.scope} (${b.sources.join(', ')})`);
   out.push(
     `status: ${r.status}   objective: ${r.objective}   solver: ${r.solver} (${r.solveMs.toFixed(2)} ms)`,
     ...(r.status === 'time_limit' ? [`stopped by the ${r.limit ?? 'time'} limit: ${r.bound !== undefined ? `proven bound ${r.bound}, gap ≤ ${formatGap(r.gap!)}` : 'no bound from this solver'}`] : []),
     `average bits: weights ${r.avgWeightBits!.toFixed(2)}, activations ${r.avgActBits!.toFixed(2)} (searchable layers)`,
     `model size: ${g(r.sizeMb!)} MB of ${g(r.fp32SizeMb)} MB FP32 — compression ratio ${r.compressionRatio!.toFixed(2)}`,
-    `BitOps: ${g(r.bitops!)} G` + (r.bitopsTarget !== null ? ` vs target ${g(r.bitopsTarget)} G` : '') + ` vs FP32 ${g(r.bitopsFp32)} G (${(r.bitopsFp32 / r.bitops!).toFixed(1)}x fewer)`,
-    'budgets:',
+    // LIMPQ reports the whole model's BitOps; its BitOps budget is over the searchable layers (below)
+    `BitOps, whole model (fixed layers included): ${g(r.bitops!)} G` + (r.bitopsTarget !== null ? ` vs target ${g(r.bitopsTarget)} G` : '') + ` vs FP32 ${g(r.bitopsFp32)} G (${(r.bitopsFp32 / r.bitops!).toFixed(1)}x fewer)`,
+    'budgets, as the search held them:',
     ...budgets,
   );
   if (r.removed.length) {

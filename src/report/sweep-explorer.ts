@@ -45,8 +45,8 @@ type ExplorerRow = Pick<Entry, (typeof FAMILIES)[number]['key'] | 'status' | 'co
 };
 
 const FAMILIES = [
-  { key: 'wb', flag: '--wb' },
-  { key: 'ab', flag: '--ab' },
+  { key: 'wb', flag: '--weight-bits' },
+  { key: 'ab', flag: '--act-bits' },
   { key: 'cr', flag: '--cr' },
   { key: 'max_bitops_g', flag: '--max-bitops' },
   { key: 'max_size_mb', flag: '--max-size-mb' },

@@ -92,7 +92,7 @@ export function formulate(table: LayerTable, source: ObjectiveSource, opts: Sear
   checkCounts(table);
   const rows = budgetRows(table, opts);
   if (rows.length === 0) {
-    throw new UserError('no constraint given: enable BitOps (--wb/--ab, on by default), --cr, --max-bitops, --max-size-mb, --equivalent-bits, --max-latency or --max-cost');
+    throw new UserError('no constraint given: enable BitOps (--weight-bits/--act-bits, on by default), --cr, --max-bitops, --max-size-mb, --equivalent-bits, --max-latency or --max-cost');
   }
   const range = opts.weightBitsRange;
   const wBits = range ? opts.bits.filter((b) => b >= range.min && b <= range.max) : opts.bits;
@@ -183,7 +183,7 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   if (opts.bops) {
     // LIMPQ's BitOps row covers the searchable layers only: the target is theirs at wb x ab.
     const target = costs(table.layers, { weightBits: opts.wb, actBits: opts.ab }).bitops;
-    add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G', `--wb ${opts.wb} --ab ${opts.ab}`);
+    add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G', `--weight-bits ${opts.wb} --act-bits ${opts.ab}`);
   }
   if (opts.maxBitopsG !== undefined) {
     add('bitops', opts.maxBitopsG * GIGA, costs(table.fixed).bitops, `--max-bitops ${opts.maxBitopsG}`, toG, 'G');

@@ -12,6 +12,8 @@ export interface RowReport {
   name: BudgetRow['name'];
   sources: string[];
   unit: string;
+  /** what `used` and `limit` count: LIMPQ's BitOps target the searchable layers, the size budgets the whole model */
+  scope: 'searchable layers' | 'whole model';
   used: number | null;
   limit: number;
   /** the least any policy can use of this row on its own */
@@ -77,6 +79,8 @@ export async function runSearch(
     name: r.name,
     sources: r.sources,
     unit: r.unit,
+    // a row counts the fixed layers when it was given over the whole model (its first source)
+    scope: r.fixedUse === 0 && table.fixed.length > 0 ? 'searchable layers' : 'whole model',
     used: evaluation ? r.toUnit(evaluation.use[k] + r.fixedUse) : null,
     limit: r.toUnit(r.limit + r.fixedUse),
     smallestReachable: r.toUnit(leastUse(problem.choices)[k] + r.fixedUse),

@@ -1,6 +1,6 @@
 import type { LayerTable } from '../model/layer.js';
 import type { LayerSelection } from '../model/graph-table.js';
-import { searchLayerTable } from '../model/resolve.js';
+import { assertModelExists, indicatorsHowTo, searchLayerTable } from '../model/resolve.js';
 import { readIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
 import { UserError } from '../util/errors.js';
@@ -76,9 +76,12 @@ export interface InputSpec {
 
 /** The model and objective a search runs on: as given, or the cached indicators and their model. */
 export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerTable; indicators: ObjectiveSource }> {
+  // an unknown model is said first, before its (missing) indicators
+  if (spec.model !== undefined) assertModelExists(spec.model);
+  const cached = () => findCachedIndicators(spec.model, spec.model === undefined ? undefined : indicatorsHowTo(spec.model));
   const indicators = spec.objectiveTable !== undefined
     ? (await import('./objective-table-file.js')).readObjectiveTable(spec.objectiveTable)
-    : readIndicators(spec.indicators ?? findCachedIndicators(spec.model));
+    : readIndicators(spec.indicators ?? cached());
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
   if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
   return { table: await searchLayerTable(modelSpec, spec.layers, spec.limpqMacs ? { macs: 'limpq' } : {}), indicators };
