@@ -51,7 +51,7 @@ async function benchModel(label: string, table: LayerTable, ind: LoadedIndicator
     const t0 = performance.now();
     let bestObjective = Infinity;
     const solver = rlSearcher({
-      rollouts, warmup: learning ? 20 : rollouts, seed, table,
+      rollouts, warmup: learning ? 20 : rollouts, seed,
       onRollout: (r) => {
         if (r.feasible) bestObjective = Math.min(bestObjective, r.objective);
         if (CHECKPOINTS.includes(r.rollout)) seen.push({ rollout: r.rollout, best: bestObjective, seconds: (performance.now() - t0) / 1000 });
@@ -109,7 +109,7 @@ export async function benchRlAccuracy(o: AccuracyBenchOptions): Promise<void> {
       console.log(`rl accuracy mnist-cnn W3A4/CR12.2: ${s.steps} fine-tune steps of ${s.batch_size} per policy, ${s.holdout} held-out training images, backend ${s.backend}; FP held-out top-1 ${pct(s.fp_top1)}`);
       const curve: RolloutRecord[] = [];
       const t0 = performance.now();
-      const rl = await rlSearcher({ rollouts: o.rollouts, warmup: Math.min(10, o.rollouts), seed: o.seed, table, reward, onRollout: (r) => curve.push(r) }).solve(problem);
+      const rl = await rlSearcher({ rollouts: o.rollouts, warmup: Math.min(10, o.rollouts), seed: o.seed, reward, onRollout: (r) => curve.push(r) }).solve(problem);
       const seconds = (performance.now() - t0) / 1000;
       if (!rl.choice || !evaluateChoice(problem, rl.choice).feasible) throw new Error(`rl accuracy: no feasible policy (${rl.status})`);
       const tuned = curve.filter((r) => !r.cached);

@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultWarmup } from '../src/cli/search-options.js';
 import { readPolicy } from '../src/export/policy-file.js';
-import type { LayerTable } from '../src/model/layer.js';
 import type { Problem } from '../src/search/problem.js';
 import { rlSearcher } from '../src/search/rl/searcher.js';
 import { PolicySpace } from '../src/search/rl/policy-space.js';
@@ -13,13 +12,14 @@ import { evaluateChoice } from '../src/search/verify.js';
 import { randomInstance } from './random-problems.js';
 import { runCli, tempDir, writeTinySearchInputs } from './support.js';
 
-const tableOf = (p: Problem): LayerTable => ({ model: 'hand', layers: p.layerNames.map((name) => ({ name, params: 1, macs: 1 })), fixed: [] });
+/** A hand-made problem with the layer descriptors formulate() would give it. */
+const described = (p: Problem): Problem => ({ ...p, layers: p.layerNames.map((name) => ({ name, params: 1, macs: 1 })) });
 
 test('rl: every policy is within every budget and never beats the exact optimum (60 random problems)', async () => {
   for (let seed = 0; seed < 60; seed++) {
-    const { table, f } = randomInstance(seed);
+    const { f } = randomInstance(seed);
     // warm-up only: the guarantee comes from the action wall, whatever the actions
-    const rl = await rlSearcher({ rollouts: 3, warmup: 3, seed, table }).solve(f.problem);
+    const rl = await rlSearcher({ rollouts: 3, warmup: 3, seed }).solve(f.problem);
     const exact = solveExact(f.problem);
     if (exact.status === 'infeasible') {
       assert.equal(rl.status, 'infeasible', `seed ${seed}`);
@@ -36,8 +36,8 @@ test('rl: every policy is within every budget and never beats the exact optimum 
 
 test('rl: learning rollouts keep every budget too, and one seed gives one policy', async () => {
   for (const seed of [3, 11, 29]) {
-    const { table, f } = randomInstance(seed);
-    const run = () => rlSearcher({ rollouts: 5, warmup: 2, seed, table }).solve(f.problem);
+    const { f } = randomInstance(seed);
+    const run = () => rlSearcher({ rollouts: 5, warmup: 2, seed }).solve(f.problem);
     const [a, b] = [await run(), await run()];
     assert.deepEqual(a.choice, b.choice, `seed ${seed}`);
     if (a.choice) assert.ok(evaluateChoice(f.problem, a.choice).feasible, `seed ${seed}`);
@@ -64,12 +64,12 @@ test('rl: a budget below the least use is infeasible; rows that pull apart give 
   const choice = (cost: number, use: number[]) => ({ w: 4, a: 4, cost, use });
   const row = (limit: number) => ({ name: 'bitops' as const, limit, fixedUse: 0, sources: ['test'], toUnit: (v: number) => v, unit: 'G' });
   const tight: Problem = { layerNames: ['a', 'b'], choices: [[choice(1, [2]), choice(2, [1])], [choice(1, [2]), choice(2, [1])]], rows: [row(1.5)] };
-  const r1 = await rlSearcher({ rollouts: 2, warmup: 2, seed: 0, table: tableOf(tight) }).solve(tight);
+  const r1 = await rlSearcher({ rollouts: 2, warmup: 2, seed: 0 }).solve(described(tight));
   assert.equal(r1.status, 'infeasible');
   assert.equal(r1.choice, null);
   // each row alone can reach 0, but every choice uses 1 of one of them
   const apart: Problem = { layerNames: ['a'], choices: [[choice(1, [1, 0]), choice(1, [0, 1])]], rows: [row(0.5), { ...row(0.5), name: 'latency' }] };
-  const r2 = await rlSearcher({ rollouts: 2, warmup: 2, seed: 0, table: tableOf(apart) }).solve(apart);
+  const r2 = await rlSearcher({ rollouts: 2, warmup: 2, seed: 0 }).solve(described(apart));
   assert.equal(r2.choice, null);
 });
 

@@ -1,5 +1,5 @@
 import { costs, layerBitops, layerSizeBits, sizeBitsAtCompressionRatio } from '../model/costs.js';
-import type { LayerTable } from '../model/layer.js';
+import type { Layer, LayerTable } from '../model/layer.js';
 import { allowedBits, matchIndicatorLayers, type LoadedIndicators, type WiredPoint } from '../indicators/indicators.js';
 import type { CostTable } from './cost-table.js';
 import { isObjectiveTable, matchTableLayers, tableChoices, type ObjectiveTable } from './objective-table.js';
@@ -72,6 +72,11 @@ export interface Problem {
   layerNames: string[];
   choices: Choice[][];
   rows: BudgetRow[];
+  /**
+   * The searchable layers as the layer table describes them (shapes, params, MACs), for searchers
+   * that look at the layers themselves (the RL agent's state); absent in hand-made problems.
+   */
+  layers?: readonly Layer[];
 }
 
 export interface FormulatedSearch {
@@ -111,7 +116,7 @@ export function formulate(table: LayerTable, source: ObjectiveSource, opts: Sear
     if (tooLarge && weight > act && opts.alpha > 1 && source.weight[name][String(c.w)] * layers.length <= MAX_OBJECTIVE) return `--alpha ${opts.alpha}`;
     return `${source.path}: ${act >= weight ? `act['${name}']['${c.a}']` : `weight['${name}']['${c.w}']`}`;
   });
-  return { problem: { layerNames: layers.map((l) => l.name), choices, rows }, removed, indicatorNames };
+  return { problem: { layerNames: layers.map((l) => l.name), choices, rows, layers }, removed, indicatorNames };
 }
 
 /** One layer's choices scored by LIMPQ's objective, act[a] + α·weight[w], wired points left out unless kept. */

@@ -1,4 +1,4 @@
-import type { Layer, LayerTable } from '../../model/layer.js';
+import type { Layer } from '../../model/layer.js';
 import type { Problem } from '../problem.js';
 
 /** HAQ's per-layer state, without the previous action (the agent appends it while acting). */
@@ -9,10 +9,11 @@ export const STATIC_FEATURES = ['index', 'in_channels', 'out_channels', 'kernel'
  * model as HAQ does (a constant column becomes 0). Layer tables read from files may lack the
  * shape fields: those count as 0. Params and MACs span orders of magnitude, hence the logs.
  */
-export function layerFeatures(table: LayerTable, problem: Problem): number[][] {
-  const layers = table.layers;
+export function layerFeatures(problem: Problem): number[][] {
+  const { layers } = problem;
+  if (layers === undefined) throw new Error('rl: the problem carries no layer descriptors (formulate it from a layer table)');
   if (layers.length !== problem.layerNames.length || layers.some((l, i) => l.name !== problem.layerNames[i])) {
-    throw new Error('rl: the layer table does not match the problem\'s layers');
+    throw new Error('rl: the problem\'s layer descriptors do not match its layers');
   }
   const raw = layers.map((l, i) => [
     i,

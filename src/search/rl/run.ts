@@ -92,7 +92,7 @@ export async function startRlRun(o: RlRunOptions): Promise<RlRun> {
   }
   const curve: RolloutRecord[] = [];
   const solver = rlSearcher({
-    rollouts: o.rollouts, warmup: o.warmup, seed: o.seed, table: o.table, ...(accuracy ? { reward: accuracy } : {}),
+    rollouts: o.rollouts, warmup: o.warmup, seed: o.seed, ...(accuracy ? { reward: accuracy } : {}),
     onRollout: (r) => {
       curve.push(r);
       o.onRollout?.(r);

@@ -1,4 +1,3 @@
-import type { LayerTable } from '../../model/layer.js';
 import { deriveSeed, Prng } from '../../util/prng.js';
 import type { Problem } from '../problem.js';
 import type { Solution, SolveOptions, Solver } from '../solvers/solver.js';
@@ -13,8 +12,6 @@ export interface RlOptions {
   /** first episodes with uniform random actions and no learning, to fill the replay buffer */
   warmup: number;
   seed: number;
-  /** the layer table the problem was formulated from: the source of the state features */
-  table: LayerTable;
   /** how a projected policy is scored; default: the indicator objective (indicatorsReward) */
   reward?: RewardFunction;
   onRollout?: (r: RolloutRecord) => void;
@@ -118,7 +115,7 @@ async function solveRl(problem: Problem, opts: RlOptions, solveOpts: SolveOption
   if (space.rowAloneInfeasible()) return done('infeasible', null, { rollouts: 0 });
   if (n === 0) return done('optimal', [], { rollouts: 0 });
 
-  const features = layerFeatures(opts.table, problem);
+  const features = layerFeatures(problem);
   const rewardFn = opts.reward ?? indicatorsReward(problem);
   const agent = await DdpgAgent.create({
     ...DDPG_DEFAULTS, stateSize: STATIC_FEATURES.length + 1, seed: deriveSeed(opts.seed, 1),
