@@ -101,3 +101,25 @@ test('--help shows defaults as numbers: no quoted or bracketed default in any co
   assert.match(finetune, /--model <name\|file> model: mnist-cnn \| resnet20 \| mobilenet-mini \| mobilenet-mini-cifar, or a model file with its weights \(\.onnx, tfjs model\.json\)/);
   assert.doesNotMatch(finetune, /resnet50/);
 });
+
+test('--out names a file in every command; sweep\'s folder is --out-dir, --out its alias; a folder it cannot make is one line', () => {
+  const dir = tempDir('mpq-out-dir-');
+  const budgets = ['--wb', '3', '4', '--ab', '4', '--cr', '12', '--quiet'];
+  for (const flag of ['--out-dir', '--out']) {
+    const r = runCli(['sweep', ...budgets, flag, join(dir, flag.slice(2))]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(readFileSync(join(dir, flag.slice(2), 'sweep.json'), 'utf8')).points.length, 2);
+  }
+  assert.match(runCli(['sweep', '--help']).stdout, /--out <dir> +alias of --out-dir/);
+  const both = runCli(['sweep', ...budgets, '--out', join(dir, 'a'), '--out-dir', join(dir, 'b')]);
+  assert.equal(both.status, 2);
+  assert.equal(both.stderr, 'mpq: --out: alias of --out-dir; give one of them\n');
+  // the flag as typed, in a one-line error (here: a folder under /proc, which cannot be made)
+  const proc = runCli(['sweep', ...budgets, '--out', '/proc/mpq-sweep']);
+  assert.equal(proc.status, 2);
+  assert.match(proc.stderr, /^mpq: --out \/proc\/mpq-sweep: cannot make the new set's folder beside it \([^)]*\)\n$/);
+  // every other command's --out is a file: its help says <file>
+  for (const command of ['search', 'pack', 'export', 'export-model', 'pretrain']) {
+    assert.match(runCli([command, '--help']).stdout, /--out [<[]file[>\]]/, command);
+  }
+});

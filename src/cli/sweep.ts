@@ -13,14 +13,18 @@ import { SmoothedEta } from '../util/eta.js';
 import { UserError, EXIT_INFEASIBLE } from '../util/errors.js';
 import { defaultOutputPath } from '../util/paths.js';
 import { action } from './run.js';
+import { addAlias, flagOf } from './options.js';
 import { addProblemOptions, budgetArgs, budgetGrid, inputSpec, parseCommon, searchArgs, shellWords } from './search-options.js';
 
 /** Every file a sweep may write: one set, replaced whole (see FileSet). */
 const SET_FILES = ['sweep.json', 'sweep.csv', 'pareto.svg', 'sweep.html', 'pareto.png'] as const;
 
 export function registerSweep(program: Command): void {
-  addProblemOptions(program.command('sweep').description('solve every combination of budget lists on indicators loaded once'), true)
-    .option('--out <dir>', 'folder for sweep.json, sweep.csv, pareto.svg and sweep.html, replaced whole by each run (default: sweeps/<model>)')
+  const cmd = addProblemOptions(program.command('sweep').description('solve every combination of budget lists on indicators loaded once'), true)
+    .option('--out-dir <dir>', 'folder for sweep.json, sweep.csv, pareto.svg and sweep.html, replaced whole by each run (default: sweeps/<model>)');
+  // --out names a file in every other command; a folder is --out-dir (--out stays as its alias)
+  addAlias(cmd, '--out', '--out-dir', 'its earlier name');
+  cmd
     .option('--png', 'also write pareto.png')
     .option('--jobs <n>', 'threads that solve: this one and n - 1 workers, at most one per core (default: every core when the sweep is large)')
     .option('--json', 'print one JSON object (the counts and the files written) instead of the table')
@@ -33,11 +37,13 @@ export function registerSweep(program: Command): void {
       const spec = inputSpec(o);
       const { table, indicators } = await loadSearchInputs(spec); // checks inputs before any work
       // a model name read from an input never chooses the folder
-      const outDir = o.out === undefined ? defaultOutputPath('sweeps', table.model) : String(o.out);
-      FileSet.check(outDir, SET_FILES, '--out');
+      const outDir = o.outDir === undefined ? defaultOutputPath('sweeps', table.model) : String(o.outDir);
+      const outFlag = flagOf(o, 'outDir', '--out-dir');
+      FileSet.check(outDir, SET_FILES, outFlag);
       const files = SET_FILES.filter((f) => f !== 'pareto.png' || o.png === true);
       const out: Outputs = {
         dir: outDir,
+        flag: outFlag,
         files,
         gridPoints: points.length,
         layers: table.layers.map((l) => l.name),
@@ -128,6 +134,8 @@ function parseJobs(value: string): number {
 
 interface Outputs {
   dir: string;
+  /** --out-dir, or --out as the user typed it */
+  flag: string;
   files: readonly string[];
   gridPoints: number;
   layers: string[];
@@ -162,7 +170,7 @@ async function writeOutputs(out: Outputs, results: SweepResult[], meta: Record<s
   });
   const png = out.files.includes('pareto.png') ? await svgToPng(svg) : null;
   // from here to the swap nothing waits: no signal handler runs in between
-  const set = FileSet.begin(out.dir, SET_FILES, '--out');
+  const set = FileSet.begin(out.dir, SET_FILES, out.flag);
   try {
     set.write('sweep.json', JSON.stringify({ ...meta, summary: counts, terms: SWEEP_TERMS, layers: out.layers, points: entries }, null, 1) + '\n');
     set.write('sweep.csv', sweepCsv(results));

@@ -1,7 +1,7 @@
 import { lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UserError } from './errors.js';
-import { makeDirectory, processAlive } from './fs.js';
+import { fsReason, makeDirectory, processAlive } from './fs.js';
 
 /**
  * A folder whose files are replaced all at once. `DIR` is a symbolic link to a hidden sibling
@@ -42,7 +42,12 @@ export class FileSet {
     const at = resolve(dir);
     const complete = join(dirname(at), `.${basename(at)}.${Date.now()}-${process.pid}`);
     const partial = `${complete}.partial`;
-    mkdirSync(partial);
+    try {
+      mkdirSync(partial);
+    } catch (err) {
+      // e.g. under /proc, or a folder that became read-only: one line, as every write failure
+      throw new UserError(`${flag} ${dir}: cannot make the new set's folder beside it (${fsReason(err)})`);
+    }
     return new FileSet(at, partial, complete);
   }
 
