@@ -85,12 +85,14 @@ test('file set: what a killed writer left is mended by the next (its partial set
   writeSet(dir, 'whole');
   const linked = readlinkSync(dir);
   const dead = deadPid();
-  // killed while writing: a partial set and a link not yet renamed
-  mkdirSync(join(root, `.out.${Date.now()}-${dead}.partial`));
-  writeFileSync(join(root, `.out.${Date.now()}-${dead}.partial`, 'a.json'), '{"run":"torn"}');
-  symlinkSync(linked, join(root, `.out.${Date.now()}-${dead}.link`));
+  // killed while writing: a partial set and a link not yet renamed (one time stamp: a clock tick
+  // between two Date.now() calls named two folders, a flaky ENOENT)
+  const at = Date.now();
+  mkdirSync(join(root, `.out.${at}-${dead}.partial`));
+  writeFileSync(join(root, `.out.${at}-${dead}.partial`, 'a.json'), '{"run":"torn"}');
+  symlinkSync(linked, join(root, `.out.${at}-${dead}.link`));
   // killed after its set was whole but before the swap
-  mkdirSync(join(root, `.out.${Date.now() + 1}-${dead}`));
+  mkdirSync(join(root, `.out.${at + 1}-${dead}`));
   FileSet.check(dir, NAMES, '--out');
   assert.deepEqual(readdirSync(root).sort(), ['out', linked].sort());
   assert.equal(runOf(dir), 'whole');
