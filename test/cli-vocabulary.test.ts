@@ -123,3 +123,18 @@ test('--out names a file in every command; sweep\'s folder is --out-dir, --out i
     assert.match(runCli([command, '--help']).stdout, /--out [<[]file[>\]]/, command);
   }
 });
+
+test('--json: stdout is the one JSON object in the training commands; the epoch lines go to stderr', () => {
+  const dir = tempDir('mpq-json-');
+  const small = ['--model', 'mnist-cnn', '--epochs', '1', '--limit', '32', '--batch-size', '16', '--no-progress', '--json'];
+  const runs = {
+    train: runCli(['train', ...small, '--checkpoint', join(dir, 'fp')]),
+    pretrain: runCli(['pretrain', ...small, '--from', join(dir, 'fp'), '--bits', '4', '2', '--out', join(dir, 'ind.json')]),
+  };
+  for (const [command, r] of Object.entries(runs)) {
+    assert.equal(r.status, 0, `${command}: ${r.stderr}`);
+    assert.equal(r.stdout.trim().split('\n').length, 1, `${command}: ${r.stdout}`);
+    assert.equal(typeof JSON.parse(r.stdout), 'object');
+    assert.match(r.stderr, /epoch 1\/1/, command);
+  }
+});

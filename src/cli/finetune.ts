@@ -6,7 +6,7 @@ import { finetuneAtPolicy } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger } from './run.js';
 import { addBitsPairOptions } from './options.js';
-import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
+import { addTrainingOptions, epochLines, runOptions } from './train.js';
 
 const NUQ_FLAGS: [key: string, flag: string][] = [
   ['nuqOptMode', '--nuq-opt-mode'], ['nuqInit', '--nuq-init'], ['nuqBuckets', '--nuq-buckets'], ['nuqBucketSize', '--nuq-bucket-size'],
@@ -92,8 +92,7 @@ export function registerFinetune(program: Command): void {
       const result = await finetuneAtPolicy({
         ...runOptions(o), ...quantizeRequest(o), perChannelWeights: o.perChannelWeights === true, ...(o.from !== undefined ? { from: String(o.from) } : {}),
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
-        // with --json, stdout is the one JSON object: the epoch lines go to stderr
-        onEpoch: (r) => (o.json ? process.stderr : process.stdout).write(`${formatEpoch(r)}\n`),
+        onEpoch: epochLines(o),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({

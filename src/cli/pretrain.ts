@@ -5,7 +5,7 @@ import { defaultOutputPath } from '../util/paths.js';
 import { action } from './run.js';
 import { modelName } from '../model/names.js';
 import { parseBits } from './search-options.js';
-import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
+import { addTrainingOptions, epochLines, runOptions } from './train.js';
 import { jsonOption } from './options.js';
 
 export function registerPretrain(program: Command): void {
@@ -22,7 +22,7 @@ export function registerPretrain(program: Command): void {
       const result = await pretrainIndicators({
         ...common, ...(o.from !== undefined ? { from: String(o.from) } : {}), bits: parseBits(o.bits as string[]), out,
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
-        onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
+        onEpoch: epochLines(o),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({

@@ -4,7 +4,7 @@ import { quantizeWithConfig } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { addQuantizerOptions, quantizerChoice } from './finetune.js';
 import { action } from './run.js';
-import { addTrainingOptions, formatEpoch, runOptions } from './train.js';
+import { addTrainingOptions, epochLines, runOptions } from './train.js';
 
 export function registerQuantize(program: Command): void {
   const cmd = program.command('quantize')
@@ -22,8 +22,7 @@ export function registerQuantize(program: Command): void {
       const result = await quantizeWithConfig({
         ...runOptions(o), quantizer, configPath: String(o.config), ...(o.from !== undefined ? { from: String(o.from) } : {}),
         checkpoint: o.checkpoint as string | undefined, resume: o.resume === true,
-        // with --json, stdout is the one JSON object: the epoch lines go to stderr
-        onEpoch: (r) => (o.json ? process.stderr : process.stdout).write(`${formatEpoch(r)}\n`),
+        onEpoch: epochLines(o),
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({

@@ -68,6 +68,11 @@ export function runOptions(o: Record<string, unknown>): RunOptions {
   };
 }
 
+/** Each epoch's line: on stdout, or on stderr under --json (stdout is then the one JSON object). */
+export function epochLines(o: Record<string, unknown>): (r: EpochReport) => void {
+  return (r) => (o.json === true ? process.stderr : process.stdout).write(`${formatEpoch(r)}\n`);
+}
+
 export function formatEpoch(r: EpochReport): string {
   const train = Object.entries(r.train)
     .map(([label, m]) => `${label} loss ${m.loss.toFixed(3)} top1 ${(100 * m.top1).toFixed(2)}%`)
@@ -83,7 +88,7 @@ export function registerTrain(program: Command): void {
       if (o.model === undefined) throw new UserError('--model: required (what to train)');
       const result = await trainFullPrecision({
         ...runOptions(o), checkpoint: String(o.checkpoint), resume: o.resume === true,
-        onEpoch: (r) => process.stdout.write(`${formatEpoch(r)}\n`),
+        onEpoch: epochLines(o),
       });
       process.stdout.write(o.json
         ? `${JSON.stringify({ model: result.model, checkpoint: String(o.checkpoint), top1: result.test.top1, count: result.test.count, epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds) })}\n`
