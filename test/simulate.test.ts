@@ -13,7 +13,6 @@ import { expandGrid, SEED_GRID, simulatePolicy } from '../src/simulate/simulate.
 import { settingsFromFlags } from '../src/cli/simulate.js';
 import { initBackend } from '../src/train/backend/index.js';
 import { batches, loadMnistPackage, subset } from '../src/train/data.js';
-import { SwitchableBatchNorm } from '../src/train/layers.js';
 import { createModel } from '../src/train/models.js';
 import { FULL_PRECISION } from '../src/train/policies.js';
 import { Prng } from '../src/util/prng.js';

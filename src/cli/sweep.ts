@@ -3,7 +3,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { join } from 'node:path';
 import { defaultJobs, markPareto, maxJobs, runSweep, type SweepResult } from '../search/sweep.js';
 import { solverByName } from '../search/solvers/index.js';
-import { loadSearchInputs, type BudgetPoint, type CommonFlags, type InputSpec } from '../search/spec.js';
+import { loadSearchInputs, type BudgetPoint, type CommonFlags } from '../search/spec.js';
 import { sweepCsv, sweepEntry, sweepLabel } from '../report/sweep-files.js';
 import { countSweep, frontWord, summaryLine, SWEEP_TERMS } from '../report/sweep-summary.js';
 import type { ParetoPlot } from '../report/pareto-plot.js';

@@ -17,7 +17,7 @@ export async function evaluatePackedModel(o: {
   }
   let loaded: LoadedPackedModel | undefined;
   const source = packedModelSource(packed, o.path);
-  const { backend, data } = await prepare({ source, backend: o.backend, dataDir: o.dataDir, log: o.log }, () => {
+  const { backend, data } = await prepare({ source, backend: o.backend, dataDir: o.dataDir }, () => {
     loaded = loadPackedModel(packed, o.path, source);
     return loaded.model;
   });

@@ -100,7 +100,7 @@ export async function packCheckpoint(o: PackCheckpointOptions): Promise<PackChec
   if (!plan) throw new FieldError((n) => `pack: give ${n('policyPath')} FILE or ${n('weightBits')} B (the bits to pack at), or ${n('from')} a fine-tuned checkpoint`);
   const layers = o.layers ?? {};
   const { model, data, source, backend } = await prepare(
-    { ...(o.model !== undefined ? { model: o.model } : {}), from, backend: o.backend ?? 'auto', dataDir: o.dataDir, ...(o.log && { log: o.log }) },
+    { ...(o.model !== undefined ? { model: o.model } : {}), from, backend: o.backend ?? 'auto', dataDir: o.dataDir },
     (m) => createModel(m, {
       bits: plan.bits, quantizers: plan.quantizers, perChannelWeights, layers: Object.keys(layers).length > 0 ? layers : plan.layers,
     }),

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { FIXED_BITS, fixedLayerNames, type LayerSelection } from '../model/graph-table.js';
 import {
-  inputShapeOf, layerRow, nodeMap, quantizableNodes, type Graph, type GraphModel, type GraphNode, type GraphWeights,
+  inputShapeOf, layerRow, nodeMap, quantizableNodes, type Graph, type GraphNode, type GraphWeights,
   type QuantizableNode,
 } from '../model/graph.js';
 import type { Layer } from '../model/layer.js';

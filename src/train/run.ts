@@ -75,9 +75,9 @@ export function assertCheckpointDir(from: string): void {
   if (!hasCheckpoint(from)) throw new FieldError((n) => `${n('from')} ${from}: no ${CHECKPOINT_MANIFEST} (not an mpq checkpoint directory)`);
 }
 
-/** Starts the backend (and says which), builds the model, loads the dataset it takes. */
+/** Starts the backend (which ran is said by the CLI after the result), builds the model, loads the dataset it takes. */
 export async function prepare(
-  options: { model?: string; from?: string; source?: ModelSource; backend?: BackendName; dataDir?: string; log?: (line: string) => void },
+  options: { model?: string; from?: string; source?: ModelSource; backend?: BackendName; dataDir?: string },
   build: (source: ModelSource) => QuantModel,
 ): Promise<Context & { model: QuantModel; source: ModelSource }> {
   // input errors first, before the backend starts (and tfjs prints anything)

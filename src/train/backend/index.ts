@@ -123,8 +123,9 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     throw new UserError(`threads must be a positive integer, got ${options.threads}`);
   }
   const say = (backend: string, why: string) => {
-    recordBackendChoice(`backend: ${backend} (${why})`);
-    options.log?.(`backend: ${backend} (${why})`);
+    const line = `backend: ${backend} (${why})`;
+    recordBackendChoice(line);
+    options.log?.(line);
     current = backend as BackendName;
     return backend;
   };
