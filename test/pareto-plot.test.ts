@@ -155,6 +155,25 @@ function markFronts(ps: PlotPoint[]): void {
   ps.forEach((p, i) => Object.assign(p, { paretoBitops: results[i].paretoBitops, paretoSize: results[i].paretoSize }));
 }
 
+test('markPareto: a point is on a front exactly when no other is as low on objective and cost and lower on one, ties included', () => {
+  const rng = new Prng(7);
+  for (let trial = 0; trial < 30; trial++) {
+    // few distinct values, so that equal objectives and equal costs are common
+    const results = Array.from({ length: 1 + rng.int(60) }, () => rng.next() < 0.1
+      ? ({ objective: null, bitops: null, sizeMb: null, paretoBitops: false, paretoSize: false }) as unknown as SweepResult
+      : ({ objective: rng.int(8), bitops: rng.int(8), sizeMb: rng.int(8) / 4, paretoBitops: false, paretoSize: false }) as SweepResult);
+    markPareto(results);
+    const solved = results.filter((r) => r.objective !== null);
+    const beaten = (r: SweepResult, cost: (x: SweepResult) => number) => solved.some((q) =>
+      q.objective! <= r.objective! && cost(q) <= cost(r) && (q.objective! < r.objective! || cost(q) < cost(r)));
+    for (const r of results) {
+      assert.equal(r.paretoBitops, r.objective !== null && !beaten(r, (x) => x.bitops!), `trial ${trial}`);
+      assert.equal(r.paretoSize, r.objective !== null && !beaten(r, (x) => x.sizeMb!), `trial ${trial}`);
+    }
+    assert.ok(solved.length === 0 || solved.some((r) => r.paretoBitops));
+  }
+});
+
 test('pareto plot at 1,000 points on a dense front: no two visible labels overlap, drawn with real fonts', async () => {
   // 400 points on a smooth front (BitOps and size both falling as the objective rises), 600 above it
   const rng = new Prng(18);

@@ -1,4 +1,7 @@
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { budgetRows, formulate, type Problem } from '../src/search/problem.js';
 import type { BudgetPoint, CommonFlags } from '../src/search/spec.js';
@@ -104,4 +107,30 @@ test('sweeps reuse proven outcomes: loosest first, every point as if solved alon
     }
   }
   assert.ok(reused > points / 10, `reused ${reused} of ${points}`);
+});
+
+test('prepare() compiles the solver ahead: a fresh process then solves as one that did not prepare, also under a user\'s own V8 wasm flags', () => {
+  // in child processes: this one has compiled the module already
+  const here = dirname(fileURLToPath(import.meta.url));
+  const program = `
+    import { exactSolver, solveExact } from ${JSON.stringify(join(here, '../src/search/solvers/exact.js'))};
+    import { randomInstance } from ${JSON.stringify(join(here, 'random-problems.js'))};
+    const prepare = process.argv[1] === 'prepare';
+    if (prepare) { exactSolver.prepare(); exactSolver.prepare(); }
+    const out = [];
+    for (let seed = 0; seed < 8; seed++) {
+      const { f } = randomInstance(seed);
+      const s = prepare ? await exactSolver.solve(f.problem) : solveExact(f.problem);
+      out.push([s.status, s.choice]);
+    }
+    console.log(JSON.stringify(out));`;
+  const run = (flags: string[], mode: string) => {
+    const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', program, mode], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as [string, number[] | null][];
+  };
+  const plain = run([], 'plain');
+  assert.ok(plain.some(([status]) => status === 'optimal'));
+  assert.deepEqual(run([], 'prepare'), plain);
+  assert.deepEqual(run(['--liftoff-only'], 'prepare'), plain);
 });

@@ -34,6 +34,7 @@ export function registerSearch(program: Command): void {
       const [point] = budgetGrid(o);
       const searcher = parseSearcher(o, cmd.getOptionValueSource('solver') === 'cli');
       const ilpSolver = searcher.kind === 'ilp' ? solverByName(String(o.solver)) : null;
+      ilpSolver?.prepare?.(); // while the inputs load
       const limits = parseSolveLimits(o);
       const exportFormat = o.export === undefined ? undefined : checkFormat(String(o.export));
       if (o.exportOut !== undefined && !exportFormat) throw new UserError('--export-out needs --export FORMAT');

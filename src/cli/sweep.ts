@@ -32,7 +32,7 @@ export function registerSweep(program: Command): void {
     .action(action(async (o: Record<string, unknown>) => {
       const common = await parseCommon(o);
       const points = budgetGrid(o);
-      solverByName(String(o.solver));
+      solverByName(String(o.solver)).prepare?.(); // while the inputs load
       const jobs = o.jobs === undefined ? defaultJobs(points.length) : parseJobs(String(o.jobs));
       const spec = inputSpec(o);
       const { table, indicators } = await loadSearchInputs(spec); // checks inputs before any work
@@ -150,7 +150,7 @@ let plot: Promise<ParetoPlot> | undefined;
 /** vega is heavy: loaded and its views built only by sweeps, while their workers solve */
 const prepareOutputs = () => Promise.all([
   (plot ??= import('../report/pareto-plot.js').then((m) => m.paretoPlot())),
-  import('../report/sweep-explorer.js'),
+  import('../report/sweep-explorer.js').then((m) => (m.prepareExplorer(), m)),
 ]);
 
 /** Write the whole set for `results` (in grid order, or those solved before an interruption) and swap it in. */

@@ -91,6 +91,18 @@ function explorerSpec(): Spec {
   }));
 }
 
+/** What every explorer page holds whatever its points: vega's builds and the compiled spec. */
+let fixedParts: { vega: string; vegaEmbed: string; spec: string } | undefined;
+
+/** Read and compile what every page holds, once: a sweep does it while its workers solve. */
+export function prepareExplorer(): NonNullable<typeof fixedParts> {
+  return (fixedParts ??= {
+    vega: vegaBuild('vega', 'vega.min.js'),
+    vegaEmbed: vegaBuild('vega-embed', 'vega-embed.min.js'),
+    spec: scriptJson(explorerSpec()),
+  });
+}
+
 /**
  * A file of vega's beside the module its package exports (its `unpkg` build, made for `<script>`),
  * with any `</script` in it escaped so that it cannot end its element early.
@@ -116,6 +128,7 @@ function escapeHtml(s: string): string {
  * `mpq search` command that reproduces the point.
  */
 export function sweepExplorer(results: SweepResult[], ctx: ExplorerContext): string {
+  const page = prepareExplorer();
   const feasible = results.filter((r) => r.objective !== null);
   const labels = frontLabels(feasible.map((r) => ({ objective: r.objective!, bitops: r.bitops!, sizeMb: r.sizeMb!, paretoBitops: r.paretoBitops, paretoSize: r.paretoSize, label: sweepLabel(r) })));
   const labelOf = new Map(feasible.map((r, k) => [r.index, labels[k]]));
@@ -173,8 +186,8 @@ td.text, th.text { text-align: left; }
 dl { font-size: .85em; display: grid; grid-template-columns: max-content auto; gap: 0 1em; }
 dt { font-weight: bold; }
 </style>
-<script>${vegaBuild('vega', 'vega.min.js')}</script>
-<script>${vegaBuild('vega-embed', 'vega-embed.min.js')}</script>
+<script>${page.vega}</script>
+<script>${page.vegaEmbed}</script>
 </head>
 <body>
 <h1>${escapeHtml(ctx.title)}</h1>
@@ -188,7 +201,7 @@ dt { font-weight: bold; }
 <p>Reproduce a point: <button id="copy" disabled>copy</button></p>
 <pre id="command">(press "command" in a row of the table)</pre>
 <script type="application/json" id="sweep-data">${scriptJson(data)}</script>
-<script type="application/json" id="sweep-spec">${scriptJson(explorerSpec())}</script>
+<script type="application/json" id="sweep-spec">${page.spec}</script>
 <script>(${explorerPage.toString()})();</script>
 </body>
 </html>

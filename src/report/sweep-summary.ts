@@ -1,4 +1,5 @@
 import type { SweepResult } from '../search/sweep.js';
+import { thousands } from '../util/format.js';
 
 /**
  * The sweep's words, defined once. The summary line, `--json`, sweep.json, the plot's note and
@@ -58,7 +59,7 @@ export function frontWord(r: { paretoBitops: boolean; paretoSize: boolean }): st
  * interrupted sweep says how many of the grid's points it has (`412 of 1,000 points`).
  */
 export function summaryLine(c: SweepCounts, gridPoints = c.points): string {
-  const n = (x: number) => x.toLocaleString('en-US');
+  const n = thousands;
   const of = gridPoints > c.points ? ` of ${n(gridPoints)}` : '';
   return `${n(c.points)}${of} points: ${n(c.solved)} solved, ${n(c.reused)} reused; `
     + `${n(c.feasible)} feasible (${n(c.policies)} ${c.policies === 1 ? 'policy' : 'policies'}), ${n(c.infeasible)} infeasible`

@@ -193,12 +193,30 @@ export function loosestFirst(table: LayerTable, common: CommonFlags, points: Bud
  */
 export function markPareto(results: SweepResult[]): void {
   const solved = results.filter((r) => r.objective !== null);
-  const onFront = (r: SweepResult, cost: (x: SweepResult) => number) => !solved.some((q) =>
-    q !== r && q.objective! <= r.objective! && cost(q) <= cost(r) && (q.objective! < r.objective! || cost(q) < cost(r)));
+  const bitops = paretoFront(solved, (x) => x.bitops!), size = paretoFront(solved, (x) => x.sizeMb!);
   for (const r of solved) {
-    r.paretoBitops = onFront(r, (x) => x.bitops!);
-    r.paretoSize = onFront(r, (x) => x.sizeMb!);
+    r.paretoBitops = bitops.has(r);
+    r.paretoSize = size.has(r);
   }
+}
+
+/**
+ * The points no other point beats, on objective against `cost` (as low or lower on both, lower on
+ * one), in one pass by cost: a point is beaten by a cheaper point of objective as low, or by one of
+ * equal cost and lower objective.
+ */
+function paretoFront(solved: SweepResult[], cost: (x: SweepResult) => number): Set<SweepResult> {
+  const byCost = [...solved].sort((a, b) => cost(a) - cost(b));
+  const front = new Set<SweepResult>();
+  let leastCheaper = Infinity; // the least objective among points of lower cost
+  for (let i = 0; i < byCost.length;) {
+    let end = i, least = Infinity;
+    for (; end < byCost.length && cost(byCost[end]) === cost(byCost[i]); end++) least = Math.min(least, byCost[end].objective!);
+    for (const r of byCost.slice(i, end)) if (leastCheaper > r.objective! && least >= r.objective!) front.add(r);
+    leastCheaper = Math.min(leastCheaper, least);
+    i = end;
+  }
+  return front;
 }
 
 export interface SweepOptions {

@@ -34,6 +34,7 @@ import { batchNormSet, minMaxQuantizers } from './model.js';
 import { parseGraphJson } from '../model/graph-file.js';
 import { recordedGraph } from '../train/checkpoint.js';
 import type { ModelSource } from '../model/resolve.js';
+import { thousands } from '../util/format.js';
 
 export const PACKED_MODEL_FORMAT = 'mpq-packed-model';
 
@@ -272,7 +273,7 @@ export function signedPercent(x: number): string {
 /** The file against FP32 / CR in words: "1,234 bytes (2.6%) under it, within 5%". */
 export function sizeVerdict(s: PackedSize): string {
   const side = s.deviationBytes > 0 ? 'over' : 'under';
-  const bytes = Math.abs(s.deviationBytes).toLocaleString('en-US');
+  const bytes = thousands(Math.abs(s.deviationBytes));
   const tolerance = s.withinTolerance ? `within ${s.tolerancePercent}%` : `more than ${s.tolerancePercent}% ${side}`;
   return `${bytes} bytes (${Math.abs(s.deviationPercent).toFixed(1)}%) ${side} it, ${tolerance}`;
 }

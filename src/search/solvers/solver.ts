@@ -39,6 +39,8 @@ export interface SolveOptions {
 export interface Solver {
   name: string;
   solve(problem: Problem, opts?: SolveOptions): Promise<Solution>;
+  /** Start, in the background, what the first solve would wait for (compiling), in a process about to load its inputs. */
+  prepare?(): void;
 }
 
 /**
