@@ -35,6 +35,11 @@ program
   .exitOverride();
 
 const asked = process.argv[2];
+// A search on the default solver: its WebAssembly compiles while the command's modules and the
+// inputs load (the action asks again once the flags are parsed, for any solver).
+if ((asked === 'search' || asked === 'sweep') && !process.argv.some((a) => a.startsWith('--solver') || a.startsWith('--searcher'))) {
+  (await import('../search/solvers/exact.js')).exactSolver.prepare?.();
+}
 const needed = asked !== undefined && asked in COMMANDS ? [asked] : Object.keys(COMMANDS);
 for (const name of needed) (await COMMANDS[name]())(program);
 showDefaultsPlainly(program);
