@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { quantizeRequest } from '../src/cli/finetune.js';
+import { inFlags } from '../src/cli/run.js';
 import { planQuantization } from '../src/train/quantization-plan.js';
 import { runCli, tempDir, type CliRun } from './support.js';
 
@@ -31,13 +32,14 @@ function checkpointVariables(dir: string): Map<string, { shape: number[]; values
   }));
 }
 
-/** The UserError message a flag set gets from the CLI's parsing and the run's plan (in process). */
+/** The UserError message a flag set gets from the CLI's parsing and the run's plan (in process; the plan's fields named as flags). */
 function flagError(flags: Record<string, unknown>): string {
   try {
     planQuantization(quantizeRequest(flags));
-  } catch (err) {
-    assert.equal((err as Error).name, 'UserError');
-    return (err as Error).message;
+  } catch (thrown) {
+    const err = inFlags(thrown) as Error;
+    assert.equal(err.name, 'UserError');
+    return err.message;
   }
   return '';
 }

@@ -103,5 +103,5 @@ export function registerFinetune(program: Command): void {
       } else {
         process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}\n`);
       }
-    }, { policyPath: '--policy' }));
+    }));
 }

@@ -15,7 +15,7 @@ import { SmoothedEta } from '../util/eta.js';
 import { EXACT_GAP_TIME_LIMIT_MS, gapToExact, type ExactGap } from '../search/rl/exact-gap.js';
 import { isObjectiveTable } from '../search/objective-table.js';
 import { budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
-import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseSolveLimits, solverProgress, type SearcherChoice } from './search-options.js';
+import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseSolveLimits, SEARCH_FLAGS, solverProgress, type SearcherChoice } from './search-options.js';
 
 /** Plain progress lines of the RL searcher where stderr is not a terminal: one per this many ms. */
 const PLAIN_PROGRESS_MS = 2000;
@@ -101,7 +101,7 @@ export function registerSearch(program: Command): void {
         return EXIT_INFEASIBLE;
       }
       return result.status === 'time_limit' ? EXIT_LIMIT : 0;
-    }));
+    }, SEARCH_FLAGS));
 }
 
 /**

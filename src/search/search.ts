@@ -2,7 +2,7 @@ import { compressionRatio, costs } from '../model/costs.js';
 import type { LayerTable } from '../model/layer.js';
 import { fixedPolicyLayer, policyLayer, type PolicyLayer } from '../export/policy.js';
 import type { WiredPoint } from '../indicators/indicators.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 import { BITS_PER_MB, GIGA, type BudgetRow, type FormulatedSearch, type Problem } from './problem.js';
 import type { SolveOptions, Solver, SolveStatus } from './solvers/solver.js';
 import { evaluateChoice } from './verify.js';
@@ -69,7 +69,7 @@ export async function runSearch(
   const sol = await solver.solve(problem, opts);
   const evaluation = sol.choice ? evaluateChoice(problem, sol.choice) : null;
   if (evaluation && !evaluation.feasible) {
-    throw new UserError(`solver '${sol.solver}' returned a policy over the ${evaluation.violated.join(', ')} budget; try --solver exact`, 1);
+    throw new FieldError((n) => `solver '${sol.solver}' returned a policy over the ${evaluation.violated.join(', ')} budget; try ${n('solver')} exact`, 1);
   }
   const fixed = table.fixed.map(fixedPolicyLayer);
   const fixedCosts = costs(table.fixed);

@@ -3,7 +3,7 @@ import type { LayerSelection } from '../model/graph-table.js';
 import { assertModelExists, indicatorsHowTo, searchLayerTable } from '../model/resolve.js';
 import { readIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 import type { CostTable } from './cost-table.js';
 import type { ObjectiveSource, SearchOptions } from './problem.js';
 
@@ -83,7 +83,7 @@ export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerT
     ? (await import('./objective-table-file.js')).readObjectiveTable(spec.objectiveTable)
     : readIndicators(spec.indicators ?? cached());
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
-  if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
+  if (modelSpec === undefined) throw new FieldError((n) => `${n('model')}: not given, and ${indicators.path} does not record its model`);
   return { table: await searchLayerTable(modelSpec, spec.layers, spec.limpqMacs ? { macs: 'limpq' } : {}), indicators };
 }
 

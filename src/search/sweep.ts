@@ -6,6 +6,7 @@ import { runSearch } from './search.js';
 import { solverByName } from './solvers/index.js';
 import { rowTolerance, type Solver, type SolveStatus } from './solvers/solver.js';
 import { evaluateChoice } from './verify.js';
+import { FieldError } from '../util/errors.js';
 import { loadSearchInputs, searchOptions, withCostTables, type BudgetPoint, type CommonFlags, type InputSpec } from './spec.js';
 
 /** One solved point of a sweep. */
@@ -250,7 +251,7 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
       workerData: { spec, common: portable, work, solver: opts.solver },
     });
     worker.on('message', (m: { index: number; result: SweepResult }) => take(m.index, m.result));
-    worker.on('error', reject);
+    worker.on('error', (err) => reject(FieldError.revive(err))); // a worker's FieldError names its fields as the caller's own would
     worker.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with ${code}`))));
   }));
   for (const w of workers) w.catch(() => {}); // a failure is reported by Promise.all below, not as unhandled meanwhile
