@@ -61,9 +61,12 @@ function leastUse(choices: Problem['choices']): number[] {
   return least;
 }
 
-/** Solve a formulated search and describe the policy in the units users read. */
+/**
+ * Solve a formulated search and describe the policy in the units users read. `targetBits`: the
+ * uniform bits whose BitOps are LIMPQ's target (the result's `bitopsTarget`); null when BitOps are not a budget.
+ */
 export async function runSearch(
-  table: LayerTable, f: FormulatedSearch, solver: Solver, wbab: { wb: number; ab: number } | null, opts: SolveOptions = {},
+  table: LayerTable, f: FormulatedSearch, solver: Solver, targetBits: { weightBits: number; actBits: number } | null, opts: SolveOptions = {},
 ): Promise<SearchResult> {
   const { problem } = f;
   const sol = await solver.solve(problem, opts);
@@ -88,7 +91,7 @@ export async function runSearch(
   const base = {
     status: sol.status,
     fixed,
-    bitopsTarget: wbab ? (costs(table.layers, { weightBits: wbab.wb, actBits: wbab.ab }).bitops + fixedCosts.bitops) / GIGA : null,
+    bitopsTarget: targetBits ? (costs(table.layers, targetBits).bitops + fixedCosts.bitops) / GIGA : null,
     bitopsFp32: fp32.bitops / GIGA,
     fp32SizeMb: fp32.sizeBits / BITS_PER_MB,
     rows,

@@ -51,6 +51,11 @@ export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
   };
 }
 
+/** The uniform bits whose BitOps are a point's target (runSearch's `targetBits`); null with BitOps off. */
+export function bitopsTargetBits(c: CommonFlags, p: BudgetPoint): { weightBits: number; actBits: number } | null {
+  return c.bops ? { weightBits: p.wb, actBits: p.ab } : null;
+}
+
 /** A short, file-name-safe label of a budget point, e.g. `w3a4-cr12.2`. */
 export function budgetLabel(c: CommonFlags, p: BudgetPoint): string {
   const parts = [c.bops ? `w${p.wb}a${p.ab}` : 'nobops'];

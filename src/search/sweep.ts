@@ -7,7 +7,7 @@ import { solverByName } from './solvers/index.js';
 import { rowTolerance, type Solver, type SolveStatus } from './solvers/solver.js';
 import { evaluateChoice } from './verify.js';
 import { FieldError } from '../util/errors.js';
-import { loadSearchInputs, searchOptions, withCostTables, type BudgetPoint, type CommonFlags, type InputSpec } from './spec.js';
+import { bitopsTargetBits, loadSearchInputs, searchOptions, withCostTables, type BudgetPoint, type CommonFlags, type InputSpec } from './spec.js';
 
 /** One solved point of a sweep. */
 export interface SweepResult {
@@ -73,7 +73,7 @@ export async function solvePoints(
       if (f) f = { ...f, problem: { ...f.problem, rows } };
       else formulated.set(rowNames, (f = formulate(table, ind, options)));
       const reuse = { from: undefined as number | undefined };
-      const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), common.bops ? point : null);
+      const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), bitopsTargetBits(common, point));
       take(index, {
         index,
         point,
