@@ -74,6 +74,13 @@ test('the CLI prints those as one line, exit 2; a bad config list is named by en
   assertUserError(runCli(['finetune', ...common, '--epochs', '1', '--quantizer', 'naive', '--weight-bits', '4']), /--weight-bits: naive quantizes weights to 8 bits only, got 4$/);
 });
 
+/** Paths of the keys in camelCase at any depth of a JSON value (every --json is snake_case). */
+function camelCaseKeys(value: unknown, path = '$'): string[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => camelCaseKeys(v, `${path}[${i}]`));
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([k, v]) => [...(/[A-Z]/.test(k) ? [`${path}.${k}`] : []), ...camelCaseKeys(v, `${path}.${k}`)]);
+}
+
 /** One tiny FP checkpoint shared by the runs below. */
 const shared = tempDir();
 const FP = join(shared, 'fp');
@@ -139,6 +146,9 @@ test('finetune --quantizer nuq: checkpoint keeps codebooks and indices; the weig
   const config = join(dir, 'nuq.json');
   writeFileSync(config, JSON.stringify([{ quant_types: ['weight'], quant_bits: 2, op_names: ['conv2', 'conv3', 'conv4', 'conv5'] }]));
   const evaluated = lastJson(runCli(['quantize', ...tiny, '--from', n, '--config', config, '--quantizer', 'nuq',
-    '--nuq-buckets', 'split', '--nuq-bucket-size', '1000', '--epochs', '0', '--json']));
+    '--nuq-opt-mode', 'weights', '--nuq-buckets', 'split', '--nuq-bucket-size', '1000', '--epochs', '0', '--json']));
   assert.equal(evaluated.top1, summary.top1);
+  // the NUQ options in --json are snake_case like the rest, at every depth
+  assert.deepEqual(evaluated.nuq, { opt_mode: 'weights', buckets: { type: 'split', size: 1000 } });
+  assert.deepEqual([camelCaseKeys(summary), camelCaseKeys(evaluated)], [[], []]);
 });
