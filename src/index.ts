@@ -24,7 +24,7 @@ export { formulate, type FormulatedSearch, type ObjectiveSource, type Problem, t
 export { SOLVER_NAMES, solverByName } from './search/solvers/index.js';
 export type { Solution, SolveOptions, SolveProgress, SolveStatus, Solver } from './search/solvers/solver.js';
 export { runSearch, type SearchResult } from './search/search.js';
-export { loadSearchInputs, searchOptions, type BudgetPoint, type CommonFlags, type InputSpec } from './search/spec.js';
+export { bitopsTargetBits, loadSearchInputs, searchOptions, type BudgetPoint, type CommonFlags, type InputSpec } from './search/spec.js';
 export { runSweep, type SweepOptions, type SweepResult } from './search/sweep.js';
 export { startRlRun, type RlReward, type RlRun, type RlRunOptions, type RlRunRecord, type RlSummary } from './search/rl/run.js';
 

@@ -74,12 +74,12 @@ test('indicators: written and read back; formulate + runSearch find the policy `
   const f = mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, W3A4));
   const expected = cliSearch();
   for (const solver of mpq.SOLVER_NAMES) {
-    const r = await mpq.runSearch(table, f, mpq.solverByName(solver), W3A4);
+    const r = await mpq.runSearch(table, f, mpq.solverByName(solver), mpq.bitopsTargetBits(FLAGS, W3A4));
     assert.equal(r.status, 'optimal', solver);
     assert.ok(Math.abs(r.objective! - expected.objective) <= 1e-9 * expected.objective, `${solver}: ${r.objective} vs ${expected.objective}`);
     assert.deepEqual([r.layers.map((l) => l.weightBits), r.layers.map((l) => l.actBits)], [expected.weight_bits, expected.act_bits], solver);
   }
-  const r = await mpq.runSearch(table, f, mpq.solverByName('exact'), W3A4);
+  const r = await mpq.runSearch(table, f, mpq.solverByName('exact'), { weightBits: 3, actBits: 4 });
   // the report's figures are the costs helper's over the whole model at the policy
   const model = mpq.costs([...r.fixed, ...r.layers]);
   assert.equal(r.compressionRatio, mpq.compressionRatio(model));
@@ -87,7 +87,7 @@ test('indicators: written and read back; formulate + runSearch find the policy `
   assert.equal(r.bitops, model.bitops / 1e9);
 
   // a budget below what any policy reaches is infeasible, and says why
-  const tight = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, { wb: 3, ab: 4, cr: 40 })), mpq.solverByName('exact'), W3A4);
+  const tight = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, { wb: 3, ab: 4, cr: 40 })), mpq.solverByName('exact'), mpq.bitopsTargetBits(FLAGS, W3A4));
   assert.equal(tight.status, 'infeasible');
   assert.match(tight.reason!, /model size budget .* is below the smallest reachable/);
 });
@@ -99,7 +99,7 @@ test('sweep and RL: a sweep point equals its single search; the DDPG agent stays
   const swept = await mpq.runSweep({ model: 'mnist-cnn', indicators: SHIPPED_INDICATORS, layers: {} }, FLAGS, points, { solver: 'exact', jobs: 1 });
   assert.equal(swept.length, 2);
   for (const [i, p] of points.entries()) {
-    const single = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, p)), mpq.solverByName('exact'), p);
+    const single = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, p)), mpq.solverByName('exact'), mpq.bitopsTargetBits(FLAGS, p));
     assert.equal(swept[i].objective, single.objective);
     assert.deepEqual(swept[i].weightBits, single.layers.map((l) => l.weightBits));
   }
@@ -108,7 +108,7 @@ test('sweep and RL: a sweep point equals its single search; the DDPG agent stays
   const rollouts: number[] = [];
   const run = await mpq.startRlRun({ table, problem: f.problem, bits: BITS, rollouts: 12, warmup: 4, seed: 3, reward: { kind: 'indicators' }, onRollout: (r) => rollouts.push(r.rollout) });
   try {
-    const r = await mpq.runSearch(table, f, run.solver, W3A4);
+    const r = await mpq.runSearch(table, f, run.solver, mpq.bitopsTargetBits(FLAGS, W3A4));
     assert.equal(r.status, 'feasible');
     assert.deepEqual(rollouts, Array.from({ length: 12 }, (_, i) => i + 1));
     assert.ok(r.objective! >= swept[0].objective! - 1e-12, `rl ${r.objective} below the optimum ${swept[0].objective}`);
@@ -129,7 +129,7 @@ test('policies: written, read back, exported as another tool\'s config', async (
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const table = mpq.zooLayerTable('mnist-cnn');
   const indicators = mpq.readIndicators(SHIPPED_INDICATORS);
-  const r = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, W3A4)), mpq.solverByName('exact'), W3A4);
+  const r = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, W3A4)), mpq.solverByName('exact'), mpq.bitopsTargetBits(FLAGS, W3A4));
   const path = join(dir, 'policy.json');
   mpq.writePolicy(path, mpq.policyFromSearch(table, indicators, FLAGS, W3A4, r, 'api test'));
   const policy = mpq.readPolicy(path);
@@ -166,7 +166,7 @@ test('train, pretrain, finetune, eval, pack, export and simulate through the ent
 
   // search on the fresh indicators, then finetune at that policy
   const table = mpq.zooLayerTable('mnist-cnn');
-  const r = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions({ ...FLAGS, bits: [4, 2] }, { wb: 3, ab: 4, cr: 0 })), mpq.solverByName('exact'), { wb: 3, ab: 4 });
+  const r = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions({ ...FLAGS, bits: [4, 2] }, { wb: 3, ab: 4, cr: 0 })), mpq.solverByName('exact'), { weightBits: 3, actBits: 4 });
   assert.equal(r.status, 'optimal');
   const policyPath = join(dir, 'policy.json');
   mpq.writePolicy(policyPath, mpq.policyFromSearch(table, indicators, { ...FLAGS, bits: [4, 2] }, { wb: 3, ab: 4, cr: 0 }, r, 'api test'));

@@ -14,7 +14,8 @@ import { quantizerFactory } from '../src/train/quantizer-factory.js';
 import { fakeQuantize, fakeQuantizeUnfused } from '../src/quant/quantizer.js';
 import { fakeQuantSimd } from '../src/train/backend/fake-quant-simd.js';
 import { gradScale } from '../src/quant/ste.js';
-import { UserError } from '../src/util/errors.js';
+import { FieldError, UserError } from '../src/util/errors.js';
+import { inFlags } from '../src/cli/run.js';
 import { relativeGap } from './support.js';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
@@ -113,10 +114,11 @@ const nativeInstalled = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'].s
   }
 });
 
-test('initBackend names the flag value of an unavailable backend', { skip: nativeInstalled && 'tfjs-node is installed' }, async () => {
+test('initBackend names the field and value of an unavailable backend (the CLI: its flag)', { skip: nativeInstalled && 'tfjs-node is installed' }, async () => {
   await assert.rejects(initBackend('tensorflow'), (error: unknown) => {
-    assert.ok(error instanceof UserError);
-    assert.match(error.message, /--backend tensorflow/);
+    assert.ok(error instanceof FieldError);
+    assert.match(error.message, /^backend tensorflow: .*\(use backend wasm\)$/);
+    assert.match((inFlags(error) as Error).message, /^--backend tensorflow: .*\(use --backend wasm\)$/);
     assert.doesNotMatch(error.message, /\n/);
     return true;
   });
@@ -491,6 +493,6 @@ test('trainLoop with one worker ends where the in-thread loop does; with two it 
   };
   const userError = (pattern: RegExp) => (e: unknown) => e instanceof UserError && pattern.test(e.message);
   const dorefa = createModel('mnist-cnn', { bits: [4], quantizers: quantizerFactory({ name: 'dorefa' }) });
-  await assert.rejects(trainLoop(dorefa, tiny, { ...options, workers: 2 }), userError(/^--workers: .*LSQ quantizers only.*'dorefa'$/));
-  await assert.rejects(trainLoop(createModel('mnist-cnn'), tiny, { ...options, workers: -1 }), userError(/^--workers: must be a positive integer, got -1$/));
+  await assert.rejects(trainLoop(dorefa, tiny, { ...options, workers: 2 }), userError(/^workers: .*LSQ quantizers only.*'dorefa'$/));
+  await assert.rejects(trainLoop(createModel('mnist-cnn'), tiny, { ...options, workers: -1 }), userError(/^workers: must be a positive integer, got -1$/));
 });

@@ -164,8 +164,10 @@ test('fixed layers: first and last by default, --fixed / --searchable, unknown n
   assert.deepEqual(fixedLayerNames(graph, { fixFirstLast: false }), []);
   assert.deepEqual(fixedLayerNames(graph, { fixed: ['fc', 'conv3'] }), ['conv3', 'fc'], 'in forward order');
   assert.deepEqual(fixedLayerNames(graph, { searchable: ['conv2', 'conv3'] }), ['conv1', 'conv4', 'conv5', 'fc']);
-  assert.throws(() => fixedLayerNames(graph, { fixed: ['bn1'] }), /^UserError: --fixed: 'bn1' is not a conv or dense layer of mnist-cnn/);
-  assert.throws(() => fixedLayerNames(graph, { fixed: ['fc'], searchable: ['conv2'] }), /--fixed and --searchable: give one of them/);
+  assert.throws(() => fixedLayerNames(graph, { fixed: ['bn1'] }), /^UserError: layers\.fixed: 'bn1' is not a conv or dense layer of mnist-cnn/);
+  assert.throws(() => fixedLayerNames(graph, { searchable: ['bn1'] }), /^UserError: layers\.searchable: 'bn1' is not/);
+  assert.throws(() => fixedLayerNames(graph, { fixed: ['bn1'], fixedFrom: "p.json: field 'fixed'" }), /^UserError: p\.json: field 'fixed': 'bn1' is not/);
+  assert.throws(() => fixedLayerNames(graph, { fixed: ['fc'], searchable: ['conv2'] }), /layers\.fixed and layers\.searchable: give one of them/);
   const table = graphLayerTable(graph, 'mnist-cnn', { searchable: ['conv2', 'conv3'] });
   assert.deepEqual(table.layers.map((l) => l.name), ['conv2', 'conv3']);
   assert.deepEqual(table.fixed.map((l) => [l.name, l.weightBits, l.actBits]), [['conv1', 8, 8], ['conv4', 8, 8], ['conv5', 8, 8], ['fc', 8, 8]]);

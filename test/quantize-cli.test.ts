@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { quantizeRequest } from '../src/cli/finetune.js';
+import { inFlags } from '../src/cli/run.js';
 import { planQuantization } from '../src/train/quantization-plan.js';
 import { runCli, tempDir, type CliRun } from './support.js';
 
@@ -31,13 +32,14 @@ function checkpointVariables(dir: string): Map<string, { shape: number[]; values
   }));
 }
 
-/** The UserError message a flag set gets from the CLI's parsing and the run's plan (in process). */
+/** The UserError message a flag set gets from the CLI's parsing and the run's plan (in process; the plan's fields named as flags). */
 function flagError(flags: Record<string, unknown>): string {
   try {
     planQuantization(quantizeRequest(flags));
-  } catch (err) {
-    assert.equal((err as Error).name, 'UserError');
-    return (err as Error).message;
+  } catch (thrown) {
+    const err = inFlags(thrown) as Error;
+    assert.equal(err.name, 'UserError');
+    return err.message;
   }
   return '';
 }
@@ -71,6 +73,13 @@ test('the CLI prints those as one line, exit 2; a bad config list is named by en
   assertUserError(runCli(['quantize', ...common, '--config', config, '--quantizer', 'qat']), /bad\.json: config_list\[0\]\.quant_bits\.output: 'output' is not in quant_types$/);
   assertUserError(runCli(['finetune', ...common, '--epochs', '1', '--quantizer', 'naive', '--weight-bits', '4']), /--weight-bits: naive quantizes weights to 8 bits only, got 4$/);
 });
+
+/** Paths of the keys in camelCase at any depth of a JSON value (every --json is snake_case). */
+function camelCaseKeys(value: unknown, path = '$'): string[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => camelCaseKeys(v, `${path}[${i}]`));
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([k, v]) => [...(/[A-Z]/.test(k) ? [`${path}.${k}`] : []), ...camelCaseKeys(v, `${path}.${k}`)]);
+}
 
 /** One tiny FP checkpoint shared by the runs below. */
 const shared = tempDir();
@@ -137,6 +146,9 @@ test('finetune --quantizer nuq: checkpoint keeps codebooks and indices; the weig
   const config = join(dir, 'nuq.json');
   writeFileSync(config, JSON.stringify([{ quant_types: ['weight'], quant_bits: 2, op_names: ['conv2', 'conv3', 'conv4', 'conv5'] }]));
   const evaluated = lastJson(runCli(['quantize', ...tiny, '--from', n, '--config', config, '--quantizer', 'nuq',
-    '--nuq-buckets', 'split', '--nuq-bucket-size', '1000', '--epochs', '0', '--json']));
+    '--nuq-opt-mode', 'weights', '--nuq-buckets', 'split', '--nuq-bucket-size', '1000', '--epochs', '0', '--json']));
   assert.equal(evaluated.top1, summary.top1);
+  // the NUQ options in --json are snake_case like the rest, at every depth
+  assert.deepEqual(evaluated.nuq, { opt_mode: 'weights', buckets: { type: 'split', size: 1000 } });
+  assert.deepEqual([camelCaseKeys(summary), camelCaseKeys(evaluated)], [[], []]);
 });

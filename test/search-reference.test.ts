@@ -23,7 +23,7 @@ test('LIMPQ .pkl + reference arithmetic reproduce the published W3A4/CR12.2 poli
     const f = formulate(table, ind, W3A4_CR12_2);
     for (const solver of Object.values(SOLVERS)) {
       if (file === 'indicators.json' && solver.name !== 'exact') continue; // same data; the MIP solvers are slow
-      const r = await runSearch(table, f, solver, { wb: 3, ab: 4 });
+      const r = await runSearch(table, f, solver, { weightBits: 3, actBits: 4 });
       assert.equal(r.status, 'optimal', `${file} ${solver.name}`);
       assert.deepEqual(r.layers.map((l) => l.weightBits), expected.weight_bits, `${file} ${solver.name}: weight bits`);
       assert.deepEqual(r.layers.map((l) => l.actBits), expected.act_bits, `${file} ${solver.name}: act bits`);
@@ -36,7 +36,7 @@ test('LIMPQ .pkl + reference arithmetic reproduce the published W3A4/CR12.2 poli
 test('zoo resnet50 (true MAC counts) gives the optimum 4.630866212770343', { skip }, async () => {
   const ind = readIndicators(join(REFERENCE_DIR, 'importance_indicators_resnet50.pkl'));
   const table = zooLayerTable('resnet50');
-  const r = await runSearch(table, formulate(table, ind, W3A4_CR12_2), SOLVERS.exact, { wb: 3, ab: 4 });
+  const r = await runSearch(table, formulate(table, ind, W3A4_CR12_2), SOLVERS.exact, { weightBits: 3, actBits: 4 });
   assert.equal(r.status, 'optimal');
   assert.ok(Math.abs(r.objective! - 4.630866212770343) < 1e-12, String(r.objective));
   // the two wired points of the published indicators are left out

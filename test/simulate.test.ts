@@ -83,7 +83,7 @@ test('samplePerClass: exactly N of every class, the same draw for the same seed,
   assert.deepEqual(counts, new Array(10).fill(3));
   assert.deepEqual(samplePerClass(mnist.train, 3, 10, 7).images, sample.images);
   assert.notDeepEqual(samplePerClass(mnist.train, 3, 10, 8).labels, sample.labels);
-  assert.throws(() => samplePerClass(subset(mnist.train, 20), 5, 10, 1), /--num-sample 5: class \d has only \d training samples/);
+  assert.throws(() => samplePerClass(subset(mnist.train, 20), 5, 10, 1), /^UserError: numSample 5: class \d has only \d training samples$/);
 });
 
 test('calibration: naive is the EMA of the per-batch max |x|, KL the entropy threshold of the |x| histogram (first layer input = the images)', () => {

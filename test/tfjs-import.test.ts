@@ -140,7 +140,7 @@ test('bad files: one-line errors naming the file, the layer and the field', () =
   expectError({ modelTopology: { class_name: 'Graph', config: { layers: [] } } }, /modelTopology\.class_name: 'Graph' is not a LayersModel/);
   expectError({ modelTopology: { class_name: 'Sequential' } }, /^m\.json: modelTopology\.config: /);
   expectError({ format: 'graph-model', modelTopology: { node: [] } }, /^m\.json: a tfjs graph model .* export a LayersModel/);
-  expectError(sequential([digitsLayers()[0], digitsLayers()[6]]), /2 quantizable layer\(s\).*--no-fix-first-last/);
+  expectError(sequential([digitsLayers()[0], digitsLayers()[6]]), /2 quantizable layer\(s\).*\(layers\.searchable NAME… or layers\.fixFirstLast=false\)$/);
   expectError({ ...sequential(digitsLayers()), weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'c2/kernel', shape: [3, 3, 4, 16], dtype: 'float32' }] }] },
     /weightsManifest: 'c2\/kernel' has shape \[3, 3, 4, 16\], but the layer's input makes it \[3, 3, 8, 16\]/);
   const res = residualModel((...names) => names.map((n) => [n, 0, 0, {}])) as { modelTopology: { config: { layers: Array<{ name: string; inbound_nodes: unknown[] }> } } };

@@ -35,5 +35,5 @@ export function registerExportModel(program: Command): void {
         ? formatExportSize(`${r.out} + ${basename(r.files[0].path)}`, size, r.policy !== null ? 'float32 weights, fake-quantized at the policy' : 'full precision')
         : formatExportSize(r.out, size);
       process.stdout.write(o.json ? `${JSON.stringify({ ...summary, ...snakeKeys(size) })}\n` : `${line}\n`);
-    }, { policyPath: '--policy' }));
+    }));
 }

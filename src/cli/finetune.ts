@@ -5,7 +5,7 @@ import type { QuantizerChoice } from '../train/quantizer-factory.js';
 import { finetuneAtPolicy } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { action, parseInteger } from './run.js';
-import { addBitsPairOptions } from './options.js';
+import { addBitsPairOptions, snakeKeys } from './options.js';
 import { addTrainingOptions, epochLines, runOptions } from './train.js';
 
 const NUQ_FLAGS: [key: string, flag: string][] = [
@@ -96,12 +96,12 @@ export function registerFinetune(program: Command): void {
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: result.model, policy: o.policy ?? null, ...result.quantization, top1: result.test.top1, count: result.test.count,
+          model: result.model, policy: o.policy ?? null, ...snakeKeys(result.quantization, true), top1: result.test.top1, count: result.test.count,
           layers: Object.entries(result.policy).map(([name, b]) => ({ name, weight_bits: b.weightBits, act_bits: b.actBits })),
           epochs: o.epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);
       } else {
         process.stdout.write(`final test top1 ${(100 * result.test.top1).toFixed(2)}% on ${result.test.count} images; ${result.seconds.toFixed(0)} s; backend ${result.backend}\n`);
       }
-    }, { policyPath: '--policy' }));
+    }));
 }

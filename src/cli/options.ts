@@ -130,7 +130,12 @@ export function showDefaultsPlainly(cmd: Command): void {
   for (const sub of cmd.commands) showDefaultsPlainly(sub);
 }
 
-/** An object of fixed field names (not one keyed by layer names) with its keys in snake_case, as every --json has them. */
-export function snakeKeys(o: object): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]));
+/**
+ * An object of fixed field names (not one keyed by layer names) with its keys in snake_case, as
+ * every --json has them; `deep`: the objects and lists within it too, which must be records of
+ * fixed names as well (a run's quantizer options: `nuq: { opt_mode, buckets: { type, size } }`).
+ */
+export function snakeKeys(o: object, deep = false): Record<string, unknown> {
+  const value = (v: unknown): unknown => (!deep || v === null || typeof v !== 'object' ? v : Array.isArray(v) ? v.map(value) : snakeKeys(v, true));
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), value(v)]));
 }

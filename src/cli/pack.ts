@@ -42,7 +42,7 @@ export function registerPack(program: Command): void {
       });
       const { out, written, quantizer, backend, size, tables } = result;
       process.stdout.write(o.json ? `${JSON.stringify({ out, written, policy: o.policy ?? null, quantizer, backend, ...snakeKeys(size), ...tables })}\n` : `${formatPackedSize(out, size)}\n`);
-    }, { policyPath: '--policy', dataDir: '--data' }));
+    }));
 }
 
 /** `mpq pack --packed OLD --out NEW`: the same model in the current container version (checksummed). */

@@ -4,6 +4,7 @@ import { quantizeWithConfig } from '../train/run.js';
 import { UserError } from '../util/errors.js';
 import { addQuantizerOptions, quantizerChoice } from './finetune.js';
 import { action } from './run.js';
+import { snakeKeys } from './options.js';
 import { addTrainingOptions, epochLines, runOptions } from './train.js';
 
 export function registerQuantize(program: Command): void {
@@ -26,7 +27,7 @@ export function registerQuantize(program: Command): void {
       });
       if (o.json) {
         process.stdout.write(`${JSON.stringify({
-          model: result.model, ...result.quantization, top1: result.test.top1, count: result.test.count,
+          model: result.model, ...snakeKeys(result.quantization, true), top1: result.test.top1, count: result.test.count,
           layers: Object.entries(result.policy).map(([name, b]) => ({ name, weight_bits: b.weightBits, act_bits: b.actBits })), calibrated: result.calibrated,
           epochs, seed: o.seed, backend: result.backend, seconds: Math.round(result.seconds),
         })}\n`);

@@ -1,12 +1,26 @@
 import { backendChoice } from '../train/backend/choice.js';
 import { FieldError, UserError } from '../util/errors.js';
 
+/** Fields whose flag is not their kebab-case name, alike in every command (a command's own map comes first). */
+const FIELD_FLAGS: Readonly<Record<string, string>> = {
+  dataDir: '--data',
+  policyPath: '--policy',
+  configPath: '--config',
+  'quantizer.nuq': '--nuq-*',
+};
+
 /**
  * A library option field's flag: `numSample` → `--num-sample`, a nested field by its last part
- * (`layers.fixed` → `--fixed`), unless the command maps it otherwise.
+ * (`layers.fixed` → `--fixed`), a field set to false as its negation (`layers.fixFirstLast=false`
+ * → `--no-fix-first-last`), unless the command (`flags`) or every command (FIELD_FLAGS) maps it otherwise.
  */
 export function fieldFlag(field: string, flags: Readonly<Record<string, string>> = {}): string {
-  return flags[field] ?? `--${field.split('.').pop()!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const mapped = flags[field] ?? FIELD_FLAGS[field];
+  if (mapped !== undefined) return mapped;
+  const off = field.endsWith('=false');
+  const name = (off ? field.slice(0, -'=false'.length) : field).split('.').pop()!;
+  const kebab = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  return off ? `--no-${kebab}` : FIELD_FLAGS[name] ?? `--${kebab}`;
 }
 
 /** A library FieldError as this command's UserError, its fields named as flags; any other error as it is. */

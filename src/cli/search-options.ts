@@ -8,6 +8,17 @@ import type { SolveOptions, SolveProgress } from '../search/solvers/solver.js';
 import { formatGap } from '../report/search-report.js';
 import { addAlias, addBitsPairOptions, backendOption, dataOption, flagOf, modelOption, seedOption } from './options.js';
 
+/**
+ * The search's option fields whose flag is not their kebab-case name (for `action` in search and
+ * sweep): the budgets of SearchOptions, the layer table's MAC count, the solver's limits, the RL
+ * reward's settings.
+ */
+export const SEARCH_FLAGS: Readonly<Record<string, string>> = {
+  wb: '--weight-bits', ab: '--act-bits', maxBitopsG: '--max-bitops', 'latency.max': '--max-latency', 'cost.max': '--max-cost',
+  macs: '--limpq-macs', memoryLimitMb: '--memory-limit', timeLimitMs: '--time-limit',
+  'reward.steps': '--reward-steps', 'reward.holdout': '--reward-holdout',
+};
+
 /** Flags shared by `search` and `sweep`. In a sweep the budget flags take lists. */
 export function addProblemOptions(cmd: Command, lists: boolean): Command {
   const v = lists ? '<values...>' : '<value>';

@@ -14,8 +14,8 @@ import { action } from './run.js';
 import { SmoothedEta } from '../util/eta.js';
 import { EXACT_GAP_TIME_LIMIT_MS, gapToExact, type ExactGap } from '../search/rl/exact-gap.js';
 import { isObjectiveTable } from '../search/objective-table.js';
-import { budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
-import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseSolveLimits, solverProgress, type SearcherChoice } from './search-options.js';
+import { bitopsTargetBits, budgetLabel, loadSearchInputs, searchOptions, type InputSpec } from '../search/spec.js';
+import { addProblemOptions, addSearcherOptions, budgetGrid, inputSpec, parseCommon, parseSearcher, parseSolveLimits, SEARCH_FLAGS, solverProgress, type SearcherChoice } from './search-options.js';
 
 /** Plain progress lines of the RL searcher where stderr is not a terminal: one per this many ms. */
 const PLAIN_PROGRESS_MS = 2000;
@@ -55,7 +55,7 @@ export function registerSearch(program: Command): void {
       let result: SearchResult;
       const progress = rl ? null : solverProgress();
       try {
-        result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, common.bops ? point : null, { ...limits, ...(progress ? { onProgress: progress.report } : {}) });
+        result = await runSearch(table, formulated, rl ? rl.solver : ilpSolver!, bitopsTargetBits(common, point), { ...limits, ...(progress ? { onProgress: progress.report } : {}) });
       } finally {
         progress?.done();
         rl?.stop();
@@ -102,7 +102,7 @@ export function registerSearch(program: Command): void {
         return EXIT_INFEASIBLE;
       }
       return result.status === 'time_limit' ? EXIT_LIMIT : 0;
-    }));
+    }, SEARCH_FLAGS));
 }
 
 /**

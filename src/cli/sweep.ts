@@ -14,7 +14,7 @@ import { UserError, EXIT_INFEASIBLE } from '../util/errors.js';
 import { defaultOutputPath } from '../util/paths.js';
 import { action } from './run.js';
 import { addAlias, flagOf } from './options.js';
-import { addProblemOptions, budgetArgs, budgetGrid, inputSpec, parseCommon, searchArgs, shellWords } from './search-options.js';
+import { addProblemOptions, budgetArgs, budgetGrid, inputSpec, parseCommon, SEARCH_FLAGS, searchArgs, shellWords } from './search-options.js';
 
 /** Every file a sweep may write: one set, replaced whole (see FileSet). */
 const SET_FILES = ['sweep.json', 'sweep.csv', 'pareto.svg', 'sweep.html', 'pareto.png'] as const;
@@ -120,7 +120,7 @@ export function registerSweep(program: Command): void {
         process.stdout.write(`${summaryLine(counts)}; in ${seconds.toFixed(2)} s on ${jobs} thread(s); wrote ${outDir}: ${files.join(', ')}\n`);
       }
       if (counts.feasible === 0) throw new UserError(`no point of the sweep is feasible (${counts.infeasible} infeasible, ${counts.unresolved} unresolved); see ${join(outDir, 'sweep.json')} for each point's reason`, EXIT_INFEASIBLE);
-    }));
+    }, SEARCH_FLAGS));
 }
 
 /** `--jobs`: a whole number from 1 to the cores (more threads only queue for them, each with its own copy of the inputs). */

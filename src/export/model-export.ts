@@ -12,7 +12,7 @@ import { encodeOnnx } from '../model/onnx/proto.js';
 import { FULL_PRECISION_BITS } from '../quant/bits.js';
 import type { Quantizer } from '../quant/quantizer.js';
 import type { BitsPolicy, QuantModel } from '../train/models.js';
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError } from '../util/errors.js';
 import { activationStorage, graphToOnnx, storageOf, type ExportOpset, type InputGrid, type LayerQdq, type WeightCodes } from './onnx-model.js';
 import { layersModelFiles } from './tfjs-model.js';
 
@@ -101,16 +101,18 @@ export interface ExportedFiles {
   storage: string[];
 }
 
-/** The files of one export (written by the caller, atomically). */
+/** The files of one export (written by the caller, atomically). Errors name exportModelFile's fields (the policy is its `policyPath`). */
 export async function exportModel(model: QuantModel, opts: ModelExportOptions): Promise<ExportedFiles> {
   const policy = opts.policy ?? {};
-  if (opts.fakeQuant && !opts.policy) throw new UserError('--fake-quant: needs --policy (the bits to fake-quantize the weights at)');
+  if (opts.fakeQuant && !opts.policy) throw new FieldError((n) => `${n('fakeQuant')}: needs ${n('policyPath')} (the bits to fake-quantize the weights at)`);
   if (opts.format === 'tfjs') {
-    if (opts.policy && !opts.fakeQuant) throw new UserError('--policy: a tfjs LayersModel holds float weights; add --fake-quant to write the policy\'s fake-quantized weights (activations stay float)');
+    if (opts.policy && !opts.fakeQuant) {
+      throw new FieldError((n) => `${n('policyPath')}: a tfjs LayersModel holds float weights; add ${n('fakeQuant')} to write the policy's fake-quantized weights (activations stay float)`);
+    }
     const files = await layersModelFiles(model.graph, forwardWeights(model, policy, opts.fakeQuant));
     return { files, storage: [] };
   }
-  if (opts.fakeQuant) throw new UserError('--fake-quant: tfjs exports only; an ONNX export at a policy holds the integer weights and quantizes activations (QDQ)');
+  if (opts.fakeQuant) throw new FieldError((n) => `${n('fakeQuant')}: tfjs exports only; an ONNX export at a policy holds the integer weights and quantizes activations (QDQ)`);
   const opset = opts.opset ?? 13;
   const quantization = opts.policy ? qdqLayers(model, policy) : undefined;
   const storage = [...(quantization ?? [])].map(([name, q]) => [

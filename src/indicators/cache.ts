@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
-import { UserError } from '../util/errors.js';
+import { FieldError, type FieldNamer } from '../util/errors.js';
 import { readInputFile } from '../util/fs.js';
 import { PACKAGE_ROOT } from '../util/paths.js';
 
@@ -26,18 +26,20 @@ function modelOf(path: string): string | undefined {
 }
 
 /**
- * Without `--indicators`: the cached file for the model (its `meta.model`, or its file name), or,
- * with no model named, the newest cached file.
+ * Without an indicators file given: the cached file for the model (its `meta.model`, or its file
+ * name), or, with no model named, the newest cached file. `howTo` says how to get some, naming
+ * fields by the namer.
  */
-export function findCachedIndicators(model?: string, howTo = 'make them with `mpq pretrain` or pass --indicators FILE (.json or LIMPQ .pkl)'): string {
-  const files = indicatorDirs().flatMap((d) =>
+export function findCachedIndicators(model?: string, howTo = (n: FieldNamer) => `make them with \`mpq pretrain\` or pass ${n('indicators')} FILE (.json or LIMPQ .pkl)`): string {
+  const dirs = indicatorDirs();
+  const files = dirs.flatMap((d) =>
     readdirSync(d).filter((f) => /\.(json|pkl)$/i.test(f)).map((f) => join(d, f)),
   );
-  if (files.length === 0) throw new UserError(`no cached indicators in ${indicatorDirs().join(' or ') || 'indicators/'}: ${howTo}`);
+  if (files.length === 0) throw new FieldError((n) => `no cached indicators in ${dirs.join(' or ') || 'indicators/'}: ${howTo(n)}`);
   if (model !== undefined) {
     const stem = basename(model).replace(/\.json$/i, '');
     const match = files.find((f) => modelOf(f) === stem) ?? files.find((f) => basename(f).replace(/\.(json|pkl)$/i, '') === stem);
-    if (!match) throw new UserError(`--model ${model}: no cached indicators for it in ${indicatorDirs().join(', ')}; ${howTo}`);
+    if (!match) throw new FieldError((n) => `${n('model')} ${model}: no cached indicators for it in ${dirs.join(', ')}; ${howTo(n)}`);
     return match;
   }
   return files.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];

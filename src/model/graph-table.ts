@@ -2,7 +2,7 @@
  * A graph's layer table and its choice of fixed layers: one rule for the search's table and the
  * training engine's model, so their searchable layers are the same.
  */
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError, type FieldNamer } from '../util/errors.js';
 import { graphLayers, inputShapeOf, nodeMap, quantizableNodes, tableInput, type Graph } from './graph.js';
 import type { FixedLayer, Layer, LayerTable } from './layer.js';
 
@@ -15,24 +15,25 @@ export interface LayerSelection {
   searchable?: readonly string[];
   /** false: nothing fixed (when neither list is given) */
   fixFirstLast?: boolean;
-  /** where `fixed` came from, for messages (default the flag, `--fixed`) */
+  /** where `fixed` came from, for messages (default the option field, `layers.fixed`) */
   fixedFrom?: string;
 }
 
-/** The names of the fixed layers, in forward order; unknown names are one line naming the flag. */
+/** The names of the fixed layers, in forward order; unknown names are one line naming the field (`layers.fixed`, …). */
 export function fixedLayerNames(graph: Graph, selection: LayerSelection = {}): string[] {
   const names = quantizableNodes(graph).map((n) => n.name);
-  const check = (flag: string, list: readonly string[]) => {
+  const check = (where: (n: FieldNamer) => string, list: readonly string[]) => {
     const unknown = list.find((n) => !names.includes(n));
-    if (unknown !== undefined) throw new UserError(`${flag}: '${unknown}' is not a conv or dense layer of ${graph.name} (its layers: ${names.join(', ')})`);
+    if (unknown !== undefined) throw new FieldError((n) => `${where(n)}: '${unknown}' is not a conv or dense layer of ${graph.name} (its layers: ${names.join(', ')})`);
   };
-  if (selection.fixed && selection.searchable) throw new UserError('--fixed and --searchable: give one of them');
+  if (selection.fixed && selection.searchable) throw new FieldError((n) => `${n('layers.fixed')} and ${n('layers.searchable')}: give one of them`);
   if (selection.fixed) {
-    check(selection.fixedFrom ?? '--fixed', selection.fixed);
+    const { fixedFrom } = selection;
+    check((n) => fixedFrom ?? n('layers.fixed'), selection.fixed);
     return names.filter((n) => selection.fixed!.includes(n));
   }
   if (selection.searchable) {
-    check('--searchable', selection.searchable);
+    check((n) => n('layers.searchable'), selection.searchable);
     return names.filter((n) => !selection.searchable!.includes(n));
   }
   if (selection.fixFirstLast === false || names.length === 0) return [];
@@ -62,7 +63,7 @@ export function graphLayerTable(graph: Graph, path: string, selection: LayerSele
   const fixed = new Set(fixedLayerNames(graph, selection));
   const layers = rows.filter((l) => !fixed.has(l.name)).map((l) => (opts.macs === 'limpq' ? { ...l, macs: limpqMacs(graph, l) } : l));
   if (layers.length === 0) {
-    throw new UserError(`${path}: ${rows.length} quantizable layer(s): with ${[...fixed].join(', ')} fixed at ${FIXED_BITS} bits none is left to search (--searchable NAME… or --no-fix-first-last)`);
+    throw new FieldError((n) => `${path}: ${rows.length} quantizable layer(s): with ${[...fixed].join(', ')} fixed at ${FIXED_BITS} bits none is left to search (${n('layers.searchable')} NAME… or ${n('layers.fixFirstLast=false')})`);
   }
   const fixedRows: FixedLayer[] = rows.filter((l) => fixed.has(l.name)).map((l) => ({ ...l, weightBits: FIXED_BITS, actBits: FIXED_BITS }));
   return { model: graph.name, input: tableInput(graph), layers, fixed: fixedRows };

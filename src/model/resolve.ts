@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
-import { UserError } from '../util/errors.js';
+import { FieldError, type FieldNamer } from '../util/errors.js';
 import { readJsonFile } from '../util/json-file.js';
 import type { GraphModel } from './graph.js';
 import type { LayerSelection } from './graph-table.js';
@@ -24,8 +24,8 @@ export function sourceName(source: ModelSource): string {
 
 const isOnnxPath = (path: string): boolean => extname(path).toLowerCase() === '.onnx';
 
-function missing(spec: string): UserError {
-  return new UserError(`--model: unknown model '${spec}': neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a model file (.onnx, tfjs model.json, layer-table .json)`);
+function missing(spec: string): FieldError {
+  return new FieldError((n) => `${n('model')}: unknown model '${spec}': neither a zoo model (${ZOO_MODEL_NAMES.join(', ')}) nor a model file (.onnx, tfjs model.json, layer-table .json)`);
 }
 
 /** `--model` names a zoo model or an existing file (checked before anything is read for it). */
@@ -35,20 +35,21 @@ export function assertModelExists(spec: string): void {
 
 /**
  * How to get indicators for a model that has none cached: pretrain them where mpq can train the
- * model (a zoo model with a dataset here, an ONNX or tfjs file), else bring LIMPQ's or an objective table.
+ * model (a zoo model with a dataset here, an ONNX or tfjs file: the `mpq` commands that do it),
+ * else bring LIMPQ's or an objective table (the search's fields, as the namer names them).
  */
-export function indicatorsHowTo(spec: string): string {
-  const elsewhere = 'pass --indicators FILE (JSON in LIMPQ\'s schema, or LIMPQ\'s .pkl) or --objective-table FILE';
+export function indicatorsHowTo(spec: string): (n: FieldNamer) => string {
+  const elsewhere = (n: FieldNamer) => `pass ${n('indicators')} FILE (JSON in LIMPQ's schema, or LIMPQ's .pkl) or ${n('objectiveTable')} FILE`;
   const out = `--out indicators/${modelName(spec)}.json`;
   if (isZooModel(spec)) {
-    if (!TRAINABLE_ZOO_MODELS.includes(spec)) return `mpq has no dataset to pretrain ${spec} on (it trains ${TRAINABLE_ZOO_MODELS.join(', ')}); ${elsewhere}`;
+    if (!TRAINABLE_ZOO_MODELS.includes(spec)) return (n) => `mpq has no dataset to pretrain ${spec} on (it trains ${TRAINABLE_ZOO_MODELS.join(', ')}); ${elsewhere(n)}`;
     // colour models train on CIFAR-10 (its binary batches), the digit models on the bundled MNIST
     const data = zooInput(spec)[0] === 3 ? ' --data CIFAR10_DIR' : '';
-    return `pretrain them: \`mpq train --model ${spec}${data} --epochs 24 --checkpoint ckpt/fp\`, then \`mpq pretrain --from ckpt/fp --bits 6 5 4 3 2 --epochs 2${data} ${out}\`; or ${elsewhere}`;
+    return (n) => `pretrain them: \`mpq train --model ${spec}${data} --epochs 24 --checkpoint ckpt/fp\`, then \`mpq pretrain --from ckpt/fp --bits 6 5 4 3 2 --epochs 2${data} ${out}\`; or ${elsewhere(n)}`;
   }
   const trainable = isOnnxPath(spec) || (extname(spec).toLowerCase() === '.json' && isTfjsModelJson(readJsonFile(spec, 'model')));
   if (!trainable) return elsewhere; // a layer table has no layers to run
-  return `pretrain them on the file's own weights: \`mpq pretrain --model ${spec} --bits 6 5 4 3 2 --epochs 2 ${out}\`; or ${elsewhere}`;
+  return (n) => `pretrain them on the file's own weights: \`mpq pretrain --model ${spec} --bits 6 5 4 3 2 --epochs 2 ${out}\`; or ${elsewhere(n)}`;
 }
 
 /**
@@ -61,7 +62,7 @@ export async function loadGraphModel(spec: string, opts: { weights?: boolean } =
   if (isOnnxPath(spec)) return (await import('./onnx-import.js')).readOnnxModel(spec, opts);
   const data = readJsonFile(spec, 'model');
   if (!isTfjsModelJson(data)) {
-    throw new UserError(`--model ${spec}: a layer table can be searched but not trained (it has no layers to run); give an ONNX file or a tfjs model.json`);
+    throw new FieldError((n) => `${n('model')} ${spec}: a layer table can be searched but not trained (it has no layers to run); give an ONNX file or a tfjs model.json`);
   }
   return (await import('./tfjs-import.js')).tfjsGraph(data, spec, opts.weights ? { weightsDir: dirname(spec) } : {});
 }
@@ -70,7 +71,7 @@ export async function loadGraphModel(spec: string, opts: { weights?: boolean } =
 export async function trainingModel(spec: string): Promise<ModelSource> {
   if (isZooModel(spec)) {
     if (!TRAINABLE_ZOO_MODELS.includes(spec)) {
-      throw new UserError(`--model: '${spec}' cannot be trained here (no dataset for it); trainable models: ${TRAINABLE_ZOO_MODELS.join(', ')}, or an ONNX / tfjs model file`);
+      throw new FieldError((n) => `${n('model')}: '${spec}' cannot be trained here (no dataset for it); trainable models: ${TRAINABLE_ZOO_MODELS.join(', ')}, or an ONNX / tfjs model file`);
     }
     return spec;
   }
@@ -86,8 +87,10 @@ export async function searchLayerTable(spec: string, selection: LayerSelection, 
   // a JSON file: a tfjs model (it has `modelTopology`) or a layer table
   const data = readJsonFile(spec, 'model');
   if (isTfjsModelJson(data)) return graphLayerTable((await import('./tfjs-import.js')).tfjsGraph(data, spec).graph, spec, selection, opts);
-  if (selection.fixed || selection.searchable) throw new UserError(`--fixed / --searchable: ${spec} is a layer table, which says itself which layers are fixed`);
-  if (opts.macs === 'limpq') throw new UserError(`--limpq-macs: ${spec} is a layer table, which gives its own MACs`);
+  if (selection.fixed || selection.searchable) {
+    throw new FieldError((n) => `${n('layers.fixed')} / ${n('layers.searchable')}: ${spec} is a layer table, which says itself which layers are fixed`);
+  }
+  if (opts.macs === 'limpq') throw new FieldError((n) => `${n('macs')}: ${spec} is a layer table, which gives its own MACs`);
   return (await import('./table-file.js')).layerTableFrom(data, spec);
 }
 

@@ -3,7 +3,7 @@ import type { Layer, LayerTable } from '../model/layer.js';
 import { allowedBits, matchIndicatorLayers, type LoadedIndicators, type WiredPoint } from '../indicators/indicators.js';
 import type { CostTable } from './cost-table.js';
 import { isObjectiveTable, matchTableLayers, tableChoices, type ObjectiveTable } from './objective-table.js';
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError, type FieldNamer } from '../util/errors.js';
 
 /** LIMPQ's unit: 1 MB = 2^20 bytes. */
 export const BITS_PER_MB = 8 * 1024 * 1024;
@@ -97,7 +97,7 @@ export function formulate(table: LayerTable, source: ObjectiveSource, opts: Sear
   checkCounts(table);
   const rows = budgetRows(table, opts);
   if (rows.length === 0) {
-    throw new UserError('no constraint given: enable BitOps (--weight-bits/--act-bits, on by default), --cr, --max-bitops, --max-size-mb, --equivalent-bits, --max-latency or --max-cost');
+    throw new FieldError((n) => `no constraint given: enable BitOps (${n('wb')}/${n('ab')}, on by default), ${n('cr')}, ${n('maxBitopsG')}, ${n('maxSizeMb')}, ${n('equivalentBits')}, ${n('latency.max')} or ${n('cost.max')}`);
   }
   const range = opts.weightBitsRange;
   const wBits = range ? opts.bits.filter((b) => b >= range.min && b <= range.max) : opts.bits;
@@ -110,11 +110,11 @@ export function formulate(table: LayerTable, source: ObjectiveSource, opts: Sear
   });
   checkObjectiveRange(layers.map((l) => l.name), choices, (i, c, tooLarge) => {
     const name = indicatorNames[i];
-    if (byTable) return `${source.path}: layers['${name}']['${source.weightOnly ? `w${c.w}` : `w${c.w}a${c.a}`}']`;
+    if (byTable) return () => `${source.path}: layers['${name}']['${source.weightOnly ? `w${c.w}` : `w${c.w}a${c.a}`}']`;
     const act = source.act[name][String(c.a)], weight = opts.alpha * source.weight[name][String(c.w)];
-    // --alpha is to blame for an objective too large when the indicators alone stay in range
-    if (tooLarge && weight > act && opts.alpha > 1 && source.weight[name][String(c.w)] * layers.length <= MAX_OBJECTIVE) return `--alpha ${opts.alpha}`;
-    return `${source.path}: ${act >= weight ? `act['${name}']['${c.a}']` : `weight['${name}']['${c.w}']`}`;
+    // alpha is to blame for an objective too large when the indicators alone stay in range
+    if (tooLarge && weight > act && opts.alpha > 1 && source.weight[name][String(c.w)] * layers.length <= MAX_OBJECTIVE) return (n) => `${n('alpha')} ${opts.alpha}`;
+    return () => `${source.path}: ${act >= weight ? `act['${name}']['${c.a}']` : `weight['${name}']['${c.w}']`}`;
   });
   return { problem: { layerNames: layers.map((l) => l.name), choices, rows, layers }, removed, indicatorNames };
 }
@@ -148,9 +148,9 @@ function checkCounts(table: LayerTable): void {
 
 /**
  * Refuse an objective outside [MIN_OBJECTIVE, MAX_OBJECTIVE] (its most expensive policy), naming
- * what makes it so: `blame` says which flag or file entry gives that layer's cost.
+ * what makes it so: `blame` says which option field or file entry gives that layer's cost.
  */
-function checkObjectiveRange(layerNames: string[], choices: Choice[][], blame: (layer: number, c: Choice, tooLarge: boolean) => string): void {
+function checkObjectiveRange(layerNames: string[], choices: Choice[][], blame: (layer: number, c: Choice, tooLarge: boolean) => (n: FieldNamer) => string): void {
   let total = 0, top = { layer: 0, choice: choices[0]?.[0] };
   for (const [i, cs] of choices.entries()) {
     for (const c of cs) if (!(Math.abs(c.cost) <= Math.abs(top.choice.cost))) top = { layer: i, choice: c };
@@ -158,7 +158,8 @@ function checkObjectiveRange(layerNames: string[], choices: Choice[][], blame: (
   }
   if (total <= MAX_OBJECTIVE && (total === 0 || total >= MIN_OBJECTIVE)) return;
   const { layer, choice: c } = top;
-  throw new UserError(`${blame(layer, c, !(total <= MAX_OBJECTIVE))}: a policy's objective reaches ${total > MAX_OBJECTIVE ? '' : 'only '}${total.toPrecision(3)} (layer '${layerNames[layer]}' at W${c.w}A${c.a} costs ${c.cost.toPrecision(3)}); it must stay within ${MIN_OBJECTIVE.toExponential()}..${MAX_OBJECTIVE.toExponential()}`);
+  const where = blame(layer, c, !(total <= MAX_OBJECTIVE));
+  throw new FieldError((n) => `${where(n)}: a policy's objective reaches ${total > MAX_OBJECTIVE ? '' : 'only '}${total.toPrecision(3)} (layer '${layerNames[layer]}' at W${c.w}A${c.a} costs ${c.cost.toPrecision(3)}); it must stay within ${MIN_OBJECTIVE.toExponential()}..${MAX_OBJECTIVE.toExponential()}`);
 }
 
 function rowUse(row: BudgetRow['name'], name: string, macs: number, params: number, w: number, a: number, opts: SearchOptions): number {
@@ -173,8 +174,9 @@ function rowUse(row: BudgetRow['name'], name: string, macs: number, params: numb
 /** The budget rows the options ask for, with their limits (no choices: cheap). */
 export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] {
   const rows: BudgetRow[] = [];
-  const add = (name: BudgetRow['name'], limitTotal: number, fixedUse: number, source: string, toUnit: (v: number) => number, unit: string, flag = source) => {
-    if (!Number.isFinite(limitTotal)) throw new UserError(`${flag}: the ${name} budget this gives is not a finite number`);
+  // `given`: the option fields that set the budget, for an error (`source` labels the row in reports, as the CLI's flags)
+  const add = (name: BudgetRow['name'], limitTotal: number, fixedUse: number, source: string, toUnit: (v: number) => number, unit: string, given: (n: FieldNamer) => string) => {
+    if (!Number.isFinite(limitTotal)) throw new FieldError((n) => `${given(n)}: the ${name} budget this gives is not a finite number`);
     const existing = rows.find((r) => r.name === name);
     const limit = limitTotal - fixedUse;
     if (!existing) rows.push({ name, limit, fixedUse, sources: [source], toUnit, unit });
@@ -188,26 +190,26 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   if (opts.bops) {
     // LIMPQ's BitOps row covers the searchable layers only: the target is theirs at wb x ab.
     const target = costs(table.layers, { weightBits: opts.wb, actBits: opts.ab }).bitops;
-    add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G', `--weight-bits ${opts.wb} --act-bits ${opts.ab}`);
+    add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G', (n) => `${n('wb')} ${opts.wb} ${n('ab')} ${opts.ab}`);
   }
   if (opts.maxBitopsG !== undefined) {
-    add('bitops', opts.maxBitopsG * GIGA, costs(table.fixed).bitops, `--max-bitops ${opts.maxBitopsG}`, toG, 'G');
+    add('bitops', opts.maxBitopsG * GIGA, costs(table.fixed).bitops, `--max-bitops ${opts.maxBitopsG}`, toG, 'G', (n) => `${n('maxBitopsG')} ${opts.maxBitopsG}`);
   }
   const fixedBits = costs(table.fixed).sizeBits;
   if (opts.cr !== undefined && opts.cr > 0) {
     const allParams = costs([...table.layers, ...table.fixed]).params;
-    add('size', sizeBitsAtCompressionRatio(allParams, opts.cr), fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB', `--cr ${opts.cr}`);
+    add('size', sizeBitsAtCompressionRatio(allParams, opts.cr), fixedBits, `compression ratio ${opts.cr}`, toMb, 'MB', (n) => `${n('cr')} ${opts.cr}`);
   }
   if (opts.equivalentBits !== undefined) {
     // like LIMPQ's BitOps row, over the searchable layers only
     const { params } = costs(table.layers);
-    add('size', opts.equivalentBits * params, 0, `--equivalent-bits ${opts.equivalentBits}`, (v) => v / params, 'bits/weight');
+    add('size', opts.equivalentBits * params, 0, `--equivalent-bits ${opts.equivalentBits}`, (v) => v / params, 'bits/weight', (n) => `${n('equivalentBits')} ${opts.equivalentBits}`);
   }
-  if (opts.maxSizeMb !== undefined) add('size', opts.maxSizeMb * BITS_PER_MB, fixedBits, `--max-size-mb ${opts.maxSizeMb}`, toMb, 'MB');
+  if (opts.maxSizeMb !== undefined) add('size', opts.maxSizeMb * BITS_PER_MB, fixedBits, `--max-size-mb ${opts.maxSizeMb}`, toMb, 'MB', (n) => `${n('maxSizeMb')} ${opts.maxSizeMb}`);
   for (const [name, budget] of [['latency', opts.latency], ['cost', opts.cost]] as const) {
     if (!budget) continue;
     const fixed = table.fixed.reduce((s, l) => s + budget.table.fixedCost(l.name, l.weightBits, l.actBits), 0);
-    add(name, budget.max, fixed, `--max-${name} ${budget.max}`, (v) => v, budget.table.unit);
+    add(name, budget.max, fixed, `--max-${name} ${budget.max}`, (v) => v, budget.table.unit, (n) => `${n(`${name}.max`)} ${budget.max}`);
   }
   return rows;
 }

@@ -2,7 +2,7 @@ import { compressionRatio, costs } from '../model/costs.js';
 import type { LayerTable } from '../model/layer.js';
 import { fixedPolicyLayer, policyLayer, type PolicyLayer } from '../export/policy.js';
 import type { WiredPoint } from '../indicators/indicators.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 import { BITS_PER_MB, GIGA, type BudgetRow, type FormulatedSearch, type Problem } from './problem.js';
 import type { SolveOptions, Solver, SolveStatus } from './solvers/solver.js';
 import { evaluateChoice } from './verify.js';
@@ -61,15 +61,18 @@ function leastUse(choices: Problem['choices']): number[] {
   return least;
 }
 
-/** Solve a formulated search and describe the policy in the units users read. */
+/**
+ * Solve a formulated search and describe the policy in the units users read. `targetBits`: the
+ * uniform bits whose BitOps are LIMPQ's target (the result's `bitopsTarget`); null when BitOps are not a budget.
+ */
 export async function runSearch(
-  table: LayerTable, f: FormulatedSearch, solver: Solver, wbab: { wb: number; ab: number } | null, opts: SolveOptions = {},
+  table: LayerTable, f: FormulatedSearch, solver: Solver, targetBits: { weightBits: number; actBits: number } | null, opts: SolveOptions = {},
 ): Promise<SearchResult> {
   const { problem } = f;
   const sol = await solver.solve(problem, opts);
   const evaluation = sol.choice ? evaluateChoice(problem, sol.choice) : null;
   if (evaluation && !evaluation.feasible) {
-    throw new UserError(`solver '${sol.solver}' returned a policy over the ${evaluation.violated.join(', ')} budget; try --solver exact`, 1);
+    throw new FieldError((n) => `solver '${sol.solver}' returned a policy over the ${evaluation.violated.join(', ')} budget; try ${n('solver')} exact`, 1);
   }
   const fixed = table.fixed.map(fixedPolicyLayer);
   const fixedCosts = costs(table.fixed);
@@ -88,7 +91,7 @@ export async function runSearch(
   const base = {
     status: sol.status,
     fixed,
-    bitopsTarget: wbab ? (costs(table.layers, { weightBits: wbab.wb, actBits: wbab.ab }).bitops + fixedCosts.bitops) / GIGA : null,
+    bitopsTarget: targetBits ? (costs(table.layers, targetBits).bitops + fixedCosts.bitops) / GIGA : null,
     bitopsFp32: fp32.bitops / GIGA,
     fp32SizeMb: fp32.sizeBits / BITS_PER_MB,
     rows,

@@ -3,7 +3,7 @@ import type { LayerSelection } from '../model/graph-table.js';
 import { assertModelExists, indicatorsHowTo, searchLayerTable } from '../model/resolve.js';
 import { readIndicators } from '../indicators/indicators.js';
 import { findCachedIndicators } from '../indicators/cache.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 import type { CostTable } from './cost-table.js';
 import type { ObjectiveSource, SearchOptions } from './problem.js';
 
@@ -51,6 +51,11 @@ export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
   };
 }
 
+/** The uniform bits whose BitOps are a point's target (runSearch's `targetBits`); null with BitOps off. */
+export function bitopsTargetBits(c: CommonFlags, p: BudgetPoint): { weightBits: number; actBits: number } | null {
+  return c.bops ? { weightBits: p.wb, actBits: p.ab } : null;
+}
+
 /** A short, file-name-safe label of a budget point, e.g. `w3a4-cr12.2`. */
 export function budgetLabel(c: CommonFlags, p: BudgetPoint): string {
   const parts = [c.bops ? `w${p.wb}a${p.ab}` : 'nobops'];
@@ -83,7 +88,7 @@ export async function loadSearchInputs(spec: InputSpec): Promise<{ table: LayerT
     ? (await import('./objective-table-file.js')).readObjectiveTable(spec.objectiveTable)
     : readIndicators(spec.indicators ?? cached());
   const modelSpec = spec.model ?? (typeof indicators.meta?.model === 'string' ? indicators.meta.model : undefined);
-  if (modelSpec === undefined) throw new UserError(`--model: not given, and ${indicators.path} does not record its model`);
+  if (modelSpec === undefined) throw new FieldError((n) => `${n('model')}: not given, and ${indicators.path} does not record its model`);
   return { table: await searchLayerTable(modelSpec, spec.layers, spec.limpqMacs ? { macs: 'limpq' } : {}), indicators };
 }
 

@@ -6,7 +6,8 @@ import { runSearch } from './search.js';
 import { solverByName } from './solvers/index.js';
 import { rowTolerance, type Solver, type SolveStatus } from './solvers/solver.js';
 import { evaluateChoice } from './verify.js';
-import { loadSearchInputs, searchOptions, withCostTables, type BudgetPoint, type CommonFlags, type InputSpec } from './spec.js';
+import { FieldError } from '../util/errors.js';
+import { bitopsTargetBits, loadSearchInputs, searchOptions, withCostTables, type BudgetPoint, type CommonFlags, type InputSpec } from './spec.js';
 
 /** One solved point of a sweep. */
 export interface SweepResult {
@@ -72,7 +73,7 @@ export async function solvePoints(
       if (f) f = { ...f, problem: { ...f.problem, rows } };
       else formulated.set(rowNames, (f = formulate(table, ind, options)));
       const reuse = { from: undefined as number | undefined };
-      const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), common.bops ? point : null);
+      const r = await runSearch(table, f, optima.solver(solverByName(solver), index, reuse), bitopsTargetBits(common, point));
       take(index, {
         index,
         point,
@@ -268,7 +269,7 @@ export async function runSweep(spec: InputSpec, common: CommonFlags, points: Bud
       workerData: { spec, common: portable, work, solver: opts.solver },
     });
     worker.on('message', (m: { index: number; result: SweepResult }) => take(m.index, m.result));
-    worker.on('error', reject);
+    worker.on('error', (err) => reject(FieldError.revive(err))); // a worker's FieldError names its fields as the caller's own would
     worker.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`sweep worker exited with ${code}`))));
   }));
   for (const w of workers) w.catch(() => {}); // a failure is reported by Promise.all below, not as unhandled meanwhile

@@ -21,7 +21,7 @@ import { MinMaxInputQuantizer } from '../quant/minmax.js';
 import { FULL_PRECISION_BITS } from '../quant/bits.js';
 import { batches, type ImageSet } from '../train/data.js';
 import type { BitsPolicy, QuantModel } from '../train/models.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 import { Prng } from '../util/prng.js';
 
 export type CalibrationMode = 'naive' | 'kl';
@@ -51,7 +51,7 @@ export function samplePerClass(set: ImageSet, perClass: number, numClasses: numb
     }
   }
   const short = taken.findIndex((n) => n < perClass);
-  if (short >= 0) throw new UserError(`--num-sample ${perClass}: class ${short} has only ${taken[short]} training samples`);
+  if (short >= 0) throw new FieldError((n) => `${n('numSample')} ${perClass}: class ${short} has only ${taken[short]} training samples`);
   const size = set.shape[0] * set.shape[1] * set.shape[2];
   const images = new Float32Array(picked.length * size);
   picked.forEach((i, k) => images.set(set.images.subarray(i * size, (i + 1) * size), k * size));
@@ -128,7 +128,7 @@ export function calibrateInputs(model: QuantModel, policy: BitsPolicy, set: Imag
         counts[i] += values.length;
       });
       probes.forEach(({ name }, i) => {
-        if (!(maxima[i]! > 0)) throw new UserError(`--calib kl: the input of ${name} is zero on every calibration sample`);
+        if (!(maxima[i]! > 0)) throw new FieldError((n) => `${n('calib')} kl: the input of ${name} is zero on every calibration sample`);
       });
       const histograms = probes.map(() => new Float64Array(KL_HISTOGRAM_BINS));
       observeAll((i, values) => {
@@ -137,7 +137,7 @@ export function calibrateInputs(model: QuantModel, policy: BitsPolicy, set: Imag
       });
       probes.forEach(({ name, quantizer, bits }, i) => {
         const targetBins = klTargetBins(bits, quantizer.options.signed);
-        if (targetBins >= KL_HISTOGRAM_BINS) throw new UserError(`--calib kl: ${bits}-bit inputs need ${targetBins} target bins, more than the ${KL_HISTOGRAM_BINS}-bin histogram`);
+        if (targetBins >= KL_HISTOGRAM_BINS) throw new FieldError((n) => `${n('calib')} kl: ${bits}-bit inputs need ${targetBins} target bins, more than the ${KL_HISTOGRAM_BINS}-bin histogram`);
         thresholds.set(name, klThreshold(histograms[i]!, maxima[i]! / KL_HISTOGRAM_BINS, { targetBins, maxOutliers: CLIP_LIMIT * counts[i]! }));
       });
     }

@@ -11,7 +11,7 @@ import type { Checkpoint } from '../train/checkpoint.js';
 import { loadWeights } from '../train/run.js';
 import { SwitchableBatchNorm, type QuantizerFactory } from '../train/layers.js';
 import type { QuantModel } from '../train/models.js';
-import { UserError } from '../util/errors.js';
+import { FieldError } from '../util/errors.js';
 
 export interface MinMaxFactoryOptions {
   granularity: RangeGranularity;
@@ -30,7 +30,7 @@ export function minMaxQuantizers(o: MinMaxFactoryOptions): QuantizerFactory {
     }
     const granularity = o.granularity === 'group' && site.kind === 'linear' ? 'channel' : o.granularity;
     if (granularity === 'group' && (o.groupSize === undefined || site.outChannels % o.groupSize !== 0)) {
-      throw new UserError(`--group-size ${o.groupSize}: does not divide the ${site.outChannels} output channels of ${site.layerName}`);
+      throw new FieldError((n) => `${n('groupSize')} ${o.groupSize}: does not divide the ${site.outChannels} output channels of ${site.layerName}`);
     }
     return new MinMaxWeightQuantizer({ bitsList: site.bitsList, granularity, shape: site.weightShape, groupSize: o.groupSize });
   };

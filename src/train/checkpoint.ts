@@ -3,7 +3,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as v from 'valibot';
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError, type FieldNamer } from '../util/errors.js';
 import { MAX_BINARY_INPUT_BYTES, readInputFile, removeStaleTemps, writeOutput } from '../util/fs.js';
 import { readJsonFile } from '../util/json-file.js';
 import { fileInDirectory } from '../util/paths.js';
@@ -127,12 +127,12 @@ export function readCheckpoint(dir: string): Checkpoint {
   return { manifest, tensors };
 }
 
-/** Settings a run records in its meta that a resumed run must share, with the flag that sets each. */
-const RESUME_FLAGS: Record<string, string> = {
-  model: '--model', seed: '--seed', epochs: '--epochs', limit: '--limit', dataset: '--data', split: '--data', from: '--from',
-  bits: '--bits', policy: '--policy', config: '--config', quantizer: '--quantizer', nuq: '--nuq-*', weight_bits: '--weight-bits',
-  act_bits: '--act-bits', weight_steps: '--per-channel-weights', quantize_first_last: '--quantize-first-last',
-  'hyperparameters.batchSize': '--batch-size', 'hyperparameters.lr': '--lr', 'hyperparameters.weightDecay': '--weight-decay',
+/** Settings a run records in its meta that a resumed run must share, with the option field that sets each. */
+const RESUME_FIELDS: Record<string, string> = {
+  model: 'model', seed: 'seed', epochs: 'epochs', limit: 'limit', dataset: 'dataDir', split: 'dataDir', from: 'from',
+  bits: 'bits', policy: 'policyPath', config: 'configPath', quantizer: 'quantizer', nuq: 'quantizer.nuq', weight_bits: 'weightBits',
+  act_bits: 'actBits', weight_steps: 'perChannelWeights', quantize_first_last: 'quantizeFirstLast',
+  'hyperparameters.batchSize': 'batchSize', 'hyperparameters.lr': 'lr', 'hyperparameters.weightDecay': 'weightDecay',
 };
 /** Meta fields that may differ: when and how the run was started, not what it computes (and epochs' twin). */
 const RESUME_FREE = new Set(['command', 'created_at', 'backend', 'hyperparameters.epochs']);
@@ -144,7 +144,7 @@ const RESUME_FREE = new Set(['command', 'created_at', 'backend', 'hyperparameter
  */
 export function checkResumable(dir: string, manifest: CheckpointManifest, stage: string, meta: Record<string, unknown>): void {
   if (manifest.training.stage !== stage) {
-    throw new UserError(`--resume: ${dir} holds a '${manifest.training.stage}' run, not a '${stage}' one (give another --checkpoint, or --overwrite instead of --resume to replace it)`);
+    throw new FieldError((n) => `${n('resume')}: ${dir} holds a '${manifest.training.stage}' run, not a '${stage}' one (give another ${n('checkpoint')}, or ${n('overwrite')} instead of ${n('resume')} to replace it)`);
   }
   const flat = (m: Record<string, unknown>): Map<string, string> => new Map(Object.entries(m).flatMap(([key, value]) =>
     key === 'hyperparameters' && typeof value === 'object' && value !== null
@@ -155,10 +155,11 @@ export function checkResumable(dir: string, manifest: CheckpointManifest, stage:
   if (Object.keys(manifest.meta).length === 0) return;
   const differs = [...new Set([...recorded.keys(), ...now.keys()])].filter((key) => !RESUME_FREE.has(key) && recorded.get(key) !== now.get(key));
   if (differs.length === 0) return;
-  const name = (key: string) => RESUME_FLAGS[key] ?? key;
+  // a setting no option sets (what the run derived, e.g. kept_policy) by its meta key
+  const name = (n: FieldNamer, key: string) => (Object.hasOwn(RESUME_FIELDS, key) ? n(RESUME_FIELDS[key]) : key);
   const shown = (v: string | undefined) => (v === undefined ? '(none)' : v.length <= 40 ? v : `${v.slice(0, 37)}...`);
-  const list = (m: Map<string, string>) => differs.map((key) => `${name(key)} ${shown(m.get(key))}`).join(', ');
-  throw new UserError(`--resume: ${dir} was made with ${list(recorded)}; this run has ${list(now)} (give the same settings, or --overwrite instead of --resume to start afresh)`);
+  const list = (n: FieldNamer, m: Map<string, string>) => differs.map((key) => `${name(n, key)} ${shown(m.get(key))}`).join(', ');
+  throw new FieldError((n) => `${n('resume')}: ${dir} was made with ${list(n, recorded)}; this run has ${list(n, now)} (give the same settings, or ${n('overwrite')} instead of ${n('resume')} to start afresh)`);
 }
 
 export function disposeCheckpoint(checkpoint: Checkpoint): void {
@@ -217,8 +218,8 @@ export function loadIntoVariables(
       throw new UserError(`${dir}: checkpoint has no variable '${name}' (model ${checkpoint.manifest.model})`);
     }
     if (!sameShape(value, variable)) {
-      const steps = WEIGHT_STEP.test(name) ? ' (weight step sizes per tensor or per channel: --per-channel-weights must match the run that saved it)' : '';
-      throw new UserError(`${dir}: variable '${name}' has shape [${value.shape}], the model expects [${variable.shape}]${steps}`);
+      const steps = WEIGHT_STEP.test(name);
+      throw new FieldError((n) => `${dir}: variable '${name}' has shape [${value.shape}], the model expects [${variable.shape}]${steps ? ` (weight step sizes per tensor or per channel: ${n('perChannelWeights')} must match the run that saved it)` : ''}`);
     }
     variable.assign(value);
   }

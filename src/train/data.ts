@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError } from '../util/errors.js';
 import { fsReason, MAX_BINARY_INPUT_BYTES, readInputFile } from '../util/fs.js';
 import { Prng } from '../util/prng.js';
 
@@ -203,17 +203,17 @@ export function loadDataset(inputShape: [number, number, number], dataDir?: stri
   const grey = flat ? size === 28 * 28 : inputShape[2] === 1;
   let data: Dataset;
   if (dataDir !== undefined) {
-    if (!existsSync(dataDir)) throw new UserError(`--data: directory ${dataDir} does not exist`);
-    if (!statSync(dataDir).isDirectory()) throw new UserError(`--data: ${dataDir} is not a directory`);
+    if (!existsSync(dataDir)) throw new FieldError((n) => `${n('dataDir')}: directory ${dataDir} does not exist`);
+    if (!statSync(dataDir).isDirectory()) throw new FieldError((n) => `${n('dataDir')}: ${dataDir} is not a directory`);
     data = grey ? loadIdxDirectory(dataDir) : loadCifar10Directory(dataDir);
   } else {
-    if (!grey) throw new UserError(`--data: a model with input ${inputShape.join('x')} needs a dataset directory (CIFAR-10 binary)`);
+    if (!grey) throw new FieldError((n) => `${n('dataDir')}: a model with input ${inputShape.join('x')} needs a dataset directory (CIFAR-10 binary)`);
     data = loadMnistPackage(splitSeed);
   }
   const images = data.train.shape;
   const fits = flat ? imageSize(images) === size : images.every((d, i) => d === inputShape[i]);
   if (!fits) {
-    throw new UserError(`--model: the model takes input [${flat ? size : inputShape.join(', ')}] (${flat ? 'features' : 'h, w, c'}); the ${data.name} images are [${images.join(', ')}]`);
+    throw new FieldError((n) => `${n('model')}: the model takes input [${flat ? size : inputShape.join(', ')}] (${flat ? 'features' : 'h, w, c'}); the ${data.name} images are [${images.join(', ')}]`);
   }
   return data;
 }

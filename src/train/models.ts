@@ -7,7 +7,7 @@ import {
 import type { Layer } from '../model/layer.js';
 import type { ModelSource } from '../model/resolve.js';
 import { TRAINABLE_ZOO_MODELS, isZooModel, zooGraph } from '../model/zoo.js';
-import { UserError } from '../util/errors.js';
+import { FieldError, UserError } from '../util/errors.js';
 import {
   bnKey, QuantConv2d, QuantDense, SwitchableBatchNorm,
   type LayerBits, type QuantLayerOptions, type QuantizerFactory,
@@ -76,7 +76,7 @@ export const TRAIN_MODEL_NAMES: readonly string[] = TRAINABLE_ZOO_MODELS;
 export function createModel(model: ModelSource, options: ModelOptions = {}): QuantModel {
   if (typeof model !== 'string') return buildFromGraph(model.graph, model.weights, options);
   if (!isZooModel(model) || !TRAIN_MODEL_NAMES.includes(model)) {
-    throw new UserError(`--model: '${model}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}, or an ONNX / tfjs model file`);
+    throw new FieldError((n) => `${n('model')}: '${model}' cannot be trained; trainable models: ${TRAIN_MODEL_NAMES.join(', ')}, or an ONNX / tfjs model file`);
   }
   return buildFromGraph(zooGraph(model), undefined, options);
 }

@@ -1,7 +1,7 @@
 import { readPolicy } from '../export/policy-file.js';
 import type { LayerSelection } from '../model/graph-table.js';
 import { FULL_PRECISION_BITS, NUQ_DEFAULTS, QatQuantizer, quantizerBitsProblem, QUANTIZER_CONVENTIONS } from '../quant/index.js';
-import { UserError } from '../util/errors.js';
+import { FieldError, type FieldNamer } from '../util/errors.js';
 import { configListBits, readConfigList, resolveConfigList } from './config-list.js';
 import type { ImageSet } from './data.js';
 import { evaluate } from './loops.js';
@@ -53,19 +53,20 @@ export interface QuantizationPlan {
 
 const NOT_QUANTIZED = FULL_PRECISION_BITS;
 
-function checkBits(name: QuantizerChoice['name'], side: 'weight' | 'activation', bits: number, where: string): void {
+/** `where`: the option field (or file entry) that gives these bits. */
+function checkBits(name: QuantizerChoice['name'], side: 'weight' | 'activation', bits: number, where: (n: FieldNamer) => string): void {
   const problem = quantizerBitsProblem(name, side, bits);
-  if (problem) throw new UserError(`${where}: ${problem}`);
+  if (problem) throw new FieldError((n) => `${where(n)}: ${problem}`);
 }
 
 /** The plan, or undefined when nothing asks for quantization (a full-precision run). */
 export function planQuantization(req: QuantizeRequest): QuantizationPlan | undefined {
-  const sources = [req.policyPath !== undefined && '--policy', req.weightBits !== undefined && '--weight-bits', req.configPath !== undefined && '--config'].filter(Boolean);
-  if (sources.length > 1) throw new UserError(`${sources.join(' and ')}: give one source of bits (a policy file, uniform bits or a config list)`);
-  if (req.actBits !== undefined && req.weightBits === undefined) throw new UserError('--act-bits: needs --weight-bits (uniform bits)');
+  const sources = (['policyPath', 'weightBits', 'configPath'] as const).filter((field) => req[field] !== undefined);
+  if (sources.length > 1) throw new FieldError((n) => `${sources.map(n).join(' and ')}: give one source of bits (a policy file, uniform bits or a config list)`);
+  if (req.actBits !== undefined && req.weightBits === undefined) throw new FieldError((n) => `${n('actBits')}: needs ${n('weightBits')} (uniform bits)`);
   const choice = req.quantizer ?? { name: 'lsq' as const };
   const perChannelWeights = req.perChannelWeights === true;
-  if (perChannelWeights && choice.name !== 'lsq') throw new UserError(`--per-channel-weights: LSQ step sizes only, not --quantizer ${choice.name}`);
+  if (perChannelWeights && choice.name !== 'lsq') throw new FieldError((n) => `${n('perChannelWeights')}: LSQ step sizes only, not ${n('quantizer')} ${choice.name}`);
   const quantizers = req.quantizer ? quantizerFactory(req.quantizer, perChannelWeights) : undefined;
   const convention = QUANTIZER_CONVENTIONS[choice.name];
   const describe: Record<string, unknown> = {
@@ -87,8 +88,8 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
     const path = req.policyPath;
     const file = readPolicy(path);
     for (const l of file.layers) {
-      checkBits(choice.name, 'weight', l.weightBits, `${path}: layer ${l.name} weight bits`);
-      checkBits(choice.name, 'activation', l.actBits, `${path}: layer ${l.name} activation bits`);
+      checkBits(choice.name, 'weight', l.weightBits, () => `${path}: layer ${l.name} weight bits`);
+      checkBits(choice.name, 'activation', l.actBits, () => `${path}: layer ${l.name} activation bits`);
     }
     Object.assign(describe, { policy: path });
     return {
@@ -105,9 +106,9 @@ export function planQuantization(req: QuantizeRequest): QuantizationPlan | undef
   if (req.weightBits !== undefined || nuqDefault) {
     const weightBits = req.weightBits ?? NUQ_DEFAULTS.weightBits;
     const actBits = req.actBits ?? convention.defaultActBits(weightBits);
-    checkBits(choice.name, 'weight', weightBits, '--weight-bits');
-    checkBits(choice.name, 'activation', actBits, '--act-bits');
-    if (weightBits === NOT_QUANTIZED && actBits === NOT_QUANTIZED) throw new UserError('--weight-bits 32 --act-bits 32: nothing to quantize');
+    checkBits(choice.name, 'weight', weightBits, (n) => n('weightBits'));
+    checkBits(choice.name, 'activation', actBits, (n) => n('actBits'));
+    if (weightBits === NOT_QUANTIZED && actBits === NOT_QUANTIZED) throw new FieldError((n) => `${n('weightBits')} 32 ${n('actBits')} 32: nothing to quantize`);
     Object.assign(describe, { weight_bits: weightBits, act_bits: actBits });
     return {
       bits: [...new Set([weightBits, actBits])].filter((b) => b < NOT_QUANTIZED).sort((a, b) => b - a), quantizers, perChannelWeights, describe,

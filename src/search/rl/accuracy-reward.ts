@@ -6,7 +6,7 @@ import { createModel, disposeModel, namedVariables, type BitsPolicy, type QuantM
 import { FULL_PRECISION, withFixedLayers } from '../../train/policies.js';
 import { prepare, startingWeights } from '../../train/run.js';
 import type { LayerSelection } from '../../model/graph-table.js';
-import { UserError } from '../../util/errors.js';
+import { FieldError } from '../../util/errors.js';
 import type { Problem } from '../problem.js';
 import type { RewardFunction, RewardScore } from './searcher.js';
 
@@ -85,18 +85,21 @@ export class AccuracyReward implements RewardFunction {
     readonly testSet: ImageSet,
   ) {}
 
-  /** Checks the inputs (before the backend starts), loads the checkpoint and data, scores full precision. */
+  /**
+   * Checks the inputs (before the backend starts), loads the checkpoint and data, scores full
+   * precision. Errors name startRlRun's fields (`reward.holdout`), which hold these options.
+   */
   static async create(problem: Problem, o: AccuracyRewardOptions): Promise<AccuracyReward> {
     // the training commands' own checks (trainable model, --from a checkpoint) come before the backend starts
     const { backend, model, data, source } = await prepare(o, (m) => createModel(m, { bits: o.bits, layers: o.layers }));
     const expected = model.searchableLayerNames;
     if (problem.layerNames.length !== expected.length || problem.layerNames.some((n, i) => n !== expected[i])) {
-      throw new UserError(`--reward accuracy: the search's layers [${problem.layerNames.join(', ')}] are not ${o.model}'s searchable layers [${expected.join(', ')}] (its first and last stay at 8 bits: drop --no-fix-first-last)`);
+      throw new FieldError((n) => `${n('reward')} accuracy: the search's layers [${problem.layerNames.join(', ')}] are not ${o.model}'s searchable layers [${expected.join(', ')}] (its first and last stay at 8 bits: drop ${n('layers.fixFirstLast=false')})`);
     }
     // a starting point, as finetune's: step sizes of another layout (per channel) start from data
     startingWeights(model, source, o.from, { restartReshapedQuantizers: true });
     if (o.holdout >= data.train.count) {
-      throw new UserError(`--reward-holdout: ${o.holdout} is not less than the ${data.train.count} training images`);
+      throw new FieldError((n) => `${n('reward.holdout')}: ${o.holdout} is not less than the ${data.train.count} training images`);
     }
     const hyper: Hyperparameters = { ...DEFAULT_HYPERPARAMETERS.finetune, epochs: 1, batchSize: o.batchSize ?? DEFAULT_HYPERPARAMETERS.finetune.batchSize };
     const order = epochOrder(data.train.count, HOLDOUT_SPLIT_SEED);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
-import { EXIT_LIMIT, UserError } from '../../util/errors.js';
+import { EXIT_LIMIT, FieldError } from '../../util/errors.js';
 import { thousands } from '../../util/format.js';
 import type { Problem } from '../problem.js';
 import { costScale, type Solution, type SolveOptions, type Solver } from './solver.js';
@@ -83,7 +83,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}, t0 = perfo
   } catch (err) {
     // `take` traps (unreachable) at the memory limit, or when memory cannot grow; any other trap is a bug
     if (!(err instanceof WebAssembly.RuntimeError) || !wasm.memoryExhausted()) throw err;
-    if (!solving) throw new UserError(`exact solver: memory limit of ${memoryMb} MB is less than the problem itself takes; raise --memory-limit`, EXIT_LIMIT);
+    if (!solving) throw new FieldError((n) => `exact solver: memory limit of ${memoryMb} MB is less than the problem itself takes; raise ${n('memoryLimitMb')}`, EXIT_LIMIT);
     timedOut = outOfMemory = true;
   } finally {
     reportProgress = null;
@@ -98,7 +98,7 @@ export function solveExact(problem: Problem, opts: SolveOptions = {}, t0 = perfo
   if (!wasm.found()) {
     if (outOfMemory) {
       const proven = Number.isFinite(bound) ? ` (none costs less than ${bound})` : '';
-      throw new UserError(`exact solver: memory limit of ${memoryMb} MB reached before a policy was found${proven}; raise --memory-limit, give --time-limit, or try --solver highs`, EXIT_LIMIT);
+      throw new FieldError((n) => `exact solver: memory limit of ${memoryMb} MB reached before a policy was found${proven}; raise ${n('memoryLimitMb')}, give ${n('timeLimitMs')}, or try ${n('solver')} highs`, EXIT_LIMIT);
     }
     return done(timedOut ? 'time_limit' : 'infeasible', null, stats, timedOut ? { ...(Number.isFinite(bound) ? { bound } : {}), limit } : {});
   }

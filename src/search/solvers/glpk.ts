@@ -1,6 +1,6 @@
 import type { LP } from 'glpk.js/node';
 import type { Problem } from '../problem.js';
-import { EXIT_SOLVER_FAILED, UserError } from '../../util/errors.js';
+import { EXIT_SOLVER_FAILED, FieldError } from '../../util/errors.js';
 import { costScale, type Solution, type Solver } from './solver.js';
 import { choiceFromBinaries, varName } from './mip.js';
 
@@ -30,7 +30,8 @@ export const glpkSolver: Solver = {
     if (st === glpk.GLP_FEAS) return out('time_limit', choice);
     // GLP_UNDEF after a time limit: nothing found yet; anything else says neither optimal nor infeasible
     if (st === glpk.GLP_UNDEF && opts.timeLimitMs !== undefined) return out('time_limit', null);
-    throw new UserError(`glpk.js ended with status ${st} (${st === glpk.GLP_UNDEF ? 'undefined' : st === glpk.GLP_UNBND ? 'unbounded' : 'unknown'}), which says neither optimal nor infeasible; try --solver exact`, EXIT_SOLVER_FAILED);
+    const says = st === glpk.GLP_UNDEF ? 'undefined' : st === glpk.GLP_UNBND ? 'unbounded' : 'unknown';
+    throw new FieldError((n) => `glpk.js ended with status ${st} (${says}), which says neither optimal nor infeasible; try ${n('solver')} exact`, EXIT_SOLVER_FAILED);
   },
 };
 

@@ -1,4 +1,4 @@
-import { UserError, EXIT_SOLVER_FAILED } from '../../util/errors.js';
+import { EXIT_SOLVER_FAILED, FieldError } from '../../util/errors.js';
 import { type Solution, type Solver } from './solver.js';
 import { choiceFromBinaries, toLpFormat } from './mip.js';
 
@@ -42,5 +42,5 @@ export function highsOutcome(status: string): Solution['status'] {
   if (status === 'Optimal') return 'optimal';
   if (status === 'Infeasible') return 'infeasible';
   if (status === 'Time limit reached') return 'time_limit';
-  throw new UserError(`HiGHS ended with status '${status}', which says neither optimal nor infeasible; try --solver exact`, EXIT_SOLVER_FAILED);
+  throw new FieldError((n) => `HiGHS ended with status '${status}', which says neither optimal nor infeasible; try ${n('solver')} exact`, EXIT_SOLVER_FAILED);
 }

@@ -1,4 +1,4 @@
-import { UserError } from '../../util/errors.js';
+import { FieldError } from '../../util/errors.js';
 import { exactSolver } from './exact.js';
 import { glpkSolver } from './glpk.js';
 import { highsSolver } from './highs.js';
@@ -9,6 +9,6 @@ export const SOLVER_NAMES = Object.keys(SOLVERS);
 
 export function solverByName(name: string): Solver {
   const s = SOLVERS[name];
-  if (!s) throw new UserError(`--solver: unknown solver '${name}' (choose from ${SOLVER_NAMES.join(', ')})`);
+  if (!s) throw new FieldError((n) => `${n('solver')}: unknown solver '${name}' (choose from ${SOLVER_NAMES.join(', ')})`);
   return s;
 }

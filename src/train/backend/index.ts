@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { useFakeQuantizeKernel } from '../../quant/quantizer.js';
-import { UserError } from '../../util/errors.js';
+import { FieldError, UserError } from '../../util/errors.js';
 import { recordBackendChoice } from './choice.js';
 import { fusedFakeQuantize, fusedFakeQuantizeApplies } from './fake-quant.js';
 import { BACKEND_NAMES, type BackendName } from './names.js';
@@ -67,14 +67,14 @@ async function importNativeBackend(): Promise<string | undefined> {
   return failures.join('; ');
 }
 
-async function activate(name: string, flagValue: string): Promise<string> {
+async function activate(name: string, asked: string): Promise<string> {
   let ok: boolean;
   try {
     ok = await tf.setBackend(name);
   } catch (error) {
-    throw new UserError(`--backend ${flagValue}: backend '${name}' failed to start: ${firstLine(error)}`);
+    throw new FieldError((n) => `${n('backend')} ${asked}: backend '${name}' failed to start: ${firstLine(error)}`);
   }
-  if (!ok) throw new UserError(`--backend ${flagValue}: backend '${name}' failed to start`);
+  if (!ok) throw new FieldError((n) => `${n('backend')} ${asked}: backend '${name}' failed to start`);
   await tf.ready();
   return tf.getBackend();
 }
@@ -84,19 +84,19 @@ function wasmNotStarted(): boolean {
   return !tf.engine().registry['wasm'];
 }
 
-async function activateWasm(flagValue: string, threads: number): Promise<string> {
+async function activateWasm(asked: string, threads: number): Promise<string> {
   useNativeKernels(false);
   registerWasmTrainingKernels();
   if (threads > 1 && wasmThreadsAvailable() && wasmNotStarted()) registerThreadedWasmBackend(threads);
-  return activate('wasm', flagValue);
+  return activate('wasm', asked);
 }
 
 /**
  * The native kernels over the wasm backend: oneDNN takes the threads, so wasm (what is left
  * there: elementwise ops, reductions) runs tfjs's single-threaded build.
  */
-async function activateNative(flagValue: string, threads: number): Promise<string> {
-  await activateWasm(flagValue, 1);
+async function activateNative(asked: string, threads: number): Promise<string> {
+  await activateWasm(asked, 1);
   useNativeKernels(true);
   setNativeThreads(threads);
   return 'native';
@@ -113,7 +113,7 @@ export function currentBackend(): BackendName | undefined {
  * Sets the tfjs backend and registers mpq's training kernels; returns the name actually in use
  * ('native' for the native kernels over wasm) and tells options.log which and why.
  * 'auto': tfjs-node-gpu or tfjs-node when installed, else the native kernels when built, else wasm.
- * A requested backend that is not available throws UserError naming the flag value.
+ * A requested backend that is not available throws a FieldError naming the field (backend) and its value.
  */
 export async function initBackend(name: BackendName = 'auto', options: InitBackendOptions = {}): Promise<string> {
   registerMissingGradients();
@@ -145,12 +145,12 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     }
     case 'native': {
       const load = loadNative();
-      if (!load.addon) throw new UserError(`--backend native: the native kernels are ${load.reason} (see README, Native kernels; or use --backend wasm)`);
+      if (!load.addon) throw new FieldError((n) => `${n('backend')} native: the native kernels are ${load.reason} (see README, Native kernels; or use ${n('backend')} wasm)`);
       return say(await activateNative(name, threads), native());
     }
     case 'tensorflow': {
       const failure = await importNativeBackend();
-      if (failure !== undefined) throw new UserError(`--backend tensorflow: ${failure} (use --backend wasm)`);
+      if (failure !== undefined) throw new FieldError((n) => `${n('backend')} tensorflow: ${failure} (use ${n('backend')} wasm)`);
       return say(await activate('tensorflow', name), 'tfjs-node');
     }
     case 'wasm':
@@ -158,6 +158,6 @@ export async function initBackend(name: BackendName = 'auto', options: InitBacke
     case 'cpu':
       return say(await activate('cpu', name), 'tfjs\'s JS kernels');
     default:
-      throw new UserError(`--backend ${String(name)}: unknown backend (expected one of ${BACKEND_NAMES.join(', ')})`);
+      throw new FieldError((n) => `${n('backend')} ${String(name)}: unknown backend (expected one of ${BACKEND_NAMES.join(', ')})`);
   }
 }

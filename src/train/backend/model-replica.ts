@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { LsqQuantizer } from '../../quant/lsq.js';
-import { UserError } from '../../util/errors.js';
+import { FieldError } from '../../util/errors.js';
 import { accumulateGradients, type Pass, type PassMetrics, type StepState } from '../step.js';
 import { createModel, hasPerChannelWeightSteps, namedVariables, trainableVariables, type QuantModel } from '../models.js';
 import { DataParallelGradients, splitBatch, type Replica } from './data-parallel.js';
@@ -52,11 +52,11 @@ export function createReplica(options: ModelReplicaOptions): Replica {
  * and bits. Close them with `workers.close()`.
  */
 export async function startWorkers(model: QuantModel, count: number): Promise<DataParallelGradients> {
-  if (!Number.isInteger(count) || count < 1) throw new UserError(`--workers: must be a positive integer, got ${count}`);
+  if (!Number.isInteger(count) || count < 1) throw new FieldError((n) => `${n('workers')}: must be a positive integer, got ${count}`);
   const other = model.layers.flatMap((l) => [l.weightQuantizer, l.inputQuantizer]).find((q) => !(q instanceof LsqQuantizer));
-  if (other) throw new UserError(`--workers: data-parallel training supports LSQ quantizers only, the model has '${other.kind}'`);
+  if (other) throw new FieldError((n) => `${n('workers')}: data-parallel training supports LSQ quantizers only, the model has '${other.kind}'`);
   if (model.layers.some((l) => l.weightQuantizer.startStep > 1 || l.inputQuantizer.startStep > 1)) {
-    throw new UserError('--workers: data-parallel replicas do not take quant_start_step (a delayed quantizer): train in one thread');
+    throw new FieldError((n) => `${n('workers')}: data-parallel replicas do not take quant_start_step (a delayed quantizer): train in one thread`);
   }
   const replica: ModelReplicaOptions = {
     model: model.name, graph: recordedGraph(model.graph), bits: [...model.bitsList], perChannelWeights: hasPerChannelWeightSteps(model),
@@ -68,7 +68,7 @@ export async function startWorkers(model: QuantModel, count: number): Promise<Da
   const shapes = [...namedVariables(model).values()].map((v) => v.shape.join('x'));
   if (workers.shapes.map((shape) => shape.join('x')).join() !== shapes.join()) {
     await workers.close();
-    throw new Error(`--workers: the replicas of ${model.name} do not have the model's variables`);
+    throw new Error(`data-parallel workers: the replicas of ${model.name} do not have the model's variables`);
   }
   return workers;
 }
