@@ -77,6 +77,10 @@ test('one name for weight / activation bits in every command; the old names are 
   bad(['search', '--wb', '0'], /^mpq: --wb: must be > 0, got 0$/m);
   bad(['search', '--act-bits', '-1'], /^mpq: --act-bits: must be > 0, got -1$/m);
   bad(['search', '--weight-bits', '3', '--wb', '2'], /^mpq: --wb: alias of --weight-bits; give one of them$/m);
+  // a bit-width the library refuses (a field of its setting) is said with the flag as typed too
+  const from = tempDir('vocab-simulate');
+  bad(['simulate', '--from', from, '--act-bits', '1'], /^mpq: --act-bits: 1 is not a bit-width in 2\.\.16$/m);
+  bad(['simulate', '--from', from, '--input-bits', '1'], /^mpq: --input-bits: 1 is not a bit-width in 2\.\.16$/m);
 });
 
 test('--help shows defaults as numbers: no quoted or bracketed default in any command; training commands show the stage\'s hyperparameters', () => {

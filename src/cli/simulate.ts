@@ -72,7 +72,7 @@ export function settingsFromFlags(o: Raw): SimulateSetting[] {
   try {
     for (const s of settings) validateSetting(s);
   } catch (err) {
-    throw inFlags(err);
+    throw inFlags(err, { inputBits: flagOf(o, 'actBits', '--act-bits') });
   }
   return settings;
 }
