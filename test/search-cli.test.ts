@@ -182,7 +182,7 @@ test('search --w-bit-min/--w-bit-max/--equivalent-bits (PocketFlow): weight bits
     const total = layers.reduce((s, l) => s + params.get(l.name)!, 0);
     const average = layers.reduce((s, l) => s + l.weight_bits * params.get(l.name)!, 0) / total;
     assert.ok(average <= 3.5 + 1e-12, `average weight bits ${average}`);
-    assert.match(JSON.stringify(o.budgets), /--equivalent-bits 3\.5/);
+    assert.match(JSON.stringify(o.budgets), /equivalent bits 3\.5/);
   }
   // the ILP uses the budget: without it, the same search takes more bits
   const free = json(runCli([...base, '--no-bops', '--cr', '0', '--max-bitops', '1e6', '--w-bit-min', '3', '--w-bit-max', '5', '--json']));

@@ -128,7 +128,7 @@ test('clipping warning, constructed: an EMA dragged down by a dim first batch cl
   assert.deepEqual([...clipped], [['conv1', share]]);
   assert.ok(share > 0.5, `the later digits' background (|x| 0.42) lies above ${ema.maxAbs}: ${share} clipped`);
   assert.equal(clippingWarning(clipped), `calibrated input thresholds clip more than 0.10% of the calibration values: conv1 ${(100 * share).toFixed(1)}% `
-    + '(those inputs lose their largest values; try another --calib)');
+    + '(those inputs lose their largest values; try another calibration mode)');
   // worst first, two decimals under 10%; none over the limit: no warning
   assert.match(clippingWarning(new Map([['a', CLIP_LIMIT / 2], ['b', 0.02], ['c', 0.15]]))!, /: c 15\.0%, b 2\.00% \(/);
   assert.equal(clippingWarning(new Map([['a', CLIP_LIMIT], ['b', 0]])), undefined);

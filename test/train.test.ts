@@ -169,7 +169,7 @@ test('--resume on a folder without a checkpoint says it starts from the beginnin
     stage, hyper, seed: 9, passes: fullPrecisionPasses, evalPolicy: FULL_PRECISION, checkpointDir: dir, resume: true, meta, log: (l) => notes.push(l),
   });
   await loop('train', { seed: 9, limit: 32 });
-  assert.deepEqual(notes, [`--resume: ${dir} holds no checkpoint yet; starting the run from the beginning`]);
+  assert.deepEqual(notes, [`resuming: ${dir} holds no checkpoint yet; starting the run from the beginning`]);
   await assert.rejects(loop('finetune', { seed: 9, limit: 32 }), /^UserError: resume: .* holds a 'train' run, not a 'finetune' one \(give another checkpoint, or overwrite instead of resume to replace it\)$/);
   await assert.rejects(loop('train', { seed: 10, limit: 32, command: 'other' }), /made with seed 9; this run has seed 10 /);
 });

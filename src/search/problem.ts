@@ -174,7 +174,7 @@ function rowUse(row: BudgetRow['name'], name: string, macs: number, params: numb
 /** The budget rows the options ask for, with their limits (no choices: cheap). */
 export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] {
   const rows: BudgetRow[] = [];
-  // `given`: the option fields that set the budget, for an error (`source` labels the row in reports, as the CLI's flags)
+  // `given`: the option fields that set the budget, for an error (`source` labels the row in reports, in words)
   const add = (name: BudgetRow['name'], limitTotal: number, fixedUse: number, source: string, toUnit: (v: number) => number, unit: string, given: (n: FieldNamer) => string) => {
     if (!Number.isFinite(limitTotal)) throw new FieldError((n) => `${given(n)}: the ${name} budget this gives is not a finite number`);
     const existing = rows.find((r) => r.name === name);
@@ -193,7 +193,7 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
     add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G', (n) => `${n('wb')} ${opts.wb} ${n('ab')} ${opts.ab}`);
   }
   if (opts.maxBitopsG !== undefined) {
-    add('bitops', opts.maxBitopsG * GIGA, costs(table.fixed).bitops, `--max-bitops ${opts.maxBitopsG}`, toG, 'G', (n) => `${n('maxBitopsG')} ${opts.maxBitopsG}`);
+    add('bitops', opts.maxBitopsG * GIGA, costs(table.fixed).bitops, `max BitOps ${opts.maxBitopsG} G`, toG, 'G', (n) => `${n('maxBitopsG')} ${opts.maxBitopsG}`);
   }
   const fixedBits = costs(table.fixed).sizeBits;
   if (opts.cr !== undefined && opts.cr > 0) {
@@ -203,13 +203,13 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   if (opts.equivalentBits !== undefined) {
     // like LIMPQ's BitOps row, over the searchable layers only
     const { params } = costs(table.layers);
-    add('size', opts.equivalentBits * params, 0, `--equivalent-bits ${opts.equivalentBits}`, (v) => v / params, 'bits/weight', (n) => `${n('equivalentBits')} ${opts.equivalentBits}`);
+    add('size', opts.equivalentBits * params, 0, `equivalent bits ${opts.equivalentBits}`, (v) => v / params, 'bits/weight', (n) => `${n('equivalentBits')} ${opts.equivalentBits}`);
   }
-  if (opts.maxSizeMb !== undefined) add('size', opts.maxSizeMb * BITS_PER_MB, fixedBits, `--max-size-mb ${opts.maxSizeMb}`, toMb, 'MB', (n) => `${n('maxSizeMb')} ${opts.maxSizeMb}`);
+  if (opts.maxSizeMb !== undefined) add('size', opts.maxSizeMb * BITS_PER_MB, fixedBits, `max size ${opts.maxSizeMb} MB`, toMb, 'MB', (n) => `${n('maxSizeMb')} ${opts.maxSizeMb}`);
   for (const [name, budget] of [['latency', opts.latency], ['cost', opts.cost]] as const) {
     if (!budget) continue;
     const fixed = table.fixed.reduce((s, l) => s + budget.table.fixedCost(l.name, l.weightBits, l.actBits), 0);
-    add(name, budget.max, fixed, `--max-${name} ${budget.max}`, (v) => v, budget.table.unit, (n) => `${n(`${name}.max`)} ${budget.max}`);
+    add(name, budget.max, fixed, `max ${name} ${budget.max}${budget.table.unit ? ` ${budget.table.unit}` : ''}`, (v) => v, budget.table.unit, (n) => `${n(`${name}.max`)} ${budget.max}`);
   }
   return rows;
 }

@@ -165,7 +165,7 @@ export function clippingWarning(clipped: ReadonlyMap<string, number>): string | 
   if (over.length === 0) return undefined;
   const pct = (share: number) => `${(100 * share).toFixed(share < 0.1 ? 2 : 1)}%`;
   return `calibrated input thresholds clip more than ${pct(CLIP_LIMIT)} of the calibration values: `
-    + `${over.map(([name, share]) => `${name} ${pct(share)}`).join(', ')} (those inputs lose their largest values; try another --calib)`;
+    + `${over.map(([name, share]) => `${name} ${pct(share)}`).join(', ')} (those inputs lose their largest values; try another calibration mode)`;
 }
 
 /** Sets calibrated thresholds (by layer name) on the quantized inputs of `model` at `policy`. */

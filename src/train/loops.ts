@@ -143,7 +143,7 @@ export async function trainLoop(model: QuantModel, data: Dataset, options: LoopO
 
   let startEpoch = 0;
   if (options.resume && options.checkpointDir && !hasCheckpoint(options.checkpointDir)) {
-    options.log?.(`--resume: ${options.checkpointDir} holds no checkpoint yet; starting the run from the beginning`);
+    options.log?.(`resuming: ${options.checkpointDir} holds no checkpoint yet; starting the run from the beginning`);
   } else if (options.resume && options.checkpointDir) {
     const checkpoint = readCheckpoint(options.checkpointDir);
     try {
