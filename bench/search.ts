@@ -63,6 +63,15 @@ export async function benchSearch(runs = 30, mipRuns = 20): Promise<void> {
   }
   console.log(`search: whole \`mpq search\` process median ${median(procTimes).toFixed(0)} ms over 10 runs (target ≤ 150 ms)`);
   console.log(`search: first solve in a fresh process (solve_ms) median ${median(firstSolves).toFixed(2)} ms, worst ${Math.max(...firstSolves).toFixed(2)} ms over 10 processes (target ≤ 5 ms)`);
+  // the reference: the same processes with the module compiled as V8 would by itself (a wasm flag of
+  // the user's own, here V8's default, turns the optimising compile ahead off)
+  const plainSolves: number[] = [];
+  for (let r = 0; r < 10; r++) {
+    const p = spawnSync(process.execPath, ['--wasm-lazy-compilation', MAIN, 'search', '--model', model, '--indicators', pkl, '--bits', '6', '5', '4', '3', '2', '--wb', '3', '--ab', '4', '--cr', '12.2', '--json'], { encoding: 'utf8' });
+    if (p.status !== 0) throw new Error(`mpq search failed: ${p.stderr}`);
+    plainSolves.push(JSON.parse(p.stdout).solve_ms);
+  }
+  console.log(`search: first solve without the compile ahead (V8's own tiering) median ${median(plainSolves).toFixed(2)} ms, worst ${Math.max(...plainSolves).toFixed(2)} ms: ${(median(plainSolves) / median(firstSolves)).toFixed(1)}x the compiled-ahead median`);
 
   const values = (from: number, step: number) => Array.from({ length: 10 }, (_, i) => String(+(from + i * step).toFixed(2)));
   const t0 = performance.now();
