@@ -42,6 +42,16 @@ test('file set: the folder is a link to one whole set; the next set replaces it,
   assert.deepEqual(readdirSync(root).sort(), ['out', readlinkSync(dir)].sort(), 'nothing else left beside it');
 });
 
+test('file set: sets written within one millisecond each replace the last (a set is never renamed onto another)', () => {
+  const root = tempDir();
+  const dir = join(root, 'out');
+  const start = Date.now();
+  let n = 0;
+  for (; n < 200 && (n < 20 || Date.now() === start); n++) writeSet(dir, `run${n}`);
+  assert.equal(runOf(dir), `run${n - 1}`);
+  assert.deepEqual(readdirSync(root).sort(), ['out', readlinkSync(dir)].sort(), 'nothing else left beside it');
+});
+
 test('file set: an abandoned set leaves the old one as it was, and no folder of its own', () => {
   const root = tempDir();
   const dir = join(root, 'out');

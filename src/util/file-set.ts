@@ -40,7 +40,12 @@ export class FileSet {
   static begin(dir: string, names: readonly string[], flag: string): FileSet {
     FileSet.check(dir, names, flag);
     const at = resolve(dir);
-    const complete = join(dirname(at), `.${basename(at)}.${Date.now()}-${process.pid}`);
+    // a fresh name, and later than the linked set's: two sets within one millisecond of one process
+    // took the same name, and the second could not be renamed onto the first (ENOTEMPTY)
+    const named = (stamp: number) => join(dirname(at), `.${basename(at)}.${stamp}-${process.pid}`);
+    let stamp = Date.now();
+    while (lstatOrNull(named(stamp)) || lstatOrNull(`${named(stamp)}.partial`)) stamp++;
+    const complete = named(stamp);
     const partial = `${complete}.partial`;
     try {
       mkdirSync(partial);
