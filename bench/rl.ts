@@ -36,9 +36,9 @@ const REF = resolve(ROOT, '../shared/reference/limpq-resnet50');
 const CHECKPOINTS = [50, 200, 600];
 
 async function benchModel(label: string, table: LayerTable, ind: LoadedIndicators, seed: number): Promise<void> {
-  const budget = { wb: 3, ab: 4, cr: 12.2 };
+  const budget = { weightBits: 3, actBits: 4, cr: 12.2 };
   const { problem } = formulate(table, ind, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, ...budget });
-  const point = `W${budget.wb}A${budget.ab}/CR${budget.cr}`;
+  const point = `W${budget.weightBits}A${budget.actBits}/CR${budget.cr}`;
   const exact = solveExact(problem);
   if (!exact.choice) {
     console.log(`rl ${label} ${point}: exact solver says ${exact.status}; nothing to compare`);
@@ -100,7 +100,7 @@ export async function benchRlAccuracy(o: AccuracyBenchOptions): Promise<void> {
     }
     const table = zooLayerTable('mnist-cnn', { fixFirstLast: true });
     const bits = [6, 5, 4, 3, 2];
-    const { problem } = formulate(table, readIndicators(mnistIndicators), { bits, alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 });
+    const { problem } = formulate(table, readIndicators(mnistIndicators), { bits, alpha: 2, bops: true, weightBits: 3, actBits: 4, cr: 12.2 });
     const exact = solveExact(problem);
     if (!exact.choice) throw new Error(`rl accuracy: the exact solver says ${exact.status}`);
     const reward = await AccuracyReward.create(problem, { model: 'mnist-cnn', from: from!, bits, steps: o.steps, holdout: o.holdout, seed: o.seed });

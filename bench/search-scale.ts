@@ -68,7 +68,7 @@ export async function benchSearchScale(opts: { seeds: number; runs: number; high
     for (let seed = 1; seed <= opts.seeds; seed++) {
       const ind = limpqLikeIndicators(table, seed);
       for (const [wb, ab, cr] of levels) {
-        instances.push({ name: `seed ${seed} W${wb}A${ab}/CR${cr}`, problem: formulate(table, ind, { bits: LLM_BITS, alpha: 2, bops: true, wb, ab, cr }).problem });
+        instances.push({ name: `seed ${seed} W${wb}A${ab}/CR${cr}`, problem: formulate(table, ind, { bits: LLM_BITS, alpha: 2, bops: true, weightBits: wb, actBits: ab, cr }).problem });
       }
     }
     await compare(`scale llm-${layers}`, instances, opts.runs, opts.highs, 50);
@@ -86,7 +86,7 @@ export async function benchSearchScale(opts: { seeds: number; runs: number; high
     for (const bitsPerWeight of [3.5, 4.25, 5]) {
       weightOnly.push({
         name: `seed ${seed} ${bitsPerWeight} bits/weight`,
-        problem: formulate(table, objective, { bits: LLM_BITS, alpha: 0, bops: false, wb: 0, ab: 0, equivalentBits: bitsPerWeight }).problem,
+        problem: formulate(table, objective, { bits: LLM_BITS, alpha: 0, bops: false, weightBits: 0, actBits: 0, equivalentBits: bitsPerWeight }).problem,
       });
     }
   }
@@ -95,7 +95,7 @@ export async function benchSearchScale(opts: { seeds: number; runs: number; high
   // issue 22's tables: thousands of CNN-like layers, 5 candidate bits, W3A4/CR12.2, under a time limit
   for (const layers of [1000, 5000, 10000]) {
     const t = cnnTable(layers, 1);
-    const f = formulate(t, limpqLikeIndicators(t, 1, [6, 5, 4, 3, 2]), { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 });
+    const f = formulate(t, limpqLikeIndicators(t, 1, [6, 5, 4, 3, 2]), { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, weightBits: 3, actBits: 4, cr: 12.2 });
     const t0 = performance.now();
     const r = solveExact(f.problem, { timeLimitMs: opts.bigLimitS * 1000 });
     const seconds = (performance.now() - t0) / 1000;

@@ -37,7 +37,7 @@ export async function benchSearch(runs = 30, mipRuns = 20): Promise<void> {
   const pkl = join(REF, 'importance_indicators_resnet50.pkl');
   const table = readLayerTable(model);
   const ind = readIndicators(pkl);
-  const f = formulate(table, ind, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 });
+  const f = formulate(table, ind, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, weightBits: 3, actBits: 4, cr: 12.2 });
   const medians: Record<string, number> = {};
   for (const solver of Object.values(SOLVERS)) {
     const n = solver.name === 'exact' ? runs : mipRuns;

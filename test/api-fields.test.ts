@@ -69,9 +69,9 @@ test('search: indicators that name no model, an unknown solver, no budget (also 
   await fieldError(() => mpq.solverByName('nope'), "solver: unknown solver 'nope' (choose from exact, glpk, highs)");
   cliError(['search', '--solver', 'nope'], "--solver: unknown solver 'nope' (choose from exact, glpk, highs)");
 
-  const noBudget = 'no constraint given: enable BitOps (wb/ab, on by default), cr, maxBitopsG, maxSizeMb, equivalentBits, latency.max or cost.max';
+  const noBudget = 'no constraint given: enable BitOps (weightBits/actBits, on by default), cr, maxBitopsG, maxSizeMb, equivalentBits, latency.max or cost.max';
   const flags = { bits: [6, 5, 4, 3, 2], alpha: 2, bops: false };
-  const point = { wb: 3, ab: 4, cr: 0 };
+  const point = { weightBits: 3, actBits: 4, cr: 0 };
   const { table, indicators } = await mpq.loadSearchInputs({ model: 'mnist-cnn', indicators: INDICATORS, layers: {} });
   await fieldError(() => mpq.formulate(table, indicators, mpq.searchOptions(flags, point)), noBudget);
   // this thread waits while the worker takes the sweep's one point: the error crossed threads

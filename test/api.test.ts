@@ -14,7 +14,7 @@ import { REPO_ROOT, runCli, tempDir } from './support.js';
 
 const BITS = [6, 5, 4, 3, 2];
 const FLAGS = { bits: BITS, alpha: 2, bops: true };
-const W3A4 = { wb: 3, ab: 4, cr: 12.2 };
+const W3A4 = { weightBits: 3, actBits: 4, cr: 12.2 };
 const SHIPPED_INDICATORS = join(REPO_ROOT, 'indicators/mnist-cnn.json');
 
 /** `mpq search` on the shipped model and indicators at W3A4 / CR 12.2, --json. */
@@ -87,7 +87,7 @@ test('indicators: written and read back; formulate + runSearch find the policy `
   assert.equal(r.bitops, model.bitops / 1e9);
 
   // a budget below what any policy reaches is infeasible, and says why
-  const tight = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, { wb: 3, ab: 4, cr: 40 })), mpq.solverByName('exact'), mpq.bitopsTargetBits(FLAGS, W3A4));
+  const tight = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions(FLAGS, { weightBits: 3, actBits: 4, cr: 40 })), mpq.solverByName('exact'), mpq.bitopsTargetBits(FLAGS, W3A4));
   assert.equal(tight.status, 'infeasible');
   assert.match(tight.reason!, /model size budget .* is below the smallest reachable/);
 });
@@ -95,7 +95,7 @@ test('indicators: written and read back; formulate + runSearch find the policy `
 test('sweep and RL: a sweep point equals its single search; the DDPG agent stays within budget, no better than the optimum, and records its run', async () => {
   const table = mpq.zooLayerTable('mnist-cnn');
   const indicators = mpq.readIndicators(SHIPPED_INDICATORS);
-  const points = [W3A4, { wb: 4, ab: 4, cr: 8 }];
+  const points = [W3A4, { weightBits: 4, actBits: 4, cr: 8 }];
   const swept = await mpq.runSweep({ model: 'mnist-cnn', indicators: SHIPPED_INDICATORS, layers: {} }, FLAGS, points, { solver: 'exact', jobs: 1 });
   assert.equal(swept.length, 2);
   for (const [i, p] of points.entries()) {
@@ -166,10 +166,10 @@ test('train, pretrain, finetune, eval, pack, export and simulate through the ent
 
   // search on the fresh indicators, then finetune at that policy
   const table = mpq.zooLayerTable('mnist-cnn');
-  const r = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions({ ...FLAGS, bits: [4, 2] }, { wb: 3, ab: 4, cr: 0 })), mpq.solverByName('exact'), { weightBits: 3, actBits: 4 });
+  const r = await mpq.runSearch(table, mpq.formulate(table, indicators, mpq.searchOptions({ ...FLAGS, bits: [4, 2] }, { weightBits: 3, actBits: 4, cr: 0 })), mpq.solverByName('exact'), { weightBits: 3, actBits: 4 });
   assert.equal(r.status, 'optimal');
   const policyPath = join(dir, 'policy.json');
-  mpq.writePolicy(policyPath, mpq.policyFromSearch(table, indicators, { ...FLAGS, bits: [4, 2] }, { wb: 3, ab: 4, cr: 0 }, r, 'api test'));
+  mpq.writePolicy(policyPath, mpq.policyFromSearch(table, indicators, { ...FLAGS, bits: [4, 2] }, { weightBits: 3, actBits: 4, cr: 0 }, r, 'api test'));
   const ft = join(dir, 'ft');
   await assert.rejects(mpq.finetuneAtPolicy({ ...small, epochs: 0, from: fp, policyPath }),
     (e: Error) => e instanceof mpq.FieldError && e.message === 'epochs: must be a positive integer, got 0');

@@ -21,7 +21,7 @@ test('package.json main names the built entry, and every name it exports is defi
 test('a search through the entry finds the policy `mpq search` finds', async () => {
   const table = mpq.zooLayerTable('mnist-cnn');
   const indicators = mpq.readIndicators(join(REPO_ROOT, 'indicators/mnist-cnn.json'));
-  const f = mpq.formulate(table, indicators, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 });
+  const f = mpq.formulate(table, indicators, { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, weightBits: 3, actBits: 4, cr: 12.2 });
   const result = await mpq.runSearch(table, f, mpq.solverByName('exact'), { weightBits: 3, actBits: 4 });
   const cli = runCli(['search', '--bits', '6', '5', '4', '3', '2', '--wb', '3', '--ab', '4', '--cr', '12.2', '--json']);
   assert.equal(cli.status, 0, cli.stderr);

@@ -46,8 +46,8 @@ export function randomInstance(seed: number): { table: LayerTable; ind: LoadedIn
     bits,
     alpha: rng.choice([0.5, 1, 2, 4]),
     bops: mode !== 1,
-    wb: between(),
-    ab: between(),
+    weightBits: between(),
+    actBits: between(),
     cr: mode === 0 ? 0 : 32 / between(),
   };
   return { table, ind, opts, f: formulate(table, ind, opts) };

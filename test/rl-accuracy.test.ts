@@ -91,7 +91,7 @@ test('rl --reward accuracy without --json: the best held-out top-1 reaches stdou
 test('accuracy reward: a policy seen before is not fine-tuned again; each fine-tune starts from the checkpoint', async () => {
   assert.equal(trained.status, 0, trained.stderr);
   const table = zooLayerTable('mnist-cnn', { fixFirstLast: true });
-  const { problem } = formulate(table, readIndicators(join(REPO_ROOT, 'indicators', 'mnist-cnn.json')), { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, wb: 3, ab: 4, cr: 0 });
+  const { problem } = formulate(table, readIndicators(join(REPO_ROOT, 'indicators', 'mnist-cnn.json')), { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, weightBits: 3, actBits: 4, cr: 0 });
   const reward = await AccuracyReward.create(problem, { model: 'mnist-cnn', from: fp, bits: [6, 5, 4, 3, 2], steps: 2, holdout: HOLDOUT, seed: 2, backend: 'wasm' });
   try {
     const a = problem.choices.map(() => 0);

@@ -36,7 +36,7 @@ test('indicators scaled by a power of two give the same policy at every magnitud
   // (2^990) overflowed the hull arithmetic: both returned another policy, labelled optimal.
   const table = llmTable(28);
   const cases = [
-    { table, ind: limpqLikeIndicators(table, 1), opts: { bits: LLM_BITS, alpha: 2, bops: true, wb: 4, ab: 6, cr: 6 } },
+    { table, ind: limpqLikeIndicators(table, 1), opts: { bits: LLM_BITS, alpha: 2, bops: true, weightBits: 4, actBits: 6, cr: 6 } },
     ...[7000, 7001, 7002, 7007].map((seed) => randomInstance(seed)),
   ];
   for (const [c, { table, ind, opts }] of cases.entries()) {

@@ -13,7 +13,7 @@ import { SOLVERS } from '../src/search/solvers/index.js';
 import { HAS_REFERENCE, REFERENCE_DIR, runCli } from './support.js';
 
 const skip = HAS_REFERENCE ? false : `no LIMPQ reference data at ${REFERENCE_DIR}`;
-const W3A4_CR12_2: SearchOptions = { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 };
+const W3A4_CR12_2: SearchOptions = { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, weightBits: 3, actBits: 4, cr: 12.2 };
 
 test('LIMPQ .pkl + reference arithmetic reproduce the published W3A4/CR12.2 policy exactly', { skip }, async () => {
   const expected = JSON.parse(readFileSync(join(REFERENCE_DIR, 'expected-w3a4-cr12.2.json'), 'utf8'));

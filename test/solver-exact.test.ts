@@ -78,7 +78,7 @@ test('sweeps reuse proven outcomes: loosest first, every point as if solved alon
     const common: CommonFlags = { bits: opts.bits, alpha: opts.alpha, bops: true };
     const lo = opts.bits[opts.bits.length - 1], hi = opts.bits[0];
     const grid: BudgetPoint[] = [];
-    for (const wb of [lo, (lo + hi) / 2, hi]) for (const ab of [lo, hi]) for (const cr of [0, 32 / hi, 32 / ((lo + hi) / 2), 32 / lo]) grid.push({ wb, ab, cr });
+    for (const wb of [lo, (lo + hi) / 2, hi]) for (const ab of [lo, hi]) for (const cr of [0, 32 / hi, 32 / ((lo + hi) / 2), 32 / lo]) grid.push({ weightBits: wb, actBits: ab, cr });
     const groups = loosestFirst(table, common, grid);
     const order = groups.flat();
     assert.deepEqual([...order].sort((a, b) => a - b), grid.map((_, i) => i), 'every point once');

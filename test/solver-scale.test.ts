@@ -30,7 +30,7 @@ function writeInputs(name: string, table: LayerTable, ind: LoadedIndicators) {
 test('LLM-like tables (q, k, v, o, up, gate, down): exact equals HiGHS at zero gap', async () => {
   for (const [layers, seed, wb, ab, cr] of [[56, 1, 4, 6, 6], [56, 2, 3, 4, 8], [112, 3, 5, 6, 5]]) {
     const table = llmTable(layers);
-    const f = formulate(table, limpqLikeIndicators(table, seed), { bits: LLM_BITS, alpha: 2, bops: true, wb, ab, cr });
+    const f = formulate(table, limpqLikeIndicators(table, seed), { bits: LLM_BITS, alpha: 2, bops: true, weightBits: wb, actBits: ab, cr });
     const mine = solveExact(f.problem), theirs = await highsSolver.solve(f.problem);
     const where = `${layers} layers, seed ${seed}, W${wb}A${ab}/CR${cr}`;
     assert.equal(mine.status, 'optimal', where);
@@ -51,7 +51,7 @@ test('weight-only tables (activations fixed, one size budget): exact equals HiGH
       kind: 'objective-table', path: 'weight-only.json', sha256: '0'.repeat(64), layerNames: ind.layerNames, weightOnly: true, actBits: 16,
       costs: Object.fromEntries(ind.layerNames.map((l) => [l, Object.fromEntries(LLM_BITS.map((w) => [`w${w}`, ind.weight[l][String(w)]]))])),
     };
-    const f = formulate(table, objective, { bits: LLM_BITS, alpha: 0, bops: false, wb: 0, ab: 0, maxSizeMb: 3000 + 500 * seed });
+    const f = formulate(table, objective, { bits: LLM_BITS, alpha: 0, bops: false, weightBits: 0, actBits: 0, maxSizeMb: 3000 + 500 * seed });
     assert.equal(f.problem.rows.length, 1);
     const mine = solveExact(f.problem), theirs = await highsSolver.solve(f.problem);
     assert.equal(mine.status, 'optimal');
@@ -62,7 +62,7 @@ test('weight-only tables (activations fixed, one size budget): exact equals HiGH
 
 test('a time limit returns the best policy found with a proven bound below the optimum', () => {
   const table = llmTable(448);
-  const f = formulate(table, limpqLikeIndicators(table, 3), { bits: LLM_BITS, alpha: 2, bops: true, wb: 4, ab: 6, cr: 6 });
+  const f = formulate(table, limpqLikeIndicators(table, 3), { bits: LLM_BITS, alpha: 2, bops: true, weightBits: 4, actBits: 6, cr: 6 });
   const full = solveExact(f.problem);
   assert.equal(full.status, 'optimal');
   const optimum = evaluateChoice(f.problem, full.choice!).objective;
@@ -121,7 +121,7 @@ test('10,000 layers (a crash before): progress on stderr, stopped at --time-limi
 
 test('progress is reported to the caller after the first second, with a bound that never decreases', () => {
   const table = cnnTable(3000, 2);
-  const f = formulate(table, limpqLikeIndicators(table, 2, [6, 5, 4, 3, 2]), { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, wb: 3, ab: 4, cr: 12.2 });
+  const f = formulate(table, limpqLikeIndicators(table, 2, [6, 5, 4, 3, 2]), { bits: [6, 5, 4, 3, 2], alpha: 2, bops: true, weightBits: 3, actBits: 4, cr: 12.2 });
   const seen: SolveProgress[] = [];
   const r = solveExact(f.problem, { timeLimitMs: 1800, onProgress: (p) => seen.push(p) });
   if (r.status === 'optimal' && r.solveMs < 1000) return; // solved before any report was due

@@ -10,7 +10,7 @@ const ten = (from: number, step: number) => Array.from({ length: 10 }, (_, i) =>
 export const BENCH_LISTS = { wb: ten(2, 0.25), ab: ten(2.5, 0.3), cr: ten(8, 0.5) };
 
 export function benchGrid(): BudgetPoint[] {
-  return BENCH_LISTS.wb.flatMap((wb) => BENCH_LISTS.ab.flatMap((ab) => BENCH_LISTS.cr.map((cr) => ({ wb, ab, cr }))));
+  return BENCH_LISTS.wb.flatMap((wb) => BENCH_LISTS.ab.flatMap((ab) => BENCH_LISTS.cr.map((cr) => ({ weightBits: wb, actBits: ab, cr }))));
 }
 
 /** The same grid as `mpq sweep` flags. */

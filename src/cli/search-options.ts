@@ -14,7 +14,7 @@ import { addAlias, addBitsPairOptions, backendOption, dataOption, flagOf, modelO
  * reward's settings.
  */
 export const SEARCH_FLAGS: Readonly<Record<string, string>> = {
-  wb: '--weight-bits', ab: '--act-bits', maxBitopsG: '--max-bitops', 'latency.max': '--max-latency', 'cost.max': '--max-cost',
+  maxBitopsG: '--max-bitops', 'latency.max': '--max-latency', 'cost.max': '--max-cost',
   macs: '--limpq-macs', memoryLimitMb: '--memory-limit', timeLimitMs: '--time-limit',
   'reward.steps': '--reward-steps', 'reward.holdout': '--reward-holdout',
 };
@@ -127,8 +127,8 @@ export function budgetGrid(o: Raw): BudgetPoint[] {
     return values;
   };
   const axes: [keyof BudgetPoint, number[] | undefined][] = [
-    ['wb', list('weightBits', flagOf(o, 'weightBits', '--weight-bits'), 'positive')],
-    ['ab', list('actBits', flagOf(o, 'actBits', '--act-bits'), 'positive')],
+    ['weightBits', list('weightBits', flagOf(o, 'weightBits', '--weight-bits'), 'positive')],
+    ['actBits', list('actBits', flagOf(o, 'actBits', '--act-bits'), 'positive')],
     ['cr', list('cr', '--cr', 'nonnegative')],
     ['maxBitopsG', list('maxBitops', '--max-bitops', 'positive')],
     ['maxSizeMb', list('maxSizeMb', '--max-size-mb', 'positive')],
@@ -281,7 +281,7 @@ export function searchArgs(spec: InputSpec, c: CommonFlags, solver: string): str
 /** One budget point's flags for `mpq search`. */
 export function budgetArgs(c: CommonFlags, p: BudgetPoint): string[] {
   return [
-    ...(c.bops ? ['--weight-bits', String(p.wb), '--act-bits', String(p.ab)] : []),
+    ...(c.bops ? ['--weight-bits', String(p.weightBits), '--act-bits', String(p.actBits)] : []),
     '--cr', String(p.cr),
     ...(p.maxBitopsG !== undefined ? ['--max-bitops', String(p.maxBitopsG)] : []),
     ...(p.maxSizeMb !== undefined ? ['--max-size-mb', String(p.maxSizeMb)] : []),

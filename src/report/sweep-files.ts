@@ -6,8 +6,8 @@ const COLUMNS = ['index', 'wb', 'ab', 'cr', 'max_bitops_g', 'max_size_mb', 'max_
 export function sweepEntry(r: SweepResult) {
   return {
     index: r.index,
-    wb: r.point.wb,
-    ab: r.point.ab,
+    wb: r.point.weightBits,
+    ab: r.point.actBits,
     cr: r.point.cr,
     max_bitops_g: r.point.maxBitopsG ?? null,
     max_size_mb: r.point.maxSizeMb ?? null,
@@ -43,6 +43,6 @@ export function sweepCsv(results: SweepResult[]): string {
 
 export function sweepLabel(r: SweepResult): string {
   const p = r.point;
-  return [`W${p.wb}A${p.ab}`, p.cr > 0 ? `CR${p.cr}` : '', p.maxBitopsG ? `${p.maxBitopsG}G` : '', p.maxSizeMb ? `${p.maxSizeMb}MB` : '', p.maxLatency ? `L${p.maxLatency}` : '', p.maxCost ? `C${p.maxCost}` : '']
+  return [`W${p.weightBits}A${p.actBits}`, p.cr > 0 ? `CR${p.cr}` : '', p.maxBitopsG ? `${p.maxBitopsG}G` : '', p.maxSizeMb ? `${p.maxSizeMb}MB` : '', p.maxLatency ? `L${p.maxLatency}` : '', p.maxCost ? `C${p.maxCost}` : '']
     .filter(Boolean).join(' ');
 }

@@ -15,10 +15,10 @@ export interface SearchOptions {
   bits: number[];
   /** weight of the weight indicators in the objective (LIMPQ: 2) */
   alpha: number;
-  /** BitOps target Σ MACs·wb·ab over searchable layers (LIMPQ's constraint) */
+  /** BitOps target Σ MACs·w·a over searchable layers at uniform weightBits / actBits (LIMPQ's constraint, its --wb / --ab) */
   bops: boolean;
-  wb: number;
-  ab: number;
+  weightBits: number;
+  actBits: number;
   /** compression-ratio constraint; 0 or undefined disables it */
   cr?: number;
   /** absolute BitOps budget for the whole model, in G */
@@ -97,7 +97,7 @@ export function formulate(table: LayerTable, source: ObjectiveSource, opts: Sear
   checkCounts(table);
   const rows = budgetRows(table, opts);
   if (rows.length === 0) {
-    throw new FieldError((n) => `no constraint given: enable BitOps (${n('wb')}/${n('ab')}, on by default), ${n('cr')}, ${n('maxBitopsG')}, ${n('maxSizeMb')}, ${n('equivalentBits')}, ${n('latency.max')} or ${n('cost.max')}`);
+    throw new FieldError((n) => `no constraint given: enable BitOps (${n('weightBits')}/${n('actBits')}, on by default), ${n('cr')}, ${n('maxBitopsG')}, ${n('maxSizeMb')}, ${n('equivalentBits')}, ${n('latency.max')} or ${n('cost.max')}`);
   }
   const range = opts.weightBitsRange;
   const wBits = range ? opts.bits.filter((b) => b >= range.min && b <= range.max) : opts.bits;
@@ -189,8 +189,8 @@ export function budgetRows(table: LayerTable, opts: SearchOptions): BudgetRow[] 
   const toMb = (v: number) => v / BITS_PER_MB;
   if (opts.bops) {
     // LIMPQ's BitOps row covers the searchable layers only: the target is theirs at wb x ab.
-    const target = costs(table.layers, { weightBits: opts.wb, actBits: opts.ab }).bitops;
-    add('bitops', target, 0, `W${opts.wb}A${opts.ab} BitOps target`, toG, 'G', (n) => `${n('wb')} ${opts.wb} ${n('ab')} ${opts.ab}`);
+    const target = costs(table.layers, { weightBits: opts.weightBits, actBits: opts.actBits }).bitops;
+    add('bitops', target, 0, `W${opts.weightBits}A${opts.actBits} BitOps target`, toG, 'G', (n) => `${n('weightBits')} ${opts.weightBits} ${n('actBits')} ${opts.actBits}`);
   }
   if (opts.maxBitopsG !== undefined) {
     add('bitops', opts.maxBitopsG * GIGA, costs(table.fixed).bitops, `max BitOps ${opts.maxBitopsG} G`, toG, 'G', (n) => `${n('maxBitopsG')} ${opts.maxBitopsG}`);

@@ -9,8 +9,8 @@ import type { ObjectiveSource, SearchOptions } from './problem.js';
 
 /** One point of the budget grid: the budget flags as single numbers. */
 export interface BudgetPoint {
-  wb: number;
-  ab: number;
+  weightBits: number;
+  actBits: number;
   cr: number;
   maxBitopsG?: number;
   maxSizeMb?: number;
@@ -38,8 +38,8 @@ export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
     bits: c.bits,
     alpha: c.alpha,
     bops: c.bops,
-    wb: p.wb,
-    ab: p.ab,
+    weightBits: p.weightBits,
+    actBits: p.actBits,
     cr: p.cr,
     ...(p.maxBitopsG !== undefined ? { maxBitopsG: p.maxBitopsG } : {}),
     ...(p.maxSizeMb !== undefined ? { maxSizeMb: p.maxSizeMb } : {}),
@@ -53,12 +53,12 @@ export function searchOptions(c: CommonFlags, p: BudgetPoint): SearchOptions {
 
 /** The uniform bits whose BitOps are a point's target (runSearch's `targetBits`); null with BitOps off. */
 export function bitopsTargetBits(c: CommonFlags, p: BudgetPoint): { weightBits: number; actBits: number } | null {
-  return c.bops ? { weightBits: p.wb, actBits: p.ab } : null;
+  return c.bops ? { weightBits: p.weightBits, actBits: p.actBits } : null;
 }
 
 /** A short, file-name-safe label of a budget point, e.g. `w3a4-cr12.2`. */
 export function budgetLabel(c: CommonFlags, p: BudgetPoint): string {
-  const parts = [c.bops ? `w${p.wb}a${p.ab}` : 'nobops'];
+  const parts = [c.bops ? `w${p.weightBits}a${p.actBits}` : 'nobops'];
   if (p.cr > 0) parts.push(`cr${p.cr}`);
   if (p.maxBitopsG !== undefined) parts.push(`bops${p.maxBitopsG}g`);
   if (p.maxSizeMb !== undefined) parts.push(`size${p.maxSizeMb}mb`);
