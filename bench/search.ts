@@ -53,24 +53,21 @@ export async function benchSearch(runs = 30, mipRuns = 20): Promise<void> {
   }
   console.log(`search: exact is ${(medians.highs / medians.exact).toFixed(1)}x faster than HiGHS, ${(medians.glpk / medians.exact).toFixed(1)}x faster than glpk.js (target: exact ≤ 2 ms)`);
 
-  const procTimes: number[] = [], firstSolves: number[] = [];
-  for (let r = 0; r < 10; r++) {
+  /** Ten fresh `mpq search --json` processes (node started with `nodeFlags`): each one's wall time and solve_ms. */
+  const freshSearches = (nodeFlags: string[]) => Array.from({ length: 10 }, () => {
     const t0 = performance.now();
-    const p = spawnSync(process.execPath, [MAIN, 'search', '--model', model, '--indicators', pkl, '--bits', '6', '5', '4', '3', '2', '--wb', '3', '--ab', '4', '--cr', '12.2', '--json'], { encoding: 'utf8' });
-    procTimes.push(performance.now() - t0);
+    const p = spawnSync(process.execPath, [...nodeFlags, MAIN, 'search', '--model', model, '--indicators', pkl, '--bits', '6', '5', '4', '3', '2', '--wb', '3', '--ab', '4', '--cr', '12.2', '--json'], { encoding: 'utf8' });
+    const ms = performance.now() - t0;
     if (p.status !== 0) throw new Error(`mpq search failed: ${p.stderr}`);
-    firstSolves.push(JSON.parse(p.stdout).solve_ms);
-  }
+    return { ms, solveMs: JSON.parse(p.stdout).solve_ms as number };
+  });
+  const fresh = freshSearches([]);
+  const procTimes = fresh.map((r) => r.ms), firstSolves = fresh.map((r) => r.solveMs);
   console.log(`search: whole \`mpq search\` process median ${median(procTimes).toFixed(0)} ms over 10 runs (target ≤ 150 ms)`);
   console.log(`search: first solve in a fresh process (solve_ms) median ${median(firstSolves).toFixed(2)} ms, worst ${Math.max(...firstSolves).toFixed(2)} ms over 10 processes (target ≤ 5 ms)`);
   // the reference: the same processes with the module compiled as V8 would by itself (a wasm flag of
   // the user's own, here V8's default, turns the optimising compile ahead off)
-  const plainSolves: number[] = [];
-  for (let r = 0; r < 10; r++) {
-    const p = spawnSync(process.execPath, ['--wasm-lazy-compilation', MAIN, 'search', '--model', model, '--indicators', pkl, '--bits', '6', '5', '4', '3', '2', '--wb', '3', '--ab', '4', '--cr', '12.2', '--json'], { encoding: 'utf8' });
-    if (p.status !== 0) throw new Error(`mpq search failed: ${p.stderr}`);
-    plainSolves.push(JSON.parse(p.stdout).solve_ms);
-  }
+  const plainSolves = freshSearches(['--wasm-lazy-compilation']).map((r) => r.solveMs);
   console.log(`search: first solve without the compile ahead (V8's own tiering) median ${median(plainSolves).toFixed(2)} ms, worst ${Math.max(...plainSolves).toFixed(2)} ms: ${(median(plainSolves) / median(firstSolves)).toFixed(1)}x the compiled-ahead median`);
 
   const values = (from: number, step: number) => Array.from({ length: 10 }, (_, i) => String(+(from + i * step).toFixed(2)));

@@ -139,6 +139,9 @@ type ProgressImport = (round: number, depth: number, depths: number, states: num
 /** where the module's progress calls go during a solve that asked for them */
 let reportProgress: ProgressImport | null = null;
 
+/** the solver's WebAssembly, built from assembly/exact-search.ts */
+const MODULE_FILE = new URL('./exact-search.wasm', import.meta.url);
+
 let core: ExactSearchCore | null = null;
 /** the module compiled ahead (compileExactSolverAhead), once it is */
 let compiled: WebAssembly.Module | null = null;
@@ -158,7 +161,7 @@ const WASM_FLAG = /liftoff|wasm/;
  */
 export function compileExactSolverAhead(): void {
   if (core || compiling) return;
-  const bytes = readFileSync(new URL('./exact-search.wasm', import.meta.url));
+  const bytes = readFileSync(MODULE_FILE);
   const eager = ![...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => WASM_FLAG.test(a));
   if (eager) setV8Flags(['--no-liftoff', '--no-wasm-lazy-compilation']);
   compiling = WebAssembly.compile(bytes).finally(() => eager && setV8Flags(['--liftoff', '--wasm-lazy-compilation']));
@@ -174,7 +177,7 @@ let lastCopied: { flat: FlatChoices; at: number[] } | null = null;
 /** The compiled module, instantiated once per thread (a few milliseconds, then reused). */
 function exactSearchCore(): ExactSearchCore {
   if (!core) {
-    const module = compiled ?? new WebAssembly.Module(readFileSync(new URL('./exact-search.wasm', import.meta.url)));
+    const module = compiled ?? new WebAssembly.Module(readFileSync(MODULE_FILE));
     const instance = new WebAssembly.Instance(module, {
       env: {
         now: () => performance.now(),
